@@ -1,0 +1,50 @@
+# Duet: every target sets up what it needs (a project virtualenv in .venv).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
+
+.PHONY: help run demo test test-fast protos check-protos clean
+
+help:
+	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges), place demo calls, serve until Ctrl-C"
+	@echo "make demo         the same demo calls, then exit; last line is a JSON summary"
+	@echo "make test         unit, property and integration tests (starts its own PostgreSQL)"
+	@echo "make test-fast    the tests not marked slow"
+	@echo "make protos       regenerate the gRPC/protobuf Python code from protos/"
+	@echo "make clean        remove the virtualenv and local state (.duet/)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+protos: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos --pyi_out=protos $(PROTO_SRC)
+
+# Fails when the committed generated code differs from what protos/ generates.
+check-protos: $(STAMP)
+	@tmp=$$(mktemp -d) && \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$$tmp --grpc_python_out=$$tmp --pyi_out=$$tmp $(PROTO_SRC) && \
+	for f in $$(cd $$tmp && find . -name '*.py' -o -name '*.pyi'); do \
+	  cmp -s $$tmp/$$f protos/$$f || { echo "generated code is stale: protos/$$f (run 'make protos' and commit)"; rm -rf $$tmp; exit 1; }; \
+	done; rm -rf $$tmp; echo "generated protobuf code is up to date"
+
+run: $(STAMP)
+	$(BIN)/duet up
+
+demo: $(STAMP)
+	$(BIN)/duet demo
+
+test: $(STAMP) check-protos
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP) check-protos
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) .duet
