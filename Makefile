@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
 
-.PHONY: help run demo test test-fast protos check-protos clean
+.PHONY: help venv postgres-binaries run demo test test-fast protos check-protos clean
 
 help:
 	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges), place demo calls, serve until Ctrl-C"
@@ -23,6 +23,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# PostgreSQL server binaries (initdb, pg_ctl, postgres): the services start a
+# private cluster from them. Installed with apt-get when missing and possible.
+postgres-binaries:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "PostgreSQL server binaries not found: installing them with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "PostgreSQL server binaries (initdb, pg_ctl) not found: install them (Debian/Ubuntu: sudo apt-get install postgresql) or set DUET_DATABASE_URL"; exit 1; fi
+
 protos: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos --pyi_out=protos $(PROTO_SRC)
 
@@ -34,16 +43,16 @@ check-protos: $(STAMP)
 	  cmp -s $$tmp/$$f protos/$$f || { echo "generated code is stale: protos/$$f (run 'make protos' and commit)"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated protobuf code is up to date"
 
-run: $(STAMP)
+run: $(STAMP) postgres-binaries
 	$(BIN)/duet up
 
-demo: $(STAMP)
+demo: $(STAMP) postgres-binaries
 	$(BIN)/duet demo
 
-test: $(STAMP) check-protos
+test: $(STAMP) postgres-binaries check-protos
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP) check-protos
+test-fast: $(STAMP) postgres-binaries check-protos
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:

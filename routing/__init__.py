@@ -1,0 +1,59 @@
+"""Duet routing library: topology model, geolocation, ingress choice, backbone paths, next-hop tables.
+
+Transport-free: plain dataclasses in, plain dataclasses out; the gRPC routing
+service in ``services/`` is a thin layer over these modules:
+
+- ``routing.topology``  regions, edges, links; validation; shipped default/world topologies
+- ``routing.reference`` the shipped region sites and measured RTT matrix (CC BY 4.0, see data/ATTRIBUTION.md)
+- ``routing.distance``  great-circle distance and the distance RTT prior
+- ``routing.geo``       client address -> location (geoip2 over an mmdb file)
+- ``routing.ingress``   which edge a client attaches to
+- ``routing.paths``     least-cost backbone paths and alternates (networkx)
+- ``routing.next_hop``  per-edge next-hop tables
+- ``routing.demo_geo``  a SYNTHETIC GeoIP database for demos and tests
+"""
+
+from routing.geo import GeoLocator, LocateResult, Location, parse_ip
+from routing.ingress import IngressChoice, NoEdgeAvailable, pick_ingress
+from routing.next_hop import NextHopEntry, next_hop_table, next_hop_tables
+from routing.paths import NoRoute, Path, alternate_paths, build_graph, shortest_path
+from routing.topology import (
+    EdgeNode,
+    EdgeState,
+    Link,
+    Region,
+    Topology,
+    TopologyError,
+    UnknownEdge,
+    default_topology,
+    reference_rtt_ms,
+    world_topology,
+)
+
+__all__ = [
+    "EdgeNode",
+    "EdgeState",
+    "GeoLocator",
+    "IngressChoice",
+    "Link",
+    "LocateResult",
+    "Location",
+    "NextHopEntry",
+    "NoEdgeAvailable",
+    "NoRoute",
+    "Path",
+    "Region",
+    "Topology",
+    "TopologyError",
+    "UnknownEdge",
+    "alternate_paths",
+    "build_graph",
+    "default_topology",
+    "next_hop_table",
+    "next_hop_tables",
+    "parse_ip",
+    "pick_ingress",
+    "reference_rtt_ms",
+    "shortest_path",
+    "world_topology",
+]

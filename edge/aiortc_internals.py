@@ -1,0 +1,58 @@
+"""The private aiortc 1.16 APIs the edge depends on, in one place.
+
+aiortc decodes every RTP packet it receives. To forward media untouched, the
+edge replaces two methods on each leg's ``RTCDtlsTransport`` instance:
+``_handle_rtp_data(data, arrival_time_ms)`` receives RTP right after SRTP
+decryption, and ``_handle_rtcp_data(data)`` receives RTCP the same way. It
+sends with ``RTCDtlsTransport._send_rtp(bytes)``, which SRTP-protects RTP or
+RTCP and sends it on the leg. aiortc is pinned exactly in pyproject.toml and
+tests/test_edge_aiortc_internals.py checks these hooks still exist, so an
+upgrade that moves them fails loudly instead of silently decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiortc import RTCRtpSender
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+
+_INTERCEPTED = "_duet_intercepted"
+
+
+def intercept_media(
+    dtls: RTCDtlsTransport,
+    on_rtp: Callable[[bytes, int], Awaitable[None]],
+    on_rtcp: Callable[[bytes], Awaitable[None]],
+) -> None:
+    """Route this transport's decrypted RTP to ``on_rtp`` and let ``on_rtcp`` see RTCP first.
+
+    RTCP still reaches aiortc afterwards (it keeps its reports); RTP never does.
+    Idempotent, because with BUNDLE every transceiver shares one transport.
+    """
+    if getattr(dtls, _INTERCEPTED, False):
+        return
+    original_rtcp = dtls._handle_rtcp_data
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int = 0) -> None:
+        await on_rtp(data, arrival_time_ms)
+
+    async def handle_rtcp_data(data: bytes) -> None:
+        await on_rtcp(data)
+        await original_rtcp(data)
+
+    dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
+    dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]
+    setattr(dtls, _INTERCEPTED, True)
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
+    """Codecs agreed for this transceiver, preferred first (set by setRemoteDescription)."""
+    return list(transceiver._codecs)
+
+
+def sender_ssrc(sender: RTCRtpSender) -> int:
+    """The SSRC this sender announces in SDP; forwarded RTP must carry it."""
+    return int(sender._ssrc)

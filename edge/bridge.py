@@ -1,0 +1,76 @@
+"""Bridges: which local leg carries which side of which call.
+
+A call is one bridge id with two sides (0 and 1). Each edge holds the sides
+whose legs it terminates; the other side is on ``peer_edge`` (possibly this
+same edge). A leg belongs to at most one bridge at a time; re-bridging it
+("next") replaces the old side.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from edge.leg import Leg
+
+
+@dataclass
+class BridgeSide:
+    bridge_id: int
+    side: int
+    leg: Leg
+    peer_edge_id: str
+    peer_edge_number: int
+    bridged_ms: float
+    first_packet_at_edge_ms: float = 0.0  # partner's first RTP sent into this leg
+    packets_out: int = 0  # partner RTP sent into this leg
+    packets_in: int = 0  # this leg's RTP sent toward the partner
+    keyframe_requests_relayed: int = 0
+
+    @property
+    def peer_side(self) -> int:
+        return 1 - self.side
+
+    def note_packet_out(self) -> None:
+        if self.packets_out == 0:
+            self.first_packet_at_edge_ms = time.time() * 1000
+        self.packets_out += 1
+
+
+class BridgeTable:
+    def __init__(self) -> None:
+        self._sides: dict[tuple[int, int], BridgeSide] = {}
+        self._by_leg: dict[str, BridgeSide] = {}
+
+    def add(self, side: BridgeSide) -> BridgeSide | None:
+        """Install a side; returns the side its leg was bridged on before, if any."""
+        previous = self._by_leg.pop(side.leg.leg_id, None)
+        if previous is not None:
+            self._sides.pop((previous.bridge_id, previous.side), None)
+        replaced = self._sides.pop((side.bridge_id, side.side), None)
+        if replaced is not None and replaced.leg.leg_id != side.leg.leg_id:
+            self._by_leg.pop(replaced.leg.leg_id, None)
+        self._sides[(side.bridge_id, side.side)] = side
+        self._by_leg[side.leg.leg_id] = side
+        return previous
+
+    def remove(self, bridge_id: int, side: int) -> BridgeSide | None:
+        found = self._sides.pop((bridge_id, side), None)
+        if found is not None:
+            self._by_leg.pop(found.leg.leg_id, None)
+        return found
+
+    def remove_leg(self, leg_id: str) -> BridgeSide | None:
+        found = self._by_leg.pop(leg_id, None)
+        if found is not None:
+            self._sides.pop((found.bridge_id, found.side), None)
+        return found
+
+    def get(self, bridge_id: int, side: int) -> BridgeSide | None:
+        return self._sides.get((bridge_id, side))
+
+    def of_leg(self, leg_id: str) -> BridgeSide | None:
+        return self._by_leg.get(leg_id)
+
+    def all(self) -> list[BridgeSide]:
+        return list(self._sides.values())

@@ -1,0 +1,276 @@
+"""One client's WebRTC leg, terminated at the edge with aiortc but never decoded.
+
+aiortc decodes everything it receives and encodes everything it sends. An
+edge must do neither, so each leg takes its media off aiortc's path at the
+DTLS transport (see ``edge.aiortc_internals``): decrypted RTP goes straight to
+the forwarding callback, and outgoing RTP is SRTP-protected and sent as is.
+The leg's own senders carry a track that never yields, so their encoders never
+run; they exist so the SDP answer announces an SSRC and payload type per kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription
+
+from edge import aiortc_internals
+from edge.backbone_wire import StreamKind
+from edge.rtp_rewrite import StreamRewriter, build_pli, parse_keyframe_requests
+
+logger = logging.getLogger("duet.edge.leg")
+
+# The codecs every leg is pinned to, so two legs of a bridge always agree and
+# forwarding needs no transcoding. (Payload type numbers may still differ per
+# leg; the rewriter maps them.)
+LEG_CODECS = {"video": "video/VP8", "audio": "audio/opus"}
+
+# A receiver that cannot decode asks again and again; one keyframe per interval
+# is all a sender is asked for (DESIGN.md: avoid keyframe storms).
+KEYFRAME_REQUEST_INTERVAL_S = 0.3
+
+# Bounded so a stalled leg sheds packets instead of growing without limit.
+OUTBOX_PACKETS = 512
+
+RtpHandler = Callable[["Leg", StreamKind, bytearray], None]
+KeyframeHandler = Callable[["Leg", StreamKind], None]
+ClosedHandler = Callable[["Leg"], Awaitable[None]]
+
+
+class OfferError(ValueError):
+    """The client's SDP offer cannot be used for a leg."""
+
+
+class _SilentTrack(MediaStreamTrack):
+    """A track that never produces a frame, so the sender's encoder never runs."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self):  # type: ignore[override]
+        await asyncio.Event().wait()
+
+
+@dataclass
+class _Stream:
+    """One media kind on this leg: what we send and what the client sends."""
+
+    kind: StreamKind
+    rewriter: StreamRewriter
+    sender_ssrc: int
+    client_ssrc: int | None
+    payload_types: frozenset[int]
+    last_keyframe_request: float = 0.0
+    packets_from_client: int = 0
+    packets_to_client: int = 0
+
+
+@dataclass
+class LegCounters:
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+class Leg:
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        on_rtp: RtpHandler,
+        on_keyframe_request: KeyframeHandler,
+        on_closed: ClosedHandler,
+        connect_timeout_s: float = 30.0,
+    ) -> None:
+        self.leg_id = uuid.uuid4().hex[:16]
+        self.session_id = session_id
+        self.connected_at: float | None = None
+        self.counters = LegCounters()
+        self._on_rtp = on_rtp
+        self._on_keyframe_request = on_keyframe_request
+        self._on_closed = on_closed
+        self._connect_timeout_s = connect_timeout_s
+        self._pc = RTCPeerConnection()
+        self._streams: dict[StreamKind, _Stream] = {}
+        self._kind_by_pt: dict[int, StreamKind] = {}
+        self._kind_by_sender_ssrc: dict[int, StreamKind] = {}
+        self._send: dict[StreamKind, Callable[[bytes], Awaitable[None]]] = {}
+        self._closed = False
+        self._timeout_task: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[tuple[StreamKind, bytes]] = asyncio.Queue(maxsize=OUTBOX_PACKETS)
+        self._drain_task: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.connected_at is not None and not self._closed
+
+    async def accept(self, offer_sdp: str) -> str:
+        """Apply the client's offer and return the SDP answer."""
+        kinds = _validate_offer(offer_sdp)
+        transceivers = {}
+        for kind in kinds:
+            t = self._pc.addTransceiver(_SilentTrack(kind), direction="sendrecv")
+            caps = RTCRtpSender.getCapabilities(kind)
+            t.setCodecPreferences([c for c in caps.codecs if c.mimeType == LEG_CODECS[kind]])
+            transceivers[kind] = t
+
+        @self._pc.on("connectionstatechange")
+        async def _on_state() -> None:
+            state = self._pc.connectionState
+            if state == "connected" and self.connected_at is None:
+                self.connected_at = time.time() * 1000
+                logger.info("leg %s connected (session %s)", self.leg_id, self.session_id)
+            elif state in ("failed", "closed"):
+                await self.close(reason=state)
+
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            answer = await self._pc.createAnswer()
+            await self._pc.setLocalDescription(answer)
+        except Exception as exc:  # aiortc raises ValueError, OperationError, InvalidStateError...
+            await self._pc.close()
+            raise OfferError(f"the SDP offer was rejected: {exc}") from exc
+
+        remote = SessionDescription.parse(offer_sdp)
+        for kind, t in transceivers.items():
+            codecs = aiortc_internals.negotiated_codecs(t)
+            if not codecs:
+                await self._pc.close()
+                raise OfferError(f"the offer's {kind} section has no {LEG_CODECS[kind]} codec")
+            codec = codecs[0]
+            media = next((m for m in remote.media if m.kind == kind), None)
+            client_ssrc = media.ssrc[0].ssrc if media is not None and media.ssrc else None
+            skind = StreamKind.VIDEO if kind == "video" else StreamKind.AUDIO
+            sender_ssrc = aiortc_internals.sender_ssrc(t.sender)
+            self._streams[skind] = _Stream(
+                kind=skind,
+                rewriter=StreamRewriter(ssrc=sender_ssrc, payload_type=codec.payloadType, clock_rate=codec.clockRate),
+                sender_ssrc=sender_ssrc,
+                client_ssrc=client_ssrc,
+                payload_types=frozenset({codec.payloadType}),
+            )
+            self._kind_by_pt[codec.payloadType] = skind
+            self._kind_by_sender_ssrc[sender_ssrc] = skind
+            dtls = t.sender.transport
+            self._send[skind] = dtls._send_rtp
+            aiortc_internals.intercept_media(dtls, self._handle_rtp_data, self._handle_rtcp_data)
+
+        self._timeout_task = asyncio.create_task(self._expire_if_not_connected())
+        self._drain_task = asyncio.create_task(self._drain_outbox())
+        return self._pc.localDescription.sdp
+
+    async def _expire_if_not_connected(self) -> None:
+        await asyncio.sleep(self._connect_timeout_s)
+        if self.connected_at is None:
+            logger.warning("leg %s did not connect within %.0f s; closing", self.leg_id, self._connect_timeout_s)
+            await self.close(reason="connect timeout")
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int = 0) -> None:
+        if len(data) < 12:
+            self.counters.drop("short rtp")
+            return
+        kind = self._kind_by_pt.get(data[1] & 0x7F)
+        if kind is None:
+            self.counters.drop("unknown payload type")
+            return
+        stream = self._streams[kind]
+        stream.packets_from_client += 1
+        if stream.client_ssrc is None:
+            stream.client_ssrc = int.from_bytes(data[8:12], "big")
+        self._on_rtp(self, kind, bytearray(data))
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        for media_ssrc in parse_keyframe_requests(data):
+            kind = self._kind_by_sender_ssrc.get(media_ssrc)
+            if kind is not None:
+                self._on_keyframe_request(self, kind)
+
+    def send_rtp(self, kind: StreamKind, packet: bytearray) -> bool:
+        """Rewrite a partner's RTP packet for this leg (in place) and queue it for sending."""
+        stream = self._streams.get(kind)
+        if stream is None or not self.connected:
+            self.counters.drop("leg not ready")
+            return False
+        if not stream.rewriter.rewrite(packet):
+            self.counters.drop("malformed rtp")
+            return False
+        if not self._enqueue(kind, bytes(packet)):
+            return False
+        stream.packets_to_client += 1
+        return True
+
+    def _enqueue(self, kind: StreamKind, data: bytes) -> bool:
+        if self._outbox.full():
+            self.counters.drop("leg send queue full")
+            return False
+        self._outbox.put_nowait((kind, data))
+        return True
+
+    async def _drain_outbox(self) -> None:
+        # One sender task per leg keeps packets in order; callers never await the socket.
+        while True:
+            kind, data = await self._outbox.get()
+            try:
+                await self._send[kind](data)
+            except ConnectionError:
+                self.counters.drop("leg transport closed")
+
+    def switch_source(self) -> None:
+        """The partner changed: keep this leg's sequence numbers and timestamps continuous."""
+        for stream in self._streams.values():
+            stream.rewriter.switch_source()
+
+    def request_keyframe(self, kind: StreamKind = StreamKind.VIDEO, *, force: bool = False) -> bool:
+        """Ask this leg's client for a keyframe (RTCP PLI), rate-limited unless forced."""
+        stream = self._streams.get(kind)
+        if stream is None or stream.client_ssrc is None or not self.connected:
+            return False
+        now = time.monotonic()
+        if not force and now - stream.last_keyframe_request < KEYFRAME_REQUEST_INTERVAL_S:
+            self.counters.drop("keyframe request rate-limited")
+            return False
+        stream.last_keyframe_request = now
+        return self._enqueue(kind, build_pli(stream.sender_ssrc, stream.client_ssrc))
+
+    def packets_from_client(self, kind: StreamKind) -> int:
+        stream = self._streams.get(kind)
+        return stream.packets_from_client if stream else 0
+
+    async def close(self, reason: str = "closed") -> None:
+        if self._closed:
+            return
+        self._closed = True
+        current = asyncio.current_task()
+        for task in (self._timeout_task, self._drain_task):
+            if task is not None and task is not current:
+                task.cancel()
+        logger.info("leg %s closed: %s", self.leg_id, reason)
+        await self._pc.close()
+        await self._on_closed(self)
+
+
+def _validate_offer(offer_sdp: str) -> list[str]:
+    """Kinds offered, in order; raises OfferError with a message a person can act on."""
+    if not offer_sdp.strip():
+        raise OfferError("offer_sdp is empty: send the SDP offer of your RTCPeerConnection")
+    if not offer_sdp.lstrip().startswith("v=0"):
+        raise OfferError("offer_sdp is not SDP (it must start with 'v=0')")
+    try:
+        parsed = SessionDescription.parse(offer_sdp)
+    except Exception as exc:
+        raise OfferError(f"offer_sdp could not be parsed: {exc}") from exc
+    kinds = [m.kind for m in parsed.media if m.kind in ("audio", "video")]
+    if "video" not in kinds:
+        raise OfferError("the offer has no video section: a leg needs at least one video m-line")
+    if len(kinds) != len(set(kinds)):
+        raise OfferError("the offer has more than one section of the same kind; send one audio and one video")
+    return kinds

@@ -1,0 +1,65 @@
+"""The ``duet`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """\
+Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge relays.
+
+  duet up          start a local cluster, place demo calls, serve until Ctrl-C (what `make run` runs)
+  duet demo        start a local cluster, place demo calls, print a JSON summary, exit
+  duet call        place one call from a simulated client against a running cluster
+  duet routing | matchmaker | edge   run one service (the local cluster starts these for you)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from services import cluster, edge_server, routing_server
+    from services.client import call_command
+    from services.matchmaker import server as matchmaker_server
+
+    parser = argparse.ArgumentParser(prog="duet", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = sub.add_parser("up", help="local cluster + demo calls, then serve until Ctrl-C", description=cluster.UP_HELP)
+    cluster.add_arguments(up, serve=True)
+    up.set_defaults(func=lambda a: cluster.run(a, serve=True))
+
+    demo = sub.add_parser("demo", help="local cluster + demo calls, JSON summary, exit", description=cluster.DEMO_HELP)
+    cluster.add_arguments(demo, serve=False)
+    demo.set_defaults(func=lambda a: cluster.run(a, serve=False))
+
+    call = sub.add_parser("call", help="one simulated client places a call against a running cluster", description=call_command.HELP)
+    call_command.add_arguments(call)
+    call.set_defaults(func=call_command.run)
+
+    routing = sub.add_parser("routing", help="run the routing service", description="Serve ingress and route selection over the edge topology.")
+    routing_server.add_arguments(routing)
+    routing.set_defaults(func=routing_server.run)
+
+    mm = sub.add_parser("matchmaker", help="run the matchmaker", description="Serve the client Session stream: pairing, SDP relay, bridging, call records.")
+    matchmaker_server.add_arguments(mm)
+    mm.set_defaults(func=matchmaker_server.run)
+
+    edge = sub.add_parser("edge", help="run one edge node", description="Terminate WebRTC legs and forward RTP between edges (needs DUET_CLUSTER_KEY).")
+    edge_server.add_arguments(edge)
+    edge.set_defaults(func=edge_server.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
