@@ -26,6 +26,9 @@ class BridgeSide:
     packets_out: int = 0  # partner RTP sent into this leg
     packets_in: int = 0  # this leg's RTP sent toward the partner
     keyframe_requests_relayed: int = 0
+    # Partner video is held back until a keyframe starts (see edge/keyframe.py).
+    awaiting_keyframe: bool = True
+    last_keyframe_ask: float = 0.0
 
     @property
     def peer_side(self) -> int:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from edge.backbone import Address, Backbone, RouteEntry
 from edge.backbone_wire import BackboneHeader, PacketType, StreamKind
 from edge.bridge import BridgeSide, BridgeTable
-from edge.leg import Leg
+from edge.keyframe import is_vp8_keyframe_start
+from edge.leg import KEYFRAME_REQUEST_INTERVAL_S, Leg
 
 logger = logging.getLogger("duet.edge")
 
@@ -180,6 +181,19 @@ class EdgeNode:
         if target is None:
             self._drop("unknown bridge")
             return
+        self._deliver(target, kind, packet)
+
+    def _deliver(self, target: BridgeSide, kind: StreamKind, packet: bytearray) -> None:
+        """Partner media into ``target``'s leg, video held back until a keyframe starts."""
+        if kind == StreamKind.VIDEO and target.awaiting_keyframe:
+            if not is_vp8_keyframe_start(packet):
+                self._drop("video before keyframe")
+                now = time.monotonic()
+                if now - target.last_keyframe_ask >= KEYFRAME_REQUEST_INTERVAL_S:
+                    target.last_keyframe_ask = now
+                    self._relay_keyframe_request(target.leg, kind)
+                return
+            target.awaiting_keyframe = False
         if target.leg.send_rtp(kind, packet):
             target.note_packet_out()
 
@@ -214,8 +228,7 @@ class EdgeNode:
             self._drop("bridge/peer mismatch")
             return
         if header.ptype == PacketType.MEDIA:
-            if target.leg.send_rtp(header.kind, bytearray(payload)):
-                target.note_packet_out()
+            self._deliver(target, header.kind, bytearray(payload))
         elif header.ptype == PacketType.KEYFRAME_REQUEST:
             target.leg.request_keyframe(header.kind)
         else:

@@ -51,7 +51,8 @@ class RegionSite:
 
 
 def _load_json(name: str) -> Any:
-    return json.loads(resources.files("routing.data").joinpath(name).read_text(encoding="utf-8"))
+    # Via the routing package (not "routing.data"): data/ has no __init__.py.
+    return json.loads(resources.files("routing").joinpath("data", name).read_text(encoding="utf-8"))
 
 
 @functools.cache

@@ -83,7 +83,7 @@ def format_call(call: DemoCall) -> str:
         f"call {call.number} ({call.how})  {rec.a.user_id}@{rec.a.edge_id} <-> {rec.b.user_id}@{rec.b.edge_id}"
         f"  route {' > '.join(rec.route)} ({rec.route_rtt_ms:.0f} ms RTT in the topology)"
     )
-    header = f"  {'user':<6}{'waited':>9}" + "".join(f"{label:>14}" for _, label in STAGE_COLUMNS) + f"{'connect_ms':>12}"
+    header = f"  {'user':<12}{'waited':>9}" + "".join(f"{label:>14}" for _, label in STAGE_COLUMNS) + f"{'connect_ms':>12}"
     lines.append(header)
     lines.append("  " + "-" * (len(header) - 2))
     for side in (rec.a, rec.b):
@@ -94,7 +94,7 @@ def format_call(call: DemoCall) -> str:
             value = getattr(st, name)
             cells.append(f"{'+%.1f' % (value - st.matched) if value and st.matched else '-':>14}")
         connect = f"{side.connect_ms:.1f}" if side.connect_ms else "-"
-        lines.append(f"  {side.user_id:<6}{waited:>8.1f} " + "".join(cells) + f"{connect:>12}")
+        lines.append(f"  {side.user_id:<12}{waited:>8.1f} " + "".join(cells) + f"{connect:>12}")
     lines.append("  (times in ms after the match; waited = queued -> matched)")
     return "\n".join(lines)
 

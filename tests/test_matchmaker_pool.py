@@ -25,13 +25,11 @@ def test_first_ticket_waits_second_is_paired_at_once() -> None:
 def test_oldest_compatible_waiting_ticket_wins() -> None:
     pool = WaitingPool()
     pool.offer(ticket(1, "ana", avoid=frozenset({"dara"})))
-    # ben would pair with ana; use a pool where ana avoids dara and ben waits too
-    pool2 = WaitingPool()
-    pool2.offer(ticket(1, "ana", avoid=frozenset({"dara"})))
-    assert pool2.offer(ticket(2, "ben", avoid=frozenset({"ana"}))) is None
-    pair = pool2.offer(ticket(3, "dara"))
-    assert pair is not None and pair[0].user_id == "ben"  # ana (older) avoids dara
-    assert [t.user_id for t in pool2.waiting()] == ["ana"]
+    assert pool.offer(ticket(2, "ben", avoid=frozenset({"ana"}))) is None
+    assert pool.offer(ticket(3, "cleo", avoid=frozenset({"ana"}))) is None
+    pair = pool.offer(ticket(4, "dara"))
+    assert pair is not None and pair[0].user_id == "ben"  # ana is older but avoids dara; ben beats cleo
+    assert [t.user_id for t in pool.waiting()] == ["ana", "cleo"]
 
 
 def test_never_paired_with_yourself_and_new_ticket_replaces_old() -> None:
