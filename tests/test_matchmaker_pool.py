@@ -26,7 +26,7 @@ def test_oldest_compatible_waiting_ticket_wins() -> None:
     pool = WaitingPool()
     pool.offer(ticket(1, "ana", avoid=frozenset({"dara"})))
     assert pool.offer(ticket(2, "ben", avoid=frozenset({"ana"}))) is None
-    assert pool.offer(ticket(3, "cleo", avoid=frozenset({"ana"}))) is None
+    assert pool.offer(ticket(3, "cleo", avoid=frozenset({"ana", "ben"}))) is None
     pair = pool.offer(ticket(4, "dara"))
     assert pair is not None and pair[0].user_id == "ben"  # ana is older but avoids dara; ben beats cleo
     assert [t.user_id for t in pool.waiting()] == ["ana", "cleo"]
