@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,6 +174,20 @@ def test_second_object_on_a_running_cluster_shares_it_and_leaves_it_running(pg: 
     assert fetchval(dsn, "SELECT 1") == 1  # still up: the first owner stops it
     pg.stop()
     assert not (pg.data_dir / "postmaster.pid").exists()
+
+
+def test_a_server_left_by_a_dead_starter_is_adopted_and_stopped(pg: EmbeddedPostgres, scratch: Path) -> None:
+    pg.start()
+    # As if the process that started it had been killed: its PID no longer runs.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (scratch / ".pg.owner").write_text(f"{gone.pid}\n")
+    heir = EmbeddedPostgres(pg.data_dir)
+    dsn = heir.start()
+    assert fetchval(dsn, "SELECT 1") == 1
+    heir.stop()
+    assert not (pg.data_dir / "postmaster.pid").exists()
+    pg.stop()  # nothing left to stop: quiet
 
 
 def test_refuses_a_non_empty_directory_that_is_not_a_cluster(scratch: Path) -> None:

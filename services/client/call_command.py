@@ -7,6 +7,9 @@ import asyncio
 import json
 import secrets
 
+import grpc
+
+from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 from services.client.sdk import CallResult, DuetClient
 from services.rpc import configure_logging
 
@@ -29,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="display name shown to the partner (default: the user id)")
     parser.add_argument("--client-ip", default=None, help="address to present as x-forwarded-for (honoured only by a matchmaker that trusts it, as the local cluster does)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a partner (default: %(default)s)")
+    parser.add_argument("--hold", type=float, default=2.0, help="seconds to stay in the call after the first frame, so the partner sees you too (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--log-level", default="WARNING")
 
@@ -49,6 +53,20 @@ def format_result(result: CallResult) -> str:
     return "\n".join(lines)
 
 
+async def _add_edge_stages(matchmaker: str, user_id: str, result: CallResult) -> None:
+    """The edge's first_packet_at_edge reaches the call record, not the client: read it back."""
+    async with grpc.aio.insecure_channel(matchmaker) as channel:
+        try:
+            record = await matchmaker_pb2_grpc.MatchmakerStub(channel).GetCall(
+                matchmaker_pb2.GetCallRequest(call_id=result.call_id), timeout=5
+            )
+        except grpc.aio.AioRpcError:
+            return
+    side = record.a if record.a.user_id == user_id else record.b
+    if side.stages.first_packet_at_edge:
+        result.stages["first_packet_at_edge"] = side.stages.first_packet_at_edge
+
+
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     user_id = args.user_id or f"guest-{secrets.token_hex(3)}"
@@ -59,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             await client.connect()
             print(f"{user_id}: leg to the edge is up; waiting for a partner ...", flush=True)
             result = await asyncio.wait_for(client.find_partner(), args.timeout)
+            await asyncio.sleep(args.hold)
+            await _add_edge_stages(args.matchmaker, user_id, result)
         except asyncio.TimeoutError:
             print(f"no partner within {args.timeout:.0f} s")
             return 1

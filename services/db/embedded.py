@@ -189,8 +189,9 @@ class EmbeddedPostgres:
     reused with its data), starts the server on `port` (or a free one) and
     makes sure database `duet` exists; it returns the asyncpg DSN. `stop()`
     stops a server this object started; it is idempotent. If the server for
-    this data dir is already running (another process started it), `start()`
-    connects to it and `stop()` leaves it running.
+    this data dir is already running, `start()` connects to it; `stop()` then
+    leaves it running, unless the process that started it has died (a killed
+    run), in which case this object adopts it and stops it.
 
     Synchronous (it runs subprocesses): async code wraps it in asyncio.to_thread.
     """
@@ -237,23 +238,29 @@ class EmbeddedPostgres:
             if existing is None:
                 self._initdb()
             running = self._running_postmaster()
-            if running is not None:
-                pid, port = running
-                self.port = port
-                self._owned = False
-                logger.info(
-                    "PostgreSQL already running for %s (pid %d, 127.0.0.1:%d); using it and leaving it running",
-                    self.data_dir, pid, port,
-                )
-            else:
+            if running is None:
                 self._start_server()
                 self._owned = True
+            else:
+                pid, self.port = running
+                owner = self._read_owner()
+                # Adopt a server whose starter died without stopping it (killed
+                # run), so it does not outlive us too; share any other one.
+                self._owned = owner is not None and not _pid_alive(owner)
+                logger.info(
+                    "PostgreSQL already running for %s (pid %d, 127.0.0.1:%d); %s",
+                    self.data_dir, pid, self.port,
+                    f"adopting it (its starter, pid {owner}, is gone)" if self._owned else "using it and leaving it running",
+                )
+            if self._owned:
+                self._owner_path.write_text(f"{os.getpid()}\n")
             dsn = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
             try:
                 _run_coroutine(lambda: self._ensure_database())
             except BaseException:
                 if self._owned:
                     self._pg_ctl_stop()
+                    self._owner_path.unlink(missing_ok=True)
                     self._owned = False
                 raise
             self._dsn = dsn
@@ -268,6 +275,7 @@ class EmbeddedPostgres:
         self._owned = False
         with self._lock():
             self._pg_ctl_stop()
+            self._owner_path.unlink(missing_ok=True)
         self.port = self._requested_port
 
     def __enter__(self) -> EmbeddedPostgres:
@@ -290,6 +298,17 @@ class EmbeddedPostgres:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+    @property
+    def _owner_path(self) -> Path:
+        # Which process started the server (next to the data dir, not in it: initdb wants it empty).
+        return self.data_dir.parent / f".{self.data_dir.name}.owner"
+
+    def _read_owner(self) -> int | None:
+        try:
+            return int(self._owner_path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
 
     def _read_pg_version(self) -> int | None:
         try:
@@ -360,7 +379,11 @@ class EmbeddedPostgres:
         blocker = parent
         for p in [*reversed(parent.parents), parent]:
             st = p.stat()
-            if not (st.st_mode & stat.S_IXOTH or (st.st_gid in self._run_as.groups and st.st_mode & stat.S_IXGRP)):
+            if not (
+                st.st_mode & stat.S_IXOTH
+                or (st.st_uid == self._run_as.uid and st.st_mode & stat.S_IXUSR)
+                or (st.st_gid in self._run_as.groups and st.st_mode & stat.S_IXGRP)
+            ):
                 blocker = p
                 break
         raise RuntimeError(
