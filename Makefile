@@ -39,7 +39,7 @@ protos: $(STAMP)
 check-protos: $(STAMP)
 	@tmp=$$(mktemp -d) && \
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$$tmp --grpc_python_out=$$tmp --pyi_out=$$tmp $(PROTO_SRC) && \
-	for f in $$(cd $$tmp && find . -name '*.py' -o -name '*.pyi'); do \
+	for f in $$(cd $$tmp && find duet -name '*.py' -o -name '*.pyi'); do \
 	  cmp -s $$tmp/$$f protos/$$f || { echo "generated code is stale: protos/$$f (run 'make protos' and commit)"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated protobuf code is up to date"
 
