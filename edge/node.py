@@ -165,16 +165,19 @@ class EdgeNode:
         if bside.peer_edge_number == self.number:
             self._deliver_local(bside.bridge_id, bside.peer_side, kind, packet)
             return
+        self._send_to_peer(bside, PacketType.MEDIA, kind, packet)
+
+    def _send_to_peer(self, bside: BridgeSide, ptype: PacketType, kind: StreamKind, payload: bytes | bytearray) -> None:
+        """Over the backbone to the edge holding the other side of ``bside``'s bridge."""
         header = BackboneHeader(
-            ptype=PacketType.MEDIA,
+            ptype=ptype,
             dest_edge=bside.peer_edge_number,
             src_edge=self.number,
             bridge_id=bside.bridge_id,
             side=bside.peer_side,
             kind=kind,
-            ttl=0,
         )
-        self.backbone.send(header, packet)
+        self.backbone.send(header, payload)
 
     def _deliver_local(self, bridge_id: int, side: int, kind: StreamKind, packet: bytearray) -> None:
         target = self.bridges.get(bridge_id, side)
@@ -207,16 +210,7 @@ class EdgeNode:
             if target is not None:
                 target.leg.request_keyframe(kind)
             return
-        header = BackboneHeader(
-            ptype=PacketType.KEYFRAME_REQUEST,
-            dest_edge=bside.peer_edge_number,
-            src_edge=self.number,
-            bridge_id=bside.bridge_id,
-            side=bside.peer_side,
-            kind=kind,
-            ttl=0,
-        )
-        self.backbone.send(header, b"")
+        self._send_to_peer(bside, PacketType.KEYFRAME_REQUEST, kind, b"")
 
     def _deliver_from_backbone(self, header: BackboneHeader, payload: memoryview) -> None:
         target = self.bridges.get(header.bridge_id, header.side)

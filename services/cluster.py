@@ -223,9 +223,7 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
     configure_logging(args.log_level)
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
 
-    async def main() -> int:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
+    async def body(stop: asyncio.Event) -> int:
         print(f"starting the local cluster ({', '.join(regions)}) ...", flush=True)
         service_level = "INFO" if args.log_level.upper() == "WARNING" else args.log_level
         async with LocalCluster(state_dir=args.state_dir, database=args.database_url, regions=regions, log_level=service_level) as info:
@@ -241,5 +239,22 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
             return 0
         print(json.dumps(summary), flush=True)  # the last line: one JSON object
         return 0 if summary["connected"] == summary["calls"] else 1
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        work = asyncio.create_task(body(stop))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            # Ctrl-C: unwind clients, services and PostgreSQL, whatever stage we were in.
+            print("shutting down ...", flush=True)
+            work.cancel()
+        stopped.cancel()
+        try:
+            return await work
+        except asyncio.CancelledError:
+            print("stopped cleanly", flush=True)
+            return 130
 
     return asyncio.run(main())

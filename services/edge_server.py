@@ -118,11 +118,16 @@ async def _register(stub: routing_pb2_grpc.RoutingStub, request: routing_pb2.Reg
     raise asyncio.CancelledError
 
 
-async def _watch_routes(stub: routing_pb2_grpc.RoutingStub, node: EdgeNode) -> None:
-    """Keep the route table current; reconnect if the routing service restarts."""
+async def _stay_registered(stub: routing_pb2_grpc.RoutingStub, node: EdgeNode, request: routing_pb2.RegisterEdgeRequest) -> None:
+    """Keep the route table current; after a routing-service restart, register again first."""
     delay = 0.1
+    first = True
     while True:
         try:
+            if not first:
+                await stub.RegisterEdge(request, timeout=5)
+                logger.info("edge %s registered again with the routing service", node.edge_id)
+            first = False
             async for table in stub.WatchRoutes(routing_pb2.WatchRoutesRequest(edge_id=node.edge_id)):
                 node.set_routes(table.version, route_entries(table))
                 delay = 0.1
@@ -153,18 +158,15 @@ async def serve_edge(
     watch: asyncio.Task[None] | None = None
     try:
         stub = routing_pb2_grpc.RoutingStub(channel)
-        reply = await _register(
-            stub,
-            routing_pb2.RegisterEdgeRequest(
-                edge_id=edge_id,
-                control_address=control_address,
-                backbone_address=f"{backbone[0]}:{backbone[1]}",
-                media_host=host,
-            ),
-            stop,
+        registration = routing_pb2.RegisterEdgeRequest(
+            edge_id=edge_id,
+            control_address=control_address,
+            backbone_address=f"{backbone[0]}:{backbone[1]}",
+            media_host=host,
         )
+        reply = await _register(stub, registration, stop)
         node.assign_number(reply.edge.number)
-        watch = asyncio.create_task(_watch_routes(stub, node))
+        watch = asyncio.create_task(_stay_registered(stub, node, registration))
         logger.info("edge %s (#%d, %s) serving control on %s", edge_id, node.number, reply.edge.region, control_address)
         print(f"edge {edge_id} ready control={control_address} backbone={backbone[0]}:{backbone[1]}", flush=True)
         await stop.wait()

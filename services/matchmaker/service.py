@@ -270,6 +270,11 @@ class Matchmaker:
                 stages_b=stages[1],
             )
         )
+        for s in (a, b):
+            if s.closed:
+                # Left while we were bridging: end the call now rather than leave the partner waiting.
+                await self._end_call(call, "left", ender=s)
+                return
         for side, (me, partner) in enumerate(((a, b), (b, a))):
             path = route.path if side == 0 else list(reversed(route.path))
             me.send(
