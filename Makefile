@@ -16,6 +16,7 @@ help:
 	@echo "make clean        remove the virtualenv and local state (.duet/)"
 
 $(STAMP): pyproject.toml
+	@echo "setting up $(VENV) (pinned dependencies; first run only) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
