@@ -39,7 +39,7 @@ KEYFRAME_REQUEST_INTERVAL_S = 0.3
 # Bounded so a stalled leg sheds packets instead of growing without limit.
 OUTBOX_PACKETS = 512
 
-RtpHandler = Callable[["Leg", StreamKind, bytearray], None]
+RtpHandler = Callable[["Leg", StreamKind, bytes], None]
 KeyframeHandler = Callable[["Leg", StreamKind], None]
 ClosedHandler = Callable[["Leg"], Awaitable[None]]
 
@@ -186,7 +186,7 @@ class Leg:
         stream.packets_from_client += 1
         if stream.client_ssrc is None:
             stream.client_ssrc = int.from_bytes(data[8:12], "big")
-        self._on_rtp(self, kind, bytearray(data))
+        self._on_rtp(self, kind, data)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         for media_ssrc in parse_keyframe_requests(data):
