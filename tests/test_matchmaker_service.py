@@ -191,3 +191,17 @@ async def test_protocol_violations_are_session_errors(mm: Matchmaker) -> None:
     with pytest.raises(SessionError) as info:
         await mm.open_session(matchmaker_pb2.Hello(user_id="bad id!"), "1.1.1.1", asyncio.Queue())
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_no_route_ends_the_match_for_both_without_a_rematch_loop(mm: Matchmaker) -> None:
+    async def no_route(from_edge: str, to_edge: str) -> Route:
+        raise RpcFailure(f"no route from '{from_edge}' to '{to_edge}'")
+
+    mm.routing.pick_route = no_route  # type: ignore[method-assign]
+    ana, ben = await join(mm, "ana"), await join(mm, "ben", "2.2.2.2")
+    await mm.find_partner(ana.session)
+    await mm.find_partner(ben.session)
+    assert "no route" in ana.last("call_ended").reason and "no route" in ben.last("call_ended").reason
+    await mm.find_partner(ana.session)
+    await mm.find_partner(ben.session)
+    assert len(mm.pool) == 2  # not paired straight back into the same failure

@@ -228,19 +228,25 @@ class Matchmaker:
         assert a.edge is not None and b.edge is not None and a.leg_id and b.leg_id
         call_id = uuid.uuid4().hex
         bridge_id = secrets.randbits(63) or 1
+        # Whatever goes wrong below, these two are not paired again right away.
+        a.recent_partners.append(b.user_id)
+        b.recent_partners.append(a.user_id)
         try:
             route = await self.routing.pick_route(a.edge.edge_id, b.edge.edge_id)
-            route_picked = now_ms()
-            results = await asyncio.gather(
-                self.edges.bridge(a.edge, bridge_id, a.leg_id, 0, b.edge.edge_id),
-                self.edges.bridge(b.edge, bridge_id, b.leg_id, 1, a.edge.edge_id),
-                return_exceptions=True,
-            )
         except grpc.aio.AioRpcError as exc:
-            results = [exc, exc]
-            route = None
+            # Neither leg is at fault; both clients decide whether to look again.
+            logger.warning("no route %s -> %s: %s", a.edge.edge_id, b.edge.edge_id, exc.details())
+            for s in (a, b):
+                s.send(call_ended=matchmaker_pb2.CallEnded(reason=f"no route between the two edges: {exc.details()}"))
+            return
+        route_picked = now_ms()
+        results = await asyncio.gather(
+            self.edges.bridge(a.edge, bridge_id, a.leg_id, 0, b.edge.edge_id),
+            self.edges.bridge(b.edge, bridge_id, b.leg_id, 1, a.edge.edge_id),
+            return_exceptions=True,
+        )
         failures = [(s, r) for s, r in zip((a, b), results) if isinstance(r, BaseException)]
-        if failures or route is None:
+        if failures:
             await self._abort_start(a, b, bridge_id, failures)
             return
         bridged = now_ms()
@@ -251,8 +257,6 @@ class Matchmaker:
         call = ActiveCall(call_id, bridge_id, (a, b), route.path, route.rtt_ms, stages)
         self._calls[call_id] = call
         a.call = b.call = call
-        a.recent_partners.append(b.user_id)
-        b.recent_partners.append(a.user_id)
         await self.store.create_call(
             CallRow(
                 call_id=call_id,
@@ -293,20 +297,22 @@ class Matchmaker:
         )
 
     async def _abort_start(self, a: ClientSession, b: ClientSession, bridge_id: int, failures: list[tuple[ClientSession, BaseException]]) -> None:
-        failed = {id(s) for s, _ in failures}
-        for s, exc in failures:
-            logger.warning("bridge for %s on %s failed: %s", s.user_id, s.edge.edge_id if s.edge else "?", exc)
+        """A leg could not be bridged: its owner is told why, a healthy partner goes back in the pool."""
+        failed = {id(s): exc for s, exc in failures}
         for side, s in enumerate((a, b)):
-            if id(s) not in failed and s.edge is not None:
-                try:
-                    await self.edges.unbridge(s.edge, bridge_id, side)
-                except grpc.aio.AioRpcError:
-                    pass
-        for s in (a, b):
-            if id(s) in failed or not failures:
-                s.send(call_ended=matchmaker_pb2.CallEnded(reason="bridge failed: your leg is not usable"))
-            elif not s.closed:
-                await self._enqueue(s)
+            exc = failed.get(id(s))
+            if exc is None:
+                if s.edge is not None:
+                    try:
+                        await self.edges.unbridge(s.edge, bridge_id, side)
+                    except grpc.aio.AioRpcError:
+                        pass
+                if not s.closed:
+                    await self._enqueue(s)
+                continue
+            details = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
+            logger.warning("bridge for %s on %s failed: %s", s.user_id, s.edge.edge_id if s.edge else "?", details)
+            s.send(call_ended=matchmaker_pb2.CallEnded(reason=f"bridge failed: {details}"))
 
     async def _end_call(self, call: ActiveCall, reason: str, *, ender: ClientSession) -> None:
         if call.ended:
