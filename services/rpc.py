@@ -62,7 +62,7 @@ def install_stop_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread
+        except (ValueError, RuntimeError):  # not the main thread, or the loop is closing
             pass
 
 

@@ -118,9 +118,9 @@ class Matchmaker:
             client_ip=client_ip,
             outbox=outbox,
         )
+        await self.store.upsert_user(session.user_id, session.display_name)
         self.sessions[session.session_id] = session
         self._by_user[session.user_id] = session
-        await self.store.upsert_user(session.user_id, session.display_name)
         try:
             ingress = await self.routing.pick_ingress(client_ip)
         except grpc.aio.AioRpcError as exc:
