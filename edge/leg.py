@@ -67,7 +67,6 @@ class _Stream:
     rewriter: StreamRewriter
     sender_ssrc: int
     client_ssrc: int | None
-    payload_types: frozenset[int]
     last_keyframe_request: float = 0.0
     packets_from_client: int = 0
     packets_to_client: int = 0
@@ -156,7 +155,6 @@ class Leg:
                 rewriter=StreamRewriter(ssrc=sender_ssrc, payload_type=codec.payloadType, clock_rate=codec.clockRate),
                 sender_ssrc=sender_ssrc,
                 client_ssrc=client_ssrc,
-                payload_types=frozenset({codec.payloadType}),
             )
             self._kind_by_pt[codec.payloadType] = skind
             self._kind_by_sender_ssrc[sender_ssrc] = skind
