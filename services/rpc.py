@@ -16,7 +16,7 @@ logger = logging.getLogger("duet.rpc")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
-def map_errors(mapping: Mapping[type[BaseException], grpc.StatusCode]) -> Callable[[F], F]:
+def map_errors(mapping: Mapping[type[Exception], grpc.StatusCode]) -> Callable[[F], F]:
     """Turn the library exceptions an RPC may raise into statuses with their message.
 
     Anything unexpected becomes INTERNAL with a pointer to the log, never a
