@@ -22,7 +22,7 @@ class BridgeSide:
     peer_edge_id: str
     peer_edge_number: int
     bridged_ms: float
-    first_packet_at_edge_ms: float = 0.0  # partner's first RTP sent into this leg
+    first_packet_at_edge_ms: float = 0.0  # partner's first video RTP (a keyframe's) sent into this leg
     packets_out: int = 0  # partner RTP sent into this leg
     packets_in: int = 0  # this leg's RTP sent toward the partner
     keyframe_requests_relayed: int = 0
@@ -34,8 +34,8 @@ class BridgeSide:
     def peer_side(self) -> int:
         return 1 - self.side
 
-    def note_packet_out(self) -> None:
-        if self.packets_out == 0:
+    def note_packet_out(self, video: bool) -> None:
+        if video and not self.first_packet_at_edge_ms:
             self.first_packet_at_edge_ms = time.time() * 1000
         self.packets_out += 1
 

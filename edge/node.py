@@ -199,7 +199,7 @@ class EdgeNode:
                 return
             target.awaiting_keyframe = False
         if target.leg.send_rtp(kind, packet):
-            target.note_packet_out()
+            target.note_packet_out(video=kind == StreamKind.VIDEO)
 
     def _relay_keyframe_request(self, leg: Leg, kind: StreamKind) -> None:
         bside = self.bridges.of_leg(leg.leg_id)

@@ -38,9 +38,11 @@ def test_remove_by_side_and_by_leg() -> None:
     assert t.all() == []
 
 
-def test_first_packet_time_is_set_once() -> None:
+def test_first_packet_time_is_the_first_video_packet_and_set_once() -> None:
     s = side(1, 0, "a")
-    s.note_packet_out()
+    s.note_packet_out(video=False)
+    assert s.first_packet_at_edge_ms == 0.0
+    s.note_packet_out(video=True)
     first = s.first_packet_at_edge_ms
-    s.note_packet_out()
-    assert first > 0 and s.first_packet_at_edge_ms == first and s.packets_out == 2
+    s.note_packet_out(video=True)
+    assert first > 0 and s.first_packet_at_edge_ms == first and s.packets_out == 3
