@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
+from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 from services.db.embedded import database_url
 from services.db.store import Store
 from services.matchmaker.peers import EdgeClients, RoutingClient
-from services.matchmaker.service import Matchmaker, SessionError
+from services.matchmaker.service import Matchmaker, SessionError, stage_times
 from services.rpc import configure_logging, install_stop_signals, map_errors, start_server
 
 logger = logging.getLogger("duet.matchmaker.server")
@@ -34,18 +34,13 @@ def peer_ip(context: grpc.aio.ServicerContext, trust_forwarded_for: bool) -> str
     return "127.0.0.1"
 
 
-def _stage_dict(stages: dict[str, float]) -> common_pb2.StageTimes:
-    fields = common_pb2.StageTimes.DESCRIPTOR.fields_by_name
-    return common_pb2.StageTimes(**{k: float(v) for k, v in stages.items() if k in fields})
-
-
 def _side(user: str, edge: str, leg: str, stages: dict[str, float]) -> matchmaker_pb2.CallSide:
     first = stages.get("first_frame", 0.0)
     return matchmaker_pb2.CallSide(
         user_id=user,
         edge_id=edge,
         leg_id=leg,
-        stages=_stage_dict(stages),
+        stages=stage_times(stages),
         connect_ms=first - stages["matched"] if first and stages.get("matched") else 0.0,
         total_ms=first - stages["queued"] if first and stages.get("queued") else 0.0,
     )

@@ -80,8 +80,10 @@ class ClientSession:
             self.outbox.put_nowait(matchmaker_pb2.ServerMessage(**kwargs))
 
 
-def _stage_times(stages: dict[str, float]) -> common_pb2.StageTimes:
-    return common_pb2.StageTimes(**{k: v for k, v in stages.items() if k in common_pb2.StageTimes.DESCRIPTOR.fields_by_name})
+def stage_times(stages: dict[str, float]) -> common_pb2.StageTimes:
+    """Stage dict (as stored) -> StageTimes; unknown keys are ignored."""
+    fields = common_pb2.StageTimes.DESCRIPTOR.fields_by_name
+    return common_pb2.StageTimes(**{k: float(v) for k, v in stages.items() if k in fields})
 
 
 class Matchmaker:
@@ -288,7 +290,7 @@ class Matchmaker:
                     partner_region=partner.region,
                     route=path,
                     route_rtt_ms=route.rtt_ms,
-                    stages=_stage_times(stages[side]),
+                    stages=stage_times(stages[side]),
                 )
             )
         logger.info(
