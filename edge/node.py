@@ -147,9 +147,11 @@ class EdgeNode:
         )
         return bside
 
-    def unbridge(self, bridge_id: int, side: int) -> None:
-        if self.bridges.remove(bridge_id, side) is None:
+    def unbridge(self, bridge_id: int, side: int) -> BridgeSide:
+        removed = self.bridges.remove(bridge_id, side)
+        if removed is None:
             raise UnknownBridge(f"no bridge {bridge_id} side {side} on edge {self.edge_id}")
+        return removed
 
     # -- media ------------------------------------------------------------
 

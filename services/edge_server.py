@@ -16,6 +16,7 @@ import grpc
 
 from duet.v1 import edge_pb2, edge_pb2_grpc, routing_pb2, routing_pb2_grpc
 from edge.backbone import RouteEntry, parse_address
+from edge.bridge import BridgeSide
 from edge.leg import OfferError
 from edge.node import EdgeNode, LegNotReady, UnknownBridge, UnknownLeg, UnknownPeer
 from services.client.ice import restrict_ice_to
@@ -31,6 +32,19 @@ _ERRORS = {
     UnknownPeer: grpc.StatusCode.FAILED_PRECONDITION,
     LegNotReady: grpc.StatusCode.FAILED_PRECONDITION,
 }
+
+
+def bridge_stats(s: BridgeSide) -> edge_pb2.BridgeStats:
+    return edge_pb2.BridgeStats(
+        bridge_id=s.bridge_id,
+        side=s.side,
+        leg_id=s.leg.leg_id,
+        bridged=s.bridged_ms,
+        first_packet_at_edge=s.first_packet_at_edge_ms,
+        packets_out=s.packets_out,
+        packets_in=s.packets_in,
+        plis_relayed=s.keyframe_requests_relayed,
+    )
 
 
 class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
@@ -62,8 +76,8 @@ class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
 
     @map_errors(_ERRORS)
     async def Unbridge(self, request: edge_pb2.UnbridgeRequest, context: grpc.aio.ServicerContext) -> edge_pb2.UnbridgeResponse:
-        self.node.unbridge(request.bridge_id, request.side)
-        return edge_pb2.UnbridgeResponse()
+        removed = self.node.unbridge(request.bridge_id, request.side)
+        return edge_pb2.UnbridgeResponse(stats=bridge_stats(removed))
 
     @map_errors(_ERRORS)
     async def GetStats(self, request: edge_pb2.GetStatsRequest, context: grpc.aio.ServicerContext) -> edge_pb2.EdgeStats:
@@ -71,19 +85,7 @@ class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
         return edge_pb2.EdgeStats(
             edge_id=snap.edge_id,
             legs=snap.legs,
-            bridges=[
-                edge_pb2.BridgeStats(
-                    bridge_id=s.bridge_id,
-                    side=s.side,
-                    leg_id=s.leg.leg_id,
-                    bridged=s.bridged_ms,
-                    first_packet_at_edge=s.first_packet_at_edge_ms,
-                    packets_out=s.packets_out,
-                    packets_in=s.packets_in,
-                    plis_relayed=s.keyframe_requests_relayed,
-                )
-                for s in snap.bridges
-            ],
+            bridges=[bridge_stats(s) for s in snap.bridges],
             dropped=snap.dropped,
             backbone_packets_in=snap.backbone_packets_in,
             backbone_packets_out=snap.backbone_packets_out,

@@ -52,9 +52,10 @@ class FakeEdges:
         self.bridges[(bridge_id, side)] = leg_id
         return 0.0
 
-    async def unbridge(self, edge: EdgeInfo, bridge_id: int, side: int) -> None:
+    async def unbridge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
         self.unbridged.append((bridge_id, side))
         self.bridges.pop((bridge_id, side), None)
+        return 777.0
 
     async def first_packet_at_edge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
         return 1234.5
@@ -155,6 +156,8 @@ async def test_next_ends_the_call_and_never_rematches_the_same_partner(mm: Match
     assert ana.drain() == ["call_ended", "queued"]
     row = await store.get_call(call_id)
     assert row is not None and row.state == "ended" and row.end_reason == "next"
+    # no connect report came, yet the edges' first-packet stage survived the unbridge
+    assert row.stages_a["first_packet_at_edge"] == row.stages_b["first_packet_at_edge"] == 777.0
     # ben looks again: ana (just left him) is waiting but not offered; cleo is
     await mm.find_partner(ben.session)
     assert ben.drain()[-1] == "queued"

@@ -87,10 +87,12 @@ class EdgeClients:
         )
         return reply.bridged
 
-    async def unbridge(self, edge: EdgeInfo, bridge_id: int, side: int) -> None:
-        await self._stub(edge.control_address).Unbridge(
+    async def unbridge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
+        """Returns the side's first_packet_at_edge (0 if no video reached it)."""
+        reply = await self._stub(edge.control_address).Unbridge(
             edge_pb2.UnbridgeRequest(bridge_id=bridge_id, side=side), timeout=RPC_TIMEOUT_S
         )
+        return reply.stats.first_packet_at_edge
 
     async def first_packet_at_edge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
         reply = await self._stub(edge.control_address).GetStats(

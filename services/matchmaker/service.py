@@ -326,9 +326,13 @@ class Matchmaker:
                 s.call = None
             if s.edge is not None:
                 try:
-                    await self.edges.unbridge(s.edge, call.bridge_id, side)
+                    first_packet = await self.edges.unbridge(s.edge, call.bridge_id, side)
                 except grpc.aio.AioRpcError as exc:
                     logger.debug("unbridge %d side %d: %s", call.bridge_id, side, exc.details())
+                    continue
+                # The partner's connect report may still be on its way: keep the edge's stage.
+                if first_packet:
+                    await self.store.merge_stages(call.call_id, "ab"[side], {"first_packet_at_edge": first_packet})
         await self.store.set_call_state(call.call_id, "ended", reason)
         partner = call.partner_of(ender)
         if not partner.closed:

@@ -59,8 +59,10 @@ class UnbridgeRequest(_message.Message):
     def __init__(self, bridge_id: _Optional[int] = ..., side: _Optional[int] = ...) -> None: ...
 
 class UnbridgeResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: BridgeStats
+    def __init__(self, stats: _Optional[_Union[BridgeStats, _Mapping]] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ("bridge_id",)
