@@ -1,0 +1,1 @@
+"""The edge node: WebRTC legs terminated with aiortc, RTP forwarded between edges without decoding."""

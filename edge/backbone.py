@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from edge.backbone_wire import BackboneError, BackboneHeader, decrement_ttl, pack, unpack
+from duet.edge.backbone_wire import BackboneError, BackboneHeader, decrement_ttl, pack, unpack
 
 logger = logging.getLogger("duet.edge.backbone")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from edge.leg import Leg
+from duet.edge.leg import Leg
 
 
 @dataclass

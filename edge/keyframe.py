@@ -8,7 +8,7 @@ payload descriptor: S=1, PID=0, then the VP8 payload header's P bit is 0).
 
 from __future__ import annotations
 
-from edge.rtp_rewrite import rtp_header_length
+from duet.edge.rtp_rewrite import rtp_header_length
 
 
 def is_vp8_keyframe_start(buf: bytes | bytearray | memoryview, offset: int = 0) -> bool:

@@ -21,9 +21,9 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
-from edge import aiortc_internals
-from edge.backbone_wire import StreamKind
-from edge.rtp_rewrite import StreamRewriter, build_pli, parse_keyframe_requests
+from duet.edge import aiortc_internals
+from duet.edge.backbone_wire import StreamKind
+from duet.edge.rtp_rewrite import StreamRewriter, build_pli, parse_keyframe_requests
 
 logger = logging.getLogger("duet.edge.leg")
 

@@ -13,11 +13,11 @@ service in ``services/`` is a thin layer over these modules:
 - ``routing.demo_geo``  a SYNTHETIC GeoIP database for demos and tests
 """
 
-from routing.geo import GeoLocator, LocateResult, Location, parse_ip
-from routing.ingress import IngressChoice, NoEdgeAvailable, pick_ingress
-from routing.next_hop import NextHopEntry, next_hop_table, next_hop_tables
-from routing.paths import NoRoute, Path, alternate_paths, build_graph, shortest_path
-from routing.topology import (
+from duet.routing.geo import GeoLocator, LocateResult, Location, parse_ip
+from duet.routing.ingress import IngressChoice, NoEdgeAvailable, pick_ingress
+from duet.routing.next_hop import NextHopEntry, next_hop_table, next_hop_tables
+from duet.routing.paths import NoRoute, Path, alternate_paths, build_graph, shortest_path
+from duet.routing.topology import (
     EdgeNode,
     EdgeState,
     Link,

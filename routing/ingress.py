@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-from routing.distance import great_circle_km, prior_rtt_ms
-from routing.geo import LocateResult, Location
-from routing.topology import EdgeNode, EdgeState, Topology
+from duet.routing.distance import great_circle_km, prior_rtt_ms
+from duet.routing.geo import LocateResult, Location
+from duet.routing.topology import EdgeNode, EdgeState, Topology
 
 LOAD_THRESHOLD = 0.8  # utilisation above which an edge is penalised
 LOAD_PENALTY = 10.0  # score multiplier added per unit of utilisation above the threshold

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from routing.paths import as_graph, transit_weight
-from routing.topology import Topology, UnknownEdge
+from duet.routing.paths import as_graph, transit_weight
+from duet.routing.topology import Topology, UnknownEdge
 
 __all__ = ["NextHopEntry", "next_hop_table", "next_hop_tables"]
 

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import networkx as nx
 
-from routing.topology import EdgeState, Topology, UnknownEdge
+from duet.routing.topology import EdgeState, Topology, UnknownEdge
 
 LOSS_PENALTY = 10.0  # cost multiplier added per unit of loss fraction
 

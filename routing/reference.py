@@ -14,7 +14,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any, Mapping, Protocol
 
-from routing.distance import great_circle_km, prior_rtt_ms
+from duet.routing.distance import great_circle_km, prior_rtt_ms
 
 RTT_MATRIX_FILE = "azure_p50_rtt_2024-04.json"
 REGIONS_FILE = "regions.json"
@@ -51,8 +51,8 @@ class RegionSite:
 
 
 def _load_json(name: str) -> Any:
-    # Via the routing package (not "routing.data"): data/ has no __init__.py.
-    return json.loads(resources.files("routing").joinpath("data", name).read_text(encoding="utf-8"))
+    # Via the routing package (not "duet.routing.data"): data/ has no __init__.py.
+    return json.loads(resources.files("duet.routing").joinpath("data", name).read_text(encoding="utf-8"))
 
 
 @functools.cache

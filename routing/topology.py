@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable, Mapping, Sequence
 
-from routing.reference import INTRA_REGION_RTT_MS, reference_rtt_ms, region_sites
+from duet.routing.reference import INTRA_REGION_RTT_MS, reference_rtt_ms, region_sites
 
 __all__ = [
     "EdgeNode",

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from services.db import embedded
-from services.db.store import Store
-from services.db.testing import scratch_database
+from duet.services.devkit import embedded_postgres as embedded
+from duet.services.store.postgres import Store
+from duet.services.devkit.scratch_database import scratch_database
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Duet: the generated gRPC contract (duet.v1) and the project's packages (routing, edge, services)."""

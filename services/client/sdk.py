@@ -38,8 +38,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
-from services.client.ice import ice_restricted_from_env
-from services.client.synthetic import FrameMarker, SyntheticCamera, SyntheticMicrophone, read_marker
+from duet.edge.ice_hosts import ice_restricted_from_env
+from duet.services.devkit.synthetic_media import FrameMarker, SyntheticCamera, SyntheticMicrophone, read_marker
 
 __all__ = [
     "CLIENT_STAGES",

@@ -1,0 +1,1 @@
+"""The matchmaker: sessions, pairing, and the fan-out that starts a call."""

@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 import grpc
 
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
-from services.db.embedded import database_url
-from services.db.store import Store
-from services.matchmaker.peers import EdgeClients, RoutingClient
-from services.matchmaker.service import Matchmaker, SessionError, stage_times
-from services.rpc import configure_logging, install_stop_signals, map_errors, start_server
+from duet.services.devkit.embedded_postgres import database_url
+from duet.services.store.postgres import Store
+from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient
+from duet.services.matchmaker.core import Matchmaker, SessionError, stage_times
+from duet.services.cli.log_setup import configure_logging
+from duet.services.rpc.errors import map_errors
+from duet.services.rpc.server import install_stop_signals, start_server
 
 logger = logging.getLogger("duet.matchmaker.server")
 
@@ -158,24 +160,3 @@ async def serve_matchmaker(
         await routing.close()
         await edges.close()
         await store.close()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--routing", default="127.0.0.1:50051", help="routing service address (default: %(default)s)")
-    parser.add_argument("--bind", default="127.0.0.1:50052", help="address to serve on (default: %(default)s)")
-    parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: $DUET_DATABASE_URL, else a private local cluster in .duet/)")
-    parser.add_argument("--trust-forwarded-for", action="store_true", help="take the client address from x-forwarded-for metadata (only behind a trusted proxy)")
-    parser.add_argument("--log-level", default="INFO")
-
-
-def run(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        async with database_url(args.database_url) as dsn:
-            await serve_matchmaker(args.routing, dsn, bind=args.bind, trust_forwarded_for=args.trust_forwarded_for, stop=stop)
-
-    asyncio.run(main())
-    return 0

@@ -1,0 +1,251 @@
+"""One edge node: its legs, its bridges and its backbone socket.
+
+Transport-free of gRPC: ``services/edge_server.py`` is the thin control layer
+over this class, so the forwarding logic is testable in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from duet.edge.backbone import Address, Backbone, RouteEntry
+from duet.edge.backbone_wire import BackboneHeader, PacketType, StreamKind
+from duet.edge.bridge import BridgeSide, BridgeTable
+from duet.edge.keyframe import is_vp8_keyframe_start
+from duet.edge.leg import KEYFRAME_REQUEST_INTERVAL_S, Leg
+
+logger = logging.getLogger("duet.edge")
+
+
+class EdgeError(Exception):
+    """Base of the errors the control API turns into gRPC statuses."""
+
+
+class UnknownLeg(EdgeError, LookupError):
+    pass
+
+
+class UnknownBridge(EdgeError, LookupError):
+    pass
+
+
+class UnknownPeer(EdgeError):
+    """The peer edge is not in this edge's route table (yet)."""
+
+
+class LegNotReady(EdgeError):
+    pass
+
+
+@dataclass
+class EdgeStatsSnapshot:
+    edge_id: str
+    legs: int
+    bridges: list[BridgeSide]
+    dropped: dict[str, int] = field(default_factory=dict)
+    backbone_packets_in: int = 0
+    backbone_packets_out: int = 0
+
+
+class EdgeRelay:
+    def __init__(self, edge_id: str, number: int, cluster_key: bytes) -> None:
+        # number 0 = not yet registered with the routing service (see assign_number)
+        if not 0 <= number < 65536:
+            raise ValueError(f"edge number must be 1..65535, got {number}")
+        self.edge_id = edge_id
+        self.number = number
+        self.legs: dict[str, Leg] = {}
+        self.bridges = BridgeTable()
+        self.backbone = Backbone(number, cluster_key, self._deliver_from_backbone)
+        self.backbone_address: Address | None = None
+        self._dropped: dict[str, int] = {}
+        self._closed_legs_dropped: dict[str, int] = {}
+
+    def assign_number(self, number: int) -> None:
+        """Set the backbone number the routing service gave this edge at registration."""
+        if not 0 < number < 65536:
+            raise ValueError(f"edge number must be 1..65535, got {number}")
+        self.number = number
+        self.backbone.edge_number = number
+
+    async def start(self, backbone_host: str = "127.0.0.1", backbone_port: int = 0) -> Address:
+        self.backbone_address = await self.backbone.start(backbone_host, backbone_port)
+        logger.info("edge %s (#%d) backbone on %s:%d", self.edge_id, self.number, *self.backbone_address)
+        return self.backbone_address
+
+    async def stop(self) -> None:
+        for leg in list(self.legs.values()):
+            await leg.close(reason="edge shutting down")
+        self.backbone.close()
+
+    def set_routes(self, version: int, entries: list[RouteEntry]) -> None:
+        self.backbone.routes.replace(version, entries)
+        logger.info("edge %s: route table v%d with %d destinations", self.edge_id, version, len(entries))
+
+    # -- legs -------------------------------------------------------------
+
+    async def attach_leg(self, session_id: str, offer_sdp: str) -> tuple[str, str]:
+        leg = Leg(
+            session_id,
+            on_rtp=self._forward_from_leg,
+            on_keyframe_request=self._relay_keyframe_request,
+            on_closed=self._forget_leg,
+        )
+        answer = await leg.accept(offer_sdp)
+        self.legs[leg.leg_id] = leg
+        logger.info("edge %s: leg %s attached for session %s", self.edge_id, leg.leg_id, session_id)
+        return leg.leg_id, answer
+
+    async def detach_leg(self, leg_id: str) -> None:
+        leg = self.legs.get(leg_id)
+        if leg is None:
+            raise UnknownLeg(f"no leg '{leg_id}' on edge {self.edge_id}")
+        await leg.close(reason="detached")
+
+    async def _forget_leg(self, leg: Leg) -> None:
+        self.legs.pop(leg.leg_id, None)
+        self.bridges.remove_leg(leg.leg_id)
+        for reason, n in leg.counters.dropped.items():
+            self._closed_legs_dropped[reason] = self._closed_legs_dropped.get(reason, 0) + n
+
+    # -- bridges ----------------------------------------------------------
+
+    def bridge(self, bridge_id: int, leg_id: str, side: int, peer_edge_id: str) -> BridgeSide:
+        if bridge_id <= 0 or bridge_id >= 2**64:
+            raise ValueError("bridge_id must be a positive 64-bit integer")
+        if side not in (0, 1):
+            raise ValueError(f"side must be 0 or 1, got {side}")
+        leg = self.legs.get(leg_id)
+        if leg is None:
+            raise UnknownLeg(f"no leg '{leg_id}' on edge {self.edge_id}")
+        if not leg.connected:
+            raise LegNotReady(f"leg '{leg_id}' has not finished ICE/DTLS yet")
+        if peer_edge_id == self.edge_id:
+            peer_number = self.number
+        else:
+            entry = self.backbone.routes.by_id.get(peer_edge_id)
+            if entry is None:
+                raise UnknownPeer(f"edge {self.edge_id} has no route to edge '{peer_edge_id}'")
+            peer_number = entry.dest_number
+        bside = BridgeSide(
+            bridge_id=bridge_id,
+            side=side,
+            leg=leg,
+            peer_edge_id=peer_edge_id,
+            peer_edge_number=peer_number,
+            bridged_ms=time.time() * 1000,
+        )
+        self.bridges.add(bside)
+        # A new partner feeds this leg now: keep its seq/timestamps continuous.
+        leg.switch_source()
+        # The partner can only decode from a keyframe: ask our client for one now.
+        leg.request_keyframe(StreamKind.VIDEO, force=True)
+        logger.info(
+            "edge %s: bridge %d side %d -> leg %s, peer on %s", self.edge_id, bridge_id, side, leg_id, peer_edge_id
+        )
+        return bside
+
+    def unbridge(self, bridge_id: int, side: int) -> BridgeSide:
+        removed = self.bridges.remove(bridge_id, side)
+        if removed is None:
+            raise UnknownBridge(f"no bridge {bridge_id} side {side} on edge {self.edge_id}")
+        return removed
+
+    # -- media ------------------------------------------------------------
+
+    def _drop(self, reason: str) -> None:
+        self._dropped[reason] = self._dropped.get(reason, 0) + 1
+
+    def _forward_from_leg(self, leg: Leg, kind: StreamKind, packet: bytes) -> None:
+        bside = self.bridges.of_leg(leg.leg_id)
+        if bside is None:
+            self._drop("media from unbridged leg")  # warm leg waiting in the queue
+            return
+        bside.packets_in += 1
+        if bside.peer_edge_number == self.number:
+            # Copied only here: the rewrite happens in place, on the receiving side.
+            self._deliver_local(bside.bridge_id, bside.peer_side, kind, bytearray(packet))
+            return
+        self._send_to_peer(bside, PacketType.MEDIA, kind, packet)
+
+    def _send_to_peer(self, bside: BridgeSide, ptype: PacketType, kind: StreamKind, payload: bytes | bytearray) -> None:
+        """Over the backbone to the edge holding the other side of ``bside``'s bridge."""
+        header = BackboneHeader(
+            ptype=ptype,
+            dest_edge=bside.peer_edge_number,
+            src_edge=self.number,
+            bridge_id=bside.bridge_id,
+            side=bside.peer_side,
+            kind=kind,
+        )
+        self.backbone.send(header, payload)
+
+    def _deliver_local(self, bridge_id: int, side: int, kind: StreamKind, packet: bytearray) -> None:
+        target = self.bridges.get(bridge_id, side)
+        if target is None:
+            self._drop("unknown bridge")
+            return
+        self._deliver(target, kind, packet)
+
+    def _deliver(self, target: BridgeSide, kind: StreamKind, packet: bytearray) -> None:
+        """Partner media into ``target``'s leg, video held back until a keyframe starts."""
+        if kind == StreamKind.VIDEO and target.awaiting_keyframe:
+            if not is_vp8_keyframe_start(packet):
+                self._drop("video before keyframe")
+                now = time.monotonic()
+                if now - target.last_keyframe_ask >= KEYFRAME_REQUEST_INTERVAL_S:
+                    target.last_keyframe_ask = now
+                    self._relay_keyframe_request(target.leg, kind)
+                return
+            target.awaiting_keyframe = False
+        if target.leg.send_rtp(kind, packet):
+            target.note_packet_out(video=kind == StreamKind.VIDEO)
+
+    def _relay_keyframe_request(self, leg: Leg, kind: StreamKind) -> None:
+        bside = self.bridges.of_leg(leg.leg_id)
+        if bside is None:
+            return
+        bside.keyframe_requests_relayed += 1
+        if bside.peer_edge_number == self.number:
+            target = self.bridges.get(bside.bridge_id, bside.peer_side)
+            if target is not None:
+                target.leg.request_keyframe(kind)
+            return
+        self._send_to_peer(bside, PacketType.KEYFRAME_REQUEST, kind, b"")
+
+    def _deliver_from_backbone(self, header: BackboneHeader, payload: memoryview) -> None:
+        target = self.bridges.get(header.bridge_id, header.side)
+        if target is None:
+            self._drop("unknown bridge")
+            return
+        if target.peer_edge_number != header.src_edge:
+            # A leg carries only its own bridge's media.
+            self._drop("bridge/peer mismatch")
+            return
+        if header.ptype == PacketType.MEDIA:
+            self._deliver(target, header.kind, bytearray(payload))
+        elif header.ptype == PacketType.KEYFRAME_REQUEST:
+            target.leg.request_keyframe(header.kind)
+        else:
+            self._drop("unexpected packet type")
+
+    # -- stats ------------------------------------------------------------
+
+    def stats(self, bridge_id: int = 0) -> EdgeStatsSnapshot:
+        dropped = dict(self._dropped)
+        for source in [self._closed_legs_dropped, self.backbone.counters.dropped] + [
+            leg.counters.dropped for leg in self.legs.values()
+        ]:
+            for reason, n in source.items():
+                dropped[reason] = dropped.get(reason, 0) + n
+        sides = [s for s in self.bridges.all() if bridge_id in (0, s.bridge_id)]
+        return EdgeStatsSnapshot(
+            edge_id=self.edge_id,
+            legs=len(self.legs),
+            bridges=sides,
+            dropped=dropped,
+            backbone_packets_in=self.backbone.counters.packets_in,
+            backbone_packets_out=self.backbone.counters.packets_out,
+        )

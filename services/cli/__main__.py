@@ -1,0 +1,5 @@
+import sys
+
+from duet.services.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""``duet call``: one simulated client places a call and prints its stage breakdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+
+import grpc
+
+from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
+from duet.services.client.sdk import CallResult, DuetClient
+from duet.services.cli.log_setup import configure_logging
+
+HELP = """\
+Open a Session with the matchmaker as one simulated user (synthetic camera and
+microphone), warm up a WebRTC leg to the assigned edge, wait for a partner
+(`duet up` keeps a greeter bot waiting), and print when each stage of the
+connect path happened, then leave.
+"""
+
+STAGES = (
+    "session_open", "edge_assigned", "leg_connected", "queued", "matched",
+    "route_picked", "bridged", "first_packet_at_edge", "first_frame",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--matchmaker", default="127.0.0.1:50052", help="matchmaker address (default: %(default)s)")
+    parser.add_argument("--user-id", default=None, help="user id (default: a random guest id)")
+    parser.add_argument("--name", default=None, help="display name shown to the partner (default: the user id)")
+    parser.add_argument("--client-ip", default=None, help="address to present as x-forwarded-for (honoured only by a matchmaker that trusts it, as the local cluster does)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a partner (default: %(default)s)")
+    parser.add_argument("--hold", type=float, default=2.0, help="seconds to stay in the call after the first frame, so the partner sees you too (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--log-level", default="WARNING")
+
+
+def format_result(result: CallResult) -> str:
+    lines = [
+        f"call {result.call_id} with {result.partner_display_name} ({result.partner_region}) via {' > '.join(result.route)}",
+        f"  {'stage':<22}{'epoch ms':>16}{'+ms from open':>15}",
+    ]
+    origin = result.stages.get("session_open", 0.0)
+    for name in STAGES:
+        value = result.stages.get(name, 0.0)
+        rel = f"{value - origin:.1f}" if value and origin else "-"
+        lines.append(f"  {name:<22}{value:>16.1f}{rel:>15}" if value else f"  {name:<22}{'-':>16}{'-':>15}")
+    connect = f"{result.connect_ms:.1f}" if result.connect_ms is not None else "not connected"
+    total = f"{result.total_ms:.1f}" if result.total_ms is not None else "-"
+    lines.append(f"  connect_ms (first_frame - matched) = {connect}   total_ms (first_frame - queued) = {total}")
+    return "\n".join(lines)
+
+
+async def _add_edge_stages(matchmaker: str, user_id: str, result: CallResult) -> None:
+    """The edge's first_packet_at_edge reaches the call record, not the client: read it back."""
+    async with grpc.aio.insecure_channel(matchmaker) as channel:
+        try:
+            record = await matchmaker_pb2_grpc.MatchmakerStub(channel).GetCall(
+                matchmaker_pb2.GetCallRequest(call_id=result.call_id), timeout=5
+            )
+        except grpc.aio.AioRpcError:
+            return
+    side = record.a if record.a.user_id == user_id else record.b
+    if side.stages.first_packet_at_edge:
+        result.stages["first_packet_at_edge"] = side.stages.first_packet_at_edge
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    user_id = args.user_id or f"guest-{secrets.token_hex(3)}"
+
+    async def main() -> int:
+        client = DuetClient(args.matchmaker, user_id, args.name or user_id, camera_tag=secrets.randbelow(60000) + 1, client_ip=args.client_ip)
+        try:
+            await client.connect()
+            print(f"{user_id}: leg to the edge is up; waiting for a partner ...", flush=True)
+            result = await asyncio.wait_for(client.find_partner(), args.timeout)
+            await asyncio.sleep(args.hold)
+            await _add_edge_stages(args.matchmaker, user_id, result)
+        except asyncio.TimeoutError:
+            print(f"no partner within {args.timeout:.0f} s")
+            return 1
+        finally:
+            await client.leave()
+        print(json.dumps(result.__dict__, default=str) if args.json else format_result(result))
+        return 0 if result.connect_ms is not None else 1
+
+    return asyncio.run(main())

@@ -1,0 +1,79 @@
+"""``duet up`` and ``duet demo``: the whole system on this machine, with demo calls."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from duet.services.cli.log_setup import configure_logging
+from duet.services.devkit.demo import run_demo, serve_forever
+from duet.services.devkit.local_cluster import DEFAULT_REGIONS, LocalCluster
+from duet.services.rpc.server import install_stop_signals
+
+UP_HELP = """\
+Start the whole system on this machine: a private PostgreSQL (unless
+--database-url or DUET_DATABASE_URL is given), the routing service, the
+matchmaker and one edge process per region, all on loopback. Then place demo
+calls between simulated users in different regions, print each call's
+connect-time breakdown, and keep serving until Ctrl-C. While it serves, a
+greeter bot waits in the pool so `duet call` from another terminal connects.
+"""
+
+DEMO_HELP = """\
+Start the local cluster, place the demo calls, print each call's connect-time
+breakdown and exit. The last line is one JSON object:
+{"calls": N, "connected": N, "connect_ms_p50": x, "connect_ms_max": y}.
+Exits non-zero when a call does not connect.
+"""
+
+def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: $DUET_DATABASE_URL, else a private cluster in STATE_DIR/pg)")
+    parser.add_argument("--state-dir", type=Path, default=Path(".duet"), help="local state: PostgreSQL data, logs, demo geo database (default: %(default)s)")
+    parser.add_argument("--regions", default=",".join(DEFAULT_REGIONS), help="comma-separated regions, one edge each (default: %(default)s)")
+    parser.add_argument("--calls", type=int, default=6, help="demo calls to place, half of them by 'next' on a warm leg (default: %(default)s)")
+    parser.add_argument("--log-level", default="WARNING", help="log level of this supervisor and its services (default: %(default)s; service logs go to STATE_DIR/logs)")
+    if serve:
+        parser.add_argument("--no-bot", action="store_true", help="do not keep a greeter bot waiting for `duet call`")
+
+
+def run(args: argparse.Namespace, *, serve: bool) -> int:
+    configure_logging(args.log_level)
+    regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+
+    async def body(stop: asyncio.Event) -> int:
+        print(f"starting the local cluster ({', '.join(regions)}) ...", flush=True)
+        service_level = "INFO" if args.log_level.upper() == "WARNING" else args.log_level
+        async with LocalCluster(state_dir=args.state_dir, database=args.database_url, regions=regions, log_level=service_level) as info:
+            print(f"matchmaker {info.matchmaker}   routing {info.routing}")
+            print("edges " + "   ".join(f"{k} {v}" for k, v in info.edges.items()))
+            print(f"service logs in {info.log_dir}/", flush=True)
+            summary = await run_demo(info, regions, calls=args.calls, stop=stop)
+            if serve:
+                await serve_forever(info, regions, stop=stop, bot=not args.no_bot)
+                print("shutting down ...", flush=True)
+        if serve:
+            print("stopped cleanly", flush=True)
+            return 0
+        print(json.dumps(summary), flush=True)  # the last line: one JSON object
+        return 0 if summary["connected"] == summary["calls"] else 1
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        work = asyncio.create_task(body(stop))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            # Ctrl-C: unwind clients, services and PostgreSQL, whatever stage we were in.
+            print("shutting down ...", flush=True)
+            work.cancel()
+        stopped.cancel()
+        try:
+            return await work
+        except asyncio.CancelledError:
+            print("stopped cleanly", flush=True)
+            return 130
+
+    return asyncio.run(main())

@@ -1,0 +1,66 @@
+"""The ``duet`` command: one subcommand per module of this package."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DESCRIPTION = """\
+Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge relays.
+
+  duet up          start a local cluster, place demo calls, serve until Ctrl-C (what `make run` runs)
+  duet demo        start a local cluster, place demo calls, print a JSON summary, exit
+  duet call        place one call from a simulated client against a running cluster
+  duet routing | matchmaker | edge   run one service (the local cluster starts these for you)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from duet.services.cli import call, cluster_commands, serve
+
+    parser = argparse.ArgumentParser(prog="duet", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = sub.add_parser("up", help="local cluster + demo calls, then serve until Ctrl-C", description=cluster_commands.UP_HELP)
+    cluster_commands.add_arguments(up, serve=True)
+    up.set_defaults(func=lambda a: cluster_commands.run(a, serve=True))
+
+    demo = sub.add_parser("demo", help="local cluster + demo calls, JSON summary, exit", description=cluster_commands.DEMO_HELP)
+    cluster_commands.add_arguments(demo, serve=False)
+    demo.set_defaults(func=lambda a: cluster_commands.run(a, serve=False))
+
+    place = sub.add_parser("call", help="one simulated client places a call against a running cluster", description=call.HELP)
+    call.add_arguments(place)
+    place.set_defaults(func=call.run)
+
+    routing = sub.add_parser("routing", help="run the routing service", description=serve.ROUTING_HELP)
+    serve.add_routing_arguments(routing)
+    routing.set_defaults(func=serve.run_routing)
+
+    mm = sub.add_parser("matchmaker", help="run the matchmaker", description=serve.MATCHMAKER_HELP)
+    serve.add_matchmaker_arguments(mm)
+    mm.set_defaults(func=serve.run_matchmaker)
+
+    edge = sub.add_parser("edge", help="run one edge node", description=serve.EDGE_HELP)
+    serve.add_edge_arguments(edge)
+    edge.set_defaults(func=serve.run_edge)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # gRPC's fork handlers only log noise when we start PostgreSQL or child services.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""``duet routing | matchmaker | edge``: run one service in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+
+from duet.routing.topology import Topology, TopologyError, default_topology
+from duet.services.cli.log_setup import configure_logging
+from duet.services.devkit.embedded_postgres import database_url
+from duet.services.edge_server.server import serve_edge
+from duet.services.matchmaker.server import serve_matchmaker
+from duet.services.routing_server.server import serve_routing
+from duet.services.rpc.server import install_stop_signals
+
+CLUSTER_KEY_ENV = "DUET_CLUSTER_KEY"
+
+
+def load_topology(path: Path | None) -> Topology:
+    """The topology file at ``path``, or the 3-region default; a bad file ends the command with its problems."""
+    if path is None:
+        return default_topology()
+    try:
+        return Topology.from_json(path.read_text())
+    except OSError as exc:
+        raise SystemExit(f"cannot read topology file {path}: {exc.strerror}") from exc
+    except TopologyError as exc:
+        raise SystemExit(f"topology file {path} is invalid: {exc}") from exc
+
+
+# -- routing ------------------------------------------------------------------
+
+ROUTING_HELP = "Serve ingress and route selection over the edge topology."
+
+
+def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bind", default="127.0.0.1:50051", help="address to serve on (default: %(default)s)")
+    parser.add_argument("--topology", type=Path, default=None, help="topology JSON file (default: Frankfurt, Virginia, Singapore, one edge each)")
+    parser.add_argument("--geoip-db", type=Path, default=None, help="GeoIP2/GeoLite2 City mmdb for client locations (default: none; every client falls back to the default region)")
+    parser.add_argument("--default-region", default=None, help="region for clients that cannot be located (default: the topology's first)")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL to record registered edges in (default: none)")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def run_routing(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    topology = load_topology(args.topology)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await serve_routing(topology, geoip_db=args.geoip_db, default_region=args.default_region, bind=args.bind, database=args.database_url, stop=stop)
+
+    asyncio.run(main())
+    return 0
+
+
+# -- matchmaker ---------------------------------------------------------------
+
+MATCHMAKER_HELP = "Serve the client Session stream: pairing, SDP relay, bridging, call records."
+
+
+def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--routing", default="127.0.0.1:50051", help="routing service address (default: %(default)s)")
+    parser.add_argument("--bind", default="127.0.0.1:50052", help="address to serve on (default: %(default)s)")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: $DUET_DATABASE_URL, else a private local cluster in .duet/)")
+    parser.add_argument("--trust-forwarded-for", action="store_true", help="take the client address from x-forwarded-for metadata (only behind a trusted proxy)")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def run_matchmaker(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        async with database_url(args.database_url) as dsn:
+            await serve_matchmaker(args.routing, dsn, bind=args.bind, trust_forwarded_for=args.trust_forwarded_for, stop=stop)
+
+    asyncio.run(main())
+    return 0
+
+
+# -- edge ---------------------------------------------------------------------
+
+EDGE_HELP = f"Terminate WebRTC legs and forward RTP between edges (needs {CLUSTER_KEY_ENV})."
+
+
+def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--edge-id", required=True, help="this edge's id as declared in the topology, e.g. fra-1")
+    parser.add_argument("--routing", default="127.0.0.1:50051", help="routing service address (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="address for control, backbone and WebRTC media (default: %(default)s)")
+    parser.add_argument("--control-port", type=int, default=0, help="EdgeControl gRPC port (default: any free port)")
+    parser.add_argument("--backbone-port", type=int, default=0, help="backbone UDP port (default: any free port)")
+    parser.add_argument("--log-level", default="INFO")
+
+
+def run_edge(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    key = os.environ.get(CLUSTER_KEY_ENV)
+    if not key:
+        raise SystemExit(f"{CLUSTER_KEY_ENV} is not set: edges authenticate backbone packets with the cluster's shared key")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await serve_edge(
+            args.edge_id,
+            args.routing,
+            key.encode(),
+            host=args.host,
+            control_port=args.control_port,
+            backbone_port=args.backbone_port,
+            stop=stop,
+        )
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,9 @@
+"""Tooling for tests and demos, shipped with the product so users' tests can use it too.
+
+- ``synthetic_media``    a camera and microphone that are cheap to encode and identify themselves
+- ``demo_geo``           a SYNTHETIC GeoIP database (one made-up /24 per region)
+- ``embedded_postgres``  a private PostgreSQL cluster from the machine's server binaries
+- ``scratch_database``   an empty database per test on a shared server
+- ``local_cluster``      the whole system as local processes (what ``duet up`` runs)
+- ``demo``               the demo calls and their connect-time tables
+"""

@@ -1,0 +1,192 @@
+"""The local cluster: PostgreSQL, routing, matchmaker and one edge per region on loopback.
+
+Every service is its own process (as in production), started by this
+supervisor, which owns them: Ctrl-C or SIGTERM stops the children in order
+and then PostgreSQL, and the children also die if the supervisor is killed
+(PR_SET_PDEATHSIG), so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from duet.services.devkit.demo_geo import write_demo_mmdb
+from duet.routing.topology import default_topology
+from duet.services.devkit.embedded_postgres import database_url
+from duet.services.cli.log_setup import configure_logging
+from duet.services.rpc.server import install_stop_signals
+
+logger = logging.getLogger("duet.cluster")
+
+DEFAULT_REGIONS = ("Frankfurt", "Virginia", "Singapore")
+READY_TIMEOUT_S = 60.0
+
+
+def _die_with_parent() -> None:
+    # Linux: the child gets SIGTERM if the supervisor dies, even by SIGKILL.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Child:
+    name: str
+    proc: asyncio.subprocess.Process
+    log_path: Path
+    ready_line: str = ""
+    drain: asyncio.Task[None] | None = None
+
+
+@dataclass
+class ClusterInfo:
+    matchmaker: str
+    routing: str
+    edges: dict[str, str] = field(default_factory=dict)  # edge id -> control address
+    database_url: str = ""
+    log_dir: Path = Path(".duet/logs")
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        *,
+        state_dir: Path = Path(".duet"),
+        database: str | None = None,
+        regions: Sequence[str] = DEFAULT_REGIONS,
+        log_level: str = "INFO",
+    ) -> None:
+        self.state_dir = state_dir
+        self.database = database
+        self.regions = tuple(regions)
+        self.log_level = log_level
+        self.children: list[Child] = []
+        self.info: ClusterInfo | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> ClusterInfo:
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _start(self) -> ClusterInfo:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = self.state_dir / "logs"
+        log_dir.mkdir(exist_ok=True)
+        t0 = time.monotonic()
+        dsn = await self._stack.enter_async_context(database_url(self.database, state_dir=self.state_dir))
+        geo = write_demo_mmdb(self.state_dir / "demo-geo.mmdb")
+        topology = default_topology(self.regions)
+        topo_path = self.state_dir / "topology.json"
+        topo_path.write_text(json.dumps(topology.to_dict(), indent=2))
+        env = dict(os.environ, DUET_CLUSTER_KEY=secrets.token_hex(32), PYTHONUNBUFFERED="1")
+
+        routing = await self._spawn(
+            "routing",
+            ["routing", "--bind", "127.0.0.1:0", "--topology", str(topo_path), "--geoip-db", str(geo),
+             "--default-region", self.regions[0], "--database-url", dsn],
+            env, log_dir,
+        )
+        routing_address = _field(routing.ready_line, "address")
+        edges = await asyncio.gather(
+            *(
+                self._spawn(f"edge-{e.edge_id}", ["edge", "--edge-id", e.edge_id, "--routing", routing_address], env, log_dir)
+                for e in topology.edges
+            )
+        )
+        mm = await self._spawn(
+            "matchmaker",
+            ["matchmaker", "--bind", "127.0.0.1:0", "--routing", routing_address, "--database-url", dsn, "--trust-forwarded-for"],
+            env, log_dir,
+        )
+        self.info = ClusterInfo(
+            matchmaker=_field(mm.ready_line, "address"),
+            routing=routing_address,
+            edges={c.name.removeprefix("edge-"): _field(c.ready_line, "control") for c in edges},
+            database_url=dsn,
+            log_dir=log_dir,
+        )
+        logger.info("cluster up in %.1f s", time.monotonic() - t0)
+        return self.info
+
+    async def _spawn(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
+        log_path = log_dir / f"{name}.log"
+        log = open(log_path, "ab")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "duet.services.cli", *args, "--log-level", self.log_level,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                env=env,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
+            )
+        finally:
+            log.close()
+        child = Child(name, proc, log_path)
+        self.children.append(child)
+        assert proc.stdout is not None
+        try:
+            while True:
+                line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT_S)
+                if not line:
+                    raise RuntimeError(f"{name} exited before it was ready (exit {await proc.wait()}); see {log_path}")
+                text = line.decode().strip()
+                if " ready " in f" {text} ":
+                    child.ready_line = text
+                    break
+        except asyncio.TimeoutError:
+            raise RuntimeError(f"{name} was not ready within {READY_TIMEOUT_S:.0f} s; see {log_path}") from None
+        child.drain = asyncio.create_task(_drain(proc.stdout, log_path))
+        logger.info("%s ready (pid %d)", name, proc.pid)
+        return child
+
+    async def stop(self) -> None:
+        # Matchmaker first (it ends sessions and unbridges), then edges, then routing.
+        for child in reversed(self.children):
+            if child.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(child.proc.wait(), 10)
+                except asyncio.TimeoutError:
+                    logger.warning("%s did not stop within 10 s; killing it", child.name)
+                    with contextlib.suppress(ProcessLookupError):
+                        child.proc.kill()
+                    await child.proc.wait()
+            if child.drain is not None:
+                child.drain.cancel()
+                await asyncio.gather(child.drain, return_exceptions=True)
+        self.children.clear()
+        await self._stack.aclose()
+
+
+async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
+    with open(log_path, "ab") as log:
+        while line := await stream.readline():
+            log.write(line)
+            log.flush()
+
+
+def _field(line: str, key: str) -> str:
+    for part in line.split():
+        if part.startswith(key + "="):
+            return part.split("=", 1)[1]
+    raise RuntimeError(f"no {key}= in ready line {line!r}")

@@ -1,0 +1,184 @@
+"""The edge process: EdgeControl gRPC over a ``duet.edge.relay.EdgeRelay``.
+
+At start it binds its backbone socket and control port, registers both with
+the routing service (which gives it its backbone number), and keeps a
+``WatchRoutes`` stream open so route-table changes reach it live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+import grpc
+
+from duet.v1 import edge_pb2, edge_pb2_grpc, routing_pb2, routing_pb2_grpc
+from duet.edge.backbone import RouteEntry, parse_address
+from duet.edge.bridge import BridgeSide
+from duet.edge.leg import OfferError
+from duet.edge.relay import EdgeRelay, LegNotReady, UnknownBridge, UnknownLeg, UnknownPeer
+from duet.edge.ice_hosts import restrict_ice_to
+from duet.services.cli.log_setup import configure_logging
+from duet.services.rpc.errors import map_errors
+from duet.services.rpc.server import install_stop_signals, start_server
+
+logger = logging.getLogger("duet.edge.server")
+
+_ERRORS = {
+    OfferError: grpc.StatusCode.INVALID_ARGUMENT,
+    ValueError: grpc.StatusCode.INVALID_ARGUMENT,
+    UnknownLeg: grpc.StatusCode.NOT_FOUND,
+    UnknownBridge: grpc.StatusCode.NOT_FOUND,
+    UnknownPeer: grpc.StatusCode.FAILED_PRECONDITION,
+    LegNotReady: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def bridge_stats(s: BridgeSide) -> edge_pb2.BridgeStats:
+    return edge_pb2.BridgeStats(
+        bridge_id=s.bridge_id,
+        side=s.side,
+        leg_id=s.leg.leg_id,
+        bridged=s.bridged_ms,
+        first_packet_at_edge=s.first_packet_at_edge_ms,
+        packets_out=s.packets_out,
+        packets_in=s.packets_in,
+        plis_relayed=s.keyframe_requests_relayed,
+    )
+
+
+class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
+    def __init__(self, node: EdgeRelay) -> None:
+        self.node = node
+
+    @map_errors(_ERRORS)
+    async def AttachLeg(self, request: edge_pb2.AttachLegRequest, context: grpc.aio.ServicerContext) -> edge_pb2.AttachLegResponse:
+        if not request.session_id:
+            raise ValueError("session_id is required")
+        leg_id, answer = await self.node.attach_leg(request.session_id, request.offer_sdp)
+        return edge_pb2.AttachLegResponse(leg_id=leg_id, answer_sdp=answer)
+
+    @map_errors(_ERRORS)
+    async def DetachLeg(self, request: edge_pb2.DetachLegRequest, context: grpc.aio.ServicerContext) -> edge_pb2.DetachLegResponse:
+        if not request.leg_id:
+            raise ValueError("leg_id is required")
+        await self.node.detach_leg(request.leg_id)
+        return edge_pb2.DetachLegResponse()
+
+    @map_errors(_ERRORS)
+    async def Bridge(self, request: edge_pb2.BridgeRequest, context: grpc.aio.ServicerContext) -> edge_pb2.BridgeResponse:
+        if not request.leg_id:
+            raise ValueError("leg_id is required")
+        if not request.peer_edge_id:
+            raise ValueError("peer_edge_id is required")
+        side = self.node.bridge(request.bridge_id, request.leg_id, request.side, request.peer_edge_id)
+        return edge_pb2.BridgeResponse(bridged=side.bridged_ms)
+
+    @map_errors(_ERRORS)
+    async def Unbridge(self, request: edge_pb2.UnbridgeRequest, context: grpc.aio.ServicerContext) -> edge_pb2.UnbridgeResponse:
+        removed = self.node.unbridge(request.bridge_id, request.side)
+        return edge_pb2.UnbridgeResponse(stats=bridge_stats(removed))
+
+    @map_errors(_ERRORS)
+    async def GetStats(self, request: edge_pb2.GetStatsRequest, context: grpc.aio.ServicerContext) -> edge_pb2.EdgeStats:
+        snap = self.node.stats(request.bridge_id)
+        return edge_pb2.EdgeStats(
+            edge_id=snap.edge_id,
+            legs=snap.legs,
+            bridges=[bridge_stats(s) for s in snap.bridges],
+            dropped=snap.dropped,
+            backbone_packets_in=snap.backbone_packets_in,
+            backbone_packets_out=snap.backbone_packets_out,
+        )
+
+
+def route_entries(table: routing_pb2.RouteTable) -> list[RouteEntry]:
+    return [
+        RouteEntry(
+            dest_edge_id=e.dest_edge_id,
+            dest_number=e.dest_number,
+            next_hop_edge_id=e.next_hop_edge_id,
+            next_hop_address=parse_address(e.next_hop_backbone_address),
+            path_rtt_ms=e.path_rtt_ms,
+        )
+        for e in table.entries
+        if e.next_hop_backbone_address
+    ]
+
+
+async def _register(stub: routing_pb2_grpc.RoutingStub, request: routing_pb2.RegisterEdgeRequest, stop: asyncio.Event) -> routing_pb2.RegisterEdgeResponse:
+    delay = 0.1
+    while not stop.is_set():
+        try:
+            return await stub.RegisterEdge(request, timeout=5)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+                raise SystemExit(f"routing service refused edge {request.edge_id}: {exc.details()}") from exc
+            logger.warning("routing service not reachable (%s); retrying in %.1f s", exc.code().name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise asyncio.CancelledError
+
+
+async def _stay_registered(stub: routing_pb2_grpc.RoutingStub, node: EdgeRelay, request: routing_pb2.RegisterEdgeRequest) -> None:
+    """Keep the route table current; after a routing-service restart, register again first."""
+    delay = 0.1
+    first = True
+    while True:
+        try:
+            if not first:
+                await stub.RegisterEdge(request, timeout=5)
+                logger.info("edge %s registered again with the routing service", node.edge_id)
+            first = False
+            async for table in stub.WatchRoutes(routing_pb2.WatchRoutesRequest(edge_id=node.edge_id)):
+                node.set_routes(table.version, route_entries(table))
+                delay = 0.1
+        except grpc.aio.AioRpcError as exc:
+            logger.warning("route watch ended (%s: %s); reconnecting", exc.code().name, exc.details())
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+async def serve_edge(
+    edge_id: str,
+    routing_address: str,
+    cluster_key: bytes,
+    *,
+    host: str = "127.0.0.1",
+    control_port: int = 0,
+    backbone_port: int = 0,
+    stop: asyncio.Event | None = None,
+) -> None:
+    stop = stop or asyncio.Event()
+    restrict_ice_to([host])
+    node = EdgeRelay(edge_id, 0, cluster_key)
+    backbone = await node.start(host, backbone_port)
+    server, control_address = await start_server(
+        f"{host}:{control_port}", lambda s: edge_pb2_grpc.add_EdgeControlServicer_to_server(EdgeControlServicer(node), s)
+    )
+    channel = grpc.aio.insecure_channel(routing_address)
+    watch: asyncio.Task[None] | None = None
+    try:
+        stub = routing_pb2_grpc.RoutingStub(channel)
+        registration = routing_pb2.RegisterEdgeRequest(
+            edge_id=edge_id,
+            control_address=control_address,
+            backbone_address=f"{backbone[0]}:{backbone[1]}",
+            media_host=host,
+        )
+        reply = await _register(stub, registration, stop)
+        node.assign_number(reply.edge.number)
+        watch = asyncio.create_task(_stay_registered(stub, node, registration))
+        logger.info("edge %s (#%d, %s) serving control on %s", edge_id, node.number, reply.edge.region, control_address)
+        print(f"edge {edge_id} ready control={control_address} backbone={backbone[0]}:{backbone[1]}", flush=True)
+        await stop.wait()
+    finally:
+        logger.info("edge %s shutting down", edge_id)
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+        await server.stop(grace=1.0)
+        await node.stop()
+        await channel.close()

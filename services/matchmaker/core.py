@@ -1,0 +1,379 @@
+"""The matchmaker core: sessions, the pool, and the one fan-out that starts a call.
+
+On a match it asks the routing service for the backbone path between the two
+edges, tells both edges to bridge their warm legs (concurrently), records the
+call with its stage timings in PostgreSQL, and tells both clients. Protobuf
+appears only in the ServerMessages it queues for the streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+import grpc
+
+from duet.v1 import common_pb2, matchmaker_pb2
+from duet.services.store.postgres import CallRow, Store
+from duet.services.matchmaker.remote_peers import EdgeClients, EdgeInfo, RoutingClient
+from duet.services.matchmaker.pool import Ticket, WaitingPool
+
+logger = logging.getLogger("duet.matchmaker")
+
+USER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+RECENT_PARTNERS = 5
+
+
+def now_ms() -> float:
+    return time.time() * 1000
+
+
+class SessionError(Exception):
+    """A client did something the protocol does not allow; ends its stream with ``code``."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(eq=False)
+class ActiveCall:
+    call_id: str
+    bridge_id: int
+    sessions: tuple["ClientSession", "ClientSession"]
+    route: list[str]
+    route_rtt_ms: float
+    stages: tuple[dict[str, float], dict[str, float]]
+    reported: set[int] = field(default_factory=set)
+    ended: bool = False
+
+    def side_of(self, session: "ClientSession") -> int:
+        return 0 if self.sessions[0] is session else 1
+
+    def partner_of(self, session: "ClientSession") -> "ClientSession":
+        return self.sessions[1 - self.side_of(session)]
+
+
+@dataclass(eq=False)
+class ClientSession:
+    session_id: str
+    user_id: str
+    display_name: str
+    client_ip: str
+    outbox: asyncio.Queue[object]
+    edge: EdgeInfo | None = None
+    region: str = ""
+    leg_id: str | None = None
+    ticket: Ticket | None = None
+    call: ActiveCall | None = None
+    recent_partners: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_PARTNERS))
+    closed: bool = False
+
+    def send(self, **kwargs: object) -> None:
+        if not self.closed:
+            self.outbox.put_nowait(matchmaker_pb2.ServerMessage(**kwargs))
+
+
+def stage_times(stages: dict[str, float]) -> common_pb2.StageTimes:
+    """Stage dict (as stored) -> StageTimes; unknown keys are ignored."""
+    fields = common_pb2.StageTimes.DESCRIPTOR.fields_by_name
+    return common_pb2.StageTimes(**{k: float(v) for k, v in stages.items() if k in fields})
+
+
+class Matchmaker:
+    def __init__(self, store: Store, routing: RoutingClient, edges: EdgeClients) -> None:
+        self.store = store
+        self.routing = routing
+        self.edges = edges
+        self.pool = WaitingPool()
+        self.sessions: dict[str, ClientSession] = {}
+        self._by_user: dict[str, ClientSession] = {}
+        self._calls: dict[str, ActiveCall] = {}
+        self._pool_lock = asyncio.Lock()
+
+    # -- session lifecycle --------------------------------------------------
+
+    async def open_session(self, hello: matchmaker_pb2.Hello, client_ip: str, outbox: asyncio.Queue[object]) -> ClientSession:
+        if not USER_ID_RE.match(hello.user_id):
+            raise SessionError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "hello.user_id must be 1-64 characters of letters, digits, '_', '.' or '-'",
+            )
+        if len(hello.display_name) > 64:
+            raise SessionError(grpc.StatusCode.INVALID_ARGUMENT, "hello.display_name is longer than 64 characters")
+        old = self._by_user.get(hello.user_id)
+        if old is not None:
+            logger.info("user %s opened a new session; closing the old one", hello.user_id)
+            old.send(call_ended=matchmaker_pb2.CallEnded(reason="replaced by a newer session"))
+            await self.close_session(old, "replaced")
+            old.outbox.put_nowait(None)
+        session = ClientSession(
+            session_id=uuid.uuid4().hex,
+            user_id=hello.user_id,
+            display_name=hello.display_name or hello.user_id,
+            client_ip=client_ip,
+            outbox=outbox,
+        )
+        await self.store.upsert_user(session.user_id, session.display_name)
+        self.sessions[session.session_id] = session
+        self._by_user[session.user_id] = session
+        try:
+            ingress = await self.routing.pick_ingress(client_ip)
+        except grpc.aio.AioRpcError as exc:
+            await self.close_session(session, "no ingress")
+            raise SessionError(grpc.StatusCode.UNAVAILABLE, f"no edge could be assigned: {exc.details()}") from exc
+        session.edge = ingress.edge
+        session.region = ingress.edge.region
+        session.send(
+            edge_assigned=matchmaker_pb2.EdgeAssigned(
+                session_id=session.session_id, edge=ingress.edge_ref, reason=ingress.reason, edge_assigned=now_ms()
+            )
+        )
+        logger.info("session %s: user %s from %s -> edge %s (%s)", session.session_id[:8], session.user_id, client_ip, ingress.edge.edge_id, ingress.reason)
+        return session
+
+    async def attach_leg(self, session: ClientSession, offer: matchmaker_pb2.LegOffer) -> None:
+        if session.leg_id is not None:
+            raise SessionError(grpc.StatusCode.FAILED_PRECONDITION, "this session already has a leg; one offer per session")
+        assert session.edge is not None
+        try:
+            leg_id, answer = await self.edges.attach_leg(session.edge, session.session_id, offer.sdp)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code() if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else grpc.StatusCode.UNAVAILABLE
+            raise SessionError(code, f"edge {session.edge.edge_id} rejected the offer: {exc.details()}") from exc
+        session.leg_id = leg_id
+        session.send(answer=matchmaker_pb2.LegAnswer(leg_id=leg_id, sdp=answer))
+
+    async def find_partner(self, session: ClientSession) -> None:
+        if session.leg_id is None:
+            raise SessionError(grpc.StatusCode.FAILED_PRECONDITION, "send your leg offer before find_partner")
+        if session.ticket is not None or session.call is not None:
+            raise SessionError(grpc.StatusCode.FAILED_PRECONDITION, "already waiting or in a call; use next to switch partners")
+        await self._enqueue(session)
+
+    async def next(self, session: ClientSession) -> None:
+        """End the current call if any and look for someone new; when idle it is find_partner.
+
+        Tolerant on purpose: both partners may press next at the same moment.
+        """
+        if session.leg_id is None:
+            raise SessionError(grpc.StatusCode.FAILED_PRECONDITION, "send your leg offer before next")
+        if session.call is not None:
+            await self._end_call(session.call, "next", ender=session)
+        if session.ticket is None:
+            await self._enqueue(session)
+
+    async def close_session(self, session: ClientSession, reason: str) -> None:
+        """Stream gone (leave, drop, replace): end its call, cancel its ticket, release its leg."""
+        if session.closed:
+            return
+        session.closed = True
+        self.sessions.pop(session.session_id, None)
+        if self._by_user.get(session.user_id) is session:
+            del self._by_user[session.user_id]
+        if session.call is not None:
+            await self._end_call(session.call, "left", ender=session)
+        if session.ticket is not None:
+            async with self._pool_lock:
+                self.pool.remove(session.ticket.ticket_id)
+            await self.store.close_ticket(session.ticket.ticket_id, f"cancelled: {reason}")
+            session.ticket = None
+        if session.leg_id is not None and session.edge is not None:
+            try:
+                await self.edges.detach_leg(session.edge, session.leg_id)
+            except grpc.aio.AioRpcError as exc:
+                logger.info("detach of leg %s on %s: %s", session.leg_id, session.edge.edge_id, exc.details())
+        logger.info("session %s (%s) closed: %s", session.session_id[:8], session.user_id, reason)
+
+    # -- pairing ----------------------------------------------------------
+
+    async def _enqueue(self, session: ClientSession) -> None:
+        assert session.edge is not None
+        ticket = Ticket(
+            ticket_id=uuid.uuid4().hex,
+            user_id=session.user_id,
+            session_id=session.session_id,
+            edge_id=session.edge.edge_id,
+            queued_at=now_ms(),
+            avoid=frozenset(session.recent_partners),
+        )
+        session.ticket = ticket
+        await self.store.open_ticket(ticket.ticket_id, ticket.user_id, ticket.session_id, ticket.edge_id, ticket.queued_at / 1000)
+        session.send(queued=matchmaker_pb2.Queued(ticket_id=ticket.ticket_id, queued=ticket.queued_at))
+        async with self._pool_lock:
+            pair = self.pool.offer(ticket)
+        if pair is not None:
+            await self._start_call(*pair)
+
+    async def _start_call(self, first: Ticket, second: Ticket) -> None:
+        matched = now_ms()
+        a = self.sessions.get(first.session_id)
+        b = self.sessions.get(second.session_id)
+        if a is None or b is None or a.closed or b.closed:
+            # One side left between pairing and here; the other goes back in the pool.
+            for s, t in ((a, first), (b, second)):
+                if s is not None and not s.closed:
+                    s.ticket = None
+                    await self.store.close_ticket(t.ticket_id, "partner vanished")
+                    await self._enqueue(s)
+            return
+        for s in (a, b):
+            assert s.ticket is not None
+            await self.store.close_ticket(s.ticket.ticket_id, "matched")
+            s.ticket = None
+        assert a.edge is not None and b.edge is not None and a.leg_id and b.leg_id
+        call_id = uuid.uuid4().hex
+        bridge_id = secrets.randbits(63) or 1
+        # Whatever goes wrong below, these two are not paired again right away.
+        a.recent_partners.append(b.user_id)
+        b.recent_partners.append(a.user_id)
+        try:
+            route = await self.routing.pick_route(a.edge.edge_id, b.edge.edge_id)
+        except grpc.aio.AioRpcError as exc:
+            # Neither leg is at fault; both clients decide whether to look again.
+            logger.warning("no route %s -> %s: %s", a.edge.edge_id, b.edge.edge_id, exc.details())
+            for s in (a, b):
+                s.send(call_ended=matchmaker_pb2.CallEnded(reason=f"no route between the two edges: {exc.details()}"))
+            return
+        route_picked = now_ms()
+        results = await asyncio.gather(
+            self.edges.bridge(a.edge, bridge_id, a.leg_id, 0, b.edge.edge_id),
+            self.edges.bridge(b.edge, bridge_id, b.leg_id, 1, a.edge.edge_id),
+            return_exceptions=True,
+        )
+        failures = [(s, r) for s, r in zip((a, b), results) if isinstance(r, BaseException)]
+        if failures:
+            await self._abort_start(a, b, bridge_id, failures)
+            return
+        bridged = now_ms()
+        stages = (
+            {"queued": first.queued_at, "matched": matched, "route_picked": route_picked, "bridged": bridged},
+            {"queued": second.queued_at, "matched": matched, "route_picked": route_picked, "bridged": bridged},
+        )
+        call = ActiveCall(call_id, bridge_id, (a, b), route.path, route.rtt_ms, stages)
+        self._calls[call_id] = call
+        a.call = b.call = call
+        await self.store.create_call(
+            CallRow(
+                call_id=call_id,
+                user_a=a.user_id,
+                user_b=b.user_id,
+                edge_a=a.edge.edge_id,
+                edge_b=b.edge.edge_id,
+                leg_a=a.leg_id,
+                leg_b=b.leg_id,
+                route=route.path,
+                route_rtt_ms=route.rtt_ms,
+                state="bridged",
+                end_reason=None,
+                stages_a=stages[0],
+                stages_b=stages[1],
+            )
+        )
+        for s in (a, b):
+            if s.closed:
+                # Left while we were bridging: end the call now rather than leave the partner waiting.
+                await self._end_call(call, "left", ender=s)
+                return
+        for side, (me, partner) in enumerate(((a, b), (b, a))):
+            path = route.path if side == 0 else list(reversed(route.path))
+            me.send(
+                matched=matchmaker_pb2.Matched(
+                    call_id=call_id,
+                    partner_display_name=partner.display_name,
+                    partner_region=partner.region,
+                    route=path,
+                    route_rtt_ms=route.rtt_ms,
+                    stages=stage_times(stages[side]),
+                )
+            )
+        logger.info(
+            "call %s: %s (%s) <-> %s (%s) via %s, %.1f ms from match to bridged",
+            call_id[:8], a.user_id, a.edge.edge_id, b.user_id, b.edge.edge_id, "-".join(route.path), bridged - matched,
+        )
+
+    async def _abort_start(self, a: ClientSession, b: ClientSession, bridge_id: int, failures: list[tuple[ClientSession, BaseException]]) -> None:
+        """A leg could not be bridged: its owner is told why, a healthy partner goes back in the pool."""
+        failed = {id(s): exc for s, exc in failures}
+        for side, s in enumerate((a, b)):
+            exc = failed.get(id(s))
+            if exc is None:
+                if s.edge is not None:
+                    try:
+                        await self.edges.unbridge(s.edge, bridge_id, side)
+                    except grpc.aio.AioRpcError:
+                        pass
+                if not s.closed:
+                    await self._enqueue(s)
+                continue
+            details = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
+            logger.warning("bridge for %s on %s failed: %s", s.user_id, s.edge.edge_id if s.edge else "?", details)
+            s.send(call_ended=matchmaker_pb2.CallEnded(reason=f"bridge failed: {details}"))
+
+    async def _end_call(self, call: ActiveCall, reason: str, *, ender: ClientSession) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        self._calls.pop(call.call_id, None)
+        for side, s in enumerate(call.sessions):
+            if s.call is call:
+                s.call = None
+            if s.edge is not None:
+                try:
+                    first_packet = await self.edges.unbridge(s.edge, call.bridge_id, side)
+                except grpc.aio.AioRpcError as exc:
+                    logger.debug("unbridge %d side %d: %s", call.bridge_id, side, exc.details())
+                    continue
+                # The partner's connect report may still be on its way: keep the edge's stage.
+                if first_packet:
+                    await self.store.merge_stages(call.call_id, "ab"[side], {"first_packet_at_edge": first_packet})
+        await self.store.set_call_state(call.call_id, "ended", reason)
+        partner = call.partner_of(ender)
+        if not partner.closed:
+            # The partner decides what comes next (find_partner again, or leave).
+            partner.send(call_ended=matchmaker_pb2.CallEnded(call_id=call.call_id, reason=f"partner_{reason}"))
+        if not ender.closed:
+            ender.send(call_ended=matchmaker_pb2.CallEnded(call_id=call.call_id, reason=reason))
+
+    # -- reports ----------------------------------------------------------
+
+    async def connect_report(self, session: ClientSession, report: matchmaker_pb2.ConnectReport) -> None:
+        call = self._calls.get(report.call_id)
+        if call is None:
+            row = await self.store.get_call(report.call_id) if report.call_id else None
+            if row is None or session.user_id not in (row.user_a, row.user_b):
+                raise SessionError(grpc.StatusCode.NOT_FOUND, f"no call '{report.call_id}' for this session")
+            side = 0 if row.user_a == session.user_id else 1
+            edge = None
+        else:
+            if session not in call.sessions:
+                raise SessionError(grpc.StatusCode.PERMISSION_DENIED, f"call '{report.call_id}' is not yours")
+            side = call.side_of(session)
+            edge = session.edge
+        client = {f.name: v for f, v in report.stages.ListFields()}
+        # Server-side stages are the server's; the client supplies its own.
+        stages = {k: v for k, v in client.items() if k in ("session_open", "edge_assigned", "leg_connected", "first_frame")}
+        if edge is not None and call is not None:
+            try:
+                first_packet = await self.edges.first_packet_at_edge(edge, call.bridge_id, side)
+            except grpc.aio.AioRpcError:
+                first_packet = 0.0
+            if first_packet:
+                stages["first_packet_at_edge"] = first_packet
+        await self.store.merge_stages(report.call_id, "ab"[side], stages)
+        if call is not None and report.connected:
+            call.reported.add(side)
+            if call.reported == {0, 1}:
+                await self.store.set_call_state(call.call_id, "connected")
+
+    async def stop(self) -> None:
+        for session in list(self.sessions.values()):
+            session.send(call_ended=matchmaker_pb2.CallEnded(reason="matchmaker shutting down"))
+            await self.close_session(session, "shutdown")
+            session.outbox.put_nowait(None)

@@ -1,0 +1,221 @@
+"""The routing service: ingress and path selection over ``routing/``, route tables pushed to edges.
+
+The topology is declared in a file (or the 3-region default); edges register
+the addresses they bound at start, which makes them eligible. Every change
+bumps the topology version, recomputes the graph once, and wakes each edge's
+``WatchRoutes`` stream so it gets its new next-hop table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from duet.v1 import common_pb2, routing_pb2, routing_pb2_grpc
+from duet.routing.geo import GeoLocator, parse_ip
+from duet.routing.ingress import NoEdgeAvailable, pick_ingress
+from duet.routing.next_hop import next_hop_table
+from duet.routing.paths import NoRoute, build_graph, shortest_path
+from duet.routing.topology import EdgeNode, EdgeState, Topology, TopologyError, UnknownEdge, default_topology
+from duet.services.cli.log_setup import configure_logging
+from duet.services.rpc.errors import map_errors
+from duet.services.rpc.server import install_stop_signals, start_server
+
+logger = logging.getLogger("duet.routing")
+
+_STATE = {
+    EdgeState.ACTIVE: common_pb2.EDGE_STATE_ACTIVE,
+    EdgeState.DRAINING: common_pb2.EDGE_STATE_DRAINING,
+    EdgeState.DOWN: common_pb2.EDGE_STATE_DOWN,
+}
+
+_ERRORS = {
+    ValueError: grpc.StatusCode.INVALID_ARGUMENT,
+    UnknownEdge: grpc.StatusCode.NOT_FOUND,
+    NoEdgeAvailable: grpc.StatusCode.UNAVAILABLE,
+    NoRoute: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def edge_ref(e: EdgeNode) -> common_pb2.EdgeRef:
+    return common_pb2.EdgeRef(
+        edge_id=e.edge_id,
+        number=e.number,
+        region=e.region,
+        control_address=e.control_address,
+        backbone_address=e.backbone_address,
+        media_host=e.media_host,
+        state=_STATE[e.state],
+    )
+
+
+class RoutingState:
+    """The live topology and its graph; a change wakes every route watcher."""
+
+    def __init__(self, topology: Topology) -> None:
+        self._changed = asyncio.Condition()
+        self._set(topology)
+
+    def _set(self, topology: Topology) -> None:
+        self.topology = topology
+        # Only registered edges can carry traffic; the graph is shared by all queries.
+        self.graph = build_graph(topology, require_registered=True)
+
+    async def replace(self, topology: Topology) -> None:
+        async with self._changed:
+            self._set(topology)
+            self._changed.notify_all()
+
+    async def wait_for_change(self, version: int) -> Topology:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.topology.version != version)
+            return self.topology
+
+
+class RoutingServicer(routing_pb2_grpc.RoutingServicer):
+    def __init__(self, state: RoutingState, geo: GeoLocator, default_region: str, store: object | None = None) -> None:
+        self.state = state
+        self.geo = geo
+        self.default_region = default_region
+        self.store = store
+
+    @map_errors(_ERRORS)
+    async def PickIngress(self, request: routing_pb2.PickIngressRequest, context: grpc.aio.ServicerContext) -> routing_pb2.PickIngressResponse:
+        if not request.client_ip:
+            raise ValueError("client_ip is required")
+        parse_ip(request.client_ip)
+        probes = {}
+        for p in request.probes:
+            if not p.edge_id:
+                raise ValueError("every probe needs an edge_id")
+            probes[p.edge_id] = p.rtt_ms
+        located = self.geo.locate(request.client_ip)
+        choice = pick_ingress(
+            self.state.topology, located, probes=probes, default_region=self.default_region, require_registered=True
+        )
+        return routing_pb2.PickIngressResponse(
+            edge=edge_ref(choice.edge),
+            estimated_rtt_ms=choice.estimated_rtt_ms,
+            client_region=choice.client_region,
+            reason=choice.reason,
+        )
+
+    @map_errors(_ERRORS)
+    async def PickRoute(self, request: routing_pb2.PickRouteRequest, context: grpc.aio.ServicerContext) -> routing_pb2.PickRouteResponse:
+        if not request.from_edge_id or not request.to_edge_id:
+            raise ValueError("from_edge_id and to_edge_id are both required")
+        for edge_id in (request.from_edge_id, request.to_edge_id):
+            self.state.topology.edge(edge_id)  # UnknownEdge -> NOT_FOUND
+        if request.from_edge_id == request.to_edge_id:
+            return routing_pb2.PickRouteResponse(path=[request.from_edge_id], rtt_ms=0.0)
+        path = shortest_path(self.state.graph, request.from_edge_id, request.to_edge_id)
+        return routing_pb2.PickRouteResponse(path=list(path.edge_ids), rtt_ms=path.rtt_ms)
+
+    async def WatchRoutes(self, request: routing_pb2.WatchRoutesRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[routing_pb2.RouteTable]:
+        if not request.edge_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "edge_id is required")
+        if self.state.topology.find_edge(request.edge_id) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"edge '{request.edge_id}' is not in the topology")
+        topology = self.state.topology
+        while True:
+            table = next_hop_table(self.state.graph, request.edge_id)
+            yield routing_pb2.RouteTable(
+                edge_id=request.edge_id,
+                version=topology.version,
+                entries=[
+                    routing_pb2.NextHop(
+                        dest_edge_id=e.dest_edge_id,
+                        dest_number=e.dest_number,
+                        next_hop_edge_id=e.next_hop_edge_id,
+                        next_hop_backbone_address=e.next_hop_backbone_address,
+                        path_rtt_ms=e.path_rtt_ms,
+                    )
+                    for e in table.values()
+                ],
+            )
+            topology = await self.state.wait_for_change(topology.version)
+
+    @map_errors(_ERRORS)
+    async def GetTopology(self, request: routing_pb2.GetTopologyRequest, context: grpc.aio.ServicerContext) -> routing_pb2.Topology:
+        t = self.state.topology
+        return routing_pb2.Topology(
+            version=t.version,
+            regions=[routing_pb2.Region(name=r.name, lat=r.lat, lon=r.lon) for r in t.regions],
+            edges=[edge_ref(e) for e in t.edges],
+            links=[routing_pb2.Link(a=ln.a, b=ln.b, rtt_ms=ln.rtt_ms, loss=ln.loss, up=ln.up) for ln in t.links],
+        )
+
+    @map_errors(_ERRORS)
+    async def RegisterEdge(self, request: routing_pb2.RegisterEdgeRequest, context: grpc.aio.ServicerContext) -> routing_pb2.RegisterEdgeResponse:
+        if not request.edge_id:
+            raise ValueError("edge_id is required")
+        for name in ("control_address", "backbone_address", "media_host"):
+            if not getattr(request, name):
+                raise ValueError(f"{name} is required")
+        for name in ("control_address", "backbone_address"):
+            host, sep, port = getattr(request, name).rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"{name} must be host:port, got {getattr(request, name)!r}")
+        parse_ip(request.media_host)
+        topology = self.state.topology.with_edge_addresses(
+            request.edge_id,
+            control_address=request.control_address,
+            backbone_address=request.backbone_address,
+            media_host=request.media_host,
+        )
+        await self.state.replace(topology)
+        edge = topology.edge(request.edge_id)
+        if self.store is not None:
+            from duet.services.store.postgres import EdgeRow
+
+            await self.store.upsert_edge(  # type: ignore[attr-defined]
+                EdgeRow(
+                    edge_id=edge.edge_id,
+                    region=edge.region,
+                    control_address=edge.control_address,
+                    backbone_address=edge.backbone_address,
+                    media_host=edge.media_host,
+                    state=str(edge.state),
+                )
+            )
+        logger.info("edge %s registered: control %s, backbone %s (topology v%d)", edge.edge_id, edge.control_address, edge.backbone_address, topology.version)
+        return routing_pb2.RegisterEdgeResponse(edge=edge_ref(edge))
+
+
+async def serve_routing(
+    topology: Topology,
+    *,
+    geoip_db: Path | None = None,
+    default_region: str | None = None,
+    bind: str = "127.0.0.1:0",
+    database: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    stop = stop or asyncio.Event()
+    default_region = default_region or topology.regions[0].name
+    if not topology.has_region(default_region):
+        raise SystemExit(f"default region {default_region!r} is not in the topology ({', '.join(r.name for r in topology.regions)})")
+    geo = GeoLocator(geoip_db)
+    store = None
+    if database:
+        from duet.services.store.postgres import Store
+
+        store = await Store.open(database)
+    state = RoutingState(topology)
+    servicer = RoutingServicer(state, geo, default_region, store)
+    server, address = await start_server(bind, lambda s: routing_pb2_grpc.add_RoutingServicer_to_server(servicer, s))
+    logger.info("routing serving on %s: %d regions, %d edges, default region %s", address, len(topology.regions), len(topology.edges), default_region)
+    print(f"routing ready address={address}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("routing shutting down")
+        await server.stop(grace=1.0)
+        geo.close()
+        if store is not None:
+            await store.close()

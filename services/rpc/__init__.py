@@ -1,0 +1,1 @@
+"""gRPC plumbing shared by every server: error mapping (errors.py), start and stop (server.py)."""

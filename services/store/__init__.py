@@ -1,0 +1,1 @@
+"""Persistence: PostgreSQL through asyncpg (postgres.py) and versioned schema migrations (migrate.py)."""

@@ -1,0 +1,57 @@
+"""The private aiortc/aioice APIs the edge relies on (edge/aiortc_internals.py) still exist,
+and with them the edge's receivers never see (so never decode) an RTP packet."""
+
+from __future__ import annotations
+
+import aioice.ice
+import aiortc
+import pytest
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+
+from tests.edge.harness import close_client, make_client, two_edges
+
+
+def test_pinned_versions() -> None:
+    assert aiortc.__version__ == "1.16.0"
+
+
+async def test_private_hooks_exist() -> None:
+    for name in ("_handle_rtp_data", "_handle_rtcp_data", "_send_rtp"):
+        assert callable(getattr(RTCDtlsTransport, name, None)), name
+    assert callable(getattr(aioice.ice, "get_host_addresses", None))
+    pc = aiortc.RTCPeerConnection()
+    try:
+        t: RTCRtpTransceiver = pc.addTransceiver("video")
+        assert isinstance(t.sender._ssrc, int)
+        assert isinstance(t._codecs, list)
+        assert isinstance(t.sender.transport, RTCDtlsTransport)
+    finally:
+        await pc.close()
+
+
+@pytest.mark.slow
+async def test_edge_receivers_never_get_rtp(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    original = RTCRtpReceiver._handle_rtp_packet
+
+    async def spy(self: RTCRtpReceiver, packet, arrival_time_ms: int) -> None:  # type: ignore[no-untyped-def]
+        seen.append(id(self))
+        await original(self, packet, arrival_time_ms)
+
+    monkeypatch.setattr(RTCRtpReceiver, "_handle_rtp_packet", spy)
+    async with two_edges() as (e1, e2):
+        a, leg_a = await make_client(e1, tag=31)
+        b, leg_b = await make_client(e2, tag=32)
+        try:
+            e1.bridge(3, leg_a, 0, "vir-1")
+            e2.bridge(3, leg_b, 1, "fra-1")
+            await b.wait_for_tag(31)
+            edge_receivers = {id(t.receiver) for leg in (*e1.legs.values(), *e2.legs.values()) for t in leg._pc.getTransceivers()}
+            client_receivers = {id(t.receiver) for t in (*a.pc.getTransceivers(), *b.pc.getTransceivers())}
+            assert client_receivers & set(seen), "the spy saw nothing: the test would prove nothing"
+            assert not edge_receivers & set(seen), "an edge receiver got RTP: it would decode it"
+        finally:
+            await close_client(a)
+            await close_client(b)

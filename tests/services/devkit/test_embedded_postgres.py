@@ -1,0 +1,249 @@
+"""The private PostgreSQL cluster: binaries lookup, start/stop, reuse, stale pid files, root handling.
+
+Each test that needs its own cluster starts one in a scratch dir (about 1 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from duet.services.devkit import embedded_postgres as embedded
+from duet.services.devkit.embedded_postgres import EmbeddedPostgres, PostgresNotFound, database_url, find_binaries
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    base = embedded.make_scratch_dir("duet-test-embedded-")
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg(scratch: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(scratch / "pg")
+    yield server
+    server.stop()
+
+
+async def _fetchval(dsn: str, sql: str) -> object:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+def fetchval(dsn: str, sql: str) -> object:
+    return asyncio.run(_fetchval(dsn, sql))
+
+
+def execute(dsn: str, *statements: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for s in statements:
+                await conn.execute(s)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def _hide_binaries(monkeypatch: pytest.MonkeyPatch, path_dir: Path) -> None:
+    monkeypatch.setenv("PATH", str(path_dir))
+    monkeypatch.setattr(embedded, "BINARY_GLOBS", (str(path_dir / "nowhere" / "*" / "bin"),))
+
+
+# -- binaries -----------------------------------------------------------------
+
+
+def test_missing_binaries_message_names_them_and_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _hide_binaries(monkeypatch, tmp_path)
+    with pytest.raises(PostgresNotFound) as info:
+        find_binaries()
+    msg = str(info.value)
+    for name in ("initdb", "pg_ctl", "postgres"):
+        assert name in msg
+    assert "apt-get install postgresql" in msg
+    assert "DUET_DATABASE_URL" in msg
+    assert isinstance(info.value, RuntimeError)
+
+
+def test_missing_binaries_raised_by_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _hide_binaries(monkeypatch, tmp_path)
+    with pytest.raises(PostgresNotFound):
+        EmbeddedPostgres(tmp_path / "pg").start()
+    assert not (tmp_path / "pg").exists()
+
+
+def test_partially_installed_binaries_name_only_the_missing_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "initdb"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    _hide_binaries(monkeypatch, tmp_path)
+    with pytest.raises(PostgresNotFound) as info:
+        find_binaries()
+    missing = str(info.value).split("(searched")[0]
+    assert "pg_ctl" in missing and "postgres" in missing
+    assert "initdb" not in missing
+
+
+def test_binaries_found_on_this_machine() -> None:
+    b = find_binaries()
+    assert b.major >= 12
+    for name in ("initdb", "pg_ctl", "postgres"):
+        assert os.access(b.path(name), os.X_OK)
+
+
+# -- lifecycle ----------------------------------------------------------------
+
+
+def test_start_gives_a_loopback_dsn_for_database_duet(pg: EmbeddedPostgres) -> None:
+    dsn = pg.start()
+    assert dsn == pg.dsn
+    assert dsn.startswith("postgresql://duet@127.0.0.1:") and dsn.endswith("/duet")
+    assert fetchval(dsn, "SELECT current_database()") == "duet"
+    # Loopback TCP only, no unix socket.
+    assert fetchval(dsn, "SHOW listen_addresses") == "127.0.0.1"
+    assert fetchval(dsn, "SHOW unix_socket_directories") == ""
+    assert pg.start() == dsn  # idempotent
+
+
+def test_stop_is_idempotent_and_start_again_reuses_the_data(pg: EmbeddedPostgres) -> None:
+    dsn = pg.start()
+    execute(dsn, "CREATE TABLE kept (v text)", "INSERT INTO kept VALUES ('still here')")
+    pg.stop()
+    pg.stop()
+    assert not (pg.data_dir / "postmaster.pid").exists()
+    with pytest.raises(RuntimeError):
+        _ = pg.dsn
+    again = EmbeddedPostgres(pg.data_dir)
+    try:
+        dsn2 = again.start()
+        assert fetchval(dsn2, "SELECT v FROM kept") == "still here"
+    finally:
+        again.stop()
+
+
+def test_fixed_port_is_used(scratch: Path) -> None:
+    port = embedded.free_port()
+    with EmbeddedPostgres(scratch / "pg", port=port) as server:
+        assert server.dsn == f"postgresql://duet@127.0.0.1:{port}/duet"
+        assert fetchval(server.dsn, "SELECT 1") == 1
+
+
+def test_restart_after_the_server_was_killed(pg: EmbeddedPostgres) -> None:
+    dsn = pg.start()
+    execute(dsn, "CREATE TABLE kept (v int)", "INSERT INTO kept VALUES (7)")
+    pid = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)  # leaves a stale postmaster.pid behind
+    assert (pg.data_dir / "postmaster.pid").exists()
+    again = EmbeddedPostgres(pg.data_dir)
+    try:
+        dsn2 = again.start()
+        assert fetchval(dsn2, "SELECT v FROM kept") == 7
+    finally:
+        again.stop()
+
+
+def test_stale_pid_file_naming_an_unrelated_live_process(pg: EmbeddedPostgres) -> None:
+    pg.start()
+    pg.stop()
+    # As after a container restart: the recorded PID now belongs to someone else.
+    lines = [str(os.getpid()), str(pg.data_dir), "0", "5432", "", "127.0.0.1", "0", "ready"]
+    (pg.data_dir / "postmaster.pid").write_text("\n".join(lines) + "\n")
+    dsn = pg.start()
+    assert fetchval(dsn, "SELECT 1") == 1
+
+
+def test_second_object_on_a_running_cluster_shares_it_and_leaves_it_running(pg: EmbeddedPostgres) -> None:
+    dsn = pg.start()
+    other = EmbeddedPostgres(pg.data_dir)
+    assert other.start() == dsn
+    other.stop()
+    assert fetchval(dsn, "SELECT 1") == 1  # still up: the first owner stops it
+    pg.stop()
+    assert not (pg.data_dir / "postmaster.pid").exists()
+
+
+def test_a_server_left_by_a_dead_starter_is_adopted_and_stopped(pg: EmbeddedPostgres, scratch: Path) -> None:
+    pg.start()
+    # As if the process that started it had been killed: its PID no longer runs.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (scratch / ".pg.owner").write_text(f"{gone.pid}\n")
+    heir = EmbeddedPostgres(pg.data_dir)
+    dsn = heir.start()
+    assert fetchval(dsn, "SELECT 1") == 1
+    heir.stop()
+    assert not (pg.data_dir / "postmaster.pid").exists()
+    pg.stop()  # nothing left to stop: quiet
+
+
+def test_refuses_a_non_empty_directory_that_is_not_a_cluster(scratch: Path) -> None:
+    d = scratch / "pg"
+    d.mkdir()
+    (d / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError, match="neither empty nor a PostgreSQL data dir"):
+        EmbeddedPostgres(d).start()
+    assert (d / "notes.txt").read_text() == "mine"
+
+
+# -- root ---------------------------------------------------------------------
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="only as root does the server run as another user")
+
+
+@root_only
+def test_as_root_the_server_runs_as_an_unprivileged_owner_of_the_data_dir(pg: EmbeddedPostgres) -> None:
+    pg.start()
+    st = pg.data_dir.stat()
+    assert st.st_uid != 0
+    assert stat.S_IMODE(st.st_mode) == 0o700
+    pid = int((pg.data_dir / "postmaster.pid").read_text().split()[0])
+    assert os.stat(f"/proc/{pid}").st_uid == st.st_uid
+
+
+@root_only
+def test_as_root_an_untraversable_parent_fails_clearly(scratch: Path) -> None:
+    closed = scratch / "closed"
+    closed.mkdir(mode=0o700)
+    closed.chmod(0o700)
+    with pytest.raises(RuntimeError) as info:
+        EmbeddedPostgres(closed / "pg").start()
+    msg = str(info.value)
+    assert str(closed) in msg and "not traversable" in msg and "refuses to run as root" in msg
+
+
+# -- database_url ---------------------------------------------------------------
+
+
+async def test_database_url_passes_a_given_url_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(embedded.DATABASE_URL_ENV, raising=False)
+    async with database_url("postgresql://u@db.example:5432/x", state_dir=tmp_path) as url:
+        assert url == "postgresql://u@db.example:5432/x"
+    monkeypatch.setenv(embedded.DATABASE_URL_ENV, "postgresql://env@db.example/y")
+    async with database_url(None, state_dir=tmp_path) as url:
+        assert url == "postgresql://env@db.example/y"
+    assert not (tmp_path / "pg").exists()
+
+
+async def test_database_url_starts_and_stops_a_private_cluster(scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(embedded.DATABASE_URL_ENV, raising=False)
+    state = scratch / "state"
+    async with database_url(state_dir=state) as url:
+        assert await _fetchval(url, "SELECT current_database()") == "duet"
+        assert (state / "pg" / "postmaster.pid").exists()
+    assert not (state / "pg" / "postmaster.pid").exists()
+    with pytest.raises(OSError):  # connection refused: the server is gone
+        await _fetchval(url, "SELECT 1")
