@@ -5,17 +5,19 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
 
-.PHONY: help venv postgres-binaries run demo test test-fast protos check-protos clean
+.PHONY: help venv postgres-binaries run demo test test-fast check format protos check-protos clean
 
 help:
 	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges), place demo calls, serve until Ctrl-C"
 	@echo "make demo         the same demo calls, then exit; last line is a JSON summary"
 	@echo "make test         unit, property and integration tests (starts its own PostgreSQL)"
 	@echo "make test-fast    the tests not marked slow"
+	@echo "make check        lint and format check (ruff) and static types (mypy); part of make test"
+	@echo "make format       apply ruff's fixes and formatting"
 	@echo "make protos       regenerate the gRPC/protobuf Python code from protos/"
 	@echo "make clean        remove the virtualenv and local state (.duet/)"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	@echo "setting up $(VENV) (pinned dependencies; first run only) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -44,16 +46,35 @@ check-protos: $(STAMP)
 	  cmp -s $$tmp/$$f protos/$$f || { echo "generated code is stale: protos/$$f (run 'make protos' and commit)"; rm -rf $$tmp; exit 1; }; \
 	done; rm -rf $$tmp; echo "generated protobuf code is up to date"
 
+# mypy resolves modules by folder, so it reads the installed layout (duet/routing, ...)
+# from a tree of links to the repository's folders; its report names the real files.
+TYPECHECK := $(VENV)/typecheck
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@mkdir -p $(TYPECHECK)/duet
+	@ln -sfn ../../../protos/duet/__init__.py $(TYPECHECK)/duet/__init__.py
+	@ln -sfn ../../../protos/duet/v1 $(TYPECHECK)/duet/v1
+	@for d in routing edge services; do ln -sfn ../../../$$d $(TYPECHECK)/duet/$$d; done
+	@echo "$(BIN)/mypy -p duet"
+	@$(BIN)/mypy -p duet > $(TYPECHECK)/report.txt 2>&1; status=$$?; \
+	  sed -e 's#^$(TYPECHECK)/duet/v1/#protos/duet/v1/#' -e 's#^$(TYPECHECK)/duet/__init__#protos/duet/__init__#' -e 's#^$(TYPECHECK)/duet/##' $(TYPECHECK)/report.txt; \
+	  exit $$status
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
 run: $(STAMP) postgres-binaries
 	$(BIN)/duet up
 
 demo: $(STAMP) postgres-binaries
 	$(BIN)/duet demo
 
-test: $(STAMP) postgres-binaries check-protos
+test: $(STAMP) postgres-binaries check-protos check
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP) postgres-binaries check-protos
+test-fast: $(STAMP) postgres-binaries check-protos check
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:

@@ -80,7 +80,8 @@ class Backbone(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
         assert self._transport is not None
-        return self._transport.get_extra_info("sockname")[:2]
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return str(host), int(port)
 
     def close(self) -> None:
         if self._transport is not None:

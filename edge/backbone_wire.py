@@ -39,22 +39,22 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "DEFAULT_TTL",
+    "HEADER_SIZE",
+    "MAGIC",
+    "OVERHEAD",
+    "TAG_SIZE",
+    "TTL_OFFSET",
+    "VERSION",
+    "BackboneError",
+    "BackboneHeader",
     "PacketType",
     "StreamKind",
-    "BackboneHeader",
-    "BackboneError",
-    "MAGIC",
-    "VERSION",
-    "HEADER_SIZE",
-    "TAG_SIZE",
-    "OVERHEAD",
-    "TTL_OFFSET",
-    "DEFAULT_TTL",
+    "bench_backbone",
+    "decrement_ttl",
     "pack",
     "pack_into",
     "unpack",
-    "decrement_ttl",
-    "bench_backbone",
 ]
 
 
@@ -150,7 +150,8 @@ def _tag(key: bytes, signed_header: bytes | memoryview, payload: bytes | bytearr
     h.update(payload)
     o = outer.copy()
     o.update(h.digest())
-    return o.digest()[:TAG_SIZE]
+    tag: bytes = o.digest()[:TAG_SIZE]
+    return tag
 
 
 # -- pack / unpack ------------------------------------------------------------

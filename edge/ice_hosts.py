@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import aioice.ice
 
@@ -31,7 +31,7 @@ logger = logging.getLogger("duet.client.ice")
 ENV_VAR = "DUET_ICE_HOSTS"
 DEFAULT_ICE_HOSTS = "127.0.0.1"
 
-_ORIGINAL_GET_HOST_ADDRESSES: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
+_ORIGINAL_GET_HOST_ADDRESSES = aioice.ice.get_host_addresses
 
 
 def restrict_ice_to(addresses: Sequence[str]) -> None:

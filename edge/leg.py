@@ -16,9 +16,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
 from duet.edge import aiortc_internals
@@ -55,8 +56,9 @@ class _SilentTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
 
-    async def recv(self):  # type: ignore[override]
+    async def recv(self) -> NoReturn:
         await asyncio.Event().wait()
+        raise MediaStreamError  # never reached: the wait above does not end
 
 
 @dataclass

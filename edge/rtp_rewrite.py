@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "StreamRewriter",
-    "rtp_ssrc",
-    "is_rtp",
-    "rtp_header_length",
-    "build_pli",
-    "build_fir",
-    "parse_keyframe_requests",
     "bench_rewrite",
+    "build_fir",
+    "build_pli",
+    "is_rtp",
+    "parse_keyframe_requests",
+    "rtp_header_length",
+    "rtp_ssrc",
 ]
 
 _M16 = 0xFFFF
@@ -95,7 +95,8 @@ def rtp_ssrc(buf: bytes | bytearray | memoryview, offset: int = 0) -> int:
     """
     if offset < 0 or len(buf) - offset < 12:
         raise ValueError("RTP packet shorter than the 12-byte fixed header")
-    return _U32.unpack_from(buf, offset + 8)[0]
+    ssrc: int = _U32.unpack_from(buf, offset + 8)[0]
+    return ssrc
 
 
 @dataclass(slots=True)

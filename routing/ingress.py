@@ -24,9 +24,9 @@ the nearest other region's edges do.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from duet.routing.distance import great_circle_km, prior_rtt_ms
 from duet.routing.geo import LocateResult, Location
@@ -65,9 +65,7 @@ def nearest_region(topology: Topology, location: Location) -> str:
     """The topology region closest (great-circle) to a location."""
     if not topology.regions:
         raise NoEdgeAvailable("the topology has no regions")
-    return min(
-        topology.regions, key=lambda r: great_circle_km(location.lat, location.lon, r.lat, r.lon)
-    ).name
+    return min(topology.regions, key=lambda r: great_circle_km(location.lat, location.lon, r.lat, r.lon)).name
 
 
 def _check_measurements(what: str, values: Mapping[str, float]) -> None:
@@ -116,9 +114,7 @@ def pick_ingress(
         origin = location
         client_region = nearest_region(topology, location)
 
-    eligible = [
-        e for e in topology.edges if e.state is EdgeState.ACTIVE and (e.registered or not require_registered)
-    ]
+    eligible = [e for e in topology.edges if e.state is EdgeState.ACTIVE and (e.registered or not require_registered)]
     if not eligible:
         which = "active and registered" if require_registered else "active"
         raise NoEdgeAvailable(f"no {which} edge in topology version {topology.version}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import cast
 
 import networkx as nx
 
@@ -34,8 +35,9 @@ class NextHopEntry:
     path_rtt_ms: float  # sum of link RTTs along the whole least-cost path
 
 
-def _table(g: nx.Graph, edge_id: str) -> dict[str, NextHopEntry]:
-    _, paths = nx.single_source_dijkstra(g, edge_id, weight=transit_weight(g, edge_id))
+def _table(g: nx.Graph[str], edge_id: str) -> dict[str, NextHopEntry]:
+    _, found = nx.single_source_dijkstra(g, edge_id, weight=transit_weight(g, edge_id))
+    paths = cast(dict[str, list[str]], found)
     table: dict[str, NextHopEntry] = {}
     for dest, nodes in paths.items():
         if dest == edge_id:
@@ -52,7 +54,7 @@ def _table(g: nx.Graph, edge_id: str) -> dict[str, NextHopEntry]:
     return table
 
 
-def next_hop_table(topology_or_graph: Topology | nx.Graph, edge_id: str) -> dict[str, NextHopEntry]:
+def next_hop_table(topology_or_graph: Topology | nx.Graph[str], edge_id: str) -> dict[str, NextHopEntry]:
     """Next hops from ``edge_id`` to every destination it can reach, by destination id.
 
     A down edge (not in the graph) gets an empty table; an undeclared one
@@ -68,7 +70,7 @@ def next_hop_table(topology_or_graph: Topology | nx.Graph, edge_id: str) -> dict
     return _table(g, edge_id)
 
 
-def next_hop_tables(topology_or_graph: Topology | nx.Graph) -> dict[str, dict[str, NextHopEntry]]:
+def next_hop_tables(topology_or_graph: Topology | nx.Graph[str]) -> dict[str, dict[str, NextHopEntry]]:
     """Tables for every edge in the graph (edges that are down get none)."""
     g = as_graph(topology_or_graph)
     return {edge_id: _table(g, edge_id) for edge_id in g.nodes}

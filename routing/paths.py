@@ -13,8 +13,9 @@ lets ops empty it). DOWN edges and down links are not in the graph at all.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, cast
 
 import networkx as nx
 
@@ -53,7 +54,7 @@ def link_cost(rtt_ms: float, loss: float) -> float:
     return rtt_ms * (1.0 + LOSS_PENALTY * loss)
 
 
-def build_graph(topology: Topology, *, require_registered: bool = False) -> nx.Graph:
+def build_graph(topology: Topology, *, require_registered: bool = False) -> nx.Graph[str]:
     """The routing graph of a topology.
 
     Node attributes: ``edge`` (the EdgeNode) and ``transit`` (may forward
@@ -63,7 +64,7 @@ def build_graph(topology: Topology, *, require_registered: bool = False) -> nx.G
     edges that have not registered their addresses are left out too (nothing
     could be forwarded to them).
     """
-    g = nx.Graph(topology=topology, version=topology.version)
+    g: nx.Graph[str] = nx.Graph(topology=topology, version=topology.version)
     for e in topology.edges:
         if e.state is EdgeState.DOWN or (require_registered and not e.registered):
             continue
@@ -74,13 +75,13 @@ def build_graph(topology: Topology, *, require_registered: bool = False) -> nx.G
     return g
 
 
-def as_graph(topology_or_graph: Topology | nx.Graph) -> nx.Graph:
+def as_graph(topology_or_graph: Topology | nx.Graph[str]) -> nx.Graph[str]:
     if isinstance(topology_or_graph, Topology):
         return build_graph(topology_or_graph)
     return topology_or_graph
 
 
-def transit_weight(g: nx.Graph, source: str) -> Callable[[str, str, dict], float | None]:
+def transit_weight(g: nx.Graph[str], source: str) -> Callable[[str, str, dict[str, Any]], float | None]:
     """Dijkstra weight that hides every way out of a non-transit node except the source.
 
     networkx calls ``weight(u, v, data)`` when it relaxes from ``u`` (the node
@@ -89,13 +90,13 @@ def transit_weight(g: nx.Graph, source: str) -> Callable[[str, str, dict], float
     """
     transit = {n: d.get("transit", True) for n, d in g.nodes(data=True)}
 
-    def weight(u: str, v: str, data: dict) -> float | None:
+    def weight(u: str, v: str, data: dict[str, Any]) -> float | None:
         return data["cost"] if u == source or transit[u] else None
 
     return weight
 
 
-def check_endpoint(g: nx.Graph, edge_id: str) -> None:
+def check_endpoint(g: nx.Graph[str], edge_id: str) -> None:
     """Raise ``UnknownEdge`` for an edge the topology lacks, ``NoRoute`` if it is out of the graph."""
     if edge_id in g:
         return
@@ -108,7 +109,7 @@ def check_endpoint(g: nx.Graph, edge_id: str) -> None:
     raise UnknownEdge(edge_id)
 
 
-def path_of(g: nx.Graph, edge_ids: Sequence[str]) -> Path:
+def path_of(g: nx.Graph[str], edge_ids: Sequence[str]) -> Path:
     """A ``Path`` with RTT and cost summed over consecutive links of the graph."""
     rtt = cost = 0.0
     for a, b in itertools.pairwise(edge_ids):
@@ -118,7 +119,7 @@ def path_of(g: nx.Graph, edge_ids: Sequence[str]) -> Path:
     return Path(tuple(edge_ids), rtt, cost)
 
 
-def shortest_path(topology_or_graph: Topology | nx.Graph, src: str, dst: str) -> Path:
+def shortest_path(topology_or_graph: Topology | nx.Graph[str], src: str, dst: str) -> Path:
     """The least-cost path from ``src`` to ``dst`` (Dijkstra over link costs).
 
     Raises ``UnknownEdge`` for an undeclared edge and ``NoRoute`` when an
@@ -131,7 +132,8 @@ def shortest_path(topology_or_graph: Topology | nx.Graph, src: str, dst: str) ->
     if src == dst:
         return Path((src,), 0.0, 0.0)
     try:
-        _, nodes = nx.single_source_dijkstra(g, src, dst, weight=transit_weight(g, src))
+        _, found = nx.single_source_dijkstra(g, src, dst, weight=transit_weight(g, src))
+        nodes = cast(list[str], found)
     except nx.NetworkXNoPath:
         raise NoRoute(
             f"no route from {src!r} to {dst!r}: no chain of up links through active edges connects them"
@@ -139,13 +141,13 @@ def shortest_path(topology_or_graph: Topology | nx.Graph, src: str, dst: str) ->
     return path_of(g, nodes)
 
 
-def _transit_view(g: nx.Graph, src: str, dst: str) -> nx.Graph:
+def _transit_view(g: nx.Graph[str], src: str, dst: str) -> nx.Graph[str]:
     # A simple path visits src and dst only at its ends, so keeping them and
     # dropping every other non-transit node enforces the draining rule.
-    return nx.subgraph_view(g, filter_node=lambda n: n == src or n == dst or g.nodes[n].get("transit", True))
+    return nx.subgraph_view(g, filter_node=lambda n: n in (src, dst) or g.nodes[n].get("transit", True))
 
 
-def alternate_paths(topology_or_graph: Topology | nx.Graph, src: str, dst: str, k: int = 2) -> list[Path]:
+def alternate_paths(topology_or_graph: Topology | nx.Graph[str], src: str, dst: str, k: int = 2) -> list[Path]:
     """Up to ``k`` least-cost simple paths, best first (the first is ``shortest_path``'s cost).
 
     These are the k shortest simple paths (Yen's algorithm): kept for instant

@@ -26,8 +26,9 @@ import enum
 import itertools
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from duet.routing.reference import INTRA_REGION_RTT_MS, reference_rtt_ms, region_sites
 
@@ -323,8 +324,12 @@ class Topology:
                 raise TopologyError(f"link {a!r}<->{b!r} does not exist; rtt_ms is needed to add it")
             new = Link(a, b, rtt_ms, 0.0 if loss is None else loss, True if up is None else up)
             return self._changed(links=(*self.links, new))
-        changes = {k: v for k, v in (("rtt_ms", rtt_ms), ("loss", loss), ("up", up)) if v is not None}
-        new = replace(old, **changes)
+        new = replace(
+            old,
+            rtt_ms=old.rtt_ms if rtt_ms is None else rtt_ms,
+            loss=old.loss if loss is None else loss,
+            up=old.up if up is None else up,
+        )
         return self._changed(links=(new if ln.key == old.key else ln for ln in self.links))
 
     def with_version(self, version: int) -> Topology:
@@ -435,7 +440,9 @@ def _edge_from(item: Any) -> EdgeNode:
 def _link_from(item: Any, prior: Any) -> Link:
     if not isinstance(item, Mapping):
         raise TopologyError(f"a link must be an object, got {item!r}")
-    _check_keys(f"link {item.get('a')!r}<->{item.get('b')!r}", item, required={"a", "b"}, optional={"rtt_ms", "loss", "up"})
+    _check_keys(
+        f"link {item.get('a')!r}<->{item.get('b')!r}", item, required={"a", "b"}, optional={"rtt_ms", "loss", "up"}
+    )
     rtt = item["rtt_ms"] if "rtt_ms" in item else prior(item["a"], item["b"])
     return Link(item["a"], item["b"], rtt, item.get("loss", 0.0), item.get("up", True))
 

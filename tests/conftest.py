@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from duet.services.devkit import embedded_postgres as embedded
-from duet.services.store.postgres import Store
 from duet.services.devkit.scratch_database import scratch_database
+from duet.services.store.postgres import Store
 
 
 @pytest.fixture(scope="session")

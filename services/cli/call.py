@@ -9,9 +9,9 @@ import secrets
 
 import grpc
 
-from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
-from duet.services.client.sdk import CallResult, DuetClient
 from duet.services.cli.log_setup import configure_logging
+from duet.services.client.sdk import CallResult, DuetClient
+from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 HELP = """\
 Open a Session with the matchmaker as one simulated user (synthetic camera and
@@ -21,8 +21,15 @@ connect path happened, then leave.
 """
 
 STAGES = (
-    "session_open", "edge_assigned", "leg_connected", "queued", "matched",
-    "route_picked", "bridged", "first_packet_at_edge", "first_frame",
+    "session_open",
+    "edge_assigned",
+    "leg_connected",
+    "queued",
+    "matched",
+    "route_picked",
+    "bridged",
+    "first_packet_at_edge",
+    "first_frame",
 )
 
 
@@ -30,9 +37,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matchmaker", default="127.0.0.1:50052", help="matchmaker address (default: %(default)s)")
     parser.add_argument("--user-id", default=None, help="user id (default: a random guest id)")
     parser.add_argument("--name", default=None, help="display name shown to the partner (default: the user id)")
-    parser.add_argument("--client-ip", default=None, help="address to present as x-forwarded-for (honoured only by a matchmaker that trusts it, as the local cluster does)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a partner (default: %(default)s)")
-    parser.add_argument("--hold", type=float, default=2.0, help="seconds to stay in the call after the first frame, so the partner sees you too (default: %(default)s)")
+    parser.add_argument(
+        "--client-ip",
+        default=None,
+        help="address to present as x-forwarded-for (honoured only by a matchmaker that trusts it, as the local cluster does)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for a partner (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=2.0,
+        help="seconds to stay in the call after the first frame, so the partner sees you too (default: %(default)s)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--log-level", default="WARNING")
 
@@ -72,14 +90,20 @@ def run(args: argparse.Namespace) -> int:
     user_id = args.user_id or f"guest-{secrets.token_hex(3)}"
 
     async def main() -> int:
-        client = DuetClient(args.matchmaker, user_id, args.name or user_id, camera_tag=secrets.randbelow(60000) + 1, client_ip=args.client_ip)
+        client = DuetClient(
+            args.matchmaker,
+            user_id,
+            args.name or user_id,
+            camera_tag=secrets.randbelow(60000) + 1,
+            client_ip=args.client_ip,
+        )
         try:
             await client.connect()
             print(f"{user_id}: leg to the edge is up; waiting for a partner ...", flush=True)
             result = await asyncio.wait_for(client.find_partner(), args.timeout)
             await asyncio.sleep(args.hold)
             await _add_edge_stages(args.matchmaker, user_id, result)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             print(f"no partner within {args.timeout:.0f} s")
             return 1
         finally:

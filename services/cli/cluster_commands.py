@@ -28,12 +28,35 @@ breakdown and exit. The last line is one JSON object:
 Exits non-zero when a call does not connect.
 """
 
+
 def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
-    parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: $DUET_DATABASE_URL, else a private cluster in STATE_DIR/pg)")
-    parser.add_argument("--state-dir", type=Path, default=Path(".duet"), help="local state: PostgreSQL data, logs, demo geo database (default: %(default)s)")
-    parser.add_argument("--regions", default=",".join(DEFAULT_REGIONS), help="comma-separated regions, one edge each (default: %(default)s)")
-    parser.add_argument("--calls", type=int, default=6, help="demo calls to place, half of them by 'next' on a warm leg (default: %(default)s)")
-    parser.add_argument("--log-level", default="WARNING", help="log level of this supervisor and its services (default: %(default)s; service logs go to STATE_DIR/logs)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="PostgreSQL URL (default: $DUET_DATABASE_URL, else a private cluster in STATE_DIR/pg)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".duet"),
+        help="local state: PostgreSQL data, logs, demo geo database (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--regions",
+        default=",".join(DEFAULT_REGIONS),
+        help="comma-separated regions, one edge each (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calls",
+        type=int,
+        default=6,
+        help="demo calls to place, half of them by 'next' on a warm leg (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="log level of this supervisor and its services (default: %(default)s; service logs go to STATE_DIR/logs)",
+    )
     if serve:
         parser.add_argument("--no-bot", action="store_true", help="do not keep a greeter bot waiting for `duet call`")
 
@@ -45,7 +68,9 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
     async def body(stop: asyncio.Event) -> int:
         print(f"starting the local cluster ({', '.join(regions)}) ...", flush=True)
         service_level = "INFO" if args.log_level.upper() == "WARNING" else args.log_level
-        async with LocalCluster(state_dir=args.state_dir, database=args.database_url, regions=regions, log_level=service_level) as info:
+        async with LocalCluster(
+            state_dir=args.state_dir, database=args.database_url, regions=regions, log_level=service_level
+        ) as info:
             print(f"matchmaker {info.matchmaker}   routing {info.routing}")
             print("edges " + "   ".join(f"{k} {v}" for k, v in info.edges.items()))
             print(f"service logs in {info.log_dir}/", flush=True)

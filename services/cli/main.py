@@ -19,18 +19,26 @@ Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge re
 def build_parser() -> argparse.ArgumentParser:
     from duet.services.cli import call, cluster_commands, serve
 
-    parser = argparse.ArgumentParser(prog="duet", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="duet", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    up = sub.add_parser("up", help="local cluster + demo calls, then serve until Ctrl-C", description=cluster_commands.UP_HELP)
+    up = sub.add_parser(
+        "up", help="local cluster + demo calls, then serve until Ctrl-C", description=cluster_commands.UP_HELP
+    )
     cluster_commands.add_arguments(up, serve=True)
     up.set_defaults(func=lambda a: cluster_commands.run(a, serve=True))
 
-    demo = sub.add_parser("demo", help="local cluster + demo calls, JSON summary, exit", description=cluster_commands.DEMO_HELP)
+    demo = sub.add_parser(
+        "demo", help="local cluster + demo calls, JSON summary, exit", description=cluster_commands.DEMO_HELP
+    )
     cluster_commands.add_arguments(demo, serve=False)
     demo.set_defaults(func=lambda a: cluster_commands.run(a, serve=False))
 
-    place = sub.add_parser("call", help="one simulated client places a call against a running cluster", description=call.HELP)
+    place = sub.add_parser(
+        "call", help="one simulated client places a call against a running cluster", description=call.HELP
+    )
     call.add_arguments(place)
     place.set_defaults(func=call.run)
 

@@ -37,10 +37,26 @@ ROUTING_HELP = "Serve ingress and route selection over the edge topology."
 
 def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bind", default="127.0.0.1:50051", help="address to serve on (default: %(default)s)")
-    parser.add_argument("--topology", type=Path, default=None, help="topology JSON file (default: Frankfurt, Virginia, Singapore, one edge each)")
-    parser.add_argument("--geoip-db", type=Path, default=None, help="GeoIP2/GeoLite2 City mmdb for client locations (default: none; every client falls back to the default region)")
-    parser.add_argument("--default-region", default=None, help="region for clients that cannot be located (default: the topology's first)")
-    parser.add_argument("--database-url", default=None, help="PostgreSQL URL to record registered edges in (default: none)")
+    parser.add_argument(
+        "--topology",
+        type=Path,
+        default=None,
+        help="topology JSON file (default: Frankfurt, Virginia, Singapore, one edge each)",
+    )
+    parser.add_argument(
+        "--geoip-db",
+        type=Path,
+        default=None,
+        help="GeoIP2/GeoLite2 City mmdb for client locations (default: none; every client falls back to the default region)",
+    )
+    parser.add_argument(
+        "--default-region",
+        default=None,
+        help="region for clients that cannot be located (default: the topology's first)",
+    )
+    parser.add_argument(
+        "--database-url", default=None, help="PostgreSQL URL to record registered edges in (default: none)"
+    )
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -51,7 +67,14 @@ def run_routing(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await serve_routing(topology, geoip_db=args.geoip_db, default_region=args.default_region, bind=args.bind, database=args.database_url, stop=stop)
+        await serve_routing(
+            topology,
+            geoip_db=args.geoip_db,
+            default_region=args.default_region,
+            bind=args.bind,
+            database=args.database_url,
+            stop=stop,
+        )
 
     asyncio.run(main())
     return 0
@@ -65,8 +88,16 @@ MATCHMAKER_HELP = "Serve the client Session stream: pairing, SDP relay, bridging
 def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--routing", default="127.0.0.1:50051", help="routing service address (default: %(default)s)")
     parser.add_argument("--bind", default="127.0.0.1:50052", help="address to serve on (default: %(default)s)")
-    parser.add_argument("--database-url", default=None, help="PostgreSQL URL (default: $DUET_DATABASE_URL, else a private local cluster in .duet/)")
-    parser.add_argument("--trust-forwarded-for", action="store_true", help="take the client address from x-forwarded-for metadata (only behind a trusted proxy)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="PostgreSQL URL (default: $DUET_DATABASE_URL, else a private local cluster in .duet/)",
+    )
+    parser.add_argument(
+        "--trust-forwarded-for",
+        action="store_true",
+        help="take the client address from x-forwarded-for metadata (only behind a trusted proxy)",
+    )
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -77,7 +108,9 @@ def run_matchmaker(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         install_stop_signals(stop)
         async with database_url(args.database_url) as dsn:
-            await serve_matchmaker(args.routing, dsn, bind=args.bind, trust_forwarded_for=args.trust_forwarded_for, stop=stop)
+            await serve_matchmaker(
+                args.routing, dsn, bind=args.bind, trust_forwarded_for=args.trust_forwarded_for, stop=stop
+            )
 
     asyncio.run(main())
     return 0
@@ -91,7 +124,9 @@ EDGE_HELP = f"Terminate WebRTC legs and forward RTP between edges (needs {CLUSTE
 def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edge-id", required=True, help="this edge's id as declared in the topology, e.g. fra-1")
     parser.add_argument("--routing", default="127.0.0.1:50051", help="routing service address (default: %(default)s)")
-    parser.add_argument("--host", default="127.0.0.1", help="address for control, backbone and WebRTC media (default: %(default)s)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address for control, backbone and WebRTC media (default: %(default)s)"
+    )
     parser.add_argument("--control-port", type=int, default=0, help="EdgeControl gRPC port (default: any free port)")
     parser.add_argument("--backbone-port", type=int, default=0, help="backbone UDP port (default: any free port)")
     parser.add_argument("--log-level", default="INFO")
@@ -101,7 +136,9 @@ def run_edge(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     key = os.environ.get(CLUSTER_KEY_ENV)
     if not key:
-        raise SystemExit(f"{CLUSTER_KEY_ENV} is not set: edges authenticate backbone packets with the cluster's shared key")
+        raise SystemExit(
+            f"{CLUSTER_KEY_ENV} is not set: edges authenticate backbone packets with the cluster's shared key"
+        )
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -31,15 +31,16 @@ import logging
 import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
+import av
 import grpc
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
 from duet.edge.ice_hosts import ice_restricted_from_env
 from duet.services.devkit.synthetic_media import FrameMarker, SyntheticCamera, SyntheticMicrophone, read_marker
+from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
 
 __all__ = [
     "CLIENT_STAGES",
@@ -142,11 +143,11 @@ class StreamEnded:
     error: DuetClientError
 
 
-Event = Union[matchmaker_pb2.ServerMessage, PartnerFrame, LegState, StreamEnded]
+Event = matchmaker_pb2.ServerMessage | PartnerFrame | LegState | StreamEnded
 
 
 def event_kind(event: Event) -> str:
-    """"edge_assigned", "answer", "queued", "matched", "call_ended" (the ServerMessage oneof),
+    """ "edge_assigned", "answer", "queued", "matched", "call_ended" (the ServerMessage oneof),
     or "partner_frame", "leg_state", "stream_ended"."""
     if isinstance(event, PartnerFrame):
         return "partner_frame"
@@ -203,7 +204,9 @@ class SessionInbox:
                 raise event.error
             if isinstance(event, LegState):
                 if event.state in ("failed", "closed"):
-                    raise DuetClientError(f"the WebRTC leg to the edge is {event.state} (while waiting for {waiting_for})")
+                    raise DuetClientError(
+                        f"the WebRTC leg to the edge is {event.state} (while waiting for {waiting_for})"
+                    )
                 continue
             if kind == "call_ended":
                 ended = event.call_ended  # type: ignore[union-attr]
@@ -450,7 +453,9 @@ class DuetClient:
 
         # aiortc gathers all candidates in setLocalDescription and puts them in the SDP.
         await pc.setLocalDescription(await pc.createOffer())
-        await self._send(matchmaker_pb2.ClientMessage(offer=matchmaker_pb2.LegOffer(sdp=pc.localDescription.sdp)), "LegOffer")
+        await self._send(
+            matchmaker_pb2.ClientMessage(offer=matchmaker_pb2.LegOffer(sdp=pc.localDescription.sdp)), "LegOffer"
+        )
         event = await self._inbox.expect(("answer",), timeout=self.rpc_timeout, waiting_for="LegAnswer")
         answer = event.answer  # type: ignore[union-attr]
         self.leg_id = answer.leg_id
@@ -519,7 +524,9 @@ class DuetClient:
             if call_id is None:
                 return "not in a call"
             while True:
-                event = await self._inbox.expect(("call_ended",), timeout=timeout, waiting_for=f"the end of call {call_id}")
+                event = await self._inbox.expect(
+                    ("call_ended",), timeout=timeout, waiting_for=f"the end of call {call_id}"
+                )
                 ended = event.call_ended  # type: ignore[union-attr]
                 if ended.call_id == call_id:
                     self._inbox.finished_calls.add(call_id)
@@ -572,6 +579,7 @@ class DuetClient:
                 if event.watch == watch.number:
                     early_frame = event
                 continue
+            assert isinstance(event, matchmaker_pb2.ServerMessage)
             if event.WhichOneof("msg") == "queued":
                 client_stages["queued"] = now_ms()
                 queued_at_server = event.queued.queued
@@ -712,6 +720,8 @@ class DuetClient:
                 return
             at = now_ms()
             self.frames_decoded += 1
+            if not isinstance(frame, av.VideoFrame):
+                continue
             try:
                 marker = read_marker(frame)
             except Exception:  # never stop draining over one odd frame

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import grpc
 
-from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
-from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.client.sdk import CallResult, DuetClient
+from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
+from duet.services.devkit.local_cluster import ClusterInfo
+from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 logger = logging.getLogger("duet.demo")
 
@@ -29,7 +30,12 @@ REGION_SLOTS = (0, 1, 1, 2, 2, 0)
 # (a, b, how): round one by find_partner, round two by next on warm legs
 SCHEDULE = ((0, 1, "find"), (2, 3, "find"), (4, 5, "find"), (0, 3, "next"), (2, 5, "next"), (4, 1, "next"))
 
-STAGE_COLUMNS = (("route_picked", "route"), ("bridged", "bridged"), ("first_packet_at_edge", "1st pkt@edge"), ("first_frame", "1st frame"))
+STAGE_COLUMNS = (
+    ("route_picked", "route"),
+    ("bridged", "bridged"),
+    ("first_packet_at_edge", "1st pkt@edge"),
+    ("first_frame", "1st frame"),
+)
 
 
 @dataclass
@@ -41,7 +47,9 @@ class DemoCall:
 
     @property
     def connected(self) -> bool:
-        return self.record is not None and all(isinstance(r, CallResult) and r.connect_ms is not None for r in self.results)
+        return self.record is not None and all(
+            isinstance(r, CallResult) and r.connect_ms is not None for r in self.results
+        )
 
     @property
     def connect_ms(self) -> float | None:
@@ -83,7 +91,9 @@ def format_call(call: DemoCall) -> str:
         f"call {call.number} ({call.how})  {rec.a.user_id}@{rec.a.edge_id} <-> {rec.b.user_id}@{rec.b.edge_id}"
         f"  route {' > '.join(rec.route)} ({rec.route_rtt_ms:.0f} ms RTT in the topology)"
     )
-    header = f"  {'user':<12}{'waited':>9}" + "".join(f"{label:>14}" for _, label in STAGE_COLUMNS) + f"{'connect_ms':>12}"
+    header = (
+        f"  {'user':<12}{'waited':>9}" + "".join(f"{label:>14}" for _, label in STAGE_COLUMNS) + f"{'connect_ms':>12}"
+    )
     lines.append(header)
     lines.append("  " + "-" * (len(header) - 2))
     for side in (rec.a, rec.b):
@@ -99,7 +109,9 @@ def format_call(call: DemoCall) -> str:
     return "\n".join(lines)
 
 
-async def run_demo(info, regions: Sequence[str], *, calls: int = 6, stop: asyncio.Event | None = None) -> dict[str, float | int]:
+async def run_demo(
+    info: ClusterInfo, regions: Sequence[str], *, calls: int = 6, stop: asyncio.Event | None = None
+) -> dict[str, float | int | None]:
     """Place ``calls`` demo calls (1-6) on the cluster at ``info``; print a table per call."""
     calls = max(1, min(calls, len(SCHEDULE)))
     schedule = SCHEDULE[:calls]
@@ -145,12 +157,15 @@ async def run_demo(info, regions: Sequence[str], *, calls: int = 6, stop: asynci
     }
 
 
-async def serve_forever(info, regions: Sequence[str], *, stop: asyncio.Event, bot: bool = True) -> None:
+async def serve_forever(info: ClusterInfo, regions: Sequence[str], *, stop: asyncio.Event, bot: bool = True) -> None:
     """Serve until ``stop``; a greeter bot waits in the pool so `duet call` finds someone."""
     print(f"\nserving: matchmaker at {info.matchmaker} (Ctrl-C to stop)")
     task = None
     if bot:
-        print(f"a greeter bot is waiting; in another terminal: .venv/bin/duet call --matchmaker {info.matchmaker}", flush=True)
+        print(
+            f"a greeter bot is waiting; in another terminal: .venv/bin/duet call --matchmaker {info.matchmaker}",
+            flush=True,
+        )
         task = asyncio.create_task(_greeter(info, regions))
     try:
         await stop.wait()
@@ -160,14 +175,23 @@ async def serve_forever(info, regions: Sequence[str], *, stop: asyncio.Event, bo
             await asyncio.gather(task, return_exceptions=True)
 
 
-async def _greeter(info, regions: Sequence[str]) -> None:
-    client = DuetClient(info.matchmaker, "greeter-bot", "greeter bot", camera_tag=999, client_ip=DEMO_CLIENT_IPS[regions[-1]], frame_timeout=15.0)
+async def _greeter(info: ClusterInfo, regions: Sequence[str]) -> None:
+    client = DuetClient(
+        info.matchmaker,
+        "greeter-bot",
+        "greeter bot",
+        camera_tag=999,
+        client_ip=DEMO_CLIENT_IPS[regions[-1]],
+        frame_timeout=15.0,
+    )
     try:
         await client.connect()
         while True:
             try:
                 result = await client.find_partner()
-                logger.info("greeter bot connected to %s in %.1f ms", result.partner_display_name, result.connect_ms or -1)
+                logger.info(
+                    "greeter bot connected to %s in %.1f ms", result.partner_display_name, result.connect_ms or -1
+                )
                 await client.wait_call_ended()
             except asyncio.CancelledError:
                 raise

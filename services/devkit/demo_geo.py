@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
@@ -43,7 +43,7 @@ DEMO_CLIENT_IPS: dict[str, str] = {
 
 def demo_network(region: str) -> ipaddress.IPv4Network:
     """The synthetic /24 that the demo database places in ``region``."""
-    return ipaddress.ip_network(f"{DEMO_CLIENT_IPS[region]}/24", strict=False)
+    return ipaddress.IPv4Network(f"{DEMO_CLIENT_IPS[region]}/24", strict=False)
 
 
 def write_demo_mmdb(path: str | os.PathLike[str], regions: Iterable[str] | None = None) -> Path:

@@ -111,9 +111,9 @@ def find_binaries(prefer_major: int | None = None) -> PostgresBinaries:
         candidates.append(Path(on_path).resolve().parent)
     versioned: list[tuple[int, Path]] = []
     for pattern in BINARY_GLOBS:
-        for d in glob.glob(pattern):
-            m = re.search(r"/(\d+)(?:\.\d+)?/bin/?$", d)
-            versioned.append((int(m.group(1)) if m else 0, Path(d)))
+        for match in glob.glob(pattern):
+            m = re.search(r"/(\d+)(?:\.\d+)?/bin/?$", match)
+            versioned.append((int(m.group(1)) if m else 0, Path(match)))
     candidates += [d for _, d in sorted(versioned, reverse=True)]
 
     complete: list[Path] = []
@@ -249,8 +249,12 @@ class EmbeddedPostgres:
                 self._owned = owner is not None and not _pid_alive(owner)
                 logger.info(
                     "PostgreSQL already running for %s (pid %d, 127.0.0.1:%d); %s",
-                    self.data_dir, pid, self.port,
-                    f"adopting it (its starter, pid {owner}, is gone)" if self._owned else "using it and leaving it running",
+                    self.data_dir,
+                    pid,
+                    self.port,
+                    f"adopting it (its starter, pid {owner}, is gone)"
+                    if self._owned
+                    else "using it and leaving it running",
                 )
             if self._owned:
                 self._owner_path.write_text(f"{os.getpid()}\n")
@@ -282,7 +286,9 @@ class EmbeddedPostgres:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # -- steps ------------------------------------------------------------
@@ -340,7 +346,8 @@ class EmbeddedPostgres:
         nologin = next((s for s in ("/usr/sbin/nologin", "/sbin/nologin") if os.path.exists(s)), "/bin/false")
         proc = subprocess.run(
             [useradd, "--system", "--no-create-home", "--user-group", "--shell", nologin, FALLBACK_SERVICE_USER],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         try:
             # Re-read even on failure: a concurrent process may have created it first.
@@ -373,7 +380,9 @@ class EmbeddedPostgres:
     def _check_traversable(self) -> None:
         assert self._run_as is not None
         parent = self.data_dir.parent
-        probe = subprocess.run(["/bin/sh", "-c", 'cd "$1"', "sh", str(parent)], cwd="/", capture_output=True, **self._as_user())
+        probe = subprocess.run(
+            ["/bin/sh", "-c", 'cd "$1"', "sh", str(parent)], cwd="/", capture_output=True, **self._as_user()
+        )
         if probe.returncode == 0:
             return
         blocker = parent
@@ -401,24 +410,46 @@ class EmbeddedPostgres:
     def _run(self, args: Sequence[str], *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k not in _PG_ENV_VARS}
         return subprocess.run(
-            list(args), cwd="/", env=env, capture_output=True, text=True, timeout=timeout,
-            stdin=subprocess.DEVNULL, **self._as_user(),
+            list(args),
+            cwd="/",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            **self._as_user(),
         )
 
     def _initdb(self) -> None:
         assert self._binaries is not None
         t0 = time.monotonic()
-        proc = self._run([
-            self._binaries.path("initdb"), "-D", str(self.data_dir), "--username", SUPERUSER,
-            "--auth", "trust",  # local dev cluster: loopback-only, see module doc
-            "--encoding", "UTF8", "--no-locale",
-            "--no-sync",  # throwaway data: skip fsync of the new files
-        ])
+        proc = self._run(
+            [
+                self._binaries.path("initdb"),
+                "-D",
+                str(self.data_dir),
+                "--username",
+                SUPERUSER,
+                "--auth",
+                "trust",  # local dev cluster: loopback-only, see module doc
+                "--encoding",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",  # throwaway data: skip fsync of the new files
+            ]
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"initdb failed for {self.data_dir} (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
+            raise RuntimeError(
+                f"initdb failed for {self.data_dir} (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}"
+            )
         with open(self.data_dir / "postgresql.conf", "a") as f:
             f.write(_DEV_SETTINGS)
-        logger.info("initialised PostgreSQL %s cluster in %s (%.1f s)", self._binaries.version, self.data_dir, time.monotonic() - t0)
+        logger.info(
+            "initialised PostgreSQL %s cluster in %s (%.1f s)",
+            self._binaries.version,
+            self.data_dir,
+            time.monotonic() - t0,
+        )
 
     def _read_pidfile(self) -> list[str] | None:
         try:
@@ -449,7 +480,11 @@ class EmbeddedPostgres:
                 return None
         # A killed run leaves postmaster.pid behind, and in a container the PID
         # may now belong to another process: the server would refuse to start.
-        logger.warning("removing stale %s (pid %s is not a running server for this data dir)", self.data_dir / "postmaster.pid", pid or "?")
+        logger.warning(
+            "removing stale %s (pid %s is not a running server for this data dir)",
+            self.data_dir / "postmaster.pid",
+            pid or "?",
+        )
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / "postmaster.pid").unlink()
         self._wait_for_orphans()
@@ -505,14 +540,28 @@ class EmbeddedPostgres:
             # loopback TCP only, no unix socket (its path could exceed the 107-byte limit).
             opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
             proc = self._run(
-                [self._binaries.path("pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_path),
-                 "-w", "-t", str(START_TIMEOUT_S), "-o", opts],
+                [
+                    self._binaries.path("pg_ctl"),
+                    "start",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_path),
+                    "-w",
+                    "-t",
+                    str(START_TIMEOUT_S),
+                    "-o",
+                    opts,
+                ],
                 timeout=START_TIMEOUT_S + 30,
             )
             if proc.returncode == 0:
                 logger.info(
                     "started PostgreSQL %s on 127.0.0.1:%d (data in %s, %.1f s)",
-                    self._binaries.version, self.port, self.data_dir, time.monotonic() - t0,
+                    self._binaries.version,
+                    self.port,
+                    self.data_dir,
+                    time.monotonic() - t0,
                 )
                 return
             log_tail = self._log_since(log_offset)
@@ -536,7 +585,10 @@ class EmbeddedPostgres:
     def _pg_ctl_stop(self) -> None:
         if self._binaries is None or self._read_pidfile() is None:
             return
-        proc = self._run([self._binaries.path("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60"], timeout=90)
+        proc = self._run(
+            [self._binaries.path("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60"],
+            timeout=90,
+        )
         if proc.returncode != 0 and self._read_pidfile() is not None:
             logger.warning("pg_ctl stop failed for %s: %s", self.data_dir, (proc.stdout + proc.stderr).strip())
             return

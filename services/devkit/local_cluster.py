@@ -8,7 +8,6 @@ and then PostgreSQL, and the children also die if the supervisor is killed
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ctypes
@@ -19,15 +18,13 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from duet.services.devkit.demo_geo import write_demo_mmdb
 from duet.routing.topology import default_topology
+from duet.services.devkit.demo_geo import write_demo_mmdb
 from duet.services.devkit.embedded_postgres import database_url
-from duet.services.cli.log_setup import configure_logging
-from duet.services.rpc.server import install_stop_signals
 
 logger = logging.getLogger("duet.cluster")
 
@@ -100,21 +97,45 @@ class LocalCluster:
 
         routing = await self._spawn(
             "routing",
-            ["routing", "--bind", "127.0.0.1:0", "--topology", str(topo_path), "--geoip-db", str(geo),
-             "--default-region", self.regions[0], "--database-url", dsn],
-            env, log_dir,
+            [
+                "routing",
+                "--bind",
+                "127.0.0.1:0",
+                "--topology",
+                str(topo_path),
+                "--geoip-db",
+                str(geo),
+                "--default-region",
+                self.regions[0],
+                "--database-url",
+                dsn,
+            ],
+            env,
+            log_dir,
         )
         routing_address = _field(routing.ready_line, "address")
         edges = await asyncio.gather(
             *(
-                self._spawn(f"edge-{e.edge_id}", ["edge", "--edge-id", e.edge_id, "--routing", routing_address], env, log_dir)
+                self._spawn(
+                    f"edge-{e.edge_id}", ["edge", "--edge-id", e.edge_id, "--routing", routing_address], env, log_dir
+                )
                 for e in topology.edges
             )
         )
         mm = await self._spawn(
             "matchmaker",
-            ["matchmaker", "--bind", "127.0.0.1:0", "--routing", routing_address, "--database-url", dsn, "--trust-forwarded-for"],
-            env, log_dir,
+            [
+                "matchmaker",
+                "--bind",
+                "127.0.0.1:0",
+                "--routing",
+                routing_address,
+                "--database-url",
+                dsn,
+                "--trust-forwarded-for",
+            ],
+            env,
+            log_dir,
         )
         self.info = ClusterInfo(
             matchmaker=_field(mm.ready_line, "address"),
@@ -128,18 +149,21 @@ class LocalCluster:
 
     async def _spawn(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Child:
         log_path = log_dir / f"{name}.log"
-        log = open(log_path, "ab")
-        try:
+        # A local file opened once per child: not worth a thread hop.
+        with open(log_path, "ab") as log:  # noqa: ASYNC230
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "duet.services.cli", *args, "--log-level", self.log_level,
+                sys.executable,
+                "-m",
+                "duet.services.cli",
+                *args,
+                "--log-level",
+                self.log_level,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 env=env,
                 preexec_fn=_die_with_parent,
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
             )
-        finally:
-            log.close()
         child = Child(name, proc, log_path)
         self.children.append(child)
         assert proc.stdout is not None
@@ -152,7 +176,7 @@ class LocalCluster:
                 if " ready " in f" {text} ":
                     child.ready_line = text
                     break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RuntimeError(f"{name} was not ready within {READY_TIMEOUT_S:.0f} s; see {log_path}") from None
         child.drain = asyncio.create_task(_drain(proc.stdout, log_path))
         logger.info("%s ready (pid %d)", name, proc.pid)
@@ -166,7 +190,7 @@ class LocalCluster:
                     child.proc.send_signal(signal.SIGTERM)
                 try:
                     await asyncio.wait_for(child.proc.wait(), 10)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     logger.warning("%s did not stop within 10 s; killing it", child.name)
                     with contextlib.suppress(ProcessLookupError):
                         child.proc.kill()
@@ -179,7 +203,8 @@ class LocalCluster:
 
 
 async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
-    with open(log_path, "ab") as log:
+    # Service stdout is a few lines per run; a local append does not stall the loop.
+    with open(log_path, "ab") as log:  # noqa: ASYNC230
         while line := await stream.readline():
             log.write(line)
             log.flush()

@@ -48,8 +48,8 @@ __all__ = [
     "FrameMarker",
     "SyntheticCamera",
     "SyntheticMicrophone",
-    "read_marker",
     "background_yuv",
+    "read_marker",
 ]
 
 VIDEO_CLOCK_RATE = 90_000
@@ -221,8 +221,9 @@ def _luma(frame: av.VideoFrame) -> np.ndarray:
     if frame.format.name not in _LUMA_FORMATS:
         frame = frame.reformat(format="yuv420p")
     plane = frame.planes[0]
-    data = np.frombuffer(plane, dtype=np.uint8)
-    return data.reshape(-1, plane.line_size)[: frame.height, : frame.width]
+    data = np.frombuffer(memoryview(plane), dtype=np.uint8)
+    luma: np.ndarray = data.reshape(-1, plane.line_size)[: frame.height, : frame.width]
+    return luma
 
 
 def read_marker(frame: av.VideoFrame) -> FrameMarker | None:

@@ -7,22 +7,19 @@ the routing service (which gives it its backbone number), and keeps a
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
 
 import grpc
 
-from duet.v1 import edge_pb2, edge_pb2_grpc, routing_pb2, routing_pb2_grpc
 from duet.edge.backbone import RouteEntry, parse_address
 from duet.edge.bridge import BridgeSide
+from duet.edge.ice_hosts import restrict_ice_to
 from duet.edge.leg import OfferError
 from duet.edge.relay import EdgeRelay, LegNotReady, UnknownBridge, UnknownLeg, UnknownPeer
-from duet.edge.ice_hosts import restrict_ice_to
-from duet.services.cli.log_setup import configure_logging
 from duet.services.rpc.errors import map_errors
-from duet.services.rpc.server import install_stop_signals, start_server
+from duet.services.rpc.server import start_server
+from duet.v1 import edge_pb2, edge_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 logger = logging.getLogger("duet.edge.server")
 
@@ -54,21 +51,27 @@ class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
         self.node = node
 
     @map_errors(_ERRORS)
-    async def AttachLeg(self, request: edge_pb2.AttachLegRequest, context: grpc.aio.ServicerContext) -> edge_pb2.AttachLegResponse:
+    async def AttachLeg(
+        self, request: edge_pb2.AttachLegRequest, context: grpc.aio.ServicerContext
+    ) -> edge_pb2.AttachLegResponse:
         if not request.session_id:
             raise ValueError("session_id is required")
         leg_id, answer = await self.node.attach_leg(request.session_id, request.offer_sdp)
         return edge_pb2.AttachLegResponse(leg_id=leg_id, answer_sdp=answer)
 
     @map_errors(_ERRORS)
-    async def DetachLeg(self, request: edge_pb2.DetachLegRequest, context: grpc.aio.ServicerContext) -> edge_pb2.DetachLegResponse:
+    async def DetachLeg(
+        self, request: edge_pb2.DetachLegRequest, context: grpc.aio.ServicerContext
+    ) -> edge_pb2.DetachLegResponse:
         if not request.leg_id:
             raise ValueError("leg_id is required")
         await self.node.detach_leg(request.leg_id)
         return edge_pb2.DetachLegResponse()
 
     @map_errors(_ERRORS)
-    async def Bridge(self, request: edge_pb2.BridgeRequest, context: grpc.aio.ServicerContext) -> edge_pb2.BridgeResponse:
+    async def Bridge(
+        self, request: edge_pb2.BridgeRequest, context: grpc.aio.ServicerContext
+    ) -> edge_pb2.BridgeResponse:
         if not request.leg_id:
             raise ValueError("leg_id is required")
         if not request.peer_edge_id:
@@ -77,12 +80,16 @@ class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
         return edge_pb2.BridgeResponse(bridged=side.bridged_ms)
 
     @map_errors(_ERRORS)
-    async def Unbridge(self, request: edge_pb2.UnbridgeRequest, context: grpc.aio.ServicerContext) -> edge_pb2.UnbridgeResponse:
+    async def Unbridge(
+        self, request: edge_pb2.UnbridgeRequest, context: grpc.aio.ServicerContext
+    ) -> edge_pb2.UnbridgeResponse:
         removed = self.node.unbridge(request.bridge_id, request.side)
         return edge_pb2.UnbridgeResponse(stats=bridge_stats(removed))
 
     @map_errors(_ERRORS)
-    async def GetStats(self, request: edge_pb2.GetStatsRequest, context: grpc.aio.ServicerContext) -> edge_pb2.EdgeStats:
+    async def GetStats(
+        self, request: edge_pb2.GetStatsRequest, context: grpc.aio.ServicerContext
+    ) -> edge_pb2.EdgeStats:
         snap = self.node.stats(request.bridge_id)
         return edge_pb2.EdgeStats(
             edge_id=snap.edge_id,
@@ -108,11 +115,14 @@ def route_entries(table: routing_pb2.RouteTable) -> list[RouteEntry]:
     ]
 
 
-async def _register(stub: routing_pb2_grpc.RoutingStub, request: routing_pb2.RegisterEdgeRequest, stop: asyncio.Event) -> routing_pb2.RegisterEdgeResponse:
+async def _register(
+    stub: routing_pb2_grpc.RoutingStub, request: routing_pb2.RegisterEdgeRequest, stop: asyncio.Event
+) -> routing_pb2.RegisterEdgeResponse:
     delay = 0.1
     while not stop.is_set():
         try:
-            return await stub.RegisterEdge(request, timeout=5)
+            reply: routing_pb2.RegisterEdgeResponse = await stub.RegisterEdge(request, timeout=5)
+            return reply
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
                 raise SystemExit(f"routing service refused edge {request.edge_id}: {exc.details()}") from exc
@@ -122,7 +132,9 @@ async def _register(stub: routing_pb2_grpc.RoutingStub, request: routing_pb2.Reg
     raise asyncio.CancelledError
 
 
-async def _stay_registered(stub: routing_pb2_grpc.RoutingStub, node: EdgeRelay, request: routing_pb2.RegisterEdgeRequest) -> None:
+async def _stay_registered(
+    stub: routing_pb2_grpc.RoutingStub, node: EdgeRelay, request: routing_pb2.RegisterEdgeRequest
+) -> None:
     """Keep the route table current; after a routing-service restart, register again first."""
     delay = 0.1
     first = True
@@ -156,7 +168,8 @@ async def serve_edge(
     node = EdgeRelay(edge_id, 0, cluster_key)
     backbone = await node.start(host, backbone_port)
     server, control_address = await start_server(
-        f"{host}:{control_port}", lambda s: edge_pb2_grpc.add_EdgeControlServicer_to_server(EdgeControlServicer(node), s)
+        f"{host}:{control_port}",
+        lambda s: edge_pb2_grpc.add_EdgeControlServicer_to_server(EdgeControlServicer(node), s),
     )
     channel = grpc.aio.insecure_channel(routing_address)
     watch: asyncio.Task[None] | None = None

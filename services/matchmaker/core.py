@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from duet.v1 import common_pb2, matchmaker_pb2
-from duet.services.store.postgres import CallRow, Store
-from duet.services.matchmaker.remote_peers import EdgeClients, EdgeInfo, RoutingClient
 from duet.services.matchmaker.pool import Ticket, WaitingPool
+from duet.services.matchmaker.remote_peers import EdgeClients, EdgeInfo, RoutingClient
+from duet.services.store.postgres import CallRow, Store
+from duet.v1 import common_pb2, matchmaker_pb2
 
 logger = logging.getLogger("duet.matchmaker")
 
@@ -46,17 +46,17 @@ class SessionError(Exception):
 class ActiveCall:
     call_id: str
     bridge_id: int
-    sessions: tuple["ClientSession", "ClientSession"]
+    sessions: tuple[ClientSession, ClientSession]
     route: list[str]
     route_rtt_ms: float
     stages: tuple[dict[str, float], dict[str, float]]
     reported: set[int] = field(default_factory=set)
     ended: bool = False
 
-    def side_of(self, session: "ClientSession") -> int:
+    def side_of(self, session: ClientSession) -> int:
         return 0 if self.sessions[0] is session else 1
 
-    def partner_of(self, session: "ClientSession") -> "ClientSession":
+    def partner_of(self, session: ClientSession) -> ClientSession:
         return self.sessions[1 - self.side_of(session)]
 
 
@@ -77,7 +77,7 @@ class ClientSession:
 
     def send(self, **kwargs: object) -> None:
         if not self.closed:
-            self.outbox.put_nowait(matchmaker_pb2.ServerMessage(**kwargs))
+            self.outbox.put_nowait(matchmaker_pb2.ServerMessage(**kwargs))  # type: ignore[arg-type]
 
 
 def stage_times(stages: dict[str, float]) -> common_pb2.StageTimes:
@@ -99,7 +99,9 @@ class Matchmaker:
 
     # -- session lifecycle --------------------------------------------------
 
-    async def open_session(self, hello: matchmaker_pb2.Hello, client_ip: str, outbox: asyncio.Queue[object]) -> ClientSession:
+    async def open_session(
+        self, hello: matchmaker_pb2.Hello, client_ip: str, outbox: asyncio.Queue[object]
+    ) -> ClientSession:
         if not USER_ID_RE.match(hello.user_id):
             raise SessionError(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -135,12 +137,21 @@ class Matchmaker:
                 session_id=session.session_id, edge=ingress.edge_ref, reason=ingress.reason, edge_assigned=now_ms()
             )
         )
-        logger.info("session %s: user %s from %s -> edge %s (%s)", session.session_id[:8], session.user_id, client_ip, ingress.edge.edge_id, ingress.reason)
+        logger.info(
+            "session %s: user %s from %s -> edge %s (%s)",
+            session.session_id[:8],
+            session.user_id,
+            client_ip,
+            ingress.edge.edge_id,
+            ingress.reason,
+        )
         return session
 
     async def attach_leg(self, session: ClientSession, offer: matchmaker_pb2.LegOffer) -> None:
         if session.leg_id is not None:
-            raise SessionError(grpc.StatusCode.FAILED_PRECONDITION, "this session already has a leg; one offer per session")
+            raise SessionError(
+                grpc.StatusCode.FAILED_PRECONDITION, "this session already has a leg; one offer per session"
+            )
         assert session.edge is not None
         try:
             leg_id, answer = await self.edges.attach_leg(session.edge, session.session_id, offer.sdp)
@@ -154,7 +165,9 @@ class Matchmaker:
         if session.leg_id is None:
             raise SessionError(grpc.StatusCode.FAILED_PRECONDITION, "send your leg offer before find_partner")
         if session.ticket is not None or session.call is not None:
-            raise SessionError(grpc.StatusCode.FAILED_PRECONDITION, "already waiting or in a call; use next to switch partners")
+            raise SessionError(
+                grpc.StatusCode.FAILED_PRECONDITION, "already waiting or in a call; use next to switch partners"
+            )
         await self._enqueue(session)
 
     async def next(self, session: ClientSession) -> None:
@@ -204,7 +217,9 @@ class Matchmaker:
             avoid=frozenset(session.recent_partners),
         )
         session.ticket = ticket
-        await self.store.open_ticket(ticket.ticket_id, ticket.user_id, ticket.session_id, ticket.edge_id, ticket.queued_at / 1000)
+        await self.store.open_ticket(
+            ticket.ticket_id, ticket.user_id, ticket.session_id, ticket.edge_id, ticket.queued_at / 1000
+        )
         session.send(queued=matchmaker_pb2.Queued(ticket_id=ticket.ticket_id, queued=ticket.queued_at))
         async with self._pool_lock:
             pair = self.pool.offer(ticket)
@@ -247,7 +262,7 @@ class Matchmaker:
             self.edges.bridge(b.edge, bridge_id, b.leg_id, 1, a.edge.edge_id),
             return_exceptions=True,
         )
-        failures = [(s, r) for s, r in zip((a, b), results) if isinstance(r, BaseException)]
+        failures = [(s, r) for s, r in zip((a, b), results, strict=True) if isinstance(r, BaseException)]
         if failures:
             await self._abort_start(a, b, bridge_id, failures)
             return
@@ -295,10 +310,18 @@ class Matchmaker:
             )
         logger.info(
             "call %s: %s (%s) <-> %s (%s) via %s, %.1f ms from match to bridged",
-            call_id[:8], a.user_id, a.edge.edge_id, b.user_id, b.edge.edge_id, "-".join(route.path), bridged - matched,
+            call_id[:8],
+            a.user_id,
+            a.edge.edge_id,
+            b.user_id,
+            b.edge.edge_id,
+            "-".join(route.path),
+            bridged - matched,
         )
 
-    async def _abort_start(self, a: ClientSession, b: ClientSession, bridge_id: int, failures: list[tuple[ClientSession, BaseException]]) -> None:
+    async def _abort_start(
+        self, a: ClientSession, b: ClientSession, bridge_id: int, failures: list[tuple[ClientSession, BaseException]]
+    ) -> None:
         """A leg could not be bridged: its owner is told why, a healthy partner goes back in the pool."""
         failed = {id(s): exc for s, exc in failures}
         for side, s in enumerate((a, b)):
@@ -358,7 +381,9 @@ class Matchmaker:
             edge = session.edge
         client = {f.name: v for f, v in report.stages.ListFields()}
         # Server-side stages are the server's; the client supplies its own.
-        stages = {k: v for k, v in client.items() if k in ("session_open", "edge_assigned", "leg_connected", "first_frame")}
+        stages = {
+            k: v for k, v in client.items() if k in ("session_open", "edge_assigned", "leg_connected", "first_frame")
+        }
         if edge is not None and call is not None:
             try:
                 first_packet = await self.edges.first_packet_at_edge(edge, call.bridge_id, side)

@@ -23,7 +23,7 @@ class EdgeInfo:
     control_address: str
 
     @classmethod
-    def from_proto(cls, ref: common_pb2.EdgeRef) -> "EdgeInfo":
+    def from_proto(cls, ref: common_pb2.EdgeRef) -> EdgeInfo:
         return cls(edge_id=ref.edge_id, region=ref.region, control_address=ref.control_address)
 
 
@@ -78,21 +78,23 @@ class EdgeClients:
         return reply.leg_id, reply.answer_sdp
 
     async def detach_leg(self, edge: EdgeInfo, leg_id: str) -> None:
-        await self._stub(edge.control_address).DetachLeg(edge_pb2.DetachLegRequest(leg_id=leg_id), timeout=RPC_TIMEOUT_S)
+        await self._stub(edge.control_address).DetachLeg(
+            edge_pb2.DetachLegRequest(leg_id=leg_id), timeout=RPC_TIMEOUT_S
+        )
 
     async def bridge(self, edge: EdgeInfo, bridge_id: int, leg_id: str, side: int, peer_edge_id: str) -> float:
         reply = await self._stub(edge.control_address).Bridge(
             edge_pb2.BridgeRequest(bridge_id=bridge_id, leg_id=leg_id, side=side, peer_edge_id=peer_edge_id),
             timeout=RPC_TIMEOUT_S,
         )
-        return reply.bridged
+        return float(reply.bridged)
 
     async def unbridge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
         """Returns the side's first_packet_at_edge (0 if no video reached it)."""
         reply = await self._stub(edge.control_address).Unbridge(
             edge_pb2.UnbridgeRequest(bridge_id=bridge_id, side=side), timeout=RPC_TIMEOUT_S
         )
-        return reply.stats.first_packet_at_edge
+        return float(reply.stats.first_packet_at_edge)
 
     async def first_packet_at_edge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
         reply = await self._stub(edge.control_address).GetStats(
@@ -100,7 +102,7 @@ class EdgeClients:
         )
         for b in reply.bridges:
             if b.side == side:
-                return b.first_packet_at_edge
+                return float(b.first_packet_at_edge)
         return 0.0
 
     async def close(self) -> None:

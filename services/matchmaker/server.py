@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import grpc
 
-from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
-from duet.services.devkit.embedded_postgres import database_url
-from duet.services.store.postgres import Store
-from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient
 from duet.services.matchmaker.core import Matchmaker, SessionError, stage_times
-from duet.services.cli.log_setup import configure_logging
+from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient
 from duet.services.rpc.errors import map_errors
-from duet.services.rpc.server import install_stop_signals, start_server
+from duet.services.rpc.server import start_server
+from duet.services.store.postgres import Store
+from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 logger = logging.getLogger("duet.matchmaker.server")
 
@@ -26,7 +23,7 @@ def peer_ip(context: grpc.aio.ServicerContext, trust_forwarded_for: bool) -> str
     if trust_forwarded_for:
         for key, value in context.invocation_metadata() or ():
             if key == "x-forwarded-for" and value:
-                return value.split(",")[0].strip()
+                return str(value).split(",")[0].strip()
     peer = context.peer() or ""
     kind, _, rest = peer.partition(":")
     if kind == "ipv4":
@@ -66,6 +63,7 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                     break
                 if isinstance(item, SessionError):
                     await context.abort(item.code, str(item))
+                assert isinstance(item, matchmaker_pb2.ServerMessage)
                 yield item
         finally:
             reader.cancel()
@@ -74,14 +72,22 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
             if session is not None:
                 await asyncio.shield(self.mm.close_session(session, holder.get("end", "stream closed")))  # type: ignore[arg-type]
 
-    async def _read(self, requests: AsyncIterator[matchmaker_pb2.ClientMessage], context: grpc.aio.ServicerContext, outbox: asyncio.Queue[object], holder: dict[str, object]) -> None:
+    async def _read(
+        self,
+        requests: AsyncIterator[matchmaker_pb2.ClientMessage],
+        context: grpc.aio.ServicerContext,
+        outbox: asyncio.Queue[object],
+        holder: dict[str, object],
+    ) -> None:
         try:
             session = None
             async for msg in requests:
                 kind = msg.WhichOneof("msg")
                 if session is None:
                     if kind != "hello":
-                        raise SessionError(grpc.StatusCode.INVALID_ARGUMENT, "the first message on a Session stream must be hello")
+                        raise SessionError(
+                            grpc.StatusCode.INVALID_ARGUMENT, "the first message on a Session stream must be hello"
+                        )
                     session = await self.mm.open_session(msg.hello, peer_ip(context, self.trust_forwarded_for), outbox)
                     holder["session"] = session
                     continue
@@ -114,7 +120,9 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
             outbox.put_nowait(SessionError(grpc.StatusCode.INTERNAL, f"session failed unexpectedly: {exc!r}"))
 
     @map_errors({ValueError: grpc.StatusCode.INVALID_ARGUMENT, LookupError: grpc.StatusCode.NOT_FOUND})
-    async def GetCall(self, request: matchmaker_pb2.GetCallRequest, context: grpc.aio.ServicerContext) -> matchmaker_pb2.CallRecord:
+    async def GetCall(
+        self, request: matchmaker_pb2.GetCallRequest, context: grpc.aio.ServicerContext
+    ) -> matchmaker_pb2.CallRecord:
         if not request.call_id:
             raise ValueError("call_id is required")
         row = await self.mm.store.get_call(request.call_id)
@@ -146,7 +154,9 @@ async def serve_matchmaker(
     edges = EdgeClients()
     mm = Matchmaker(store, routing, edges)
     servicer = MatchmakerServicer(mm, trust_forwarded_for=trust_forwarded_for)
-    server, address = await start_server(bind, lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s))
+    server, address = await start_server(
+        bind, lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s)
+    )
     logger.info("matchmaker serving on %s", address)
     print(f"matchmaker ready address={address}", flush=True)
     if ready is not None:

@@ -8,7 +8,6 @@ bumps the topology version, recomputes the graph once, and wakes each edge's
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 from collections.abc import AsyncIterator
@@ -16,15 +15,14 @@ from pathlib import Path
 
 import grpc
 
-from duet.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 from duet.routing.geo import GeoLocator, parse_ip
 from duet.routing.ingress import NoEdgeAvailable, pick_ingress
 from duet.routing.next_hop import next_hop_table
 from duet.routing.paths import NoRoute, build_graph, shortest_path
-from duet.routing.topology import EdgeNode, EdgeState, Topology, TopologyError, UnknownEdge, default_topology
-from duet.services.cli.log_setup import configure_logging
+from duet.routing.topology import EdgeNode, EdgeState, Topology, UnknownEdge
 from duet.services.rpc.errors import map_errors
-from duet.services.rpc.server import install_stop_signals, start_server
+from duet.services.rpc.server import start_server
+from duet.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 
 logger = logging.getLogger("duet.routing")
 
@@ -85,7 +83,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         self.store = store
 
     @map_errors(_ERRORS)
-    async def PickIngress(self, request: routing_pb2.PickIngressRequest, context: grpc.aio.ServicerContext) -> routing_pb2.PickIngressResponse:
+    async def PickIngress(
+        self, request: routing_pb2.PickIngressRequest, context: grpc.aio.ServicerContext
+    ) -> routing_pb2.PickIngressResponse:
         if not request.client_ip:
             raise ValueError("client_ip is required")
         parse_ip(request.client_ip)
@@ -106,7 +106,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         )
 
     @map_errors(_ERRORS)
-    async def PickRoute(self, request: routing_pb2.PickRouteRequest, context: grpc.aio.ServicerContext) -> routing_pb2.PickRouteResponse:
+    async def PickRoute(
+        self, request: routing_pb2.PickRouteRequest, context: grpc.aio.ServicerContext
+    ) -> routing_pb2.PickRouteResponse:
         if not request.from_edge_id or not request.to_edge_id:
             raise ValueError("from_edge_id and to_edge_id are both required")
         for edge_id in (request.from_edge_id, request.to_edge_id):
@@ -116,7 +118,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         path = shortest_path(self.state.graph, request.from_edge_id, request.to_edge_id)
         return routing_pb2.PickRouteResponse(path=list(path.edge_ids), rtt_ms=path.rtt_ms)
 
-    async def WatchRoutes(self, request: routing_pb2.WatchRoutesRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[routing_pb2.RouteTable]:
+    async def WatchRoutes(
+        self, request: routing_pb2.WatchRoutesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[routing_pb2.RouteTable]:
         if not request.edge_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "edge_id is required")
         if self.state.topology.find_edge(request.edge_id) is None:
@@ -141,7 +145,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
             topology = await self.state.wait_for_change(topology.version)
 
     @map_errors(_ERRORS)
-    async def GetTopology(self, request: routing_pb2.GetTopologyRequest, context: grpc.aio.ServicerContext) -> routing_pb2.Topology:
+    async def GetTopology(
+        self, request: routing_pb2.GetTopologyRequest, context: grpc.aio.ServicerContext
+    ) -> routing_pb2.Topology:
         t = self.state.topology
         return routing_pb2.Topology(
             version=t.version,
@@ -151,7 +157,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         )
 
     @map_errors(_ERRORS)
-    async def RegisterEdge(self, request: routing_pb2.RegisterEdgeRequest, context: grpc.aio.ServicerContext) -> routing_pb2.RegisterEdgeResponse:
+    async def RegisterEdge(
+        self, request: routing_pb2.RegisterEdgeRequest, context: grpc.aio.ServicerContext
+    ) -> routing_pb2.RegisterEdgeResponse:
         if not request.edge_id:
             raise ValueError("edge_id is required")
         for name in ("control_address", "backbone_address", "media_host"):
@@ -183,7 +191,13 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
                     state=str(edge.state),
                 )
             )
-        logger.info("edge %s registered: control %s, backbone %s (topology v%d)", edge.edge_id, edge.control_address, edge.backbone_address, topology.version)
+        logger.info(
+            "edge %s registered: control %s, backbone %s (topology v%d)",
+            edge.edge_id,
+            edge.control_address,
+            edge.backbone_address,
+            topology.version,
+        )
         return routing_pb2.RegisterEdgeResponse(edge=edge_ref(edge))
 
 
@@ -199,7 +213,9 @@ async def serve_routing(
     stop = stop or asyncio.Event()
     default_region = default_region or topology.regions[0].name
     if not topology.has_region(default_region):
-        raise SystemExit(f"default region {default_region!r} is not in the topology ({', '.join(r.name for r in topology.regions)})")
+        raise SystemExit(
+            f"default region {default_region!r} is not in the topology ({', '.join(r.name for r in topology.regions)})"
+        )
     geo = GeoLocator(geoip_db)
     store = None
     if database:
@@ -209,7 +225,13 @@ async def serve_routing(
     state = RoutingState(topology)
     servicer = RoutingServicer(state, geo, default_region, store)
     server, address = await start_server(bind, lambda s: routing_pb2_grpc.add_RoutingServicer_to_server(servicer, s))
-    logger.info("routing serving on %s: %d regions, %d edges, default region %s", address, len(topology.regions), len(topology.edges), default_region)
+    logger.info(
+        "routing serving on %s: %d regions, %d edges, default region %s",
+        address,
+        len(topology.regions),
+        len(topology.edges),
+        default_region,
+    )
     print(f"routing ready address={address}", flush=True)
     try:
         await stop.wait()

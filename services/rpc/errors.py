@@ -36,7 +36,9 @@ def map_errors(mapping: Mapping[type[Exception], grpc.StatusCode]) -> Callable[[
                     if isinstance(exc, exc_type):
                         await context.abort(code, str(exc))
                 logger.exception("%s failed", fn.__name__)
-                await context.abort(grpc.StatusCode.INTERNAL, f"{fn.__name__} failed unexpectedly: {exc!r}; see the server log")
+                await context.abort(
+                    grpc.StatusCode.INTERNAL, f"{fn.__name__} failed unexpectedly: {exc!r}; see the server log"
+                )
 
         return wrapper  # type: ignore[return-value]
 

@@ -10,11 +10,13 @@ together against one database apply each migration exactly once.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -35,7 +37,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 
-Connectable = asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy
+Connectable: TypeAlias = asyncpg.Connection | asyncpg.Pool | PoolConnectionProxy
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def load_migrations() -> list[Migration]:
 
 def _checked(migrations: Sequence[Migration]) -> list[Migration]:
     ordered = sorted(migrations, key=lambda m: m.version)
-    for prev, cur in zip(ordered, ordered[1:]):
+    for prev, cur in itertools.pairwise(ordered):
         if prev.version == cur.version:
             raise RuntimeError(f"two migrations share version {cur.version}: {prev.name}, {cur.name}")
     if any(m.version <= 0 for m in ordered):

@@ -11,7 +11,8 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
 import asyncpg
 
 from duet.services.store.migrate import migrate
@@ -72,7 +73,7 @@ class UserRow:
 def _to_ts(epoch_s: float, what: str) -> datetime:
     if not isinstance(epoch_s, (int, float)) or not math.isfinite(epoch_s):
         raise ValueError(f"{what} must be a finite number of epoch seconds, got {epoch_s!r}")
-    return datetime.fromtimestamp(epoch_s, tz=timezone.utc)
+    return datetime.fromtimestamp(epoch_s, tz=UTC)
 
 
 def _from_ts(ts: datetime | None) -> float | None:
@@ -104,24 +105,44 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 def _call(r: asyncpg.Record) -> CallRow:
     return CallRow(
-        call_id=r["call_id"], user_a=r["user_a"], user_b=r["user_b"], edge_a=r["edge_a"], edge_b=r["edge_b"],
-        leg_a=r["leg_a"], leg_b=r["leg_b"], route=list(r["route"]), route_rtt_ms=r["route_rtt_ms"],
-        state=r["state"], end_reason=r["end_reason"], stages_a=dict(r["stages_a"]), stages_b=dict(r["stages_b"]),
-        created_at=_from_ts(r["created_at"]), ended_at=_from_ts(r["ended_at"]),
+        call_id=r["call_id"],
+        user_a=r["user_a"],
+        user_b=r["user_b"],
+        edge_a=r["edge_a"],
+        edge_b=r["edge_b"],
+        leg_a=r["leg_a"],
+        leg_b=r["leg_b"],
+        route=list(r["route"]),
+        route_rtt_ms=r["route_rtt_ms"],
+        state=r["state"],
+        end_reason=r["end_reason"],
+        stages_a=dict(r["stages_a"]),
+        stages_b=dict(r["stages_b"]),
+        created_at=_from_ts(r["created_at"]),
+        ended_at=_from_ts(r["ended_at"]),
     )
 
 
 def _ticket(r: asyncpg.Record) -> TicketRow:
     return TicketRow(
-        ticket_id=r["ticket_id"], user_id=r["user_id"], session_id=r["session_id"], edge_id=r["edge_id"],
-        queued_at=r["queued_at"].timestamp(), closed_at=_from_ts(r["closed_at"]), outcome=r["outcome"],
+        ticket_id=r["ticket_id"],
+        user_id=r["user_id"],
+        session_id=r["session_id"],
+        edge_id=r["edge_id"],
+        queued_at=r["queued_at"].timestamp(),
+        closed_at=_from_ts(r["closed_at"]),
+        outcome=r["outcome"],
     )
 
 
 def _edge(r: asyncpg.Record) -> EdgeRow:
     return EdgeRow(
-        edge_id=r["edge_id"], region=r["region"], control_address=r["control_address"],
-        backbone_address=r["backbone_address"], media_host=r["media_host"], state=r["state"],
+        edge_id=r["edge_id"],
+        region=r["region"],
+        control_address=r["control_address"],
+        backbone_address=r["backbone_address"],
+        media_host=r["media_host"],
+        state=r["state"],
         registered_at=_from_ts(r["registered_at"]),
     )
 
@@ -161,7 +182,8 @@ class Store:
         await self.pool.execute(
             "INSERT INTO users (user_id, display_name) VALUES ($1, $2) "
             "ON CONFLICT (user_id) DO UPDATE SET display_name = EXCLUDED.display_name",
-            user_id, display_name,
+            user_id,
+            display_name,
         )
 
     async def get_user(self, user_id: str) -> UserRow | None:
@@ -186,16 +208,21 @@ class Store:
             )
             await conn.execute(
                 "INSERT INTO tickets (ticket_id, user_id, session_id, edge_id, queued_at) VALUES ($1, $2, $3, $4, $5)",
-                ticket_id, user_id, session_id, edge_id, queued,
+                ticket_id,
+                user_id,
+                session_id,
+                edge_id,
+                queued,
             )
 
     async def close_ticket(self, ticket_id: str, outcome: str) -> bool:
         """Close an open ticket; False if it is unknown or already closed (its outcome is kept)."""
         if not outcome:
             raise ValueError("outcome is required")
-        status = await self.pool.execute(
+        status: str = await self.pool.execute(
             "UPDATE tickets SET closed_at = now(), outcome = $2 WHERE ticket_id = $1 AND closed_at IS NULL",
-            ticket_id, outcome,
+            ticket_id,
+            outcome,
         )
         return status == "UPDATE 1"
 
@@ -223,9 +250,20 @@ class Store:
             "INSERT INTO calls (call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, state, "
             "end_reason, stages_a, stages_b, ended_at) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $14 THEN now() END)",
-            call.call_id, call.user_a, call.user_b, call.edge_a, call.edge_b, call.leg_a, call.leg_b,
-            list(call.route), float(call.route_rtt_ms), call.state, call.end_reason,
-            _checked_stages(call.stages_a, "stages_a"), _checked_stages(call.stages_b, "stages_b"), ended,
+            call.call_id,
+            call.user_a,
+            call.user_b,
+            call.edge_a,
+            call.edge_b,
+            call.leg_a,
+            call.leg_b,
+            list(call.route),
+            float(call.route_rtt_ms),
+            call.state,
+            call.end_reason,
+            _checked_stages(call.stages_a, "stages_a"),
+            _checked_stages(call.stages_b, "stages_b"),
+            ended,
         )
 
     async def merge_stages(self, call_id: str, side: str, stages: Mapping[str, float]) -> bool:
@@ -235,7 +273,7 @@ class Store:
         """
         column = f"stages_{_side(side)}"
         checked = _checked_stages(stages, column)
-        status = await self.pool.execute(
+        status: str = await self.pool.execute(
             f"UPDATE calls SET {column} = {column} || $2::jsonb WHERE call_id = $1", call_id, checked
         )
         return status == "UPDATE 1"
@@ -248,11 +286,14 @@ class Store:
         """
         if not state:
             raise ValueError("state is required")
-        status = await self.pool.execute(
+        status: str = await self.pool.execute(
             "UPDATE calls SET state = $2, end_reason = COALESCE($3, end_reason), "
             "ended_at = CASE WHEN $2 = $4 THEN now() ELSE ended_at END "
             "WHERE call_id = $1 AND state <> $4",
-            call_id, state, end_reason, CALL_STATE_ENDED,
+            call_id,
+            state,
+            end_reason,
+            CALL_STATE_ENDED,
         )
         return status == "UPDATE 1"
 
@@ -279,7 +320,12 @@ class Store:
             "ON CONFLICT (edge_id) DO UPDATE SET region = EXCLUDED.region, "
             "control_address = EXCLUDED.control_address, backbone_address = EXCLUDED.backbone_address, "
             "media_host = EXCLUDED.media_host, state = EXCLUDED.state, registered_at = EXCLUDED.registered_at",
-            edge.edge_id, edge.region, edge.control_address, edge.backbone_address, edge.media_host, edge.state,
+            edge.edge_id,
+            edge.region,
+            edge.control_address,
+            edge.backbone_address,
+            edge.media_host,
+            edge.state,
             registered,
         )
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from duet.edge.backbone import RouteEntry
-from duet.edge.relay import EdgeRelay
 from duet.edge.ice_hosts import restrict_ice_to
+from duet.edge.relay import EdgeRelay
 from duet.services.devkit.synthetic_media import FrameMarker, SyntheticCamera, SyntheticMicrophone, read_marker
 
 KEY = b"test-cluster-key"

@@ -48,7 +48,9 @@ async def test_edge_receivers_never_get_rtp(monkeypatch: pytest.MonkeyPatch) -> 
             e1.bridge(3, leg_a, 0, "vir-1")
             e2.bridge(3, leg_b, 1, "fra-1")
             await b.wait_for_tag(31)
-            edge_receivers = {id(t.receiver) for leg in (*e1.legs.values(), *e2.legs.values()) for t in leg._pc.getTransceivers()}
+            edge_receivers = {
+                id(t.receiver) for leg in (*e1.legs.values(), *e2.legs.values()) for t in leg._pc.getTransceivers()
+            }
             client_receivers = {id(t.receiver) for t in (*a.pc.getTransceivers(), *b.pc.getTransceivers())}
             assert client_receivers & set(seen), "the spy saw nothing: the test would prove nothing"
             assert not edge_receivers & set(seen), "an edge receiver got RTP: it would decode it"

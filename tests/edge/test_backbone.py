@@ -18,12 +18,14 @@ async def start(number: int, delivered: list[tuple[int, bytes]]) -> tuple[Backbo
 
 
 def header(dest: int) -> BackboneHeader:
-    return BackboneHeader(ptype=PacketType.MEDIA, dest_edge=dest, src_edge=0, bridge_id=9, side=1, kind=StreamKind.VIDEO, ttl=0)
+    return BackboneHeader(
+        ptype=PacketType.MEDIA, dest_edge=dest, src_edge=0, bridge_id=9, side=1, kind=StreamKind.VIDEO, ttl=0
+    )
 
 
 async def wait_for(cond, timeout: float = 2.0) -> None:  # type: ignore[no-untyped-def]
     async def loop() -> None:
-        while not cond():
+        while not cond():  # noqa: ASYNC110 - polls a plain counter, nothing to wait on
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(loop(), timeout)
@@ -50,7 +52,7 @@ async def test_packets_follow_next_hops_through_a_relay() -> None:
 async def test_no_route_and_bad_datagrams_are_dropped_and_counted() -> None:
     got: list[tuple[int, bytes]] = []
     b1, a1 = await start(1, got)
-    b2, a2 = await start(2, [])
+    b2, _ = await start(2, [])
     try:
         assert not b1.send(header(7), b"x")
         assert b1.counters.dropped == {"no route": 1}

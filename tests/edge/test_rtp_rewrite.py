@@ -21,9 +21,9 @@ from duet.edge import rtp_rewrite
 from duet.edge.rtp_rewrite import (
     MIN_SWITCH_GAP_S,
     StreamRewriter,
+    bench_rewrite,
     build_fir,
     build_pli,
-    bench_rewrite,
     is_rtp,
     parse_keyframe_requests,
     rtp_header_length,
@@ -109,7 +109,7 @@ def test_same_source_keeps_loss_and_reordering() -> None:
         buf = rtp(seq, seq * 960, 42, pt=111)
         assert rw.rewrite(buf, now=0.0)
         outs.append(fields(buf))
-    for seq, (_, _, oseq, ots, _) in zip(order, outs):
+    for seq, (_, _, oseq, ots, _) in zip(order, outs, strict=True):
         assert oseq == (65530 + seq - 100) & M16
         assert ots == (M32 - 500 + (seq - 100) * 960) & M32
     assert rw.sources_seen == 1
@@ -147,7 +147,7 @@ def test_huge_idle_gap_is_capped_so_timestamps_still_move_forward() -> None:
     assert rw.rewrite(rtp(1, 1, 0xA), now=0.0)
     buf = rtp(1, 1, 0xB)
     assert rw.rewrite(buf, now=10**6)  # 11.5 days: would be > 2^31 ticks
-    assert 0 < serial_forward(0, fields(buf)[3], 32)
+    assert serial_forward(0, fields(buf)[3], 32) > 0
 
 
 def test_switch_source_reanchors_even_with_the_same_ssrc() -> None:
@@ -245,9 +245,7 @@ def _extensions_map() -> HeaderExtensionsMap:
         RTCRtpParameters(
             headerExtensions=[
                 RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
-                RTCRtpHeaderExtensionParameters(
-                    id=2, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-                ),
+                RTCRtpHeaderExtensionParameters(id=2, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
                 RTCRtpHeaderExtensionParameters(
                     id=3, uri="http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
                 ),
@@ -261,7 +259,9 @@ def _extensions_map() -> HeaderExtensionsMap:
 @pytest.mark.parametrize("padding", [0, 5])
 def test_aiortc_parses_rewritten_packet(padding: int) -> None:
     ext_map = _extensions_map()
-    original = RtpPacket(payload_type=96, marker=1, sequence_number=65535, timestamp=M32, ssrc=0x1234, payload=b"x" * 300)
+    original = RtpPacket(
+        payload_type=96, marker=1, sequence_number=65535, timestamp=M32, ssrc=0x1234, payload=b"x" * 300
+    )
     original.csrc = [0xAAAA, 0xBBBB]
     original.extensions.mid = "0"
     original.extensions.abs_send_time = 0x123456
@@ -340,6 +340,7 @@ def test_output_is_one_continuous_stream(sources, segments, clock_rate, pt, out_
     in_ssrcs = [0x10000 + i for i in range(len(state))]
     now = 1000.0
     prev_in_ssrc = None
+    prev_in_ts = 0
     outs: list[tuple[int, int]] = []  # (seq, ts)
     expected_anchors = 0
     for src, count, switch, gap, steps in segments:

@@ -7,11 +7,11 @@ import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS, demo_network, write_demo_mmdb
 from duet.routing.geo import GeoLocator, LocateResult, Location, parse_ip
 from duet.routing.ingress import pick_ingress
 from duet.routing.reference import region_sites
 from duet.routing.topology import default_topology, world_topology
+from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS, demo_network, write_demo_mmdb
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_demo_ips_are_global_distinct_and_cover_every_region() -> None:
     addrs = [ipaddress.IPv4Address(ip) for ip in DEMO_CLIENT_IPS.values()]
     assert all(a.is_global for a in addrs)
     assert len({ipaddress.ip_network(f"{a}/16", strict=False) for a in addrs}) == 13
-    assert all(a in demo_network(r) for r, a in zip(DEMO_CLIENT_IPS, addrs))
+    assert all(a in demo_network(r) for r, a in zip(DEMO_CLIENT_IPS, addrs, strict=True))
 
 
 def test_write_demo_mmdb_rejects_unknown_region(tmp_path: Path) -> None:

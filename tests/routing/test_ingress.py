@@ -150,9 +150,7 @@ def test_nothing_active_raises() -> None:
 
 # ---- properties -----------------------------------------------------------------
 
-locations = st.builds(
-    Location, st.floats(-90, 90, allow_nan=False), st.floats(-180, 180, allow_nan=False)
-) | st.none()
+locations = st.builds(Location, st.floats(-90, 90, allow_nan=False), st.floats(-180, 180, allow_nan=False)) | st.none()
 measurements = st.floats(0, 500, allow_nan=False)
 
 
@@ -174,10 +172,7 @@ def test_ingress_only_picks_active_edges_and_the_best_score(t: Topology, locatio
     if choice.edge.edge_id in probes:
         assert choice.estimated_rtt_ms == probes[choice.edge.edge_id]
     # No active edge has a better load-weighted score than the chosen one.
-    if location is None:
-        origin = Location(t.region(region).lat, t.region(region).lon)
-    else:
-        origin = location
+    origin = Location(t.region(region).lat, t.region(region).lon) if location is None else location
 
     def score(e) -> float:
         rtt = probes.get(e.edge_id, estimated_rtt_ms(t, origin, e))

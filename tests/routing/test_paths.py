@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from duet.routing.paths import NoRoute, Path, alternate_paths, build_graph, link_cost, shortest_path
-from duet.routing.topology import EdgeNode, EdgeState, Link, Region, Topology, UnknownEdge, default_topology, world_topology
+from duet.routing.topology import (
+    EdgeNode,
+    EdgeState,
+    Link,
+    Region,
+    Topology,
+    UnknownEdge,
+    default_topology,
+    world_topology,
+)
 from tests.routing.test_strategies import assert_valid_path, brute_force_costs, topologies
 
 R = (Region("R", 0.0, 0.0),)
@@ -149,7 +160,7 @@ def test_shortest_path_matches_brute_force_and_obeys_rules(t: Topology, data: st
     cost = assert_valid_path(t, p.edge_ids)
     assert p.cost == pytest.approx(cost)
     assert p.cost == pytest.approx(best[dst])
-    assert p.rtt_ms == pytest.approx(sum(t.link(a, b).rtt_ms for a, b in zip(p.edge_ids, p.edge_ids[1:])))
+    assert p.rtt_ms == pytest.approx(sum(t.link(a, b).rtt_ms for a, b in itertools.pairwise(p.edge_ids)))
 
 
 @settings(max_examples=100, deadline=None)
@@ -171,4 +182,4 @@ def test_alternate_paths_are_valid_distinct_and_ordered(t: Topology, data: st.Da
         assert p.edge_ids[0] == src and p.edge_ids[-1] == dst
         assert p.cost == pytest.approx(assert_valid_path(t, p.edge_ids))
     costs = [p.cost for p in paths]
-    assert all(x <= y + 1e-9 for x, y in zip(costs, costs[1:]))
+    assert all(x <= y + 1e-9 for x, y in itertools.pairwise(costs))

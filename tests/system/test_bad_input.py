@@ -12,11 +12,11 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from duet.v1 import edge_pb2, edge_pb2_grpc, matchmaker_pb2, matchmaker_pb2_grpc, routing_pb2, routing_pb2_grpc
 from duet.edge.backbone_wire import BackboneHeader, PacketType, StreamKind, pack
-from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.client.sdk import DuetClient
+from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
+from duet.v1 import edge_pb2, edge_pb2_grpc, matchmaker_pb2, matchmaker_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -42,15 +42,47 @@ async def test_routing_rejects_bad_input(cluster: ClusterInfo) -> None:
     async with grpc.aio.insecure_channel(cluster.routing) as ch:
         stub = routing_pb2_grpc.RoutingStub(ch)
         await expect_status(stub.PickIngress(routing_pb2.PickIngressRequest()), Code.INVALID_ARGUMENT, "client_ip")
-        await expect_status(stub.PickIngress(routing_pb2.PickIngressRequest(client_ip="not-an-ip")), Code.INVALID_ARGUMENT, "not-an-ip")
         await expect_status(
-            stub.PickIngress(routing_pb2.PickIngressRequest(client_ip="8.8.8.8", probes=[routing_pb2.ProbeResult(edge_id="fra-1", rtt_ms=-5)])),
-            Code.INVALID_ARGUMENT, "probe",
+            stub.PickIngress(routing_pb2.PickIngressRequest(client_ip="not-an-ip")), Code.INVALID_ARGUMENT, "not-an-ip"
         )
-        await expect_status(stub.PickRoute(routing_pb2.PickRouteRequest(from_edge_id="fra-1")), Code.INVALID_ARGUMENT, "to_edge_id")
-        await expect_status(stub.PickRoute(routing_pb2.PickRouteRequest(from_edge_id="fra-1", to_edge_id="mars-1")), Code.NOT_FOUND, "mars-1")
-        await expect_status(stub.RegisterEdge(routing_pb2.RegisterEdgeRequest(edge_id="mars-1", control_address="127.0.0.1:1", backbone_address="127.0.0.1:2", media_host="127.0.0.1")), Code.NOT_FOUND, "mars-1")
-        await expect_status(stub.RegisterEdge(routing_pb2.RegisterEdgeRequest(edge_id="fra-1", control_address="nowhere", backbone_address="127.0.0.1:2", media_host="127.0.0.1")), Code.INVALID_ARGUMENT, "control_address")
+        await expect_status(
+            stub.PickIngress(
+                routing_pb2.PickIngressRequest(
+                    client_ip="8.8.8.8", probes=[routing_pb2.ProbeResult(edge_id="fra-1", rtt_ms=-5)]
+                )
+            ),
+            Code.INVALID_ARGUMENT,
+            "probe",
+        )
+        await expect_status(
+            stub.PickRoute(routing_pb2.PickRouteRequest(from_edge_id="fra-1")), Code.INVALID_ARGUMENT, "to_edge_id"
+        )
+        await expect_status(
+            stub.PickRoute(routing_pb2.PickRouteRequest(from_edge_id="fra-1", to_edge_id="mars-1")),
+            Code.NOT_FOUND,
+            "mars-1",
+        )
+        await expect_status(
+            stub.RegisterEdge(
+                routing_pb2.RegisterEdgeRequest(
+                    edge_id="mars-1",
+                    control_address="127.0.0.1:1",
+                    backbone_address="127.0.0.1:2",
+                    media_host="127.0.0.1",
+                )
+            ),
+            Code.NOT_FOUND,
+            "mars-1",
+        )
+        await expect_status(
+            stub.RegisterEdge(
+                routing_pb2.RegisterEdgeRequest(
+                    edge_id="fra-1", control_address="nowhere", backbone_address="127.0.0.1:2", media_host="127.0.0.1"
+                )
+            ),
+            Code.INVALID_ARGUMENT,
+            "control_address",
+        )
 
         async def first_table(edge_id: str) -> routing_pb2.RouteTable:
             async for table in stub.WatchRoutes(routing_pb2.WatchRoutesRequest(edge_id=edge_id)):
@@ -70,14 +102,44 @@ async def test_routing_rejects_bad_input(cluster: ClusterInfo) -> None:
 async def test_edge_rejects_bad_input(cluster: ClusterInfo) -> None:
     async with grpc.aio.insecure_channel(cluster.edges["fra-1"]) as ch:
         stub = edge_pb2_grpc.EdgeControlStub(ch)
-        await expect_status(stub.AttachLeg(edge_pb2.AttachLegRequest(offer_sdp="v=0")), Code.INVALID_ARGUMENT, "session_id")
-        await expect_status(stub.AttachLeg(edge_pb2.AttachLegRequest(session_id="s", offer_sdp="")), Code.INVALID_ARGUMENT, "empty")
-        await expect_status(stub.AttachLeg(edge_pb2.AttachLegRequest(session_id="s", offer_sdp="hello there")), Code.INVALID_ARGUMENT, "SDP")
-        await expect_status(stub.AttachLeg(edge_pb2.AttachLegRequest(session_id="s", offer_sdp="v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n")), Code.INVALID_ARGUMENT, "video")
-        await expect_status(stub.Bridge(edge_pb2.BridgeRequest(bridge_id=1, leg_id="nope", side=0, peer_edge_id="vir-1")), Code.NOT_FOUND, "nope")
-        await expect_status(stub.Bridge(edge_pb2.BridgeRequest(bridge_id=1, leg_id="nope", side=0)), Code.INVALID_ARGUMENT, "peer_edge_id")
-        await expect_status(stub.Bridge(edge_pb2.BridgeRequest(bridge_id=0, leg_id="nope", side=0, peer_edge_id="vir-1")), Code.INVALID_ARGUMENT, "bridge_id")
-        await expect_status(stub.Bridge(edge_pb2.BridgeRequest(bridge_id=1, leg_id="nope", side=5, peer_edge_id="vir-1")), Code.INVALID_ARGUMENT, "side")
+        await expect_status(
+            stub.AttachLeg(edge_pb2.AttachLegRequest(offer_sdp="v=0")), Code.INVALID_ARGUMENT, "session_id"
+        )
+        await expect_status(
+            stub.AttachLeg(edge_pb2.AttachLegRequest(session_id="s", offer_sdp="")), Code.INVALID_ARGUMENT, "empty"
+        )
+        await expect_status(
+            stub.AttachLeg(edge_pb2.AttachLegRequest(session_id="s", offer_sdp="hello there")),
+            Code.INVALID_ARGUMENT,
+            "SDP",
+        )
+        await expect_status(
+            stub.AttachLeg(
+                edge_pb2.AttachLegRequest(session_id="s", offer_sdp="v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n")
+            ),
+            Code.INVALID_ARGUMENT,
+            "video",
+        )
+        await expect_status(
+            stub.Bridge(edge_pb2.BridgeRequest(bridge_id=1, leg_id="nope", side=0, peer_edge_id="vir-1")),
+            Code.NOT_FOUND,
+            "nope",
+        )
+        await expect_status(
+            stub.Bridge(edge_pb2.BridgeRequest(bridge_id=1, leg_id="nope", side=0)),
+            Code.INVALID_ARGUMENT,
+            "peer_edge_id",
+        )
+        await expect_status(
+            stub.Bridge(edge_pb2.BridgeRequest(bridge_id=0, leg_id="nope", side=0, peer_edge_id="vir-1")),
+            Code.INVALID_ARGUMENT,
+            "bridge_id",
+        )
+        await expect_status(
+            stub.Bridge(edge_pb2.BridgeRequest(bridge_id=1, leg_id="nope", side=5, peer_edge_id="vir-1")),
+            Code.INVALID_ARGUMENT,
+            "side",
+        )
         await expect_status(stub.Unbridge(edge_pb2.UnbridgeRequest(bridge_id=99, side=0)), Code.NOT_FOUND, "99")
         await expect_status(stub.DetachLeg(edge_pb2.DetachLegRequest(leg_id="nope")), Code.NOT_FOUND, "nope")
         await expect_status(stub.DetachLeg(edge_pb2.DetachLegRequest()), Code.INVALID_ARGUMENT, "leg_id")
@@ -92,8 +154,16 @@ async def test_edge_survives_garbage_on_the_backbone(cluster: ClusterInfo) -> No
     host, port = fra.backbone_address.rsplit(":", 1)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        header = BackboneHeader(ptype=PacketType.MEDIA, dest_edge=fra.number, src_edge=2, bridge_id=5, side=0, kind=StreamKind.VIDEO, ttl=4)
-        for datagram in (b"", b"\x00" * 3, b"DU\x01" + b"\xff" * 40, pack(header, b"\x80" * 20, b"wrong key"), bytes(range(256)) * 4):
+        header = BackboneHeader(
+            ptype=PacketType.MEDIA, dest_edge=fra.number, src_edge=2, bridge_id=5, side=0, kind=StreamKind.VIDEO, ttl=4
+        )
+        for datagram in (
+            b"",
+            b"\x00" * 3,
+            b"DU\x01" + b"\xff" * 40,
+            pack(header, b"\x80" * 20, b"wrong key"),
+            bytes(range(256)) * 4,
+        ):
             sock.sendto(datagram, (host, int(port)))
     finally:
         sock.close()
@@ -125,7 +195,9 @@ async def test_matchmaker_rejects_bad_sessions(cluster: ClusterInfo) -> None:
     assert err.code() == Code.INVALID_ARGUMENT and "user_id" in err.details()
     err = await session_error(cluster, hello(), matchmaker_pb2.ClientMessage(find_partner=matchmaker_pb2.FindPartner()))
     assert err.code() == Code.FAILED_PRECONDITION and "offer" in err.details()
-    err = await session_error(cluster, hello(), matchmaker_pb2.ClientMessage(offer=matchmaker_pb2.LegOffer(sdp="garbage")))
+    err = await session_error(
+        cluster, hello(), matchmaker_pb2.ClientMessage(offer=matchmaker_pb2.LegOffer(sdp="garbage"))
+    )
     assert err.code() == Code.INVALID_ARGUMENT and "SDP" in err.details()
     err = await session_error(cluster, hello(), matchmaker_pb2.ClientMessage())
     assert err.code() == Code.INVALID_ARGUMENT and "empty" in err.details()

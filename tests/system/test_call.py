@@ -12,10 +12,10 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
-from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.client.sdk import DuetClient
+from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
+from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 

@@ -11,7 +11,6 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 
-from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
 from duet.edge import ice_hosts as ice
 from duet.services.client.sdk import (
     STAGES,
@@ -28,6 +27,7 @@ from duet.services.client.sdk import (
     stages_to_proto,
 )
 from duet.services.devkit.synthetic_media import FrameMarker, SyntheticCamera, SyntheticMicrophone
+from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +85,9 @@ def test_call_result_merges_stages_and_derives_connect_and_total() -> None:
 
 def test_queued_falls_back_to_the_queued_message_then_to_the_client() -> None:
     frame = PartnerFrame(marker=FrameMarker(7, 3), at_ms=1500.0, frames_decoded=1)
-    r = build_call_result(matched_message(matched=1000.0), client_stages=CLIENT, queued_at_server=255.0, first_frame=frame)
+    r = build_call_result(
+        matched_message(matched=1000.0), client_stages=CLIENT, queued_at_server=255.0, first_frame=frame
+    )
     assert r.stages["queued"] == 255.0 and r.total_ms == pytest.approx(1245.0)
     r = build_call_result(matched_message(matched=1000.0), client_stages=CLIENT, first_frame=frame)
     assert r.stages["queued"] == 262.0 and r.total_ms == pytest.approx(1238.0)
@@ -149,7 +151,7 @@ async def test_inbox_stream_end_is_sticky_and_leg_failure_raises() -> None:
 
 
 async def test_inbox_times_out_clearly() -> None:
-    with pytest.raises(DuetClientError, match="timed out after 0.1 s waiting for LegAnswer"):
+    with pytest.raises(DuetClientError, match=r"timed out after 0\.1 s waiting for LegAnswer"):
         await SessionInbox().expect(("answer",), timeout=0.1, waiting_for="LegAnswer")
 
 
@@ -244,7 +246,14 @@ class FakeMatchmaker(matchmaker_pb2_grpc.MatchmakerServicer):
     """Just enough of the protocol: every FindPartner/Next is matched with the next partner tag."""
 
     def __init__(
-        self, *, partner_tags=(1001, 1002), bridge=True, end_ticket=False, reject_hello=False, match=True, partner_leaves=False
+        self,
+        *,
+        partner_tags=(1001, 1002),
+        bridge=True,
+        end_ticket=False,
+        reject_hello=False,
+        match=True,
+        partner_leaves=False,
     ) -> None:
         self.match = match
         self.partner_leaves = partner_leaves
@@ -389,7 +398,7 @@ async def test_call_ended_while_queued_is_an_error(fake) -> None:
 async def test_no_partner_frame_times_out_and_reports_give_up(fake) -> None:
     servicer, address = await fake(bridge=False)
     async with DuetClient(address, "u3", "User Three", camera_tag=44, frame_timeout=0.5) as client:
-        with pytest.raises(DuetClientError, match="timed out after 0.5 s waiting for the first frame of partner1"):
+        with pytest.raises(DuetClientError, match=r"timed out after 0\.5 s waiting for the first frame of partner1"):
             await client.find_partner()
     reports = [m.connect_report for m in servicer.received if m.WhichOneof("msg") == "connect_report"]
     assert len(reports) == 1 and reports[0].call_id == "call-1" and not reports[0].connected
@@ -431,7 +440,7 @@ async def test_leave_wakes_a_pending_find_partner(fake) -> None:
 async def test_next_after_the_partner_left_enters_the_pool_again(fake) -> None:
     servicer, address = await fake(partner_leaves=True)
     async with DuetClient(address, "u6", "x", camera_tag=48) as client:
-        with pytest.raises(DuetClientError, match="call-1 ended while waiting for the first frame .*: partner_left"):
+        with pytest.raises(DuetClientError, match=r"call-1 ended while waiting for the first frame .*: partner_left"):
             await client.find_partner()
         result = await client.next()  # the call is over: FindPartner, not Next
     assert result.call_id == "call-2" and result.first_marker.tag == 1002

@@ -67,7 +67,9 @@ def _hide_binaries(monkeypatch: pytest.MonkeyPatch, path_dir: Path) -> None:
 # -- binaries -----------------------------------------------------------------
 
 
-def test_missing_binaries_message_names_them_and_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_binaries_message_names_them_and_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _hide_binaries(monkeypatch, tmp_path)
     with pytest.raises(PostgresNotFound) as info:
         find_binaries()
@@ -86,7 +88,9 @@ def test_missing_binaries_raised_by_start(tmp_path: Path, monkeypatch: pytest.Mo
     assert not (tmp_path / "pg").exists()
 
 
-def test_partially_installed_binaries_name_only_the_missing_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_partially_installed_binaries_name_only_the_missing_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = tmp_path / "initdb"
     fake.write_text("#!/bin/sh\nexit 1\n")
     fake.chmod(0o755)

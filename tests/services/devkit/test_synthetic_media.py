@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import itertools
 
 import av
 import numpy as np
@@ -56,7 +57,7 @@ def test_marker_survives_vp8_for_consecutive_frames(tag: int) -> None:
     markers = [read_marker(f) for f in decoded]
     assert markers == [FrameMarker(tag, (start + i) & 0xFFFF) for i in range(90)]
     counters = [m.counter for m in markers]
-    assert all((b - a) & 0xFFFF == 1 for a, b in zip(counters, counters[1:]))
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(counters))
 
 
 def test_marker_survives_vp8_at_a_larger_size() -> None:

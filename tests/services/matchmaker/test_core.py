@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 import grpc
 import pytest
 
-from duet.v1 import common_pb2, matchmaker_pb2
-from duet.services.store.postgres import Store
-from duet.services.matchmaker.remote_peers import EdgeInfo, Ingress, Route
 from duet.services.matchmaker.core import Matchmaker, SessionError
+from duet.services.matchmaker.remote_peers import EdgeInfo, Ingress, Route
+from duet.services.store.postgres import Store
+from duet.v1 import common_pb2, matchmaker_pb2
 
 EDGES = {"fra": EdgeInfo("fra-1", "Frankfurt", "127.0.0.1:1"), "vir": EdgeInfo("vir-1", "Virginia", "127.0.0.1:2")}
 
@@ -113,7 +113,11 @@ async def test_two_waiting_users_are_matched_bridged_and_recorded(mm: Matchmaker
     assert not await store.open_tickets()
 
     # the connect report merges the client's stages and the edge's first packet
-    report = matchmaker_pb2.ConnectReport(call_id=matched.call_id, connected=True, stages=common_pb2.StageTimes(session_open=1.0, first_frame=2000.0, matched=99.0))
+    report = matchmaker_pb2.ConnectReport(
+        call_id=matched.call_id,
+        connected=True,
+        stages=common_pb2.StageTimes(session_open=1.0, first_frame=2000.0, matched=99.0),
+    )
     await mm.connect_report(ben.session, report)
     await mm.connect_report(ana.session, report)
     row = await store.get_call(matched.call_id)

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from duet.services.devkit.scratch_database import scratch_database
 from duet.services.store.migrate import Migration, load_migrations, migrate
 from duet.services.store.postgres import CallRow, EdgeRow, Store
-from duet.services.devkit.scratch_database import scratch_database
 
 
 @pytest.fixture
@@ -23,7 +23,10 @@ async def empty_db(database_url: str) -> AsyncIterator[str]:
 
 
 async def _versions(conn: asyncpg.Connection) -> list[tuple[int, str]]:
-    return [(r["version"], r["name"]) for r in await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")]
+    return [
+        (r["version"], r["name"])
+        for r in await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
+    ]
 
 
 # -- migrations -----------------------------------------------------------------
@@ -43,7 +46,9 @@ async def test_migrate_is_idempotent_and_records_versions(empty_db: str) -> None
         assert await migrate(conn) == []
         assert await _versions(conn) == [(m.version, m.name) for m in load_migrations()]
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE applied_at IS NULL") == 0
-        tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        tables = {
+            r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
         assert {"users", "tickets", "calls", "edges", "schema_migrations"} <= tables
     finally:
         await conn.close()
@@ -189,9 +194,19 @@ async def test_ticket_input_is_checked(store: Store) -> None:
 
 def call(call_id: str = "c1", **kw: object) -> CallRow:
     fields: dict[str, object] = dict(
-        call_id=call_id, user_a="ana", user_b="ben", edge_a="fra-1", edge_b="nyc-1", leg_a="la", leg_b="lb",
-        route=["fra-1", "lon-1", "nyc-1"], route_rtt_ms=81.5, state="bridged", end_reason=None,
-        stages_a={"queued": 1000.0, "matched": 1500.5}, stages_b={"queued": 1200.0},
+        call_id=call_id,
+        user_a="ana",
+        user_b="ben",
+        edge_a="fra-1",
+        edge_b="nyc-1",
+        leg_a="la",
+        leg_b="lb",
+        route=["fra-1", "lon-1", "nyc-1"],
+        route_rtt_ms=81.5,
+        state="bridged",
+        end_reason=None,
+        stages_a={"queued": 1000.0, "matched": 1500.5},
+        stages_b={"queued": 1200.0},
     )
     fields.update(kw)
     return CallRow(**fields)  # type: ignore[arg-type]
@@ -269,7 +284,11 @@ async def test_call_state_and_ended_at(users: Store) -> None:
     assert await users.set_call_state("c1", "connected") is False
     assert await users.set_call_state("c1", "ended", "timeout") is False
     again = await users.get_call("c1")
-    assert again is not None and (again.state, again.end_reason, again.ended_at) == ("ended", "hangup by a", got.ended_at)
+    assert again is not None and (again.state, again.end_reason, again.ended_at) == (
+        "ended",
+        "hangup by a",
+        got.ended_at,
+    )
     assert await users.set_call_state("missing", "ended") is False
 
 
@@ -296,7 +315,9 @@ async def test_list_calls_newest_first_with_limit(users: Store) -> None:
 
 async def test_upsert_and_list_edges(store: Store) -> None:
     await store.upsert_edge(EdgeRow("nyc-1", "us-east", "127.0.0.1:7001", "127.0.0.1:7101", "127.0.0.1", "up"))
-    await store.upsert_edge(EdgeRow("fra-1", "eu-central", "127.0.0.1:7000", "127.0.0.1:7100", "127.0.0.1", "up", 1_700_000_000.0))
+    await store.upsert_edge(
+        EdgeRow("fra-1", "eu-central", "127.0.0.1:7000", "127.0.0.1:7100", "127.0.0.1", "up", 1_700_000_000.0)
+    )
     await store.upsert_edge(EdgeRow("nyc-1", "us-east", "127.0.0.1:7002", "127.0.0.1:7102", "127.0.0.1", "draining"))
     edges = await store.list_edges()
     assert [e.edge_id for e in edges] == ["fra-1", "nyc-1"]
