@@ -34,7 +34,7 @@ logger = logging.getLogger("duet.edge.leg")
 LEG_CODECS = {"video": "video/VP8", "audio": "audio/opus"}
 
 # A receiver that cannot decode asks again and again; one keyframe per interval
-# is all a sender is asked for (DESIGN.md: avoid keyframe storms).
+# is all a sender is asked for: no keyframe storms (docs/architecture.md, "Keyframes").
 KEYFRAME_REQUEST_INTERVAL_S = 0.3
 
 # Bounded so a stalled leg sheds packets instead of growing without limit.

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from duet.services.cli.log_setup import configure_logging
-from duet.services.devkit.demo import run_demo, serve_forever
+from duet.services.devkit.demo import run_demo
+from duet.services.devkit.greeter import serve_forever
 from duet.services.devkit.local_cluster import DEFAULT_REGIONS, LocalCluster
 from duet.services.rpc.server import install_stop_signals
 

@@ -2,7 +2,7 @@
 
 One :class:`DuetClient` is one user. It speaks the matchmaker's bidirectional
 ``Session`` stream over real gRPC and holds one warm WebRTC leg to its ingress
-edge (DESIGN.md section 1):
+edge (docs/architecture.md, "The connect path"):
 
     connect()       Hello -> EdgeAssigned; LegOffer -> LegAnswer; ICE + DTLS
                     with the edge while nobody waits (leg_connected)
@@ -64,7 +64,7 @@ __all__ = [
 
 logger = logging.getLogger("duet.client")
 
-# DESIGN.md section 1, in connect-path order.
+# The connect-path stages, in order (docs/architecture.md).
 STAGES = (
     "session_open",
     "edge_assigned",

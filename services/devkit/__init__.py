@@ -6,4 +6,5 @@
 - ``scratch_database``   an empty database per test on a shared server
 - ``local_cluster``      the whole system as local processes (what ``duet up`` runs)
 - ``demo``               the demo calls and their connect-time tables
+- ``greeter``            the bot that waits in the pool while ``duet up`` serves
 """

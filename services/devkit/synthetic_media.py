@@ -1,7 +1,7 @@
 """A synthetic camera and microphone that are cheap to encode and easy to identify.
 
 Random-noise test video saturated two cores with two VP8 encoders and some
-calls never decoded (DESIGN.md, "Edge"). This camera sends a flat picture
+calls never decoded (measured on a 2-core machine). This camera sends a flat picture
 instead: a background colour derived from the sender's ``tag`` with a marker
 drawn into it. The marker carries the 16-bit tag (who sent the frame) and a
 16-bit frame counter as big black and white blocks that survive VP8 at low
