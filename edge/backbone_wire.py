@@ -40,6 +40,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_TTL",
+    "EDGE_NUMBER_MAX",
     "HEADER_SIZE",
     "MAGIC",
     "OVERHEAD",
@@ -69,6 +70,10 @@ class StreamKind(enum.IntEnum):
     AUDIO = 0
     VIDEO = 1
 
+
+# Highest edge number the 16-bit dest_edge/src_edge fields carry (0 is "unset").
+# The topology validates edge numbers against this, so one range holds everywhere.
+EDGE_NUMBER_MAX = 0xFFFF
 
 MAGIC = b"DU"
 VERSION = 1

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from duet.edge.backbone import Address, Backbone, RouteEntry
-from duet.edge.backbone_wire import BackboneHeader, PacketType, StreamKind
+from duet.edge.backbone_wire import EDGE_NUMBER_MAX, BackboneHeader, PacketType, StreamKind
 from duet.edge.bridge import BridgeSide, BridgeTable
 from duet.edge.keyframe import is_vp8_keyframe_start
 from duet.edge.leg import KEYFRAME_REQUEST_INTERVAL_S, Leg
@@ -52,8 +52,8 @@ class EdgeStatsSnapshot:
 class EdgeRelay:
     def __init__(self, edge_id: str, number: int, cluster_key: bytes) -> None:
         # number 0 = not yet registered with the routing service (see assign_number)
-        if not 0 <= number < 65536:
-            raise ValueError(f"edge number must be 1..65535, got {number}")
+        if not 0 <= number <= EDGE_NUMBER_MAX:
+            raise ValueError(f"edge number must be 1..{EDGE_NUMBER_MAX}, got {number}")
         self.edge_id = edge_id
         self.number = number
         self.legs: dict[str, Leg] = {}
@@ -65,8 +65,8 @@ class EdgeRelay:
 
     def assign_number(self, number: int) -> None:
         """Set the backbone number the routing service gave this edge at registration."""
-        if not 0 < number < 65536:
-            raise ValueError(f"edge number must be 1..65535, got {number}")
+        if not 0 < number <= EDGE_NUMBER_MAX:
+            raise ValueError(f"edge number must be 1..{EDGE_NUMBER_MAX}, got {number}")
         self.number = number
         self.backbone.edge_number = number
 

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from duet.edge.backbone_wire import EDGE_NUMBER_MAX
 from duet.routing.reference import INTRA_REGION_RTT_MS, reference_rtt_ms, region_sites
 
 __all__ = [
@@ -45,7 +46,9 @@ __all__ = [
     "world_topology",
 ]
 
-MAX_EDGE_NUMBER = 0xFFFFFFFF  # numbers travel as uint32 on the wire; 0 means "unset"
+# Edge numbers travel in the backbone header's 16-bit edge fields; 0 means "not yet
+# registered". The topology refuses what the wire cannot carry.
+MAX_EDGE_NUMBER = EDGE_NUMBER_MAX
 
 
 class TopologyError(ValueError):
@@ -81,7 +84,7 @@ class Region:
 @dataclass(frozen=True)
 class EdgeNode:
     edge_id: str  # e.g. "fra-1"
-    number: int  # compact id used on the backbone wire, 1..2**32-1
+    number: int  # compact id used on the backbone wire, 1..MAX_EDGE_NUMBER (65535)
     region: str
     capacity: int = 100  # client legs it is sized for; loads are in the same unit
     state: EdgeState = EdgeState.ACTIVE

@@ -251,3 +251,17 @@ def test_bench_backbone_runs() -> None:
 def test_header_struct_field_order_matches_docstring() -> None:
     d = pack(header(dest_edge=513, src_edge=1027, bridge_id=1, side=0, kind=StreamKind.AUDIO, ttl=4), b"", KEY)
     assert struct.unpack_from("!2sBBBBHHQB", d) == (b"DU", 1, 1, 0, 0, 513, 1027, 1, 4)
+
+
+def test_one_edge_number_range_from_topology_to_wire() -> None:
+    """The highest number a topology accepts is the highest the header carries, and it round-trips."""
+    from duet.edge.backbone_wire import EDGE_NUMBER_MAX
+    from duet.routing.topology import MAX_EDGE_NUMBER, EdgeNode, Region, Topology
+
+    assert MAX_EDGE_NUMBER == EDGE_NUMBER_MAX == 2**16 - 1
+    Topology((Region("R", 0.0, 0.0),), (EdgeNode("top", MAX_EDGE_NUMBER, "R"),), ())  # valid
+    h = header(dest_edge=MAX_EDGE_NUMBER, src_edge=MAX_EDGE_NUMBER)
+    got, _ = unpack(pack(h, b"x", KEY), KEY)
+    assert (got.dest_edge, got.src_edge) == (MAX_EDGE_NUMBER, MAX_EDGE_NUMBER)
+    with pytest.raises(ValueError):
+        pack(header(dest_edge=MAX_EDGE_NUMBER + 1), b"x", KEY)

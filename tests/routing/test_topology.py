@@ -157,6 +157,8 @@ def _topo(edges: list[EdgeNode], links: list[Link] = (), regions=(FRA,)) -> Topo
         ([EdgeNode("a", 1, "Frankfurt"), EdgeNode("b", 1, "Frankfurt")], [], "duplicate edge number 1"),
         ([EdgeNode("a", 0, "Frankfurt")], [], "number must be an integer in 1.."),
         ([EdgeNode("a", 2**32, "Frankfurt")], [], "number must be an integer in 1.."),
+        # The backbone header carries edge numbers in 16 bits: 70000 must not validate.
+        ([EdgeNode("a", 70000, "Frankfurt")], [], "number must be an integer in 1..65535"),
         ([EdgeNode("a", 1, "Frankfurt", capacity=0)], [], "capacity must be a positive integer"),
         ([EdgeNode("", 1, "Frankfurt")], [], "edge id must be a non-empty string"),
         ([EdgeNode("a", 1, "Frankfurt")], [Link("a", "zz", 5)], "unknown edge 'zz'"),
