@@ -10,7 +10,7 @@ from duet.routing.distance import great_circle_km
 from duet.routing.geo import LocateResult, Location
 from duet.routing.ingress import NoEdgeAvailable, estimated_rtt_ms, load_factor, pick_ingress
 from duet.routing.topology import EdgeState, Topology, default_topology, world_topology
-from tests.routing.test_strategies import topologies
+from tests.routing.strategies import topologies
 
 FRANKFURT = Location(50.11, 8.68, "DE", "Frankfurt am Main")
 SINGAPORE_ISH = Location(1.35, 103.82, "SG", "Singapore")

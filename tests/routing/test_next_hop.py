@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from duet.routing.next_hop import NextHopEntry, next_hop_table, next_hop_tables
 from duet.routing.paths import LOSS_PENALTY, build_graph, shortest_path
 from duet.routing.topology import EdgeNode, EdgeState, Link, Region, Topology, UnknownEdge, world_topology
-from tests.routing.test_strategies import assert_valid_path, brute_force_costs, topologies
+from tests.routing.strategies import assert_valid_path, brute_force_costs, topologies
 
 R = (Region("R", 0.0, 0.0),)
 

@@ -17,7 +17,7 @@ from duet.routing.topology import (
     default_topology,
     world_topology,
 )
-from tests.routing.test_strategies import assert_valid_path, brute_force_costs, topologies
+from tests.routing.strategies import assert_valid_path, brute_force_costs, topologies
 
 R = (Region("R", 0.0, 0.0),)
 

@@ -26,7 +26,7 @@ from duet.routing.topology import (
     reference_rtt_ms,
     world_topology,
 )
-from tests.routing.test_strategies import topologies
+from tests.routing.strategies import topologies
 
 ALL_REGIONS = [
     "Tokyo", "Seoul", "HongKong", "Singapore", "Pune(~Mumbai)", "Dubai", "Frankfurt",
