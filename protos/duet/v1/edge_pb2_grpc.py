@@ -26,8 +26,17 @@ if _version_not_supported:
 
 
 class EdgeControlStub:
-    """Control plane of one edge node: terminate a client's WebRTC leg, bridge two
-    legs (on this edge or across the backbone), report per-bridge timings.
+    """One edge node: terminates clients' WebRTC legs, bridges two legs (on this
+    edge or across the backbone) and reports per-bridge figures.
+
+    A call is one bridge_id with two sides, 0 and 1. Each edge holds the sides
+    whose legs it terminates; both sides may be on the same edge. A leg belongs
+    to at most one bridge side at a time.
+
+    Statuses: each RPC lists the statuses the server returns itself. Any call can
+    also end with the statuses gRPC produces on its own: UNAVAILABLE when the
+    edge cannot be reached, DEADLINE_EXCEEDED when the caller's deadline passes
+    (the matchmaker uses 5 s), CANCELLED when the caller cancels.
     """
 
     def __init__(self, channel):
@@ -64,36 +73,90 @@ class EdgeControlStub:
 
 
 class EdgeControlServicer:
-    """Control plane of one edge node: terminate a client's WebRTC leg, bridge two
-    legs (on this edge or across the backbone), report per-bridge timings.
+    """One edge node: terminates clients' WebRTC legs, bridges two legs (on this
+    edge or across the backbone) and reports per-bridge figures.
+
+    A call is one bridge_id with two sides, 0 and 1. Each edge holds the sides
+    whose legs it terminates; both sides may be on the same edge. A leg belongs
+    to at most one bridge side at a time.
+
+    Statuses: each RPC lists the statuses the server returns itself. Any call can
+    also end with the statuses gRPC produces on its own: UNAVAILABLE when the
+    edge cannot be reached, DEADLINE_EXCEEDED when the caller's deadline passes
+    (the matchmaker uses 5 s), CANCELLED when the caller cancels.
     """
 
     def AttachLeg(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Accepts a client's SDP offer and creates a leg for it; returns the answer.
+        The leg is pinned to VP8 video and Opus audio. The answer carries the
+        edge's ICE host candidates (no trickle ICE): the client then runs ICE and
+        DTLS with the edge directly. A leg that has not connected within 30 s is
+        closed by the edge.
+
+        Statuses:
+        - INVALID_ARGUMENT: session_id is empty; offer_sdp is empty, not SDP or
+        unparseable; it has no video section, or two sections of one kind; the
+        WebRTC stack rejected it; a section offers no VP8 (video) or Opus
+        (audio) codec.
+        - INTERNAL: unexpected failure.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DetachLeg(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Closes a leg and removes its bridge side, if any. The peer edge is not told.
+
+        Statuses:
+        - INVALID_ARGUMENT: leg_id is empty.
+        - NOT_FOUND: no such leg on this edge (never attached, or already
+        closed: detached, failed, or timed out connecting).
+        - INTERNAL: unexpected failure.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Bridge(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Puts a connected leg on one side of a bridge. If the leg was on another
+        bridge before (a "next"), that side is replaced: the leg's outgoing
+        sequence numbers and timestamps continue across the switch. The edge asks
+        its own client for a keyframe at once (RTCP PLI) and holds the partner's
+        video back until a keyframe starts.
+
+        Statuses:
+        - INVALID_ARGUMENT: leg_id or peer_edge_id is empty; bridge_id is 0;
+        side is not 0 or 1.
+        - NOT_FOUND: no such leg on this edge.
+        - FAILED_PRECONDITION: the leg has not finished ICE + DTLS yet;
+        peer_edge_id is another edge this edge has no route to (not in its
+        current next-hop table).
+        - INTERNAL: unexpected failure.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Unbridge(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Removes one side of a bridge; the leg stays attached and warm. Its final
+        figures are returned. The peer edge is not told (the matchmaker unbridges
+        both sides).
+
+        Statuses:
+        - NOT_FOUND: this edge holds no such bridge side (never bridged, already
+        removed, re-bridged, or its leg closed).
+        - INTERNAL: unexpected failure.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetStats(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Counters of this edge and of its current bridge sides.
+
+        Statuses:
+        - INTERNAL: unexpected failure.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -135,8 +198,17 @@ def add_EdgeControlServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EdgeControl:
-    """Control plane of one edge node: terminate a client's WebRTC leg, bridge two
-    legs (on this edge or across the backbone), report per-bridge timings.
+    """One edge node: terminates clients' WebRTC legs, bridges two legs (on this
+    edge or across the backbone) and reports per-bridge figures.
+
+    A call is one bridge_id with two sides, 0 and 1. Each edge holds the sides
+    whose legs it terminates; both sides may be on the same edge. A leg belongs
+    to at most one bridge side at a time.
+
+    Statuses: each RPC lists the statuses the server returns itself. Any call can
+    also end with the statuses gRPC produces on its own: UNAVAILABLE when the
+    edge cannot be reached, DEADLINE_EXCEEDED when the caller's deadline passes
+    (the matchmaker uses 5 s), CANCELLED when the caller cancels.
     """
 
     @staticmethod

@@ -26,9 +26,14 @@ if _version_not_supported:
 
 
 class MatchmakerStub:
-    """The client-facing API. One bidirectional Session stream per client carries
+    """The matchmaker. One bidirectional Session stream per client carries
     everything: identity, SDP relay to the ingress edge, queueing, match events,
     next/leave and the client's connect report.
+
+    Statuses: each RPC lists the statuses the server returns itself. Any call can
+    also end with the statuses gRPC produces on its own: UNAVAILABLE when the
+    matchmaker cannot be reached, DEADLINE_EXCEEDED when the caller's deadline
+    passes, CANCELLED when the caller cancels.
     """
 
     def __init__(self, channel):
@@ -50,19 +55,81 @@ class MatchmakerStub:
 
 
 class MatchmakerServicer:
-    """The client-facing API. One bidirectional Session stream per client carries
+    """The matchmaker. One bidirectional Session stream per client carries
     everything: identity, SDP relay to the ingress edge, queueing, match events,
     next/leave and the client's connect report.
+
+    Statuses: each RPC lists the statuses the server returns itself. Any call can
+    also end with the statuses gRPC produces on its own: UNAVAILABLE when the
+    matchmaker cannot be reached, DEADLINE_EXCEEDED when the caller's deadline
+    passes, CANCELLED when the caller cancels.
     """
 
     def Session(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
+        """One client's session. The messages, in order (docs/architecture.md,
+        "The connect path"):
+
+        1. client Hello
+        2. server EdgeAssigned: the ingress edge, picked from the client's address
+        3. client LegOffer: the SDP offer for the leg to that edge
+        4. server LegAnswer: the edge's answer; ICE + DTLS then run with the edge
+        5. client FindPartner, once the leg is connected
+        6. server Queued, then Matched when a partner is found (both edges are
+        already bridged: media may arrive before Matched)
+        7. client ConnectReport, after the partner's first frame (or on give-up)
+        8. client Next: server CallEnded for this call, then Queued, Matched ...
+        (or server CallEnded "partner_next" / "partner_left": the partner
+        ended the call; send FindPartner or Next to look again)
+        9. client Leave: the server ends the call and closes the stream with OK
+
+        The client's address (the TCP peer, or the first x-forwarded-for entry
+        when the server is started with --trust-forwarded-for) chooses its edge.
+        A user has one session at a time: a Hello with the user_id of a live
+        session ends that older session (it gets CallEnded "replaced by a newer
+        session", then its stream closes with OK). Whenever a stream ends, for
+        whatever reason, the session's call is ended, its ticket cancelled and its
+        leg detached from the edge.
+
+        The stream ends with OK when the client sends Leave or half-closes, when a
+        newer session replaces it, and when the matchmaker shuts down (after
+        CallEnded "matchmaker shutting down").
+
+        Statuses: a client message the protocol does not allow ends the stream
+        with a status.
+        - First message not Hello: INVALID_ARGUMENT.
+        - Hello: INVALID_ARGUMENT when user_id is not 1-64 characters of
+        [A-Za-z0-9_.-] or display_name is longer than 64 characters;
+        UNAVAILABLE when no edge could be assigned (the routing service failed
+        or had no edge available).
+        - Hello again, or a ClientMessage with no field set: INVALID_ARGUMENT.
+        - LegOffer: FAILED_PRECONDITION when the session already has a leg;
+        INVALID_ARGUMENT when the edge rejected the SDP offer; UNAVAILABLE when
+        the edge failed otherwise (unreachable, timed out, internal error).
+        - FindPartner: FAILED_PRECONDITION when there is no leg yet (send
+        LegOffer first), or the session is already waiting or in a call (use
+        Next).
+        - Next: FAILED_PRECONDITION when there is no leg yet.
+        - ConnectReport: NOT_FOUND when this user has no call with that call_id;
+        PERMISSION_DENIED when the call is live but not this user's.
+        - Any message: UNAVAILABLE when a backing gRPC call failed unexpectedly;
+        INTERNAL on an unexpected failure (e.g. the database), including one
+        while starting the call that this message's ticket completed.
+        Failures while starting a call do not end the stream: both clients get
+        CallEnded ("no route between the two edges: ..."), or the client whose leg
+        could not be bridged gets CallEnded ("bridge failed: ...") and a healthy
+        partner goes back into the pool.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCall(self, request, context):
-        """Read one call record with the stage timings of both sides.
+        """Reads one call record with the stage timings of both sides.
+
+        Statuses:
+        - INVALID_ARGUMENT: call_id is empty.
+        - NOT_FOUND: no call with this id.
+        - INTERNAL: unexpected failure (e.g. the database).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,9 +157,14 @@ def add_MatchmakerServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Matchmaker:
-    """The client-facing API. One bidirectional Session stream per client carries
+    """The matchmaker. One bidirectional Session stream per client carries
     everything: identity, SDP relay to the ingress edge, queueing, match events,
     next/leave and the client's connect report.
+
+    Statuses: each RPC lists the statuses the server returns itself. Any call can
+    also end with the statuses gRPC produces on its own: UNAVAILABLE when the
+    matchmaker cannot be reached, DEADLINE_EXCEEDED when the caller's deadline
+    passes, CANCELLED when the caller cancels.
     """
 
     @staticmethod

@@ -27,6 +27,19 @@ if _version_not_supported:
 
 class RoutingStub:
     """Ingress and backbone path selection over the latency-weighted edge graph.
+
+    The service holds one topology (regions, edges, links) loaded from a file
+    at start. Every change (today: an edge registering new addresses) bumps the
+    topology version. Only edges that are not DOWN and have registered their
+    addresses are in the routing graph.
+
+    Callers: the matchmaker (PickIngress, PickRoute), edge processes
+    (RegisterEdge, WatchRoutes), tools (GetTopology). None is authenticated yet.
+
+    Statuses: each RPC lists the statuses the server returns itself. Any call can
+    also end with the statuses gRPC produces on its own: UNAVAILABLE when the
+    server cannot be reached, DEADLINE_EXCEEDED when the caller's deadline
+    passes, CANCELLED when the caller cancels.
     """
 
     def __init__(self, channel):
@@ -64,35 +77,98 @@ class RoutingStub:
 
 class RoutingServicer:
     """Ingress and backbone path selection over the latency-weighted edge graph.
+
+    The service holds one topology (regions, edges, links) loaded from a file
+    at start. Every change (today: an edge registering new addresses) bumps the
+    topology version. Only edges that are not DOWN and have registered their
+    addresses are in the routing graph.
+
+    Callers: the matchmaker (PickIngress, PickRoute), edge processes
+    (RegisterEdge, WatchRoutes), tools (GetTopology). None is authenticated yet.
+
+    Statuses: each RPC lists the statuses the server returns itself. Any call can
+    also end with the statuses gRPC produces on its own: UNAVAILABLE when the
+    server cannot be reached, DEADLINE_EXCEEDED when the caller's deadline
+    passes, CANCELLED when the caller cancels.
     """
 
     def PickIngress(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Picks the edge a client should attach its WebRTC leg to: the ACTIVE,
+        registered edge with the lowest estimated RTT from the client. The
+        estimate is a client probe for that edge when one is given, else a distance
+        prior from the client's geoip location to the edge's region. A client that
+        cannot be located (private, loopback or unknown address; no geoip database)
+        is placed at the service's default region.
+
+        Statuses:
+        - INVALID_ARGUMENT: client_ip is empty or not an IPv4/IPv6 literal; a
+        probe has no edge_id, or an rtt_ms that is negative or not finite.
+        - UNAVAILABLE: no edge is both ACTIVE and registered.
+        - INTERNAL: unexpected failure (the message points to the server log).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PickRoute(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The least-cost backbone path between two edges. A link costs its RTT times
+        (1 + 10 x loss); DOWN edges, unregistered edges and down links are not
+        usable, and a DRAINING edge may be an end of the path but never a transit
+        hop. from_edge_id == to_edge_id answers a one-edge path with rtt_ms 0.
+
+        Statuses:
+        - INVALID_ARGUMENT: from_edge_id or to_edge_id is empty.
+        - NOT_FOUND: an edge id is not declared in the topology.
+        - FAILED_PRECONDITION: an end edge is DOWN or has not registered, or no
+        chain of up links through ACTIVE edges connects them.
+        - INTERNAL: unexpected failure.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchRoutes(self, request, context):
-        """Next-hop table for one edge, sent now and again whenever it changes.
+        """The next-hop table for one edge: sent at once, then again after every
+        topology change, for as long as the stream is open (the server never ends
+        it with OK). Edges keep this stream open to forward backbone datagrams hop
+        by hop. A declared edge that is DOWN or not registered gets an empty table.
+
+        Statuses:
+        - INVALID_ARGUMENT: edge_id is empty.
+        - NOT_FOUND: edge_id is not declared in the topology.
+        - UNKNOWN: unexpected failure (this streaming RPC is not wrapped by the
+        INTERNAL mapping the unary RPCs use).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetTopology(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The whole current topology: regions, edges (with their addresses and
+        states) and links.
+
+        Statuses:
+        - INTERNAL: unexpected failure.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RegisterEdge(self, request, context):
-        """An edge process announces the addresses it bound; it becomes active.
+        """An edge process announces the addresses it bound; once registered (and
+        ACTIVE) it can take clients and carry routes. The answer carries the
+        edge's backbone number. Registering again replaces the addresses (an edge
+        does so after a routing-service restart); it never changes the edge's
+        state. With a database configured, the edge is also recorded in the
+        edges table.
+
+        Statuses:
+        - INVALID_ARGUMENT: edge_id, control_address, backbone_address or
+        media_host is empty; control_address or backbone_address is not
+        host:port with a numeric port; media_host is not an IP literal.
+        - NOT_FOUND: edge_id is not declared in the topology.
+        - INTERNAL: unexpected failure, including a failed database write (the
+        registration has then already taken effect in memory).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -136,6 +212,19 @@ def add_RoutingServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Routing:
     """Ingress and backbone path selection over the latency-weighted edge graph.
+
+    The service holds one topology (regions, edges, links) loaded from a file
+    at start. Every change (today: an edge registering new addresses) bumps the
+    topology version. Only edges that are not DOWN and have registered their
+    addresses are in the routing graph.
+
+    Callers: the matchmaker (PickIngress, PickRoute), edge processes
+    (RegisterEdge, WatchRoutes), tools (GetTopology). None is authenticated yet.
+
+    Statuses: each RPC lists the statuses the server returns itself. Any call can
+    also end with the statuses gRPC produces on its own: UNAVAILABLE when the
+    server cannot be reached, DEADLINE_EXCEEDED when the caller's deadline
+    passes, CANCELLED when the caller cancels.
     """
 
     @staticmethod
