@@ -6,7 +6,7 @@ edge replaces two methods on each leg's ``RTCDtlsTransport`` instance:
 decryption, and ``_handle_rtcp_data(data)`` receives RTCP the same way. It
 sends with ``RTCDtlsTransport._send_rtp(bytes)``, which SRTP-protects RTP or
 RTCP and sends it on the leg. aiortc is pinned exactly in pyproject.toml and
-tests/test_edge_aiortc_internals.py checks these hooks still exist, so an
+tests/edge/test_aiortc_internals.py checks these hooks still exist, so an
 upgrade that moves them fails loudly instead of silently decoding.
 """
 

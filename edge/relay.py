@@ -1,6 +1,6 @@
 """One edge node: its legs, its bridges and its backbone socket.
 
-Transport-free of gRPC: ``services/edge_server.py`` is the thin control layer
+Transport-free of gRPC: ``duet.services.edge_server`` is the thin control layer
 over this class, so the forwarding logic is testable in-process.
 """
 
@@ -37,6 +37,13 @@ class UnknownPeer(EdgeError):
 
 class LegNotReady(EdgeError):
     pass
+
+
+def _check_bridge_side(bridge_id: int, side: int) -> None:
+    if bridge_id <= 0 or bridge_id >= 2**64:
+        raise ValueError("bridge_id must be a positive 64-bit integer")
+    if side not in (0, 1):
+        raise ValueError(f"side must be 0 or 1, got {side}")
 
 
 @dataclass
@@ -113,10 +120,7 @@ class EdgeRelay:
     # -- bridges ----------------------------------------------------------
 
     def bridge(self, bridge_id: int, leg_id: str, side: int, peer_edge_id: str) -> BridgeSide:
-        if bridge_id <= 0 or bridge_id >= 2**64:
-            raise ValueError("bridge_id must be a positive 64-bit integer")
-        if side not in (0, 1):
-            raise ValueError(f"side must be 0 or 1, got {side}")
+        _check_bridge_side(bridge_id, side)
         leg = self.legs.get(leg_id)
         if leg is None:
             raise UnknownLeg(f"no leg '{leg_id}' on edge {self.edge_id}")
@@ -148,6 +152,7 @@ class EdgeRelay:
         return bside
 
     def unbridge(self, bridge_id: int, side: int) -> BridgeSide:
+        _check_bridge_side(bridge_id, side)
         removed = self.bridges.remove(bridge_id, side)
         if removed is None:
             raise UnknownBridge(f"no bridge {bridge_id} side {side} on edge {self.edge_id}")

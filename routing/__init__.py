@@ -1,16 +1,15 @@
 """Duet routing library: topology model, geolocation, ingress choice, backbone paths, next-hop tables.
 
 Transport-free: plain dataclasses in, plain dataclasses out; the gRPC routing
-service in ``services/`` is a thin layer over these modules:
+service (``duet.services.routing_server``) is a thin layer over these modules:
 
-- ``routing.topology``  regions, edges, links; validation; shipped default/world topologies
-- ``routing.reference`` the shipped region sites and measured RTT matrix (CC BY 4.0, see data/ATTRIBUTION.md)
-- ``routing.distance``  great-circle distance and the distance RTT prior
-- ``routing.geo``       client address -> location (geoip2 over an mmdb file)
-- ``routing.ingress``   which edge a client attaches to
-- ``routing.paths``     least-cost backbone paths and alternates (networkx)
-- ``routing.next_hop``  per-edge next-hop tables
-- ``routing.demo_geo``  a SYNTHETIC GeoIP database for demos and tests
+- ``topology``  regions, edges, links; validation; shipped default/world topologies
+- ``reference`` the shipped region sites and measured RTT matrix (CC BY 4.0, see data/ATTRIBUTION.md)
+- ``distance``  great-circle distance and the distance RTT prior
+- ``geo``       client address -> location (geoip2 over an mmdb file)
+- ``ingress``   which edge a client attaches to
+- ``paths``     least-cost backbone paths and alternates (networkx)
+- ``next_hop``  per-edge next-hop tables
 """
 
 from duet.routing.geo import GeoLocator, LocateResult, Location, parse_ip

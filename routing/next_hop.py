@@ -1,7 +1,7 @@
 """Next-hop tables: what each edge needs to forward backbone packets hop by hop.
 
 An edge's table maps every reachable destination edge to the first hop of a
-least-cost path (same graph, costs and draining rule as ``routing.paths``).
+least-cost path (same graph, costs and draining rule as ``duet.routing.paths``).
 One single-source Dijkstra per table, so a table for hundreds of edges costs
 one graph search, not one search per destination.
 

@@ -102,17 +102,26 @@ class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
 
 
 def route_entries(table: routing_pb2.RouteTable) -> list[RouteEntry]:
-    return [
-        RouteEntry(
-            dest_edge_id=e.dest_edge_id,
-            dest_number=e.dest_number,
-            next_hop_edge_id=e.next_hop_edge_id,
-            next_hop_address=parse_address(e.next_hop_backbone_address),
-            path_rtt_ms=e.path_rtt_ms,
+    """The table's usable entries; one malformed entry is skipped (and logged), not the whole table."""
+    entries = []
+    for e in table.entries:
+        if not e.next_hop_backbone_address:
+            continue  # next hop not registered yet
+        try:
+            address = parse_address(e.next_hop_backbone_address)
+        except ValueError as exc:
+            logger.warning("route table v%d: skipping the route to %s: %s", table.version, e.dest_edge_id, exc)
+            continue
+        entries.append(
+            RouteEntry(
+                dest_edge_id=e.dest_edge_id,
+                dest_number=e.dest_number,
+                next_hop_edge_id=e.next_hop_edge_id,
+                next_hop_address=address,
+                path_rtt_ms=e.path_rtt_ms,
+            )
         )
-        for e in table.entries
-        if e.next_hop_backbone_address
-    ]
+    return entries
 
 
 async def _register(

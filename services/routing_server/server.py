@@ -18,10 +18,12 @@ import grpc
 from duet.routing.geo import GeoLocator, parse_ip
 from duet.routing.ingress import NoEdgeAvailable, pick_ingress
 from duet.routing.next_hop import next_hop_table
-from duet.routing.paths import NoRoute, build_graph, shortest_path
+from duet.routing.paths import NoRoute, shortest_path
 from duet.routing.topology import EdgeNode, EdgeState, Topology, UnknownEdge
+from duet.services.routing_server.state import RoutingState
 from duet.services.rpc.errors import map_errors
 from duet.services.rpc.server import start_server
+from duet.services.store.postgres import EdgeRow, Store
 from duet.v1 import common_pb2, routing_pb2, routing_pb2_grpc
 
 logger = logging.getLogger("duet.routing")
@@ -52,31 +54,8 @@ def edge_ref(e: EdgeNode) -> common_pb2.EdgeRef:
     )
 
 
-class RoutingState:
-    """The live topology and its graph; a change wakes every route watcher."""
-
-    def __init__(self, topology: Topology) -> None:
-        self._changed = asyncio.Condition()
-        self._set(topology)
-
-    def _set(self, topology: Topology) -> None:
-        self.topology = topology
-        # Only registered edges can carry traffic; the graph is shared by all queries.
-        self.graph = build_graph(topology, require_registered=True)
-
-    async def replace(self, topology: Topology) -> None:
-        async with self._changed:
-            self._set(topology)
-            self._changed.notify_all()
-
-    async def wait_for_change(self, version: int) -> Topology:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.topology.version != version)
-            return self.topology
-
-
 class RoutingServicer(routing_pb2_grpc.RoutingServicer):
-    def __init__(self, state: RoutingState, geo: GeoLocator, default_region: str, store: object | None = None) -> None:
+    def __init__(self, state: RoutingState, geo: GeoLocator, default_region: str, store: Store | None = None) -> None:
         self.state = state
         self.geo = geo
         self.default_region = default_region
@@ -113,8 +92,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
             raise ValueError("from_edge_id and to_edge_id are both required")
         for edge_id in (request.from_edge_id, request.to_edge_id):
             self.state.topology.edge(edge_id)  # UnknownEdge -> NOT_FOUND
-        if request.from_edge_id == request.to_edge_id:
-            return routing_pb2.PickRouteResponse(path=[request.from_edge_id], rtt_ms=0.0)
+        # Same edge included: a down or unregistered edge has no route, even to itself.
         path = shortest_path(self.state.graph, request.from_edge_id, request.to_edge_id)
         return routing_pb2.PickRouteResponse(path=list(path.edge_ids), rtt_ms=path.rtt_ms)
 
@@ -127,7 +105,13 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"edge '{request.edge_id}' is not in the topology")
         topology = self.state.topology
         while True:
-            table = next_hop_table(self.state.graph, request.edge_id)
+            try:
+                table = next_hop_table(self.state.graph, request.edge_id)
+            except Exception as exc:  # a stream has no map_errors: say INTERNAL, not UNKNOWN
+                logger.exception("route table for %s failed", request.edge_id)
+                await context.abort(
+                    grpc.StatusCode.INTERNAL, f"WatchRoutes failed unexpectedly: {exc!r}; see the server log"
+                )
             yield routing_pb2.RouteTable(
                 edge_id=request.edge_id,
                 version=topology.version,
@@ -167,8 +151,8 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
                 raise ValueError(f"{name} is required")
         for name in ("control_address", "backbone_address"):
             host, sep, port = getattr(request, name).rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise ValueError(f"{name} must be host:port, got {getattr(request, name)!r}")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{name} must be host:port with a port in 1..65535, got {getattr(request, name)!r}")
         parse_ip(request.media_host)
         topology = self.state.topology.with_edge_addresses(
             request.edge_id,
@@ -179,9 +163,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         await self.state.replace(topology)
         edge = topology.edge(request.edge_id)
         if self.store is not None:
-            from duet.services.store.postgres import EdgeRow
-
-            await self.store.upsert_edge(  # type: ignore[attr-defined]
+            await self.store.upsert_edge(
                 EdgeRow(
                     edge_id=edge.edge_id,
                     region=edge.region,
@@ -217,11 +199,7 @@ async def serve_routing(
             f"default region {default_region!r} is not in the topology ({', '.join(r.name for r in topology.regions)})"
         )
     geo = GeoLocator(geoip_db)
-    store = None
-    if database:
-        from duet.services.store.postgres import Store
-
-        store = await Store.open(database)
+    store = await Store.open(database) if database else None
     state = RoutingState(topology)
     servicer = RoutingServicer(state, geo, default_region, store)
     server, address = await start_server(bind, lambda s: routing_pb2_grpc.add_RoutingServicer_to_server(servicer, s))

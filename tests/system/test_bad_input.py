@@ -83,6 +83,20 @@ async def test_routing_rejects_bad_input(cluster: ClusterInfo) -> None:
             Code.INVALID_ARGUMENT,
             "control_address",
         )
+        # A port other edges could not send to must never reach their route tables.
+        for port in ("0", "99999"):
+            await expect_status(
+                stub.RegisterEdge(
+                    routing_pb2.RegisterEdgeRequest(
+                        edge_id="fra-1",
+                        control_address="127.0.0.1:1",
+                        backbone_address=f"127.0.0.1:{port}",
+                        media_host="127.0.0.1",
+                    )
+                ),
+                Code.INVALID_ARGUMENT,
+                "1..65535",
+            )
 
         async def first_table(edge_id: str) -> routing_pb2.RouteTable:
             async for table in stub.WatchRoutes(routing_pb2.WatchRoutesRequest(edge_id=edge_id)):
@@ -141,6 +155,12 @@ async def test_edge_rejects_bad_input(cluster: ClusterInfo) -> None:
             "side",
         )
         await expect_status(stub.Unbridge(edge_pb2.UnbridgeRequest(bridge_id=99, side=0)), Code.NOT_FOUND, "99")
+        await expect_status(
+            stub.Unbridge(edge_pb2.UnbridgeRequest(bridge_id=0, side=0)), Code.INVALID_ARGUMENT, "bridge_id"
+        )
+        await expect_status(
+            stub.Unbridge(edge_pb2.UnbridgeRequest(bridge_id=99, side=5)), Code.INVALID_ARGUMENT, "side"
+        )
         await expect_status(stub.DetachLeg(edge_pb2.DetachLegRequest(leg_id="nope")), Code.NOT_FOUND, "nope")
         await expect_status(stub.DetachLeg(edge_pb2.DetachLegRequest()), Code.INVALID_ARGUMENT, "leg_id")
         stats = await stub.GetStats(edge_pb2.GetStatsRequest())
