@@ -14,6 +14,7 @@ import pytest
 from duet.services.devkit.scratch_database import scratch_database
 from duet.services.store.migrate import Migration, load_migrations, migrate
 from duet.services.store.postgres import CallRow, EdgeRow, Store
+from duet.services.store.records import DuplicateRecord, UnknownUser
 
 
 @pytest.fixture
@@ -178,10 +179,10 @@ async def test_ticket_input_is_checked(store: Store) -> None:
     await store.upsert_user("ana", "Ana")
     with pytest.raises(ValueError, match="queued_at"):
         await store.open_ticket("t1", "ana", "s1", "fra-1", math.nan)
-    with pytest.raises(asyncpg.ForeignKeyViolationError):
+    with pytest.raises(UnknownUser):
         await store.open_ticket("t1", "ghost", "s1", "fra-1", 1.0)
     await store.open_ticket("t1", "ana", "s1", "fra-1", 1.0)
-    with pytest.raises(asyncpg.UniqueViolationError):
+    with pytest.raises(DuplicateRecord):
         await store.open_ticket("t1", "ana", "s2", "fra-1", 2.0)
     # The failed duplicate rolled back: the original ticket is still open.
     assert [t.ticket_id for t in await store.open_tickets("ana")] == ["t1"]
@@ -293,7 +294,7 @@ async def test_call_state_and_ended_at(users: Store) -> None:
 
 
 async def test_create_call_rejects_unknown_users_and_bad_stages(users: Store) -> None:
-    with pytest.raises(asyncpg.ForeignKeyViolationError):
+    with pytest.raises(UnknownUser):
         await users.create_call(call(user_b="ghost"))
     with pytest.raises(ValueError):
         await users.create_call(call(stages_b={"queued": math.nan}))
