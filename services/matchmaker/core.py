@@ -2,8 +2,9 @@
 
 On a match it asks the routing service for the backbone path between the two
 edges, tells both edges to bridge their warm legs (concurrently), records the
-call with its stage timings in PostgreSQL, and tells both clients. Protobuf
-appears only in the ServerMessages it queues for the streams.
+call with its stage timings in the store, and tells both clients. It speaks
+only through the ports (``ports``), raises ``errors`` and sends ``events``:
+no gRPC or protobuf here.
 """
 
 from __future__ import annotations
@@ -15,31 +16,34 @@ import secrets
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import grpc
-
+from duet.services.matchmaker.errors import BadRequest, Forbidden, NotFound, Unavailable, WrongState
+from duet.services.matchmaker.events import (
+    CallEnded,
+    EdgeAssigned,
+    LegAnswered,
+    Matched,
+    Outbox,
+    Queued,
+    SessionClosed,
+    SessionEvent,
+)
 from duet.services.matchmaker.pool import Ticket, WaitingPool
-from duet.services.matchmaker.remote_peers import EdgeClients, EdgeInfo, RoutingClient
-from duet.services.store.postgres import CallRow, Store
-from duet.v1 import common_pb2, matchmaker_pb2
+from duet.services.matchmaker.ports import EdgeInfo, Edges, MatchStore, PeerError, PeerInvalidRequest, RoutingService
+from duet.services.store.records import CallRow
 
 logger = logging.getLogger("duet.matchmaker")
 
 USER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 RECENT_PARTNERS = 5
+# Stages a client reports about itself; the server's own (queued ... bridged) are not the client's to set.
+CLIENT_STAGES = ("session_open", "edge_assigned", "leg_connected", "first_frame")
 
 
 def now_ms() -> float:
     return time.time() * 1000
-
-
-class SessionError(Exception):
-    """A client did something the protocol does not allow; ends its stream with ``code``."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(eq=False)
@@ -47,7 +51,7 @@ class ActiveCall:
     call_id: str
     bridge_id: int
     sessions: tuple[ClientSession, ClientSession]
-    route: list[str]
+    route: tuple[str, ...]
     route_rtt_ms: float
     stages: tuple[dict[str, float], dict[str, float]]
     reported: set[int] = field(default_factory=set)
@@ -66,7 +70,7 @@ class ClientSession:
     user_id: str
     display_name: str
     client_ip: str
-    outbox: asyncio.Queue[object]
+    outbox: Outbox
     edge: EdgeInfo | None = None
     region: str = ""
     leg_id: str | None = None
@@ -75,19 +79,13 @@ class ClientSession:
     recent_partners: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_PARTNERS))
     closed: bool = False
 
-    def send(self, **kwargs: object) -> None:
+    def send(self, event: SessionEvent) -> None:
         if not self.closed:
-            self.outbox.put_nowait(matchmaker_pb2.ServerMessage(**kwargs))  # type: ignore[arg-type]
-
-
-def stage_times(stages: dict[str, float]) -> common_pb2.StageTimes:
-    """Stage dict (as stored) -> StageTimes; unknown keys are ignored."""
-    fields = common_pb2.StageTimes.DESCRIPTOR.fields_by_name
-    return common_pb2.StageTimes(**{k: float(v) for k, v in stages.items() if k in fields})
+            self.outbox.put_nowait(event)
 
 
 class Matchmaker:
-    def __init__(self, store: Store, routing: RoutingClient, edges: EdgeClients) -> None:
+    def __init__(self, store: MatchStore, routing: RoutingService, edges: Edges) -> None:
         self.store = store
         self.routing = routing
         self.edges = edges
@@ -99,26 +97,22 @@ class Matchmaker:
 
     # -- session lifecycle --------------------------------------------------
 
-    async def open_session(
-        self, hello: matchmaker_pb2.Hello, client_ip: str, outbox: asyncio.Queue[object]
-    ) -> ClientSession:
-        if not USER_ID_RE.match(hello.user_id):
-            raise SessionError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "hello.user_id must be 1-64 characters of letters, digits, '_', '.' or '-'",
-            )
-        if len(hello.display_name) > 64:
-            raise SessionError(grpc.StatusCode.INVALID_ARGUMENT, "hello.display_name is longer than 64 characters")
-        old = self._by_user.get(hello.user_id)
+    async def open_session(self, user_id: str, display_name: str, client_ip: str, outbox: Outbox) -> ClientSession:
+        """Start a session for ``user_id`` (replacing an older one of theirs) and assign it an edge."""
+        if not USER_ID_RE.match(user_id):
+            raise BadRequest("hello.user_id must be 1-64 characters of letters, digits, '_', '.' or '-'")
+        if len(display_name) > 64:
+            raise BadRequest("hello.display_name is longer than 64 characters")
+        old = self._by_user.get(user_id)
         if old is not None:
-            logger.info("user %s opened a new session; closing the old one", hello.user_id)
-            old.send(call_ended=matchmaker_pb2.CallEnded(reason="replaced by a newer session"))
+            logger.info("user %s opened a new session; closing the old one", user_id)
+            old.send(CallEnded(reason="replaced by a newer session"))
             await self.close_session(old, "replaced")
-            old.outbox.put_nowait(None)
+            old.outbox.put_nowait(SessionClosed())
         session = ClientSession(
             session_id=uuid.uuid4().hex,
-            user_id=hello.user_id,
-            display_name=hello.display_name or hello.user_id,
+            user_id=user_id,
+            display_name=display_name or user_id,
             client_ip=client_ip,
             outbox=outbox,
         )
@@ -127,15 +121,13 @@ class Matchmaker:
         self._by_user[session.user_id] = session
         try:
             ingress = await self.routing.pick_ingress(client_ip)
-        except grpc.aio.AioRpcError as exc:
+        except PeerError as exc:
             await self.close_session(session, "no ingress")
-            raise SessionError(grpc.StatusCode.UNAVAILABLE, f"no edge could be assigned: {exc.details()}") from exc
+            raise Unavailable(f"no edge could be assigned: {exc}") from exc
         session.edge = ingress.edge
         session.region = ingress.edge.region
         session.send(
-            edge_assigned=matchmaker_pb2.EdgeAssigned(
-                session_id=session.session_id, edge=ingress.edge_ref, reason=ingress.reason, edge_assigned=now_ms()
-            )
+            EdgeAssigned(session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=now_ms())
         )
         logger.info(
             "session %s: user %s from %s -> edge %s (%s)",
@@ -147,27 +139,24 @@ class Matchmaker:
         )
         return session
 
-    async def attach_leg(self, session: ClientSession, offer: matchmaker_pb2.LegOffer) -> None:
+    async def attach_leg(self, session: ClientSession, offer_sdp: str) -> None:
         if session.leg_id is not None:
-            raise SessionError(
-                grpc.StatusCode.FAILED_PRECONDITION, "this session already has a leg; one offer per session"
-            )
+            raise WrongState("this session already has a leg; one offer per session")
         assert session.edge is not None
         try:
-            leg_id, answer = await self.edges.attach_leg(session.edge, session.session_id, offer.sdp)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code() if exc.code() == grpc.StatusCode.INVALID_ARGUMENT else grpc.StatusCode.UNAVAILABLE
-            raise SessionError(code, f"edge {session.edge.edge_id} rejected the offer: {exc.details()}") from exc
-        session.leg_id = leg_id
-        session.send(answer=matchmaker_pb2.LegAnswer(leg_id=leg_id, sdp=answer))
+            leg = await self.edges.attach_leg(session.edge, session.session_id, offer_sdp)
+        except PeerError as exc:
+            # The client can fix a bad offer; anything else is the edge's trouble.
+            kind = BadRequest if isinstance(exc, PeerInvalidRequest) else Unavailable
+            raise kind(f"edge {session.edge.edge_id} rejected the offer: {exc}") from exc
+        session.leg_id = leg.leg_id
+        session.send(LegAnswered(leg_id=leg.leg_id, answer_sdp=leg.answer_sdp))
 
     async def find_partner(self, session: ClientSession) -> None:
         if session.leg_id is None:
-            raise SessionError(grpc.StatusCode.FAILED_PRECONDITION, "send your leg offer before find_partner")
+            raise WrongState("send your leg offer before find_partner")
         if session.ticket is not None or session.call is not None:
-            raise SessionError(
-                grpc.StatusCode.FAILED_PRECONDITION, "already waiting or in a call; use next to switch partners"
-            )
+            raise WrongState("already waiting or in a call; use next to switch partners")
         await self._enqueue(session)
 
     async def next(self, session: ClientSession) -> None:
@@ -176,7 +165,7 @@ class Matchmaker:
         Tolerant on purpose: both partners may press next at the same moment.
         """
         if session.leg_id is None:
-            raise SessionError(grpc.StatusCode.FAILED_PRECONDITION, "send your leg offer before next")
+            raise WrongState("send your leg offer before next")
         if session.call is not None:
             await self._end_call(session.call, "next", ender=session)
         if session.ticket is None:
@@ -200,8 +189,8 @@ class Matchmaker:
         if session.leg_id is not None and session.edge is not None:
             try:
                 await self.edges.detach_leg(session.edge, session.leg_id)
-            except grpc.aio.AioRpcError as exc:
-                logger.info("detach of leg %s on %s: %s", session.leg_id, session.edge.edge_id, exc.details())
+            except PeerError as exc:
+                logger.info("detach of leg %s on %s: %s", session.leg_id, session.edge.edge_id, exc)
         logger.info("session %s (%s) closed: %s", session.session_id[:8], session.user_id, reason)
 
     # -- pairing ----------------------------------------------------------
@@ -220,7 +209,7 @@ class Matchmaker:
         await self.store.open_ticket(
             ticket.ticket_id, ticket.user_id, ticket.session_id, ticket.edge_id, ticket.queued_at / 1000
         )
-        session.send(queued=matchmaker_pb2.Queued(ticket_id=ticket.ticket_id, queued=ticket.queued_at))
+        session.send(Queued(ticket_id=ticket.ticket_id, queued_at=ticket.queued_at))
         async with self._pool_lock:
             pair = self.pool.offer(ticket)
         if pair is not None:
@@ -250,11 +239,11 @@ class Matchmaker:
         b.recent_partners.append(a.user_id)
         try:
             route = await self.routing.pick_route(a.edge.edge_id, b.edge.edge_id)
-        except grpc.aio.AioRpcError as exc:
+        except PeerError as exc:
             # Neither leg is at fault; both clients decide whether to look again.
-            logger.warning("no route %s -> %s: %s", a.edge.edge_id, b.edge.edge_id, exc.details())
+            logger.warning("no route %s -> %s: %s", a.edge.edge_id, b.edge.edge_id, exc)
             for s in (a, b):
-                s.send(call_ended=matchmaker_pb2.CallEnded(reason=f"no route between the two edges: {exc.details()}"))
+                s.send(CallEnded(reason=f"no route between the two edges: {exc}"))
             return
         route_picked = now_ms()
         results = await asyncio.gather(
@@ -283,7 +272,7 @@ class Matchmaker:
                 edge_b=b.edge.edge_id,
                 leg_a=a.leg_id,
                 leg_b=b.leg_id,
-                route=route.path,
+                route=list(route.path),
                 route_rtt_ms=route.rtt_ms,
                 state="bridged",
                 end_reason=None,
@@ -297,15 +286,14 @@ class Matchmaker:
                 await self._end_call(call, "left", ender=s)
                 return
         for side, (me, partner) in enumerate(((a, b), (b, a))):
-            path = route.path if side == 0 else list(reversed(route.path))
             me.send(
-                matched=matchmaker_pb2.Matched(
+                Matched(
                     call_id=call_id,
                     partner_display_name=partner.display_name,
                     partner_region=partner.region,
-                    route=path,
+                    route=route.path if side == 0 else tuple(reversed(route.path)),
                     route_rtt_ms=route.rtt_ms,
-                    stages=stage_times(stages[side]),
+                    stages=dict(stages[side]),
                 )
             )
         logger.info(
@@ -330,14 +318,14 @@ class Matchmaker:
                 if s.edge is not None:
                     try:
                         await self.edges.unbridge(s.edge, bridge_id, side)
-                    except grpc.aio.AioRpcError:
+                    except PeerError:
                         pass
                 if not s.closed:
                     await self._enqueue(s)
                 continue
-            details = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
+            details = str(exc) if isinstance(exc, PeerError) else repr(exc)
             logger.warning("bridge for %s on %s failed: %s", s.user_id, s.edge.edge_id if s.edge else "?", details)
-            s.send(call_ended=matchmaker_pb2.CallEnded(reason=f"bridge failed: {details}"))
+            s.send(CallEnded(reason=f"bridge failed: {details}"))
 
     async def _end_call(self, call: ActiveCall, reason: str, *, ender: ClientSession) -> None:
         if call.ended:
@@ -350,8 +338,8 @@ class Matchmaker:
             if s.edge is not None:
                 try:
                     first_packet = await self.edges.unbridge(s.edge, call.bridge_id, side)
-                except grpc.aio.AioRpcError as exc:
-                    logger.debug("unbridge %d side %d: %s", call.bridge_id, side, exc.details())
+                except PeerError as exc:
+                    logger.debug("unbridge %d side %d: %s", call.bridge_id, side, exc)
                     continue
                 # The partner's connect report may still be on its way: keep the edge's stage.
                 if first_packet:
@@ -360,45 +348,56 @@ class Matchmaker:
         partner = call.partner_of(ender)
         if not partner.closed:
             # The partner decides what comes next (find_partner again, or leave).
-            partner.send(call_ended=matchmaker_pb2.CallEnded(call_id=call.call_id, reason=f"partner_{reason}"))
+            partner.send(CallEnded(call_id=call.call_id, reason=f"partner_{reason}"))
         if not ender.closed:
-            ender.send(call_ended=matchmaker_pb2.CallEnded(call_id=call.call_id, reason=reason))
+            ender.send(CallEnded(call_id=call.call_id, reason=reason))
 
     # -- reports ----------------------------------------------------------
 
-    async def connect_report(self, session: ClientSession, report: matchmaker_pb2.ConnectReport) -> None:
-        call = self._calls.get(report.call_id)
+    async def connect_report(
+        self, session: ClientSession, call_id: str, stages: Mapping[str, float], connected: bool
+    ) -> None:
+        """The client's view of a call: its own stage times, and whether video arrived.
+
+        ``stages`` may hold any stage names; only the client's own (CLIENT_STAGES) are kept.
+        """
+        call = self._calls.get(call_id)
         if call is None:
-            row = await self.store.get_call(report.call_id) if report.call_id else None
+            row = await self.store.get_call(call_id) if call_id else None
             if row is None or session.user_id not in (row.user_a, row.user_b):
-                raise SessionError(grpc.StatusCode.NOT_FOUND, f"no call '{report.call_id}' for this session")
+                raise NotFound(f"no call '{call_id}' for this session")
             side = 0 if row.user_a == session.user_id else 1
             edge = None
         else:
             if session not in call.sessions:
-                raise SessionError(grpc.StatusCode.PERMISSION_DENIED, f"call '{report.call_id}' is not yours")
+                raise Forbidden(f"call '{call_id}' is not yours")
             side = call.side_of(session)
             edge = session.edge
-        client = {f.name: v for f, v in report.stages.ListFields()}
-        # Server-side stages are the server's; the client supplies its own.
-        stages = {
-            k: v for k, v in client.items() if k in ("session_open", "edge_assigned", "leg_connected", "first_frame")
-        }
+        merged = {k: v for k, v in stages.items() if k in CLIENT_STAGES}
         if edge is not None and call is not None:
             try:
                 first_packet = await self.edges.first_packet_at_edge(edge, call.bridge_id, side)
-            except grpc.aio.AioRpcError:
+            except PeerError:
                 first_packet = 0.0
             if first_packet:
-                stages["first_packet_at_edge"] = first_packet
-        await self.store.merge_stages(report.call_id, "ab"[side], stages)
-        if call is not None and report.connected:
+                merged["first_packet_at_edge"] = first_packet
+        await self.store.merge_stages(call_id, "ab"[side], merged)
+        if call is not None and connected:
             call.reported.add(side)
             if call.reported == {0, 1}:
                 await self.store.set_call_state(call.call_id, "connected")
 
+    async def get_call(self, call_id: str) -> CallRow:
+        """One call's record, for anyone who knows its id."""
+        if not call_id:
+            raise BadRequest("call_id is required")
+        row = await self.store.get_call(call_id)
+        if row is None:
+            raise NotFound(f"no call '{call_id}'")
+        return row
+
     async def stop(self) -> None:
         for session in list(self.sessions.values()):
-            session.send(call_ended=matchmaker_pb2.CallEnded(reason="matchmaker shutting down"))
+            session.send(CallEnded(reason="matchmaker shutting down"))
             await self.close_session(session, "shutdown")
-            session.outbox.put_nowait(None)
+            session.outbox.put_nowait(SessionClosed())

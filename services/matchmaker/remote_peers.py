@@ -1,65 +1,100 @@
-"""The matchmaker's clients of the routing service and of the edges.
+"""The routing and edge ports over gRPC: the matchmaker's clients of those services.
 
-Small typed wrappers over the gRPC stubs, so the matchmaker core speaks in
-plain values and its tests can put fakes in their place.
+Replies become the ports' plain values and a failed RPC becomes the port's
+error for its status code, so nothing gRPC reaches the core.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import grpc
 
+from duet.services.matchmaker.ports import (
+    EdgeInfo,
+    Edges,
+    EdgeState,
+    Ingress,
+    Leg,
+    PeerError,
+    PeerInvalidRequest,
+    PeerNotFound,
+    PeerNotReady,
+    PeerUnavailable,
+    Route,
+    RoutingService,
+)
 from duet.v1 import common_pb2, edge_pb2, edge_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 RPC_TIMEOUT_S = 5.0
 
-
-@dataclass(frozen=True)
-class EdgeInfo:
-    edge_id: str
-    region: str
-    control_address: str
-
-    @classmethod
-    def from_proto(cls, ref: common_pb2.EdgeRef) -> EdgeInfo:
-        return cls(edge_id=ref.edge_id, region=ref.region, control_address=ref.control_address)
+# Statuses that say the request was refused; every other one (UNAVAILABLE,
+# DEADLINE_EXCEEDED, INTERNAL, ...) means the peer could not serve it.
+_REFUSALS: dict[grpc.StatusCode, type[PeerError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: PeerInvalidRequest,
+    grpc.StatusCode.FAILED_PRECONDITION: PeerNotReady,
+    grpc.StatusCode.NOT_FOUND: PeerNotFound,
+}
 
 
-@dataclass(frozen=True)
-class Ingress:
-    edge: EdgeInfo
-    edge_ref: common_pb2.EdgeRef
-    reason: str
+def peer_error(exc: grpc.aio.AioRpcError) -> PeerError:
+    """The port error for a failed RPC, with the peer's explanation as its message."""
+    kind = _REFUSALS.get(exc.code(), PeerUnavailable)
+    return kind(exc.details() or exc.code().name)
 
 
-@dataclass(frozen=True)
-class Route:
-    path: list[str]
-    rtt_ms: float
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except grpc.aio.AioRpcError as exc:
+        raise peer_error(exc) from exc
 
 
-class RoutingClient:
+def edge_state(value: int) -> EdgeState:
+    """The wire enum's value as an EdgeState (by name); one this build does not know is UNSPECIFIED."""
+    name = common_pb2.EdgeState.Name(value) if value in common_pb2.EdgeState.values() else ""
+    return EdgeState.__members__.get(name.removeprefix("EDGE_STATE_"), EdgeState.UNSPECIFIED)
+
+
+def edge_info(ref: common_pb2.EdgeRef) -> EdgeInfo:
+    return EdgeInfo(
+        edge_id=ref.edge_id,
+        number=ref.number,
+        region=ref.region,
+        control_address=ref.control_address,
+        backbone_address=ref.backbone_address,
+        media_host=ref.media_host,
+        state=edge_state(ref.state),
+    )
+
+
+class RoutingClient(RoutingService):
     def __init__(self, address: str) -> None:
         self._channel = grpc.aio.insecure_channel(address)
         self._stub = routing_pb2_grpc.RoutingStub(self._channel)
 
     async def pick_ingress(self, client_ip: str) -> Ingress:
-        reply = await self._stub.PickIngress(routing_pb2.PickIngressRequest(client_ip=client_ip), timeout=RPC_TIMEOUT_S)
-        return Ingress(edge=EdgeInfo.from_proto(reply.edge), edge_ref=reply.edge, reason=reply.reason)
+        with _translated():
+            reply = await self._stub.PickIngress(
+                routing_pb2.PickIngressRequest(client_ip=client_ip), timeout=RPC_TIMEOUT_S
+            )
+        return Ingress(edge=edge_info(reply.edge), reason=reply.reason)
 
-    async def pick_route(self, from_edge: str, to_edge: str) -> Route:
-        reply = await self._stub.PickRoute(
-            routing_pb2.PickRouteRequest(from_edge_id=from_edge, to_edge_id=to_edge), timeout=RPC_TIMEOUT_S
-        )
-        return Route(path=list(reply.path), rtt_ms=reply.rtt_ms)
+    async def pick_route(self, from_edge_id: str, to_edge_id: str) -> Route:
+        with _translated():
+            reply = await self._stub.PickRoute(
+                routing_pb2.PickRouteRequest(from_edge_id=from_edge_id, to_edge_id=to_edge_id), timeout=RPC_TIMEOUT_S
+            )
+        return Route(path=tuple(reply.path), rtt_ms=reply.rtt_ms)
 
     async def close(self) -> None:
         await self._channel.close()
 
 
-class EdgeClients:
+class EdgeClients(Edges):
     """One channel per edge control address, opened on first use."""
 
     def __init__(self) -> None:
@@ -71,35 +106,39 @@ class EdgeClients:
             self._stubs[address] = (channel, edge_pb2_grpc.EdgeControlStub(channel))
         return self._stubs[address][1]
 
-    async def attach_leg(self, edge: EdgeInfo, session_id: str, offer_sdp: str) -> tuple[str, str]:
-        reply = await self._stub(edge.control_address).AttachLeg(
-            edge_pb2.AttachLegRequest(session_id=session_id, offer_sdp=offer_sdp), timeout=RPC_TIMEOUT_S
-        )
-        return reply.leg_id, reply.answer_sdp
+    async def attach_leg(self, edge: EdgeInfo, session_id: str, offer_sdp: str) -> Leg:
+        with _translated():
+            reply = await self._stub(edge.control_address).AttachLeg(
+                edge_pb2.AttachLegRequest(session_id=session_id, offer_sdp=offer_sdp), timeout=RPC_TIMEOUT_S
+            )
+        return Leg(leg_id=reply.leg_id, answer_sdp=reply.answer_sdp)
 
     async def detach_leg(self, edge: EdgeInfo, leg_id: str) -> None:
-        await self._stub(edge.control_address).DetachLeg(
-            edge_pb2.DetachLegRequest(leg_id=leg_id), timeout=RPC_TIMEOUT_S
-        )
+        with _translated():
+            await self._stub(edge.control_address).DetachLeg(
+                edge_pb2.DetachLegRequest(leg_id=leg_id), timeout=RPC_TIMEOUT_S
+            )
 
     async def bridge(self, edge: EdgeInfo, bridge_id: int, leg_id: str, side: int, peer_edge_id: str) -> float:
-        reply = await self._stub(edge.control_address).Bridge(
-            edge_pb2.BridgeRequest(bridge_id=bridge_id, leg_id=leg_id, side=side, peer_edge_id=peer_edge_id),
-            timeout=RPC_TIMEOUT_S,
-        )
+        with _translated():
+            reply = await self._stub(edge.control_address).Bridge(
+                edge_pb2.BridgeRequest(bridge_id=bridge_id, leg_id=leg_id, side=side, peer_edge_id=peer_edge_id),
+                timeout=RPC_TIMEOUT_S,
+            )
         return float(reply.bridged)
 
     async def unbridge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
-        """Returns the side's first_packet_at_edge (0 if no video reached it)."""
-        reply = await self._stub(edge.control_address).Unbridge(
-            edge_pb2.UnbridgeRequest(bridge_id=bridge_id, side=side), timeout=RPC_TIMEOUT_S
-        )
+        with _translated():
+            reply = await self._stub(edge.control_address).Unbridge(
+                edge_pb2.UnbridgeRequest(bridge_id=bridge_id, side=side), timeout=RPC_TIMEOUT_S
+            )
         return float(reply.stats.first_packet_at_edge)
 
     async def first_packet_at_edge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
-        reply = await self._stub(edge.control_address).GetStats(
-            edge_pb2.GetStatsRequest(bridge_id=bridge_id), timeout=RPC_TIMEOUT_S
-        )
+        with _translated():
+            reply = await self._stub(edge.control_address).GetStats(
+                edge_pb2.GetStatsRequest(bridge_id=bridge_id), timeout=RPC_TIMEOUT_S
+            )
         for b in reply.bridges:
             if b.side == side:
                 return float(b.first_packet_at_edge)

@@ -1,21 +1,67 @@
-"""The matchmaker process: the Session stream and GetCall over ``Matchmaker``."""
+"""The matchmaker process: the Session stream and GetCall over ``Matchmaker``.
+
+The one place where the core meets protobuf: client messages become core
+calls, core events become ServerMessages, call records become CallRecords,
+and each kind of domain error becomes its status code.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 import grpc
 
-from duet.services.matchmaker.core import Matchmaker, SessionError, stage_times
+from duet.services.matchmaker.core import ClientSession, Matchmaker
+from duet.services.matchmaker.errors import BadRequest, Forbidden, NotFound, Unavailable, WrongState
+from duet.services.matchmaker.events import (
+    CallEnded,
+    EdgeAssigned,
+    LegAnswered,
+    Matched,
+    Queued,
+    SessionClosed,
+    SessionEvent,
+)
+from duet.services.matchmaker.ports import EdgeInfo, PeerError
 from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient
 from duet.services.rpc.errors import map_errors
 from duet.services.rpc.server import start_server
 from duet.services.store.postgres import Store
-from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
+from duet.services.store.records import CallRow
+from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
 
 logger = logging.getLogger("duet.matchmaker.server")
+
+# What a client is told for each kind of refusal (keyed by Exception for map_errors).
+STATUS: dict[type[Exception], grpc.StatusCode] = {
+    BadRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    WrongState: grpc.StatusCode.FAILED_PRECONDITION,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Forbidden: grpc.StatusCode.PERMISSION_DENIED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+@dataclass(frozen=True)
+class Abort:
+    """End the stream with this status, after the events queued before it."""
+
+    code: grpc.StatusCode
+    details: str
+
+
+def abort_for(exc: Exception) -> Abort:
+    """The status a session ends with when handling a client message raised ``exc``."""
+    for kind, code in STATUS.items():
+        if isinstance(exc, kind):
+            return Abort(code, str(exc))
+    if isinstance(exc, PeerError):
+        # The core handles its peers' failures; one that slips through is still theirs, not a bug here.
+        return Abort(grpc.StatusCode.UNAVAILABLE, f"a backing service failed: {exc}")
+    return Abort(grpc.StatusCode.INTERNAL, f"session failed unexpectedly: {exc!r}")
 
 
 def peer_ip(context: grpc.aio.ServicerContext, trust_forwarded_for: bool) -> str:
@@ -33,7 +79,64 @@ def peer_ip(context: grpc.aio.ServicerContext, trust_forwarded_for: bool) -> str
     return "127.0.0.1"
 
 
-def _side(user: str, edge: str, leg: str, stages: dict[str, float]) -> matchmaker_pb2.CallSide:
+# -- core values -> protobuf ---------------------------------------------------
+
+
+def edge_ref(edge: EdgeInfo) -> common_pb2.EdgeRef:
+    return common_pb2.EdgeRef(
+        edge_id=edge.edge_id,
+        number=edge.number,
+        region=edge.region,
+        control_address=edge.control_address,
+        backbone_address=edge.backbone_address,
+        media_host=edge.media_host,
+        state=f"EDGE_STATE_{edge.state.name}",  # protobuf takes an enum value by name
+    )
+
+
+def stage_times(stages: Mapping[str, float]) -> common_pb2.StageTimes:
+    """Stage dict (as stored) -> StageTimes; unknown keys are ignored."""
+    fields = common_pb2.StageTimes.DESCRIPTOR.fields_by_name
+    return common_pb2.StageTimes(**{k: float(v) for k, v in stages.items() if k in fields})
+
+
+def server_message(event: SessionEvent) -> matchmaker_pb2.ServerMessage:
+    match event:
+        case EdgeAssigned():
+            return matchmaker_pb2.ServerMessage(
+                edge_assigned=matchmaker_pb2.EdgeAssigned(
+                    session_id=event.session_id,
+                    edge=edge_ref(event.edge),
+                    reason=event.reason,
+                    edge_assigned=event.assigned_at,
+                )
+            )
+        case LegAnswered():
+            return matchmaker_pb2.ServerMessage(
+                answer=matchmaker_pb2.LegAnswer(leg_id=event.leg_id, sdp=event.answer_sdp)
+            )
+        case Queued():
+            return matchmaker_pb2.ServerMessage(
+                queued=matchmaker_pb2.Queued(ticket_id=event.ticket_id, queued=event.queued_at)
+            )
+        case Matched():
+            return matchmaker_pb2.ServerMessage(
+                matched=matchmaker_pb2.Matched(
+                    call_id=event.call_id,
+                    partner_display_name=event.partner_display_name,
+                    partner_region=event.partner_region,
+                    route=event.route,
+                    route_rtt_ms=event.route_rtt_ms,
+                    stages=stage_times(event.stages),
+                )
+            )
+        case CallEnded():
+            return matchmaker_pb2.ServerMessage(
+                call_ended=matchmaker_pb2.CallEnded(call_id=event.call_id, reason=event.reason)
+            )
+
+
+def _call_side(user: str, edge: str, leg: str, stages: dict[str, float]) -> matchmaker_pb2.CallSide:
     first = stages.get("first_frame", 0.0)
     return matchmaker_pb2.CallSide(
         user_id=user,
@@ -45,6 +148,31 @@ def _side(user: str, edge: str, leg: str, stages: dict[str, float]) -> matchmake
     )
 
 
+def call_record(row: CallRow) -> matchmaker_pb2.CallRecord:
+    return matchmaker_pb2.CallRecord(
+        call_id=row.call_id,
+        a=_call_side(row.user_a, row.edge_a, row.leg_a, row.stages_a),
+        b=_call_side(row.user_b, row.edge_b, row.leg_b, row.stages_b),
+        route=row.route,
+        route_rtt_ms=row.route_rtt_ms,
+        state=row.state,
+        end_reason=row.end_reason or "",
+    )
+
+
+# -- the service -----------------------------------------------------------------
+
+Outgoing = SessionEvent | SessionClosed | Abort
+
+
+@dataclass
+class _Stream:
+    """What the reader learns that the writer needs when the stream ends."""
+
+    session: ClientSession | None = None
+    end: str = "stream closed"
+
+
 class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
     def __init__(self, matchmaker: Matchmaker, *, trust_forwarded_for: bool = False) -> None:
         self.mm = matchmaker
@@ -53,31 +181,30 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
     async def Session(
         self, request_iterator: AsyncIterator[matchmaker_pb2.ClientMessage], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[matchmaker_pb2.ServerMessage]:
-        outbox: asyncio.Queue[object] = asyncio.Queue()
-        holder: dict[str, object] = {}
-        reader = asyncio.create_task(self._read(request_iterator, context, outbox, holder))
+        outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        stream = _Stream()
+        reader = asyncio.create_task(self._read(request_iterator, context, outbox, stream))
         try:
             while True:
                 item = await outbox.get()
-                if item is None:
+                if isinstance(item, SessionClosed):
                     break
-                if isinstance(item, SessionError):
-                    await context.abort(item.code, str(item))
-                assert isinstance(item, matchmaker_pb2.ServerMessage)
-                yield item
+                elif isinstance(item, Abort):
+                    await context.abort(item.code, item.details)  # raises
+                else:
+                    yield server_message(item)
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-            session = holder.get("session")
-            if session is not None:
-                await asyncio.shield(self.mm.close_session(session, holder.get("end", "stream closed")))  # type: ignore[arg-type]
+            if stream.session is not None:
+                await asyncio.shield(self.mm.close_session(stream.session, stream.end))
 
     async def _read(
         self,
         requests: AsyncIterator[matchmaker_pb2.ClientMessage],
         context: grpc.aio.ServicerContext,
-        outbox: asyncio.Queue[object],
-        holder: dict[str, object],
+        outbox: asyncio.Queue[Outgoing],
+        stream: _Stream,
     ) -> None:
         try:
             session = None
@@ -85,58 +212,51 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                 kind = msg.WhichOneof("msg")
                 if session is None:
                     if kind != "hello":
-                        raise SessionError(
-                            grpc.StatusCode.INVALID_ARGUMENT, "the first message on a Session stream must be hello"
-                        )
-                    session = await self.mm.open_session(msg.hello, peer_ip(context, self.trust_forwarded_for), outbox)
-                    holder["session"] = session
+                        raise BadRequest("the first message on a Session stream must be hello")
+                    session = await self.mm.open_session(
+                        msg.hello.user_id,
+                        msg.hello.display_name,
+                        peer_ip(context, self.trust_forwarded_for),
+                        outbox,
+                    )
+                    stream.session = session
                     continue
                 if kind == "hello":
-                    raise SessionError(grpc.StatusCode.INVALID_ARGUMENT, "hello was already sent on this stream")
+                    raise BadRequest("hello was already sent on this stream")
                 elif kind == "offer":
-                    await self.mm.attach_leg(session, msg.offer)
+                    await self.mm.attach_leg(session, msg.offer.sdp)
                 elif kind == "find_partner":
                     await self.mm.find_partner(session)
                 elif kind == "next":
                     await self.mm.next(session)
                 elif kind == "leave":
-                    holder["end"] = "leave"
+                    stream.end = "leave"
                     break
                 elif kind == "connect_report":
-                    await self.mm.connect_report(session, msg.connect_report)
+                    report = msg.connect_report
+                    # Only the stages the client set: proto3 leaves the others at 0.
+                    stages = {f.name: v for f, v in report.stages.ListFields()}
+                    await self.mm.connect_report(session, report.call_id, stages, report.connected)
                 else:
-                    raise SessionError(grpc.StatusCode.INVALID_ARGUMENT, "empty ClientMessage: set one of its fields")
-            outbox.put_nowait(None)
-        except SessionError as exc:
-            logger.info("session error: %s", exc)
-            outbox.put_nowait(exc)
+                    raise BadRequest("empty ClientMessage: set one of its fields")
+            outbox.put_nowait(SessionClosed())
         except asyncio.CancelledError:
             raise
-        except grpc.aio.AioRpcError as exc:
-            logger.warning("session ended by a downstream failure: %s", exc.details())
-            outbox.put_nowait(SessionError(grpc.StatusCode.UNAVAILABLE, f"a backing service failed: {exc.details()}"))
         except Exception as exc:
-            logger.exception("session failed")
-            outbox.put_nowait(SessionError(grpc.StatusCode.INTERNAL, f"session failed unexpectedly: {exc!r}"))
+            abort = abort_for(exc)
+            if abort.code == grpc.StatusCode.INTERNAL:
+                logger.exception("session failed")
+            elif isinstance(exc, PeerError):
+                logger.warning("session ended by a downstream failure: %s", exc)
+            else:
+                logger.info("session error: %s", exc)
+            outbox.put_nowait(abort)
 
-    @map_errors({ValueError: grpc.StatusCode.INVALID_ARGUMENT, LookupError: grpc.StatusCode.NOT_FOUND})
+    @map_errors(STATUS)
     async def GetCall(
         self, request: matchmaker_pb2.GetCallRequest, context: grpc.aio.ServicerContext
     ) -> matchmaker_pb2.CallRecord:
-        if not request.call_id:
-            raise ValueError("call_id is required")
-        row = await self.mm.store.get_call(request.call_id)
-        if row is None:
-            raise LookupError(f"no call '{request.call_id}'")
-        return matchmaker_pb2.CallRecord(
-            call_id=row.call_id,
-            a=_side(row.user_a, row.edge_a, row.leg_a, row.stages_a),
-            b=_side(row.user_b, row.edge_b, row.leg_b, row.stages_b),
-            route=row.route,
-            route_rtt_ms=row.route_rtt_ms,
-            state=row.state,
-            end_reason=row.end_reason or "",
-        )
+        return call_record(await self.mm.get_call(request.call_id))
 
 
 async def serve_matchmaker(
@@ -152,6 +272,7 @@ async def serve_matchmaker(
     store = await Store.open(database)
     routing = RoutingClient(routing_address)
     edges = EdgeClients()
+    # The PostgreSQL Store is a MatchStore by shape alone; mypy checks it here.
     mm = Matchmaker(store, routing, edges)
     servicer = MatchmakerServicer(mm, trust_forwarded_for=trust_forwarded_for)
     server, address = await start_server(

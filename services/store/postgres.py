@@ -1,101 +1,48 @@
-"""Duet's persistence: users, tickets, call records and the edge topology.
+"""Duet's persistence in PostgreSQL: users, tickets, call records and the edge topology.
 
-Plain dataclass rows (no protobuf here). Times cross this API as epoch
-seconds (floats) and are stored as timestamptz; call stage timings are
-epoch milliseconds, stored as jsonb objects per side.
+The rows and the rules their values obey are in ``records`` (shared with the
+in-memory store); here they are stored as timestamptz and jsonb.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
 
 from duet.services.store.migrate import migrate
-
-CALL_STATE_ENDED = "ended"
-
-
-@dataclass
-class CallRow:
-    call_id: str
-    user_a: str
-    user_b: str
-    edge_a: str
-    edge_b: str
-    leg_a: str
-    leg_b: str
-    route: list[str]
-    route_rtt_ms: float
-    state: str
-    end_reason: str | None = None
-    stages_a: dict[str, float] = field(default_factory=dict)
-    stages_b: dict[str, float] = field(default_factory=dict)
-    # Set by the database; ignored by create_call.
-    created_at: float | None = None
-    ended_at: float | None = None
-
-
-@dataclass
-class TicketRow:
-    ticket_id: str
-    user_id: str
-    session_id: str
-    edge_id: str
-    queued_at: float
-    closed_at: float | None = None
-    outcome: str | None = None
-
-
-@dataclass
-class EdgeRow:
-    edge_id: str
-    region: str
-    control_address: str
-    backbone_address: str
-    media_host: str
-    state: str
-    # None on upsert means "now".
-    registered_at: float | None = None
-
-
-@dataclass
-class UserRow:
-    user_id: str
-    display_name: str
-    created_at: float
+from duet.services.store.records import (
+    CALL_STATE_ENDED,
+    CallRow,
+    DuplicateRecord,
+    EdgeRow,
+    TicketRow,
+    UnknownUser,
+    UserRow,
+    checked_call,
+    checked_epoch,
+    checked_side,
+    checked_stages,
+)
 
 
 def _to_ts(epoch_s: float, what: str) -> datetime:
-    if not isinstance(epoch_s, (int, float)) or not math.isfinite(epoch_s):
-        raise ValueError(f"{what} must be a finite number of epoch seconds, got {epoch_s!r}")
-    return datetime.fromtimestamp(epoch_s, tz=UTC)
+    return datetime.fromtimestamp(checked_epoch(epoch_s, what), tz=UTC)
 
 
 def _from_ts(ts: datetime | None) -> float | None:
     return None if ts is None else ts.timestamp()
 
 
-def _checked_stages(stages: Mapping[str, float], what: str) -> dict[str, float]:
-    # jsonb cannot hold NaN/inf, and a non-numeric value would poison later reads.
-    out: dict[str, float] = {}
-    for k, v in stages.items():
-        if not isinstance(k, str) or not k:
-            raise ValueError(f"{what}: stage names must be non-empty strings, got {k!r}")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"{what}: stage {k!r} must be a finite number of epoch ms, got {v!r}")
-        out[k] = float(v)
-    return out
-
-
-def _side(side: str) -> str:
-    if side not in ("a", "b"):
-        raise ValueError(f"side must be 'a' or 'b', got {side!r}")
-    return side
+def _integrity_error(exc: Exception, what: str) -> Exception:
+    """The store-neutral error for a broken key (callers need not know asyncpg)."""
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return UnknownUser(f"{what} names a user that does not exist: {exc.detail or exc}")
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return DuplicateRecord(f"{what} already exists: {exc.detail or exc}")
+    return exc
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -195,25 +142,30 @@ class Store:
     async def open_ticket(self, ticket_id: str, user_id: str, session_id: str, edge_id: str, queued_at: float) -> None:
         """Record a user entering the pool; an open ticket of theirs is closed as 'replaced' first.
 
-        The user must exist (upsert_user). A duplicate ticket_id raises
-        asyncpg.UniqueViolationError.
+        Raises UnknownUser if the user does not exist (upsert_user first) and
+        DuplicateRecord for a ticket_id already used; either way nothing changes.
         """
         queued = _to_ts(queued_at, "queued_at")
-        async with self.pool.acquire() as conn, conn.transaction():
-            # Serialise per user: two concurrent opens must not both find no open ticket.
-            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _USER_LOCK_NAMESPACE, user_id)
-            await conn.execute(
-                "UPDATE tickets SET closed_at = now(), outcome = 'replaced' WHERE user_id = $1 AND closed_at IS NULL",
-                user_id,
-            )
-            await conn.execute(
-                "INSERT INTO tickets (ticket_id, user_id, session_id, edge_id, queued_at) VALUES ($1, $2, $3, $4, $5)",
-                ticket_id,
-                user_id,
-                session_id,
-                edge_id,
-                queued,
-            )
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # Serialise per user: two concurrent opens must not both find no open ticket.
+                await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _USER_LOCK_NAMESPACE, user_id)
+                await conn.execute(
+                    "UPDATE tickets SET closed_at = now(), outcome = 'replaced' "
+                    "WHERE user_id = $1 AND closed_at IS NULL",
+                    user_id,
+                )
+                await conn.execute(
+                    "INSERT INTO tickets (ticket_id, user_id, session_id, edge_id, queued_at) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+                    ticket_id,
+                    user_id,
+                    session_id,
+                    edge_id,
+                    queued,
+                )
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise _integrity_error(exc, f"ticket '{ticket_id}'") from exc
 
     async def close_ticket(self, ticket_id: str, outcome: str) -> bool:
         """Close an open ticket; False if it is unknown or already closed (its outcome is kept)."""
@@ -242,37 +194,42 @@ class Store:
     # -- calls --------------------------------------------------------------
 
     async def create_call(self, call: CallRow) -> None:
-        """Insert a call record (created_at/ended_at are set by the database)."""
-        if not math.isfinite(call.route_rtt_ms):
-            raise ValueError(f"route_rtt_ms must be finite, got {call.route_rtt_ms!r}")
-        ended = call.state == CALL_STATE_ENDED
-        await self.pool.execute(
-            "INSERT INTO calls (call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, state, "
-            "end_reason, stages_a, stages_b, ended_at) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $14 THEN now() END)",
-            call.call_id,
-            call.user_a,
-            call.user_b,
-            call.edge_a,
-            call.edge_b,
-            call.leg_a,
-            call.leg_b,
-            list(call.route),
-            float(call.route_rtt_ms),
-            call.state,
-            call.end_reason,
-            _checked_stages(call.stages_a, "stages_a"),
-            _checked_stages(call.stages_b, "stages_b"),
-            ended,
-        )
+        """Insert a call record (created_at/ended_at are set by the database).
+
+        Raises UnknownUser if either user does not exist and DuplicateRecord
+        for a call_id already used.
+        """
+        row = checked_call(call)
+        try:
+            await self.pool.execute(
+                "INSERT INTO calls (call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, "
+                "state, end_reason, stages_a, stages_b, ended_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $14 THEN now() END)",
+                row.call_id,
+                row.user_a,
+                row.user_b,
+                row.edge_a,
+                row.edge_b,
+                row.leg_a,
+                row.leg_b,
+                row.route,
+                row.route_rtt_ms,
+                row.state,
+                row.end_reason,
+                row.stages_a,
+                row.stages_b,
+                row.state == CALL_STATE_ENDED,
+            )
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise _integrity_error(exc, f"call '{call.call_id}'") from exc
 
     async def merge_stages(self, call_id: str, side: str, stages: Mapping[str, float]) -> bool:
         """Merge stage timings (epoch ms) into one side's record; a key given again takes the new value.
 
         False if the call does not exist.
         """
-        column = f"stages_{_side(side)}"
-        checked = _checked_stages(stages, column)
+        column = f"stages_{checked_side(side)}"
+        checked = checked_stages(stages, column)
         status: str = await self.pool.execute(
             f"UPDATE calls SET {column} = {column} || $2::jsonb WHERE call_id = $1", call_id, checked
         )
@@ -337,4 +294,5 @@ class Store:
         return [_edge(r) for r in rows]
 
 
-__all__ = ["CallRow", "EdgeRow", "Store", "TicketRow", "UserRow"]
+# The rows are re-exported: callers import them with the Store.
+__all__ = ["CallRow", "DuplicateRecord", "EdgeRow", "Store", "TicketRow", "UnknownUser", "UserRow"]

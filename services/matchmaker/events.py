@@ -1,0 +1,62 @@
+"""What the matchmaker tells a client, as plain events put in the session's outbox.
+
+The server turns each into a ServerMessage on the client's stream; times are
+the matchmaker's clock, epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from duet.services.matchmaker.ports import EdgeInfo
+
+
+@dataclass(frozen=True)
+class EdgeAssigned:
+    session_id: str
+    edge: EdgeInfo
+    reason: str
+    assigned_at: float
+
+
+@dataclass(frozen=True)
+class LegAnswered:
+    leg_id: str
+    answer_sdp: str
+
+
+@dataclass(frozen=True)
+class Queued:
+    ticket_id: str
+    queued_at: float
+
+
+@dataclass(frozen=True)
+class Matched:
+    call_id: str
+    partner_display_name: str
+    partner_region: str
+    route: tuple[str, ...]  # from this client's edge to the partner's
+    route_rtt_ms: float
+    stages: dict[str, float] = field(default_factory=dict)  # server-side: queued, matched, route_picked, bridged
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    reason: str  # "next", "left", "partner_next", "bridge failed: ...", ...
+    call_id: str = ""  # empty when the match ended before a call existed
+
+
+@dataclass(frozen=True)
+class SessionClosed:
+    """The matchmaker ended the session (replaced, shutting down): the stream ends after what came before."""
+
+
+SessionEvent = EdgeAssigned | LegAnswered | Queued | Matched | CallEnded
+
+
+class Outbox(Protocol):
+    """Where a session's events go (an asyncio.Queue in the server); the core only ever puts."""
+
+    def put_nowait(self, item: SessionEvent | SessionClosed, /) -> None: ...

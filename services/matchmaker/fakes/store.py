@@ -1,0 +1,132 @@
+"""The matchmaker's records in dicts, kept by the PostgreSQL Store's rules."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from duet.services.matchmaker.ports import MatchStore
+from duet.services.store.records import (
+    CALL_STATE_ENDED,
+    CallRow,
+    DuplicateRecord,
+    TicketRow,
+    UnknownUser,
+    UserRow,
+    checked_call,
+    checked_epoch,
+    checked_side,
+    checked_stages,
+)
+
+
+def _as_stored(epoch_s: float) -> float:
+    # timestamptz keeps microseconds; round the same way so a read gives back what PostgreSQL would.
+    return datetime.fromtimestamp(epoch_s, tz=UTC).timestamp()
+
+
+class InMemoryStore(MatchStore):
+    """Users, pool tickets and calls, with the same checks, errors and results as the PostgreSQL Store.
+
+    Rows go in and come out as copies, as they would through a database.
+    Besides the MatchStore port it has the Store's read side (get_user,
+    get_ticket, open_tickets) for tests to look at what was recorded. Every
+    call yields to the event loop once, as a round trip would, and then runs
+    to completion, like a transaction.
+    """
+
+    def __init__(self) -> None:
+        self._users: dict[str, UserRow] = {}
+        self._tickets: dict[str, TicketRow] = {}
+        self._calls: dict[str, CallRow] = {}
+
+    # -- users --------------------------------------------------------------
+
+    async def upsert_user(self, user_id: str, display_name: str) -> None:
+        await asyncio.sleep(0)
+        old = self._users.get(user_id)
+        self._users[user_id] = UserRow(user_id, display_name, old.created_at if old else time.time())
+
+    async def get_user(self, user_id: str) -> UserRow | None:
+        await asyncio.sleep(0)
+        return copy.copy(self._users.get(user_id))
+
+    # -- tickets ------------------------------------------------------------
+
+    async def open_ticket(self, ticket_id: str, user_id: str, session_id: str, edge_id: str, queued_at: float) -> None:
+        queued = _as_stored(checked_epoch(queued_at, "queued_at"))
+        await asyncio.sleep(0)
+        if user_id not in self._users:
+            raise UnknownUser(f"ticket '{ticket_id}' names a user that does not exist: '{user_id}'")
+        if ticket_id in self._tickets:
+            raise DuplicateRecord(f"ticket '{ticket_id}' already exists")
+        now = time.time()
+        for t in self._tickets.values():
+            if t.user_id == user_id and t.closed_at is None:
+                t.closed_at, t.outcome = now, "replaced"
+        self._tickets[ticket_id] = TicketRow(ticket_id, user_id, session_id, edge_id, queued)
+
+    async def close_ticket(self, ticket_id: str, outcome: str) -> bool:
+        if not outcome:
+            raise ValueError("outcome is required")
+        await asyncio.sleep(0)
+        t = self._tickets.get(ticket_id)
+        if t is None or t.closed_at is not None:
+            return False
+        t.closed_at, t.outcome = time.time(), outcome
+        return True
+
+    async def get_ticket(self, ticket_id: str) -> TicketRow | None:
+        await asyncio.sleep(0)
+        return copy.copy(self._tickets.get(ticket_id))
+
+    async def open_tickets(self, user_id: str | None = None) -> list[TicketRow]:
+        """Open tickets (of one user, or everyone's), oldest first."""
+        await asyncio.sleep(0)
+        found = [t for t in self._tickets.values() if t.closed_at is None and user_id in (None, t.user_id)]
+        return [copy.copy(t) for t in sorted(found, key=lambda t: (t.queued_at, t.ticket_id))]
+
+    # -- calls --------------------------------------------------------------
+
+    async def create_call(self, call: CallRow) -> None:
+        row = checked_call(call)
+        await asyncio.sleep(0)
+        for user in (row.user_a, row.user_b):
+            if user not in self._users:
+                raise UnknownUser(f"call '{row.call_id}' names a user that does not exist: '{user}'")
+        if row.call_id in self._calls:
+            raise DuplicateRecord(f"call '{row.call_id}' already exists")
+        row.created_at = time.time()
+        row.ended_at = row.created_at if row.state == CALL_STATE_ENDED else None
+        self._calls[row.call_id] = row
+
+    async def merge_stages(self, call_id: str, side: str, stages: Mapping[str, float]) -> bool:
+        column = f"stages_{checked_side(side)}"
+        checked = checked_stages(stages, column)
+        await asyncio.sleep(0)
+        call = self._calls.get(call_id)
+        if call is None:
+            return False
+        getattr(call, column).update(checked)
+        return True
+
+    async def set_call_state(self, call_id: str, state: str, end_reason: str | None = None) -> bool:
+        if not state:
+            raise ValueError("state is required")
+        await asyncio.sleep(0)
+        call = self._calls.get(call_id)
+        if call is None or call.state == CALL_STATE_ENDED:
+            return False
+        call.state = state
+        if end_reason is not None:
+            call.end_reason = end_reason
+        if state == CALL_STATE_ENDED:
+            call.ended_at = time.time()
+        return True
+
+    async def get_call(self, call_id: str) -> CallRow | None:
+        await asyncio.sleep(0)
+        return copy.deepcopy(self._calls.get(call_id))

@@ -1,0 +1,182 @@
+"""What the matchmaker core needs from the rest of the system, as Protocols.
+
+Three ports: the routing service (where a client enters, how two edges are
+joined), the edges (a client's WebRTC leg and the bridge between two legs),
+and the store (users, tickets, call records). Values crossing them are plain
+dataclasses and the errors are the ``Peer*`` exceptions below, never
+protobuf or gRPC, so the core runs unchanged over gRPC (``remote_peers``),
+over the in-memory ``fakes``, or over anything else that keeps these contracts.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from duet.services.store.records import CallRow
+
+# -- values -------------------------------------------------------------------
+
+
+class EdgeState(enum.StrEnum):
+    # Names match the wire enum's (EDGE_STATE_<NAME>), which is how the gRPC layers convert.
+    UNSPECIFIED = "unspecified"
+    ACTIVE = "active"  # takes new clients
+    DRAINING = "draining"  # keeps its calls, takes no new clients
+    DOWN = "down"
+
+
+@dataclass(frozen=True)
+class EdgeInfo:
+    """One edge node, with what a client needs to reach it (sent to the client as is)."""
+
+    edge_id: str  # e.g. "fra-1"
+    number: int  # compact id on the backbone wire
+    region: str
+    control_address: str  # host:port of its control API
+    backbone_address: str  # host:port of its backbone UDP socket
+    media_host: str  # address its WebRTC legs gather ICE candidates on
+    state: EdgeState
+
+
+@dataclass(frozen=True)
+class Ingress:
+    edge: EdgeInfo
+    reason: str  # why this edge, for people: "geoip: Frankfurt, 12 ms"
+
+
+@dataclass(frozen=True)
+class Route:
+    path: tuple[str, ...]  # edge ids, the first edge first
+    rtt_ms: float  # sum of the link RTTs along the path
+
+
+@dataclass(frozen=True)
+class Leg:
+    leg_id: str
+    answer_sdp: str
+
+
+# -- errors a peer raises ---------------------------------------------------------
+
+
+class PeerError(Exception):
+    """The routing service or an edge did not do what was asked; str() is its explanation."""
+
+
+class PeerUnavailable(PeerError):
+    """Unreachable, too slow, or failed on its side: the request itself may be fine."""
+
+
+class PeerInvalidRequest(PeerError):
+    """Refused as malformed (an offer that is not usable SDP, an id that cannot be one)."""
+
+
+class PeerNotReady(PeerError):
+    """Well-formed, but the peer's state does not allow it now (a leg still connecting, no path between edges)."""
+
+
+class PeerNotFound(PeerError):
+    """Names something the peer does not know (a leg, bridge or edge)."""
+
+
+# -- ports ----------------------------------------------------------------------
+
+
+class RoutingService(Protocol):
+    """Ingress and backbone path selection.
+
+    Raises PeerUnavailable when the service cannot be reached or no edge can
+    take the client, PeerInvalidRequest for an unusable client address,
+    PeerNotFound for an unknown edge id, and PeerNotReady when no path joins
+    two edges.
+    """
+
+    async def pick_ingress(self, client_ip: str) -> Ingress:
+        """The edge a client at ``client_ip`` should attach its leg to."""
+        ...
+
+    async def pick_route(self, from_edge_id: str, to_edge_id: str) -> Route:
+        """The backbone path between two edges (just that edge when they are the same)."""
+        ...
+
+
+class Edges(Protocol):
+    """The edges' control planes, each reached through its EdgeInfo.
+
+    Every method may raise PeerUnavailable (the edge cannot be reached or
+    failed). attach_leg raises PeerInvalidRequest for an unusable offer;
+    bridge raises PeerNotReady while the leg is still connecting or the peer
+    edge is not yet in this edge's route table, and PeerNotFound for an
+    unknown leg; detach_leg and unbridge raise PeerNotFound for an unknown
+    leg or bridge.
+    """
+
+    async def attach_leg(self, edge: EdgeInfo, session_id: str, offer_sdp: str) -> Leg:
+        """Terminate a client's WebRTC leg on ``edge``: its id and the SDP answer."""
+        ...
+
+    async def detach_leg(self, edge: EdgeInfo, leg_id: str) -> None: ...
+
+    async def bridge(self, edge: EdgeInfo, bridge_id: int, leg_id: str, side: int, peer_edge_id: str) -> float:
+        """Bridge one local leg as ``side`` (0 or 1) of a call whose other side is on ``peer_edge_id``.
+
+        Returns the edge's clock (epoch ms) when the bridge was in place.
+        """
+        ...
+
+    async def unbridge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
+        """Take one side of a bridge down; returns its first_packet_at_edge (epoch ms, 0 if no video reached it)."""
+        ...
+
+    async def first_packet_at_edge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
+        """When the partner's first video packet went into this side's leg (epoch ms, 0 if not yet or unknown)."""
+        ...
+
+
+class MatchStore(Protocol):
+    """The records the matchmaker keeps: users, pool tickets, calls.
+
+    Input the records module rejects raises ValueError; a ticket or call
+    naming an unknown user raises UnknownUser and a reused id DuplicateRecord
+    (both from duet.services.store.records). Anything else means the store
+    itself failed.
+    """
+
+    async def upsert_user(self, user_id: str, display_name: str) -> None:
+        """Create the user, or update the display name of an existing one."""
+        ...
+
+    async def open_ticket(self, ticket_id: str, user_id: str, session_id: str, edge_id: str, queued_at: float) -> None:
+        """Record a user entering the pool (queued_at in epoch s); a user has one open ticket,
+        so an open one of theirs is closed as 'replaced' first."""
+        ...
+
+    async def close_ticket(self, ticket_id: str, outcome: str) -> bool:
+        """Close an open ticket; False if it is unknown or already closed (the first outcome is kept)."""
+        ...
+
+    async def create_call(self, call: CallRow) -> None:
+        """Record a new call; the store sets created_at (and ended_at for a call created 'ended')."""
+        ...
+
+    async def merge_stages(self, call_id: str, side: str, stages: Mapping[str, float]) -> bool:
+        """Merge stage timings (epoch ms) into side 'a' or 'b' by key, a key given again taking the new value.
+
+        False if the call does not exist.
+        """
+        ...
+
+    async def set_call_state(self, call_id: str, state: str, end_reason: str | None = None) -> bool:
+        """Move a call to ``state``; 'ended' stamps ended_at and is final.
+
+        False if the call does not exist or has already ended (so the first end reason wins).
+        A None end_reason keeps the current one.
+        """
+        ...
+
+    async def get_call(self, call_id: str) -> CallRow | None:
+        """A copy of the call record, or None."""
+        ...

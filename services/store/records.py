@@ -1,0 +1,133 @@
+"""The store's records and the rules their values obey, whatever keeps them.
+
+Plain dataclass rows (no protobuf, no database types). Times cross the store
+as epoch seconds (floats); call stage timings are epoch milliseconds per side.
+The checks and errors here are shared by every implementation (PostgreSQL,
+in memory), so they reject the same input the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+CALL_STATE_ENDED = "ended"
+
+
+@dataclass
+class CallRow:
+    call_id: str
+    user_a: str
+    user_b: str
+    edge_a: str
+    edge_b: str
+    leg_a: str
+    leg_b: str
+    route: list[str]
+    route_rtt_ms: float
+    state: str
+    end_reason: str | None = None
+    stages_a: dict[str, float] = field(default_factory=dict)
+    stages_b: dict[str, float] = field(default_factory=dict)
+    # Set by the store; ignored by create_call.
+    created_at: float | None = None
+    ended_at: float | None = None
+
+
+@dataclass
+class TicketRow:
+    ticket_id: str
+    user_id: str
+    session_id: str
+    edge_id: str
+    queued_at: float
+    closed_at: float | None = None
+    outcome: str | None = None
+
+
+@dataclass
+class EdgeRow:
+    edge_id: str
+    region: str
+    control_address: str
+    backbone_address: str
+    media_host: str
+    state: str
+    # None on upsert means "now".
+    registered_at: float | None = None
+
+
+@dataclass
+class UserRow:
+    user_id: str
+    display_name: str
+    created_at: float
+
+
+class UnknownUser(LookupError):
+    """A ticket or call names a user the store does not have (upsert_user first)."""
+
+
+class DuplicateRecord(ValueError):
+    """A ticket or call id that is already taken; nothing was written."""
+
+
+def checked_epoch(epoch_s: float, what: str) -> float:
+    if not isinstance(epoch_s, (int, float)) or not math.isfinite(epoch_s):
+        raise ValueError(f"{what} must be a finite number of epoch seconds, got {epoch_s!r}")
+    return float(epoch_s)
+
+
+def checked_stages(stages: Mapping[str, float], what: str) -> dict[str, float]:
+    # jsonb cannot hold NaN/inf, and a non-numeric value would poison later reads.
+    out: dict[str, float] = {}
+    for k, v in stages.items():
+        if not isinstance(k, str) or not k:
+            raise ValueError(f"{what}: stage names must be non-empty strings, got {k!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{what}: stage {k!r} must be a finite number of epoch ms, got {v!r}")
+        out[k] = float(v)
+    return out
+
+
+def checked_side(side: str) -> str:
+    if side not in ("a", "b"):
+        raise ValueError(f"side must be 'a' or 'b', got {side!r}")
+    return side
+
+
+def checked_call(call: CallRow) -> CallRow:
+    """The call as create_call stores it: route and stages checked and copied."""
+    if not math.isfinite(call.route_rtt_ms):
+        raise ValueError(f"route_rtt_ms must be finite, got {call.route_rtt_ms!r}")
+    return CallRow(
+        call_id=call.call_id,
+        user_a=call.user_a,
+        user_b=call.user_b,
+        edge_a=call.edge_a,
+        edge_b=call.edge_b,
+        leg_a=call.leg_a,
+        leg_b=call.leg_b,
+        route=list(call.route),
+        route_rtt_ms=float(call.route_rtt_ms),
+        state=call.state,
+        end_reason=call.end_reason,
+        stages_a=checked_stages(call.stages_a, "stages_a"),
+        stages_b=checked_stages(call.stages_b, "stages_b"),
+    )
+
+
+__all__ = [
+    "CALL_STATE_ENDED",
+    "CallRow",
+    "DuplicateRecord",
+    "EdgeRow",
+    "TicketRow",
+    "UnknownUser",
+    "UserRow",
+    "checked_call",
+    "checked_epoch",
+    "checked_side",
+    "checked_stages",
+]

@@ -1,0 +1,319 @@
+"""The gRPC face of the matchmaker: domain errors -> status codes, events -> ServerMessages,
+call records -> CallRecords, and the Session stream end to end over the package's fakes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from duet.services.matchmaker.core import Matchmaker
+from duet.services.matchmaker.errors import BadRequest, Forbidden, MatchmakerError, NotFound, Unavailable, WrongState
+from duet.services.matchmaker.events import CallEnded, EdgeAssigned, LegAnswered, Matched, Queued, SessionEvent
+from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemoryStore
+from duet.services.matchmaker.ports import EdgeInfo, EdgeState, PeerUnavailable
+from duet.services.matchmaker.server import STATUS, Abort, MatchmakerServicer, abort_for, call_record, server_message
+from duet.services.rpc.server import start_server
+from duet.services.store.records import CallRow
+from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
+
+Code = grpc.StatusCode
+FRA = EdgeInfo("fra-1", 1, "Frankfurt", "127.0.0.1:1", "127.0.0.1:11", "10.0.0.1", EdgeState.DRAINING)
+
+
+# -- errors -> status codes ----------------------------------------------------------
+
+
+def test_each_error_kind_has_the_status_clients_rely_on() -> None:
+    assert {
+        BadRequest: Code.INVALID_ARGUMENT,
+        WrongState: Code.FAILED_PRECONDITION,
+        NotFound: Code.NOT_FOUND,
+        Forbidden: Code.PERMISSION_DENIED,
+        Unavailable: Code.UNAVAILABLE,
+    } == STATUS
+    # A new kind must be given a status here, not fall through to INTERNAL.
+    assert set(MatchmakerError.__subclasses__()) == set(STATUS)
+    for kind, code in STATUS.items():
+        assert abort_for(kind("why")) == Abort(code, "why")
+
+
+def test_other_failures_end_a_session_as_unavailable_or_internal() -> None:
+    assert abort_for(PeerUnavailable("edge gone")) == Abort(Code.UNAVAILABLE, "a backing service failed: edge gone")
+    assert abort_for(RuntimeError("boom")) == Abort(Code.INTERNAL, "session failed unexpectedly: RuntimeError('boom')")
+
+
+# -- values -> protobuf -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (
+            EdgeAssigned(session_id="s1", edge=FRA, reason="geoip: Frankfurt", assigned_at=1000.5),
+            matchmaker_pb2.ServerMessage(
+                edge_assigned=matchmaker_pb2.EdgeAssigned(
+                    session_id="s1",
+                    edge=common_pb2.EdgeRef(
+                        edge_id="fra-1",
+                        number=1,
+                        region="Frankfurt",
+                        control_address="127.0.0.1:1",
+                        backbone_address="127.0.0.1:11",
+                        media_host="10.0.0.1",
+                        state=common_pb2.EDGE_STATE_DRAINING,
+                    ),
+                    reason="geoip: Frankfurt",
+                    edge_assigned=1000.5,
+                )
+            ),
+        ),
+        (
+            LegAnswered(leg_id="leg1", answer_sdp="v=0 answer"),
+            matchmaker_pb2.ServerMessage(answer=matchmaker_pb2.LegAnswer(leg_id="leg1", sdp="v=0 answer")),
+        ),
+        (
+            Queued(ticket_id="t1", queued_at=2000.0),
+            matchmaker_pb2.ServerMessage(queued=matchmaker_pb2.Queued(ticket_id="t1", queued=2000.0)),
+        ),
+        (
+            Matched(
+                call_id="c1",
+                partner_display_name="Ben",
+                partner_region="Virginia",
+                route=("fra-1", "vir-1"),
+                route_rtt_ms=80.0,
+                stages={"queued": 1.0, "bridged": 4.0, "not_a_stage": 9.0},
+            ),
+            matchmaker_pb2.ServerMessage(
+                matched=matchmaker_pb2.Matched(
+                    call_id="c1",
+                    partner_display_name="Ben",
+                    partner_region="Virginia",
+                    route=["fra-1", "vir-1"],
+                    route_rtt_ms=80.0,
+                    stages=common_pb2.StageTimes(queued=1.0, bridged=4.0),
+                )
+            ),
+        ),
+        (
+            CallEnded(reason="partner_next", call_id="c1"),
+            matchmaker_pb2.ServerMessage(call_ended=matchmaker_pb2.CallEnded(call_id="c1", reason="partner_next")),
+        ),
+        (
+            CallEnded(reason="bridge failed: leg not ready"),
+            matchmaker_pb2.ServerMessage(call_ended=matchmaker_pb2.CallEnded(reason="bridge failed: leg not ready")),
+        ),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_events_become_server_messages(event: SessionEvent, expected: matchmaker_pb2.ServerMessage) -> None:
+    assert server_message(event) == expected
+
+
+def test_a_call_row_becomes_a_call_record() -> None:
+    row = CallRow(
+        call_id="c1",
+        user_a="ana",
+        user_b="ben",
+        edge_a="fra-1",
+        edge_b="vir-1",
+        leg_a="leg1",
+        leg_b="leg2",
+        route=["fra-1", "vir-1"],
+        route_rtt_ms=80.0,
+        state="connected",
+        stages_a={"queued": 1000.0, "matched": 1500.0, "first_frame": 1800.0},
+        stages_b={"queued": 1200.0, "matched": 1500.0},  # no frame yet
+    )
+    record = call_record(row)
+    assert record.call_id == "c1" and list(record.route) == ["fra-1", "vir-1"] and record.route_rtt_ms == 80.0
+    assert (record.state, record.end_reason) == ("connected", "")
+    assert (record.a.user_id, record.a.edge_id, record.a.leg_id) == ("ana", "fra-1", "leg1")
+    assert record.a.stages == common_pb2.StageTimes(queued=1000.0, matched=1500.0, first_frame=1800.0)
+    assert (record.a.connect_ms, record.a.total_ms) == (300.0, 800.0)
+    assert (record.b.connect_ms, record.b.total_ms) == (0.0, 0.0)
+
+
+# -- the service over gRPC ------------------------------------------------------------
+
+EDGES = [
+    EdgeInfo("fra-1", 1, "Frankfurt", "127.0.0.1:1", "127.0.0.1:11", "127.0.0.1", EdgeState.ACTIVE),
+    EdgeInfo("vir-1", 2, "Virginia", "127.0.0.1:2", "127.0.0.1:12", "127.0.0.1", EdgeState.ACTIVE),
+]
+
+
+class FailingStore(InMemoryStore):
+    """A store whose database went away: the session must end INTERNAL, not hang."""
+
+    async def upsert_user(self, user_id: str, display_name: str) -> None:
+        raise ConnectionResetError("database connection lost")
+
+
+@dataclass
+class Service:
+    address: str
+    mm: Matchmaker
+    routing: FakeRouting
+    edges: FakeEdges
+
+
+@pytest.fixture
+def mm_store() -> InMemoryStore:
+    return InMemoryStore()
+
+
+@pytest.fixture
+async def service(mm_store: InMemoryStore) -> AsyncIterator[Service]:
+    routing, edges = FakeRouting(EDGES), FakeEdges()
+    mm = Matchmaker(mm_store, routing, edges)
+    servicer = MatchmakerServicer(mm)
+    server, address = await start_server(
+        "127.0.0.1:0", lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s)
+    )
+    try:
+        yield Service(address, mm, routing, edges)
+    finally:
+        await mm.stop()
+        await server.stop(None)
+
+
+def hello(user: str) -> matchmaker_pb2.ClientMessage:
+    return matchmaker_pb2.ClientMessage(hello=matchmaker_pb2.Hello(user_id=user, display_name=user.title()))
+
+
+OFFER = matchmaker_pb2.ClientMessage(offer=matchmaker_pb2.LegOffer(sdp="v=0 offer"))
+FIND = matchmaker_pb2.ClientMessage(find_partner=matchmaker_pb2.FindPartner())
+
+
+async def refusal(address: str, *messages: matchmaker_pb2.ClientMessage) -> grpc.aio.AioRpcError:
+    """Send ``messages`` on a new Session stream and return the status it ends with."""
+    async with grpc.aio.insecure_channel(address) as ch:
+        call = matchmaker_pb2_grpc.MatchmakerStub(ch).Session()
+        for m in messages:
+            await call.write(m)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in call:
+                pass
+        return info.value
+
+
+async def next_of(call: grpc.aio.StreamStreamCall, kind: str) -> matchmaker_pb2.ServerMessage:
+    while True:
+        msg: matchmaker_pb2.ServerMessage = await asyncio.wait_for(call.read(), 5)
+        assert msg is not grpc.aio.EOF, f"stream ended before {kind}"
+        if msg.WhichOneof("msg") == kind:
+            return msg
+
+
+async def status_after_the_rest(call: grpc.aio.StreamStreamCall) -> grpc.StatusCode:
+    # gRPC hands out a stream's status only once its messages have been read.
+    while await asyncio.wait_for(call.read(), 5) is not grpc.aio.EOF:
+        pass
+    code: grpc.StatusCode = await call.code()
+    return code
+
+
+async def cleaned_up(mm: Matchmaker) -> bool:
+    # The status reaches the client before the server has closed the session behind it.
+    for _ in range(200):
+        if not mm.sessions:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_a_call_over_grpc(service: Service) -> None:
+    async with grpc.aio.insecure_channel(service.address) as ch:
+        stub = matchmaker_pb2_grpc.MatchmakerStub(ch)
+        ana, ben = stub.Session(), stub.Session()
+        for call, user in ((ana, "ana"), (ben, "ben")):
+            for m in (hello(user), OFFER, FIND):
+                await call.write(m)
+        assigned = (await next_of(ana, "edge_assigned")).edge_assigned
+        assert assigned.edge.edge_id == "fra-1" and assigned.edge.backbone_address == "127.0.0.1:11"
+        assert assigned.edge.state == common_pb2.EDGE_STATE_ACTIVE
+        matched = (await next_of(ben, "matched")).matched
+        assert matched.partner_display_name == "Ana" and list(matched.route) == ["fra-1"]
+        assert 0 < matched.stages.queued <= matched.stages.bridged
+
+        # someone else's live call is not yours to report on
+        err = await refusal(
+            service.address,
+            hello("cleo"),
+            matchmaker_pb2.ClientMessage(connect_report=matchmaker_pb2.ConnectReport(call_id=matched.call_id)),
+        )
+        assert err.code() == Code.PERMISSION_DENIED and matched.call_id in err.details()
+
+        report = matchmaker_pb2.ConnectReport(
+            call_id=matched.call_id,
+            connected=True,
+            stages=common_pb2.StageTimes(first_frame=matched.stages.bridged + 90),
+        )
+        await ben.write(matchmaker_pb2.ClientMessage(connect_report=report))
+        await ana.write(matchmaker_pb2.ClientMessage(leave=matchmaker_pb2.Leave()))
+        assert (await next_of(ben, "call_ended")).call_ended.reason == "partner_left"
+        assert await status_after_the_rest(ana) == Code.OK
+
+        record = await stub.GetCall(matchmaker_pb2.GetCallRequest(call_id=matched.call_id))
+        assert (record.state, record.end_reason) == ("ended", "left")
+        ben_side = record.a if record.a.user_id == "ben" else record.b
+        assert ben_side.stages.first_frame == matched.stages.bridged + 90 and ben_side.connect_ms >= 90
+        await ben.done_writing()
+        assert await status_after_the_rest(ben) == Code.OK
+
+
+@pytest.mark.parametrize(
+    ("setup", "messages", "code", "words"),
+    [
+        ("routing down", [hello("ana")], Code.UNAVAILABLE, "no edge could be assigned"),
+        ("", [hello("ana"), hello("ana")], Code.INVALID_ARGUMENT, "already"),
+        (
+            "",
+            [hello("ana"), matchmaker_pb2.ClientMessage(offer=matchmaker_pb2.LegOffer(sdp="nope"))],
+            Code.INVALID_ARGUMENT,
+            "rejected the offer",
+        ),
+        ("edge down", [hello("ana"), OFFER], Code.UNAVAILABLE, "rejected the offer"),
+        ("", [hello("ana"), OFFER, OFFER], Code.FAILED_PRECONDITION, "one offer"),
+        (
+            "",
+            [
+                hello("ana"),
+                matchmaker_pb2.ClientMessage(connect_report=matchmaker_pb2.ConnectReport(call_id="nope")),
+            ],
+            Code.NOT_FOUND,
+            "nope",
+        ),
+    ],
+    ids=["no-ingress", "hello-twice", "bad-offer", "edge-down", "second-offer", "unknown-call"],
+)
+async def test_refusals_end_the_stream_with_their_status(
+    service: Service, setup: str, messages: list[matchmaker_pb2.ClientMessage], code: grpc.StatusCode, words: str
+) -> None:
+    service.routing.down = setup == "routing down"
+    if setup == "edge down":
+        service.edges.down.add("fra-1")
+    err = await refusal(service.address, *messages)
+    assert err.code() == code and words in err.details(), err.details()
+    assert await cleaned_up(service.mm)
+
+
+@pytest.mark.parametrize("mm_store", [FailingStore()])
+async def test_an_unexpected_failure_ends_the_stream_internal(service: Service) -> None:
+    err = await refusal(service.address, hello("ana"))
+    assert err.code() == Code.INTERNAL and "database connection lost" in err.details()
+
+
+async def test_get_call_statuses(service: Service) -> None:
+    async with grpc.aio.insecure_channel(service.address) as ch:
+        stub = matchmaker_pb2_grpc.MatchmakerStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetCall(matchmaker_pb2.GetCallRequest())
+        assert info.value.code() == Code.INVALID_ARGUMENT and "call_id" in (info.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetCall(matchmaker_pb2.GetCallRequest(call_id="nope"))
+        assert info.value.code() == Code.NOT_FOUND and "nope" in (info.value.details() or "")
