@@ -10,7 +10,8 @@ import secrets
 import grpc
 
 from duet.services.cli.log_setup import configure_logging
-from duet.services.client.sdk import CallResult, DuetClient
+from duet.services.client import CallResult
+from duet.services.devkit.synthetic_media import synthetic_client
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 HELP = """\
@@ -90,11 +91,11 @@ def run(args: argparse.Namespace) -> int:
     user_id = args.user_id or f"guest-{secrets.token_hex(3)}"
 
     async def main() -> int:
-        client = DuetClient(
+        client = synthetic_client(
             args.matchmaker,
             user_id,
             args.name or user_id,
-            camera_tag=secrets.randbelow(60000) + 1,
+            tag=secrets.randbelow(60000) + 1,
             client_ip=args.client_ip,
         )
         try:
