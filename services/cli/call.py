@@ -7,17 +7,20 @@ import asyncio
 import json
 import secrets
 
+import av
 import grpc
+from aiortc.contrib.media import MediaPlayer
 
 from duet.services.cli.log_setup import configure_logging
-from duet.services.client.sdk import CallResult, DuetClient
+from duet.services.client import CallResult, DuetClient
+from duet.services.devkit.synthetic_media import synthetic_client
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 HELP = """\
 Open a Session with the matchmaker as one simulated user (synthetic camera and
-microphone), warm up a WebRTC leg to the assigned edge, wait for a partner
-(`duet up` keeps a greeter bot waiting), and print when each stage of the
-connect path happened, then leave.
+microphone, or a media file with --media), warm up a WebRTC leg to the assigned
+edge, wait for a partner (`duet up` keeps a greeter bot waiting), and print when
+each stage of the connect path happened, then leave.
 """
 
 STAGES = (
@@ -50,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=2.0,
         help="seconds to stay in the call after the first frame, so the partner sees you too (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--media",
+        default=None,
+        metavar="FILE",
+        help="send this file's video and audio (any file FFmpeg reads, played in a loop) instead of the synthetic camera and microphone",
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--log-level", default="WARNING")
@@ -90,13 +99,29 @@ def run(args: argparse.Namespace) -> int:
     user_id = args.user_id or f"guest-{secrets.token_hex(3)}"
 
     async def main() -> int:
-        client = DuetClient(
-            args.matchmaker,
-            user_id,
-            args.name or user_id,
-            camera_tag=secrets.randbelow(60000) + 1,
-            client_ip=args.client_ip,
-        )
+        if args.media:
+            try:
+                player = MediaPlayer(args.media, loop=True)
+            except (av.error.FFmpegError, AssertionError) as exc:  # aiortc asserts a file it can loop
+                print(f"cannot play {args.media}: {exc or 'not a seekable file'}")
+                return 2
+            # Any partner, any media: the default first-frame rule.
+            client = DuetClient(
+                args.matchmaker,
+                user_id,
+                args.name or user_id,
+                video=player.video,
+                audio=player.audio,
+                client_ip=args.client_ip,
+            )
+        else:
+            client = synthetic_client(
+                args.matchmaker,
+                user_id,
+                args.name or user_id,
+                tag=secrets.randbelow(60000) + 1,
+                client_ip=args.client_ip,
+            )
         try:
             await client.connect()
             print(f"{user_id}: leg to the edge is up; waiting for a partner ...", flush=True)

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import grpc
 
-from duet.services.client.sdk import CallResult, DuetClient
+from duet.services.client import CallResult, DuetClient
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo
+from duet.services.devkit.synthetic_media import synthetic_client
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 logger = logging.getLogger("duet.demo")
@@ -117,11 +118,11 @@ async def run_demo(
     schedule = SCHEDULE[:calls]
     used = sorted({i for a, b, _ in schedule for i in (a, b)})
     clients = {
-        i: DuetClient(
+        i: synthetic_client(
             info.matchmaker,
             f"demo-{NAMES[i]}",
             NAMES[i],
-            camera_tag=100 + i,
+            tag=100 + i,
             client_ip=DEMO_CLIENT_IPS[_region_of(i, regions)],
         )
         for i in used

@@ -7,9 +7,9 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from duet.services.client.sdk import DuetClient
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo
+from duet.services.devkit.synthetic_media import synthetic_client
 
 logger = logging.getLogger("duet.greeter")
 
@@ -33,11 +33,11 @@ async def serve_forever(info: ClusterInfo, regions: Sequence[str], *, stop: asyn
 
 
 async def greet_forever(info: ClusterInfo, regions: Sequence[str]) -> None:
-    client = DuetClient(
+    client = synthetic_client(
         info.matchmaker,
         "greeter-bot",
         "greeter bot",
-        camera_tag=999,
+        tag=999,
         client_ip=DEMO_CLIENT_IPS[regions[-1]],
         frame_timeout=15.0,
     )

@@ -30,6 +30,10 @@ they do not contrast. The CRC-8 rejects frames that merely look like a marker
 
 Only the luma of the data blocks changes from frame to frame; the background
 (luma and chroma) is computed once.
+
+Because every frame names its sender, a client whose partners all send this
+camera can tell the new partner's first frame exactly (:class:`MarkerRule`);
+:func:`synthetic_client` builds such a client.
 """
 
 from __future__ import annotations
@@ -39,17 +43,22 @@ import fractions
 import functools
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import numpy as np
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 
+from duet.services.client import DuetClient, NewPartner
+
 __all__ = [
     "FrameMarker",
+    "MarkerRule",
     "SyntheticCamera",
     "SyntheticMicrophone",
     "background_yuv",
     "read_marker",
+    "synthetic_client",
 ]
 
 VIDEO_CLOCK_RATE = 90_000
@@ -286,3 +295,69 @@ class SyntheticMicrophone(AudioStreamTrack):
         frame.pts = self._timestamp
         frame.time_base = self._time_base
         return frame
+
+
+class MarkerRule:
+    """The first-frame rule for partners that send a :class:`SyntheticCamera`: exact, by tag.
+
+    The new partner's first frame is the first frame decoded after arming whose
+    marker carries a tag other than our own, the current (about to be previous)
+    partner's and that of the last frame decoded: the previous partner's frames
+    still in flight, and its last frame that aiortc's jitter buffer holds until
+    the next partner's first packet arrives, all carry the previous partner's tag.
+    Frames without a readable marker (another picture, or a frame half-updated
+    across a partner switch) never count.
+
+    It also keeps per-partner statistics for tests and load generation.
+    """
+
+    def __init__(self, own_tag: int | None = None) -> None:
+        self.own_tag = own_tag
+        self.partner_tag: int | None = None  # tag of the current partner
+        self.partner_frames = 0  # frames decoded from the current partner
+        self.last_marker: FrameMarker | None = None  # of the last readable frame
+        self.unreadable_frames = 0  # frames without a valid marker
+        self._exclude: frozenset[int] | None = None  # armed: tags that are not a new partner
+
+    def arm(self) -> None:
+        last = self.last_marker.tag if self.last_marker is not None else None
+        self._exclude = frozenset(tag for tag in (self.own_tag, self.partner_tag, last) if tag is not None)
+
+    def matched(self) -> None:
+        pass  # the tags alone tell partners apart
+
+    def observe(self, frame: av.VideoFrame) -> NewPartner | None:
+        marker = read_marker(frame)
+        if marker is None:
+            self.unreadable_frames += 1
+            return None
+        self.last_marker = marker
+        verdict = None
+        if self._exclude is not None and marker.tag not in self._exclude:
+            self._exclude = None
+            self.partner_tag = marker.tag
+            self.partner_frames = 0
+            verdict = NewPartner(marker=marker)
+        if marker.tag == self.partner_tag:
+            self.partner_frames += 1
+        return verdict
+
+
+def synthetic_client(
+    matchmaker_address: str, user_id: str, display_name: str, *, tag: int, **client_kwargs: Any
+) -> DuetClient:
+    """A DuetClient that sends a SyntheticCamera(tag) and a SyntheticMicrophone and finds
+    its partners' first frames by their markers (:class:`MarkerRule`).
+
+    ``tag`` is drawn into every frame this client sends: give every client a
+    different one. ``client_kwargs`` go to DuetClient (client_ip, timeouts, ...).
+    """
+    return DuetClient(
+        matchmaker_address,
+        user_id,
+        display_name,
+        video=SyntheticCamera(tag),
+        audio=SyntheticMicrophone(),
+        first_frame_rule=MarkerRule(own_tag=tag),
+        **client_kwargs,
+    )

@@ -13,9 +13,9 @@ import pytest
 import pytest_asyncio
 
 from duet.edge.backbone_wire import BackboneHeader, PacketType, StreamKind, pack
-from duet.services.client.sdk import DuetClient
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
+from duet.services.devkit.synthetic_media import synthetic_client
 from duet.v1 import edge_pb2, edge_pb2_grpc, matchmaker_pb2, matchmaker_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -231,8 +231,8 @@ async def test_matchmaker_rejects_bad_sessions(cluster: ClusterInfo) -> None:
 
 
 async def test_a_call_still_connects_after_all_that(cluster: ClusterInfo) -> None:
-    a = DuetClient(cluster.matchmaker, "after-a", "A", camera_tag=71, client_ip=DEMO_CLIENT_IPS["Singapore"])
-    b = DuetClient(cluster.matchmaker, "after-b", "B", camera_tag=72, client_ip=DEMO_CLIENT_IPS["Frankfurt"])
+    a = synthetic_client(cluster.matchmaker, "after-a", "A", tag=71, client_ip=DEMO_CLIENT_IPS["Singapore"])
+    b = synthetic_client(cluster.matchmaker, "after-b", "B", tag=72, client_ip=DEMO_CLIENT_IPS["Frankfurt"])
     try:
         await asyncio.gather(a.connect(), b.connect())
         ra, rb = await asyncio.gather(a.find_partner(), b.find_partner())

@@ -12,9 +12,9 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from duet.services.client.sdk import DuetClient
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
+from duet.services.devkit.synthetic_media import synthetic_client
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -32,8 +32,8 @@ async def cluster(database_url: str, tmp_path_factory: pytest.TempPathFactory) -
 
 
 async def test_two_clients_in_different_regions_see_each_other(cluster: ClusterInfo, database_url: str) -> None:
-    ana = DuetClient(cluster.matchmaker, "it-ana", "Ana", camera_tag=4242, client_ip=DEMO_CLIENT_IPS["Frankfurt"])
-    ben = DuetClient(cluster.matchmaker, "it-ben", "Ben", camera_tag=1717, client_ip=DEMO_CLIENT_IPS["Virginia"])
+    ana = synthetic_client(cluster.matchmaker, "it-ana", "Ana", tag=4242, client_ip=DEMO_CLIENT_IPS["Frankfurt"])
+    ben = synthetic_client(cluster.matchmaker, "it-ben", "Ben", tag=1717, client_ip=DEMO_CLIENT_IPS["Virginia"])
     try:
         await asyncio.gather(ana.connect(), ben.connect())
         # geoip put them on different edges, so the call crosses the backbone
@@ -74,7 +74,7 @@ async def test_two_clients_in_different_regions_see_each_other(cluster: ClusterI
 
 async def test_next_rebridges_warm_legs_without_a_new_peer_connection(cluster: ClusterInfo) -> None:
     users = [
-        DuetClient(cluster.matchmaker, f"it-next-{i}", f"N{i}", camera_tag=300 + i, client_ip=DEMO_CLIENT_IPS[region])
+        synthetic_client(cluster.matchmaker, f"it-next-{i}", f"N{i}", tag=300 + i, client_ip=DEMO_CLIENT_IPS[region])
         for i, region in enumerate(("Frankfurt", "Singapore", "Virginia"))
     ]
     u0, u1, u2 = users

@@ -12,7 +12,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 
 from duet.edge import ice_hosts as ice
-from duet.services.client.sdk import (
+from duet.services.client import (
     STAGES,
     DuetClient,
     DuetClientError,
@@ -26,8 +26,9 @@ from duet.services.client.sdk import (
     stages_from_proto,
     stages_to_proto,
 )
-from duet.services.devkit.synthetic_media import FrameMarker, SyntheticCamera, SyntheticMicrophone
+from duet.services.devkit.synthetic_media import FrameMarker, SyntheticCamera, SyntheticMicrophone, synthetic_client
 from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
+from tests.services.client.reading_rule import ReadingRule
 
 
 @pytest.fixture(autouse=True)
@@ -188,7 +189,8 @@ def test_ice_hosts_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class PartnerVideo(VideoStreamTrack):
-    """What a fake edge sends into the leg: nothing until bridged, then a partner's camera."""
+    """What a fake edge sends into the leg: nothing until bridged, then a partner's camera,
+    nothing again once unbridged (as a real edge between two partners)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -199,6 +201,9 @@ class PartnerVideo(VideoStreamTrack):
     def bridge(self, tag: int) -> None:
         self._camera = SyntheticCamera(tag)
         self._bridged.set()
+
+    def unbridge(self) -> None:
+        self._bridged.clear()
 
     async def recv(self):
         await self._bridged.wait()
@@ -254,9 +259,11 @@ class FakeMatchmaker(matchmaker_pb2_grpc.MatchmakerServicer):
         reject_hello=False,
         match=True,
         partner_leaves=False,
+        switch_s=0.02,
     ) -> None:
         self.match = match
         self.partner_leaves = partner_leaves
+        self.switch_s = switch_s  # from a FindPartner/Next to the bridge and Matched
         self.partner_tags = list(partner_tags)
         self.bridge = bridge
         self.end_ticket = end_ticket
@@ -265,6 +272,7 @@ class FakeMatchmaker(matchmaker_pb2_grpc.MatchmakerServicer):
         self.metadata: list[dict[str, str]] = []
         self.sessions_closed = asyncio.Event()
         self.offers = 0
+        self.offer_sdp = ""
 
     async def Session(self, request_iterator, context):
         self.metadata.append(dict(context.invocation_metadata()))
@@ -288,10 +296,12 @@ class FakeMatchmaker(matchmaker_pb2_grpc.MatchmakerServicer):
                     )
                 elif kind == "offer":
                     self.offers += 1
+                    self.offer_sdp = message.offer.sdp
                     sdp = await edge.accept(message.offer.sdp)
                     yield server(answer=matchmaker_pb2.LegAnswer(leg_id="leg-1", sdp=sdp))
                 elif kind in ("find_partner", "next"):
                     if current is not None:
+                        edge.video.unbridge()
                         yield server(call_ended=matchmaker_pb2.CallEnded(call_id=current, reason="next"))
                     queued = now_ms()
                     yield server(queued=matchmaker_pb2.Queued(ticket_id=f"t{calls}", queued=queued))
@@ -300,7 +310,7 @@ class FakeMatchmaker(matchmaker_pb2_grpc.MatchmakerServicer):
                     if self.end_ticket:
                         yield server(call_ended=matchmaker_pb2.CallEnded(reason="ticket expired"))
                         continue
-                    await asyncio.sleep(0.02)
+                    await asyncio.sleep(self.switch_s)
                     matched = now_ms()
                     calls += 1
                     current = f"call-{calls}"
@@ -353,12 +363,12 @@ def client_tasks() -> list[asyncio.Task]:
 
 async def test_connect_find_next_leave(fake) -> None:
     servicer, address = await fake()
-    async with DuetClient(address, "u1", "User One", camera_tag=42, client_ip="203.0.113.9") as client:
-        pc = client._pc
+    async with synthetic_client(address, "u1", "User One", tag=42, client_ip="203.0.113.9") as client:
+        pc = client.peer_connection
         assert client.edge.edge_id == "fra-1" and client.leg_id == "leg-1"
         first = await client.find_partner()
         second = await client.next()
-        assert client._pc is pc and servicer.offers == 1  # the warm leg was reused
+        assert client.peer_connection is pc and servicer.offers == 1  # the warm leg was reused
 
     assert servicer.metadata[0]["x-forwarded-for"] == "203.0.113.9"
     assert (first.call_id, first.partner_display_name, first.first_marker.tag) == ("call-1", "partner1", 1001)
@@ -389,7 +399,7 @@ async def test_connect_find_next_leave(fake) -> None:
 
 async def test_call_ended_while_queued_is_an_error(fake) -> None:
     _, address = await fake(end_ticket=True)
-    async with DuetClient(address, "u2", "User Two", camera_tag=43) as client:
+    async with synthetic_client(address, "u2", "User Two", tag=43) as client:
         with pytest.raises(DuetClientError, match="ended while waiting for a match: ticket expired"):
             await client.find_partner()
     assert client_tasks() == []
@@ -397,7 +407,7 @@ async def test_call_ended_while_queued_is_an_error(fake) -> None:
 
 async def test_no_partner_frame_times_out_and_reports_give_up(fake) -> None:
     servicer, address = await fake(bridge=False)
-    async with DuetClient(address, "u3", "User Three", camera_tag=44, frame_timeout=0.5) as client:
+    async with synthetic_client(address, "u3", "User Three", tag=44, frame_timeout=0.5) as client:
         with pytest.raises(DuetClientError, match=r"timed out after 0\.5 s waiting for the first frame of partner1"):
             await client.find_partner()
     reports = [m.connect_report for m in servicer.received if m.WhichOneof("msg") == "connect_report"]
@@ -407,7 +417,7 @@ async def test_no_partner_frame_times_out_and_reports_give_up(fake) -> None:
 
 async def test_rejected_session_raises_with_the_grpc_status(fake) -> None:
     _, address = await fake(reject_hello=True)
-    client = DuetClient(address, "bad user", "x", camera_tag=45)
+    client = synthetic_client(address, "bad user", "x", tag=45)
     with pytest.raises(DuetClientError) as info:
         await client.connect()
     assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -417,7 +427,7 @@ async def test_rejected_session_raises_with_the_grpc_status(fake) -> None:
 
 
 async def test_unreachable_matchmaker_raises(fake) -> None:
-    client = DuetClient("127.0.0.1:1", "u4", "x", camera_tag=46, rpc_timeout=5)
+    client = synthetic_client("127.0.0.1:1", "u4", "x", tag=46, rpc_timeout=5)
     with pytest.raises(DuetClientError) as info:
         await client.connect()
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
@@ -426,7 +436,7 @@ async def test_unreachable_matchmaker_raises(fake) -> None:
 
 async def test_leave_wakes_a_pending_find_partner(fake) -> None:
     _, address = await fake(match=False)
-    client = DuetClient(address, "u5", "x", camera_tag=47, match_timeout=None)
+    client = synthetic_client(address, "u5", "x", tag=47, match_timeout=None)
     await client.connect()
     pending = asyncio.create_task(client.find_partner())
     await asyncio.sleep(0.2)
@@ -439,7 +449,7 @@ async def test_leave_wakes_a_pending_find_partner(fake) -> None:
 
 async def test_next_after_the_partner_left_enters_the_pool_again(fake) -> None:
     servicer, address = await fake(partner_leaves=True)
-    async with DuetClient(address, "u6", "x", camera_tag=48) as client:
+    async with synthetic_client(address, "u6", "x", tag=48) as client:
         with pytest.raises(DuetClientError, match=r"call-1 ended while waiting for the first frame .*: partner_left"):
             await client.find_partner()
         result = await client.next()  # the call is over: FindPartner, not Next
@@ -450,7 +460,44 @@ async def test_next_after_the_partner_left_enters_the_pool_again(fake) -> None:
 
 async def test_next_before_any_call_is_find_partner(fake) -> None:
     servicer, address = await fake()
-    async with DuetClient(address, "u7", "x", camera_tag=49) as client:
+    async with synthetic_client(address, "u7", "x", tag=49) as client:
         result = await client.next()
     assert result.first_marker.tag == 1001
     assert [m.WhichOneof("msg") for m in servicer.received][:3] == ["hello", "offer", "find_partner"]
+
+
+# --- the caller's media ---------------------------------------------------------
+
+
+def media_directions(sdp: str) -> dict[str, str]:
+    """kind -> direction of each m-section of an SDP."""
+    directions, kind = {}, None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            kind = line[2:].split()[0]
+        elif kind and line[2:] in ("sendrecv", "sendonly", "recvonly", "inactive"):
+            directions[kind] = line[2:]
+    return directions
+
+
+async def test_any_tracks_or_none_and_the_default_rule_across_next(fake) -> None:
+    # A real edge stops the previous partner's video before it bridges the next
+    # and the matchmaker then sends Matched; the pause is long here so that a
+    # busy test machine's decoder cannot lag behind it (AnyMediaRule's precision).
+    servicer, address = await fake(switch_s=0.2)
+    microphone = SyntheticMicrophone()
+    rule = ReadingRule()  # the default rule, telling the test whose picture it chose
+    async with DuetClient(address, "u8", "x", audio=microphone, first_frame_rule=rule) as client:
+        first = await client.find_partner()
+        second = await client.next()
+    # No video track: the leg still receives video (edges need a video section).
+    assert media_directions(servicer.offer_sdp) == {"video": "recvonly", "audio": "sendrecv"}
+    assert first.first_marker.tag == 1001
+    assert second.first_marker.tag == 1002  # not the first partner's held last frame
+    assert microphone.readyState == "ended"  # leave() stops the tracks it was given
+    assert client_tasks() == []
+
+
+def test_a_track_of_the_wrong_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="video= takes a video track, not audio"):
+        DuetClient("127.0.0.1:1", "u9", "x", video=SyntheticMicrophone())

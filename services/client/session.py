@@ -1,4 +1,4 @@
-"""The reference Duet client and load generator.
+"""The session: one user's Session stream to the matchmaker and warm WebRTC leg to its edge.
 
 One :class:`DuetClient` is one user. It speaks the matchmaker's bidirectional
 ``Session`` stream over real gRPC and holds one warm WebRTC leg to its ingress
@@ -11,316 +11,36 @@ edge (docs/architecture.md, "The connect path"):
     next()          Next on the same leg: no new PeerConnection, no ICE, no DTLS
     leave()         Leave; close the leg, the stream and the channel
 
-The camera is a :class:`~services.client.synthetic.SyntheticCamera` whose tag
-identifies this client, so "the partner's first frame" is the first decoded
-frame whose marker carries a tag other than our own (and other than the
-previous partner's, whose frames may still be in flight after "next").
+The media are the caller's: any aiortc video and audio track (a file through
+``aiortc.contrib.media.MediaPlayer``, a webcam, a track of their own), each
+optional. Which decoded frame is "the partner's first" is decided by a
+:class:`~duet.services.client.first_frame.FirstFrameRule`.
 
-Inside, every input is an event on one :class:`SessionInbox`: server messages
-(from the stream reader task), the leg's state changes, the partner's first
-decoded frame (from the video consumer task) and the end of the stream. Each
-step of the protocol waits on that one inbox for what it expects, so a call
-ending, the stream failing, the leg failing or a timeout all surface as a
-:class:`DuetClientError` wherever the client happens to be waiting.
+Every input is an event on one :class:`~duet.services.client.inbox.SessionInbox`;
+each step of the protocol waits on it for what it expects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
-import av
 import grpc
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc import RTCPeerConnection
+from aiortc.mediastreams import MediaStreamTrack
 
 from duet.edge.ice_hosts import ice_restricted_from_env
-from duet.services.devkit.synthetic_media import FrameMarker, SyntheticCamera, SyntheticMicrophone, read_marker
+from duet.services.client.first_frame import AnyMediaRule, FirstFrameRule
+from duet.services.client.inbox import DuetClientError, LegState, PartnerFrame, SessionInbox, StreamEnded
+from duet.services.client.media import MediaLeg
+from duet.services.client.stages import CallResult, build_call_result, client_report_stages, now_ms
 from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
 
-__all__ = [
-    "CLIENT_STAGES",
-    "SERVER_STAGES",
-    "STAGES",
-    "CallResult",
-    "DuetClient",
-    "DuetClientError",
-    "LegState",
-    "PartnerFrame",
-    "SessionInbox",
-    "StreamEnded",
-    "build_call_result",
-    "client_report_stages",
-    "event_kind",
-    "merge_stages",
-    "now_ms",
-    "stages_from_proto",
-    "stages_to_proto",
-]
+__all__ = ["DuetClient"]
 
 logger = logging.getLogger("duet.client")
-
-# The connect-path stages, in order (docs/architecture.md).
-STAGES = (
-    "session_open",
-    "edge_assigned",
-    "leg_connected",
-    "queued",
-    "matched",
-    "route_picked",
-    "bridged",
-    "first_packet_at_edge",
-    "first_frame",
-)
-# Timed by this client on its own clock ...
-CLIENT_STAGES = ("session_open", "edge_assigned", "leg_connected", "first_frame")
-# ... and by the matchmaker (and edges), reported in Matched.stages.
-SERVER_STAGES = ("queued", "matched", "route_picked", "bridged", "first_packet_at_edge")
-
-# The codecs an edge leg is pinned to (edge/leg.py LEG_CODECS); offering only
-# these keeps the SDP small and the negotiation unambiguous.
-LEG_CODECS = {"video": "video/VP8", "audio": "audio/opus"}
-
-
-def now_ms() -> float:
-    """Wall clock, epoch milliseconds: the unit of every stage timestamp."""
-    return time.time() * 1000
-
-
-class DuetClientError(Exception):
-    """The session could not do what was asked; says why (gRPC status, call end, timeout)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: grpc.StatusCode | None = None,
-        details: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code  # gRPC status, when the stream failed
-        self.details = details  # gRPC status message
-        self.reason = reason  # CallEnded.reason, when a call ended under us
-
-    @classmethod
-    def from_rpc(cls, exc: grpc.aio.AioRpcError, doing: str) -> DuetClientError:
-        code = exc.code()
-        details = exc.details() or ""
-        name = code.name if code is not None else "UNKNOWN"
-        return cls(f"{doing}: {name}: {details}", code=code, details=details)
-
-
-# --- events on the inbox -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PartnerFrame:
-    """The first decoded frame of a (new) partner since the video watch was armed."""
-
-    marker: FrameMarker
-    at_ms: float  # when this client had it decoded
-    frames_decoded: int  # frames the decoder produced since arming, this one included
-    watch: int = 0  # which arming (find_partner/next) it answers; stale ones are dropped
-
-
-@dataclass(frozen=True)
-class LegState:
-    """The leg's RTCPeerConnection changed connectionState."""
-
-    state: str
-    at_ms: float
-
-
-@dataclass(frozen=True)
-class StreamEnded:
-    """The Session stream is over (server closed it, or it failed)."""
-
-    error: DuetClientError
-
-
-Event = matchmaker_pb2.ServerMessage | PartnerFrame | LegState | StreamEnded
-
-
-def event_kind(event: Event) -> str:
-    """ "edge_assigned", "answer", "queued", "matched", "call_ended" (the ServerMessage oneof),
-    or "partner_frame", "leg_state", "stream_ended"."""
-    if isinstance(event, PartnerFrame):
-        return "partner_frame"
-    if isinstance(event, LegState):
-        return "leg_state"
-    if isinstance(event, StreamEnded):
-        return "stream_ended"
-    return event.WhichOneof("msg") or "empty"
-
-
-class SessionInbox:
-    """Everything that happens to a session, in arrival order, for whoever waits on it.
-
-    :meth:`expect` returns the next event of the wanted kinds and turns the
-    rest into errors or log lines:
-
-    - a CallEnded for a call in :attr:`finished_calls` (one we left with Next,
-      or whose end we already know) is expected and skipped; any other
-      CallEnded raises DuetClientError with its reason;
-    - the end of the stream raises (and keeps raising for later waits);
-    - the leg going "failed" or "closed" raises;
-    - anything else unexpected is logged and skipped.
-    """
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._ended: StreamEnded | None = None
-        self.finished_calls: set[str] = set()
-
-    def put(self, event: Event) -> None:
-        self._queue.put_nowait(event)
-
-    @property
-    def stream_error(self) -> DuetClientError | None:
-        return self._ended.error if self._ended is not None else None
-
-    async def expect(self, kinds: Iterable[str], *, timeout: float | None, waiting_for: str) -> Event:
-        wanted = frozenset(kinds)
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            if self._queue.empty() and self._ended is not None:
-                raise self._ended.error
-            remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            try:
-                event = await asyncio.wait_for(self._queue.get(), remaining)
-            except TimeoutError:
-                raise DuetClientError(f"timed out after {timeout:.1f} s waiting for {waiting_for}") from None
-            kind = event_kind(event)
-            if kind in wanted:
-                return event
-            if isinstance(event, StreamEnded):
-                self._ended = event
-                raise event.error
-            if isinstance(event, LegState):
-                if event.state in ("failed", "closed"):
-                    raise DuetClientError(
-                        f"the WebRTC leg to the edge is {event.state} (while waiting for {waiting_for})"
-                    )
-                continue
-            if kind == "call_ended":
-                ended = event.call_ended  # type: ignore[union-attr]
-                if ended.call_id and ended.call_id in self.finished_calls:
-                    logger.debug("call %s ended (%s), as expected", ended.call_id, ended.reason)
-                    continue
-                raise DuetClientError(
-                    f"call {ended.call_id or '(none)'} ended while waiting for {waiting_for}: {ended.reason or 'no reason given'}",
-                    reason=ended.reason,
-                )
-            logger.warning("ignoring %s while waiting for %s", kind, waiting_for)
-
-
-# --- stage arithmetic ---------------------------------------------------------
-
-
-def stages_from_proto(stages: common_pb2.StageTimes) -> dict[str, float]:
-    """Every stage name -> epoch ms (0.0 = not reached)."""
-    return {name: float(getattr(stages, name)) for name in STAGES}
-
-
-def stages_to_proto(stages: Mapping[str, float]) -> common_pb2.StageTimes:
-    return common_pb2.StageTimes(**{name: float(stages.get(name) or 0.0) for name in STAGES})
-
-
-def client_report_stages(client_stages: Mapping[str, float]) -> common_pb2.StageTimes:
-    """What the ConnectReport carries: only the stages this client timed itself.
-
-    ``queued`` is left out on purpose: the matchmaker's own value is the
-    authoritative one, and a client's receive time must not overwrite it.
-    """
-    return stages_to_proto({name: client_stages.get(name, 0.0) for name in CLIENT_STAGES})
-
-
-@dataclass
-class CallResult:
-    """One call as seen by this client."""
-
-    call_id: str
-    partner_display_name: str
-    partner_region: str
-    route: list[str]
-    route_rtt_ms: float
-    # Every name of STAGES -> epoch ms (0.0 = not reached): this client's stages
-    # plus the server's from Matched (queued is the server's, see build_call_result).
-    stages: dict[str, float]
-    connect_ms: float | None  # first_frame - matched
-    total_ms: float | None  # first_frame - queued
-    first_marker: FrameMarker | None  # what the first partner frame said
-    frames_decoded: int  # frames decoded from arming (Find/Next sent) to the first partner frame, inclusive
-    # What this client timed on its own clock; its "queued" is when Queued arrived.
-    client_stages: dict[str, float] = field(default_factory=dict)
-
-
-def merge_stages(server_stages: Mapping[str, float], client_stages: Mapping[str, float]) -> dict[str, float]:
-    """All stage names: client-timed stages from the client, the rest from the server.
-
-    ``queued`` comes from the server (Matched.stages, else Queued.queued as the
-    caller passes it in server_stages) and falls back to the client's receive time.
-    """
-    merged = {name: 0.0 for name in STAGES}
-    for name in SERVER_STAGES:
-        merged[name] = float(server_stages.get(name) or 0.0)
-    for name in CLIENT_STAGES:
-        merged[name] = float(client_stages.get(name) or 0.0)
-    if not merged["queued"]:
-        merged["queued"] = float(client_stages.get("queued") or 0.0)
-    return merged
-
-
-def _difference(later: float, earlier: float) -> float | None:
-    return later - earlier if later > 0 and earlier > 0 else None
-
-
-def build_call_result(
-    matched: matchmaker_pb2.Matched,
-    *,
-    client_stages: Mapping[str, float],
-    queued_at_server: float = 0.0,
-    first_frame: PartnerFrame | None,
-) -> CallResult:
-    """A CallResult from the Matched message, this client's stage times and the first partner frame."""
-    server = stages_from_proto(matched.stages)
-    if not server["queued"]:
-        server["queued"] = queued_at_server
-    client = dict(client_stages)
-    if first_frame is not None:
-        client["first_frame"] = first_frame.at_ms
-    stages = merge_stages(server, client)
-    return CallResult(
-        call_id=matched.call_id,
-        partner_display_name=matched.partner_display_name,
-        partner_region=matched.partner_region,
-        route=list(matched.route),
-        route_rtt_ms=matched.route_rtt_ms,
-        stages=stages,
-        connect_ms=_difference(stages["first_frame"], stages["matched"]),
-        total_ms=_difference(stages["first_frame"], stages["queued"]),
-        first_marker=first_frame.marker if first_frame is not None else None,
-        frames_decoded=first_frame.frames_decoded if first_frame is not None else 0,
-        client_stages={name: float(v) for name, v in client.items()},
-    )
-
-
-# --- the client -----------------------------------------------------------------
-
-
-@dataclass
-class _FrameWatch:
-    """Armed when the client asks for a partner: report the first frame not from these tags."""
-
-    exclude: frozenset[int]
-    frames_at_arm: int
-    number: int
 
 
 class DuetClient:
@@ -332,7 +52,9 @@ class DuetClient:
         user_id: str,
         display_name: str,
         *,
-        camera_tag: int,
+        video: MediaStreamTrack | None = None,
+        audio: MediaStreamTrack | None = None,
+        first_frame_rule: FirstFrameRule | None = None,
         client_ip: str | None = None,
         frame_timeout: float = 10.0,
         rpc_timeout: float = 10.0,
@@ -341,8 +63,12 @@ class DuetClient:
         restrict_ice: bool = True,
     ) -> None:
         """
-        camera_tag: 16-bit id drawn into every frame this client sends; give
-            every client a different one (the partner is told apart by it).
+        video, audio: what this user sends, any aiortc tracks of that kind (e.g.
+            ``MediaPlayer(path).video``); None sends nothing of that kind but
+            still receives the partner's. leave() (or a failed connect()) stops them.
+        first_frame_rule: tells the partner's first decoded frame apart from the
+            previous partner's last ones; default :class:`AnyMediaRule`, for
+            any media. Give each client its own rule object (it keeps state).
         client_ip: sent as ``x-forwarded-for`` metadata (a local cluster's
             matchmaker trusts it, so loopback users can seem to be anywhere).
         frame_timeout: seconds from Matched to the partner's first frame.
@@ -350,12 +76,11 @@ class DuetClient:
         match_timeout: seconds to wait in the queue for a match (None: forever).
         metadata: more gRPC metadata for the Session call (e.g. an auth token).
         restrict_ice: gather ICE host candidates only on $DUET_ICE_HOSTS
-            (default 127.0.0.1; see services.client.ice). Process-wide.
+            (default 127.0.0.1; see duet.edge.ice_hosts). Process-wide.
         """
         self.matchmaker_address = matchmaker_address
         self.user_id = user_id
         self.display_name = display_name
-        self.camera_tag = camera_tag
         self.client_ip = client_ip
         self.frame_timeout = frame_timeout
         self.rpc_timeout = rpc_timeout
@@ -375,25 +100,27 @@ class DuetClient:
         self._live_call: str | None = None
         self.stages: dict[str, float] = {}  # client-timed stages of the session so far
 
-        self._camera = SyntheticCamera(camera_tag)
-        self._microphone = SyntheticMicrophone()
         self._inbox = SessionInbox()
+        self.first_frame_rule = first_frame_rule if first_frame_rule is not None else AnyMediaRule()
+        self._media = MediaLeg(
+            video=video, audio=audio, first_frame_rule=self.first_frame_rule, inbox=self._inbox, name=user_id
+        )
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.StreamStreamCall | None = None
-        self._pc: RTCPeerConnection | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
         self._connected = False
         self._closed = False
 
-        # Video statistics, updated by the consumer task.
-        self._watch: _FrameWatch | None = None
-        self._watches = 0
-        self.frames_decoded = 0  # every frame the video decoder produced
-        self.unreadable_frames = 0  # frames without a valid marker (e.g. before a keyframe)
-        self.partner_tag: int | None = None  # camera tag of the current partner
-        self.partner_frames = 0  # frames decoded from the current partner
-        self.last_marker: FrameMarker | None = None
+    @property
+    def peer_connection(self) -> RTCPeerConnection | None:
+        """The leg's RTCPeerConnection (e.g. for getStats()); None before connect()."""
+        return self._media.peer_connection
+
+    @property
+    def frames_decoded(self) -> int:
+        """Every video frame the leg's decoder produced so far."""
+        return self._media.frames_decoded
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -442,27 +169,12 @@ class DuetClient:
             "%s: session %s, edge %s (%s)", self.user_id, self.session_id, assigned.edge.edge_id, assigned.reason
         )
 
-        # No STUN/TURN: edges are reached on their host candidates.
-        self._pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        for track in (self._camera, self._microphone):
-            transceiver = pc.addTransceiver(track, direction="sendrecv")
-            codecs = RTCRtpSender.getCapabilities(track.kind).codecs
-            transceiver.setCodecPreferences([c for c in codecs if c.mimeType == LEG_CODECS[track.kind]])
-        pc.on("track", self._on_track)
-        pc.on("connectionstatechange", self._on_connection_state)
-
-        # aiortc gathers all candidates in setLocalDescription and puts them in the SDP.
-        await pc.setLocalDescription(await pc.createOffer())
-        await self._send(
-            matchmaker_pb2.ClientMessage(offer=matchmaker_pb2.LegOffer(sdp=pc.localDescription.sdp)), "LegOffer"
-        )
+        offer = await self._media.create_offer()
+        await self._send(matchmaker_pb2.ClientMessage(offer=matchmaker_pb2.LegOffer(sdp=offer)), "LegOffer")
         event = await self._inbox.expect(("answer",), timeout=self.rpc_timeout, waiting_for="LegAnswer")
         answer = event.answer  # type: ignore[union-attr]
         self.leg_id = answer.leg_id
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
-        except Exception as exc:  # aiortc raises ValueError / InvalidStateError / OperationError
-            raise DuetClientError(f"the edge's SDP answer for leg {answer.leg_id} was rejected: {exc}") from exc
+        await self._media.accept_answer(answer.sdp, answer.leg_id)
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.rpc_timeout
@@ -548,24 +260,14 @@ class DuetClient:
         try:
             return await self._find(request, what)
         finally:
-            self._watch = None  # fired, or given up on
+            self._media.unwatch()  # fired, or given up on
 
     async def _find(self, request: matchmaker_pb2.ClientMessage, what: str) -> CallResult:
         if self.call_id:
             # Its end (our Next, or the partner leaving) is no error from here on.
             self._inbox.finished_calls.add(self.call_id)
-        # Not a new partner: ourselves, the last partner, and whoever we decoded
-        # last (the last partner's frames can still be in flight, and aiortc's
-        # jitter buffer releases its last frame only when the next stream's
-        # first packet arrives).
-        exclude = {self.camera_tag} | {
-            tag for tag in (self.partner_tag, self.last_marker.tag if self.last_marker else None) if tag is not None
-        }
         # Armed before asking: media may be bridged before Matched reaches us.
-        self._watches += 1
-        watch = self._watch = _FrameWatch(
-            exclude=frozenset(exclude), frames_at_arm=self.frames_decoded, number=self._watches
-        )
+        watch = self._media.watch()
         client_stages = {name: self.stages[name] for name in ("session_open", "edge_assigned", "leg_connected")}
         queued_at_server = 0.0
         early_frame: PartnerFrame | None = None
@@ -576,7 +278,7 @@ class DuetClient:
                 ("queued", "matched", "partner_frame"), timeout=self.match_timeout, waiting_for="a match"
             )
             if isinstance(event, PartnerFrame):
-                if event.watch == watch.number:
+                if event.watch == watch:
                     early_frame = event
                 continue
             assert isinstance(event, matchmaker_pb2.ServerMessage)
@@ -615,7 +317,7 @@ class DuetClient:
                         logger.debug("%s: give-up report not sent: %s", self.user_id, report_exc)
                 raise
             assert isinstance(event, PartnerFrame)
-            if event.watch == watch.number:
+            if event.watch == watch:
                 first_frame = event
 
         client_stages["first_frame"] = first_frame.at_ms
@@ -690,70 +392,14 @@ class DuetClient:
         elif kind == "matched":
             self._queued = False
             self._live_call = message.matched.call_id
+            # Told here, as it arrives: the first-frame rule orders it against decoded frames.
+            self._media.matched()
         elif kind == "call_ended":
             ended = message.call_ended.call_id
             if not ended:
                 self._queued = False  # a ticket (or a call being set up) was given up
             elif ended == self._live_call:
                 self._live_call = None
-
-    # -- media ---------------------------------------------------------------------
-
-    def _on_connection_state(self) -> None:
-        state = self._pc.connectionState if self._pc is not None else "closed"
-        logger.debug("%s: leg state %s", self.user_id, state)
-        self._inbox.put(LegState(state=state, at_ms=now_ms()))
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "video":
-            self._spawn(self._consume_video(track), "video consumer")
-        else:
-            # aiortc decodes and queues every frame it receives; drain them.
-            self._spawn(self._drain(track), f"{track.kind} drain")
-
-    async def _consume_video(self, track: MediaStreamTrack) -> None:
-        # Runs for the life of the leg: aiortc queues every decoded frame, unbounded.
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            at = now_ms()
-            self.frames_decoded += 1
-            if not isinstance(frame, av.VideoFrame):
-                continue
-            try:
-                marker = read_marker(frame)
-            except Exception:  # never stop draining over one odd frame
-                logger.exception("%s: unreadable video frame", self.user_id)
-                marker = None
-            if marker is None:
-                self.unreadable_frames += 1
-                continue
-            self.last_marker = marker
-            watch = self._watch
-            if watch is not None and marker.tag not in watch.exclude:
-                self._watch = None
-                self.partner_tag = marker.tag
-                self.partner_frames = 0
-                self._inbox.put(
-                    PartnerFrame(
-                        marker=marker,
-                        at_ms=at,
-                        frames_decoded=self.frames_decoded - watch.frames_at_arm,
-                        watch=watch.number,
-                    )
-                )
-            if marker.tag == self.partner_tag:
-                self.partner_frames += 1
-
-    @staticmethod
-    async def _drain(track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                await track.recv()
-            except MediaStreamError:
-                return
 
     # -- ownership -----------------------------------------------------------------
 
@@ -772,7 +418,7 @@ class DuetClient:
             return
         self._closed = True
         self._connected = False
-        self._watch = None
+        self._media.unwatch()
         # Wake anything still waiting on the session (find_partner/next in another task).
         self._inbox.put(StreamEnded(DuetClientError("the client left the session")))
         call = self._call
@@ -792,10 +438,7 @@ class DuetClient:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        self._camera.stop()
-        self._microphone.stop()
-        if self._pc is not None:
-            await self._pc.close()
+        await self._media.close()
         if self._channel is not None:
             await self._channel.close()
         logger.info("%s: left", self.user_id)
