@@ -7,7 +7,7 @@ edges must stay on loopback, both because a sandbox's other interfaces may
 not route to each other and because emulated WAN delays assume the only path
 is the one Duet controls. There is no public aioice or aiortc option for it,
 so :func:`restrict_ice_to` replaces that private function (aioice is pinned to
-0.13.0 in pyproject.toml, and ``tests/test_client_sdk_unit.py`` checks the
+0.13.0 in pyproject.toml, and ``tests/edge/test_ice_hosts.py`` checks the
 patch still takes effect).
 
 The patch is process-wide and applies to ICE agents that gather after it.

@@ -12,7 +12,7 @@ import grpc
 from aiortc.contrib.media import MediaPlayer
 
 from duet.services.cli.log_setup import configure_logging
-from duet.services.client import CallResult, DuetClient
+from duet.services.client import STAGES, CallResult, DuetClient
 from duet.services.devkit.synthetic_media import synthetic_client
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
@@ -22,18 +22,6 @@ microphone, or a media file with --media), warm up a WebRTC leg to the assigned
 edge, wait for a partner (`duet up` keeps a greeter bot waiting), and print when
 each stage of the connect path happened, then leave.
 """
-
-STAGES = (
-    "session_open",
-    "edge_assigned",
-    "leg_connected",
-    "queued",
-    "matched",
-    "route_picked",
-    "bridged",
-    "first_packet_at_edge",
-    "first_frame",
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,7 @@
 """Tooling for tests and demos, shipped with the product so users' tests can use it too.
 
-- ``synthetic_media``    a camera and microphone that are cheap to encode and identify themselves
+- ``synthetic_media``    a camera and microphone that are cheap to encode and identify themselves,
+                         the first-frame rule that reads them, and ``synthetic_client()``
 - ``demo_geo``           a SYNTHETIC GeoIP database (one made-up /24 per region)
 - ``embedded_postgres``  a private PostgreSQL cluster from the machine's server binaries
 - ``scratch_database``   an empty database per test on a shared server

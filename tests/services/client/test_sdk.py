@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aioice
 import grpc
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -154,35 +153,6 @@ async def test_inbox_stream_end_is_sticky_and_leg_failure_raises() -> None:
 async def test_inbox_times_out_clearly() -> None:
     with pytest.raises(DuetClientError, match=r"timed out after 0\.1 s waiting for LegAnswer"):
         await SessionInbox().expect(("answer",), timeout=0.1, waiting_for="LegAnswer")
-
-
-# --- ICE restriction ----------------------------------------------------------
-
-
-async def test_restricted_ice_gathers_only_loopback() -> None:
-    connection = aioice.Connection(ice_controlling=True, components=1)
-    try:
-        await connection.gather_candidates()
-        hosts = [c.host for c in connection.local_candidates]
-    finally:
-        await connection.close()
-    assert hosts == ["127.0.0.1"]
-
-
-def test_ice_hosts_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import aioice.ice
-
-    monkeypatch.setenv(ice.ENV_VAR, "127.0.0.1, ::1")
-    assert ice.ice_restricted_from_env() == ["127.0.0.1", "::1"]
-    assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]
-    assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1", "::1"]
-    monkeypatch.delenv(ice.ENV_VAR)
-    assert ice.ice_restricted_from_env() == ["127.0.0.1"]
-    monkeypatch.setenv(ice.ENV_VAR, "localhost")
-    with pytest.raises(ValueError, match="DUET_ICE_HOSTS"):
-        ice.ice_restricted_from_env()
-    with pytest.raises(ValueError):
-        ice.restrict_ice_to([])
 
 
 # --- the protocol against a fake matchmaker and edge --------------------------
