@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from duet.services.devkit.errors import SetupError
+
 DESCRIPTION = """\
 Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge relays.
 
@@ -68,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except SetupError as exc:
+        # An expected condition of this machine or its state: the message says what to do; a traceback would not.
+        print(f"duet {args.command}: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from duet.routing.topology import default_topology
 from duet.services.devkit.demo_geo import write_demo_mmdb
-from duet.services.devkit.embedded_postgres import database_url
+from duet.services.devkit.embedded_postgres import open_database
+from duet.services.devkit.errors import SetupError
 
 logger = logging.getLogger("duet.cluster")
 
@@ -54,6 +55,7 @@ class ClusterInfo:
     edges: dict[str, str] = field(default_factory=dict)  # edge id -> control address
     database_url: str = ""
     log_dir: Path = Path(".duet/logs")
+    database_where: str | None = None  # where the private cluster's data is (None: a given URL)
 
 
 class LocalCluster:
@@ -84,11 +86,14 @@ class LocalCluster:
         await self.stop()
 
     async def _start(self) -> ClusterInfo:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         log_dir = self.state_dir / "logs"
-        log_dir.mkdir(exist_ok=True)
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SetupError(f"cannot create the state dir {log_dir}: {exc.strerror or exc}") from exc
         t0 = time.monotonic()
-        dsn = await self._stack.enter_async_context(database_url(self.database, state_dir=self.state_dir))
+        db = await self._stack.enter_async_context(open_database(self.database, state_dir=self.state_dir))
+        dsn = db.url
         geo = write_demo_mmdb(self.state_dir / "demo-geo.mmdb")
         topology = default_topology(self.regions)
         topo_path = self.state_dir / "topology.json"
@@ -143,6 +148,7 @@ class LocalCluster:
             edges={c.name.removeprefix("edge-"): _field(c.ready_line, "control") for c in edges},
             database_url=dsn,
             log_dir=log_dir,
+            database_where=db.describe(),
         )
         logger.info("cluster up in %.1f s", time.monotonic() - t0)
         return self.info
@@ -171,13 +177,14 @@ class LocalCluster:
             while True:
                 line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT_S)
                 if not line:
-                    raise RuntimeError(f"{name} exited before it was ready (exit {await proc.wait()}); see {log_path}")
+                    code = await proc.wait()
+                    raise SetupError(f"{name} exited before it was ready (exit {code}){_last_words(log_path)}")
                 text = line.decode().strip()
                 if " ready " in f" {text} ":
                     child.ready_line = text
                     break
         except TimeoutError:
-            raise RuntimeError(f"{name} was not ready within {READY_TIMEOUT_S:.0f} s; see {log_path}") from None
+            raise SetupError(f"{name} was not ready within {READY_TIMEOUT_S:.0f} s{_last_words(log_path)}") from None
         child.drain = asyncio.create_task(_drain(proc.stdout, log_path))
         logger.info("%s ready (pid %d)", name, proc.pid)
         return child
@@ -208,6 +215,18 @@ async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
         while line := await stream.readline():
             log.write(line)
             log.flush()
+
+
+def _last_words(log_path: Path) -> str:
+    """What a service that did not start said last (its error, even after a traceback), and where its log is."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))  # logs append across runs: read only the end
+            lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    said = f": {lines[-1]}" if lines else ""
+    return f"{said}; its log: {log_path}"
 
 
 def _field(line: str, key: str) -> str:
