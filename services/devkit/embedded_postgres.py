@@ -461,7 +461,7 @@ class EmbeddedPostgres:
             what = (
                 f"port {self.port} is already in use: stop what listens there or pick another port"
                 if port_taken
-                else f"see its log {self.log_path}"
+                else f"see its log {self.log_path} (the data dir holds only local dev data: removing it starts afresh)"
             )
             raise SetupError(
                 f"PostgreSQL failed to start for {self.data_dir} on 127.0.0.1:{self.port} "

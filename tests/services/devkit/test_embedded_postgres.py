@@ -261,6 +261,7 @@ def test_as_root_a_state_dir_the_server_cannot_reach_gets_its_data_elsewhere_and
     state = closed / "checkout" / ".duet"
     relocation_root = scratch / "relocated"
     caplog.set_level("INFO", logger="duet.db")
+    (state / "pg").mkdir(parents=True)  # the empty folder a failed start of an older version left behind
 
     first = EmbeddedPostgres(state / "pg", relocation_root=relocation_root)
     try:

@@ -207,7 +207,6 @@ async def test_a_partner_whose_video_never_arrives(cluster: ClusterInfo, greeter
         await peer.leave()
     await a_caller_greets_the_bot(cluster, "caller-after-silent")
     assert len(greeter.stats.rebuilds) == rebuilds + 1
-    assert "first frame" in greeter.stats.rebuilds[-1]
 
 
 async def test_a_partner_whose_media_the_bots_transport_cannot_parse(
