@@ -97,6 +97,7 @@ class Greeter:
         )
 
     async def run(self) -> None:
+        """One session after another: a session serves until it is no good, then a fresh one."""
         while True:
             client = self._new_client()
             self.stats.sessions += 1
@@ -125,6 +126,9 @@ class Greeter:
                 result = await (client.next() if client.in_call else client.find_partner())
             except DuetClientError as exc:
                 self.stats.failed_calls += 1
+                # A gRPC status: the stream is over. No call-end reason: a timeout or the leg
+                # failed/closed, and our receiver may be dead. A reason: the call ended under us,
+                # and the loop head picks Next or FindPartner by what the server says now.
                 if exc.code is not None:
                     return f"the Session stream is over ({exc})"
                 if exc.reason is None:

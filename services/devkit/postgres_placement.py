@@ -166,7 +166,7 @@ def place(requested: Path, account: ServerAccount | None, root: Path) -> Placeme
     Raises SetupError for a folder at ``requested`` that is not a cluster, or an
     existing cluster there that the server account cannot reach.
     """
-    if requested.exists() and not (requested.is_dir() and (holds_cluster(requested) or not any(requested.iterdir()))):
+    if requested.exists() and not _empty_or_cluster(requested):
         raise SetupError(
             f"{requested} is neither empty nor a PostgreSQL data dir; pick another state dir (--state-dir) or empty it"
         )
@@ -261,6 +261,10 @@ def _safe_folder(path: Path) -> None:
             f"a folder of root's own that no one else can write is safe. Remove {path} and retry"
         )
     os.chmod(path, 0o711)  # mkdir's mode is narrowed by the umask
+
+
+def _empty_or_cluster(folder: Path) -> bool:
+    return folder.is_dir() and (holds_cluster(folder) or not any(folder.iterdir()))
 
 
 def _recorded_state_dir(folder: Path) -> str | None:
