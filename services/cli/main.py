@@ -59,8 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # gRPC's fork handlers only log noise when we start PostgreSQL or child services.
+    # gRPC's fork handlers only log noise when we start PostgreSQL or child services
+    # (and they restart gRPC's threads in every forked child); read when grpc is imported.
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    from duet.services.devkit.local_cluster import die_with_parent_if_asked
+
+    die_with_parent_if_asked()  # a service the local cluster started
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -4,6 +4,13 @@ Every service is its own process (as in production), started by this
 supervisor, which owns them: Ctrl-C or SIGTERM stops the children in order
 and then PostgreSQL, and the children also die if the supervisor is killed
 (PR_SET_PDEATHSIG), so nothing is left behind.
+
+Each child asks for that signal itself (``die_with_parent_if_asked``, called
+by the ``duet`` command) rather than in a preexec_fn: a preexec_fn makes
+subprocess fork() instead of vfork(), and in a process that already uses gRPC
+(a test, or any program that embeds the cluster) gRPC's fork handlers restart
+its threads in the child, whose poller then aborts when the child closes its
+inherited descriptors before exec.
 """
 
 from __future__ import annotations
@@ -33,10 +40,19 @@ DEFAULT_REGIONS = ("Frankfurt", "Virginia", "Singapore")
 READY_TIMEOUT_S = 60.0
 
 
-def _die_with_parent() -> None:
-    # Linux: the child gets SIGTERM if the supervisor dies, even by SIGKILL.
+#: Set in a child's environment to the supervisor's PID: the child dies with it.
+DIE_WITH_PARENT_ENV = "DUET_DIE_WITH_PARENT"
+
+
+def die_with_parent_if_asked() -> None:
+    """In a service the supervisor started: get SIGTERM when it dies, even by SIGKILL (Linux)."""
+    parent = os.environ.pop(DIE_WITH_PARENT_ENV, "")  # not for our own children
+    if not parent.isdigit():
+        return
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
@@ -99,6 +115,7 @@ class LocalCluster:
         topo_path = self.state_dir / "topology.json"
         topo_path.write_text(json.dumps(topology.to_dict(), indent=2))
         env = dict(os.environ, DUET_CLUSTER_KEY=secrets.token_hex(32), PYTHONUNBUFFERED="1")
+        env[DIE_WITH_PARENT_ENV] = str(os.getpid())
 
         routing = await self._spawn(
             "routing",
@@ -167,7 +184,6 @@ class LocalCluster:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 env=env,
-                preexec_fn=_die_with_parent,
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
             )
         child = Child(name, proc, log_path)

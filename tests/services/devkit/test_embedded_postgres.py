@@ -7,12 +7,15 @@ Each test that needs its own cluster starts one in a scratch dir (about 1 s).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import stat
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -389,3 +392,56 @@ def test_the_duet_command_lets_a_bug_show_its_traceback(monkeypatch: pytest.Monk
     monkeypatch.setattr(cluster_commands, "run", broken)
     with pytest.raises(ZeroDivisionError):
         duet_main(["demo"])
+
+
+# -- services started by the local cluster die with it ----------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_a_service_dies_with_the_supervisor_that_started_it() -> None:
+    # A stand-in supervisor: starts a real service the way LocalCluster does, prints its PID, then is SIGKILLed.
+    supervisor = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, subprocess, sys, time\n"
+            "env = dict(os.environ, DUET_DIE_WITH_PARENT=str(os.getpid()))\n"
+            "child = subprocess.Popen([sys.executable, '-m', 'duet.services.cli', 'routing', '--bind', '127.0.0.1:0'],"
+            " env=env, stdout=subprocess.PIPE, start_new_session=True)\n"
+            "child.stdout.readline()\n"  # its ready line: PR_SET_PDEATHSIG is set by then
+            "print(child.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert supervisor.stdout is not None
+    service = int(supervisor.stdout.readline())
+    try:
+        supervisor.kill()
+        supervisor.wait()
+        deadline = time.monotonic() + 15
+        while _alive(service) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(service), "the service outlived its supervisor"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(service, signal.SIGKILL)
+
+
+def test_a_service_whose_supervisor_is_already_gone_stops_at_once() -> None:
+    env = dict(os.environ, DUET_DIE_WITH_PARENT="1")  # PID 1 is not its parent: the supervisor died first
+    proc = subprocess.run(
+        [sys.executable, "-m", "duet.services.cli", "routing", "--bind", "127.0.0.1:0"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == -signal.SIGTERM
