@@ -15,7 +15,7 @@ help:
 	@echo "make check        lint and format check (ruff) and static types (mypy); part of make test"
 	@echo "make format       apply ruff's fixes and formatting"
 	@echo "make protos       regenerate the gRPC/protobuf Python code from protos/"
-	@echo "make clean        remove the virtualenv and local state (.duet/)"
+	@echo "make clean        remove the virtualenv and local state (.duet/, and PostgreSQL data kept outside it)"
 
 $(STAMP): pyproject.toml setup.py
 	@echo "setting up $(VENV) (pinned dependencies; first run only) ..."
@@ -77,5 +77,7 @@ test: $(STAMP) postgres-binaries check-protos check
 test-fast: $(STAMP) postgres-binaries check-protos check
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Also the PostgreSQL data that had to live outside the checkout (see README).
 clean:
+	@target=$$(readlink .duet/pg-relocated 2>/dev/null); case "$$target" in /var/tmp/duet-postgres/*) rm -rf "$$target";; esac
 	rm -rf $(VENV) .duet

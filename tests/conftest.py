@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import os
+
+# Before anything imports grpc (it reads this once, then): with fork support on, gRPC
+# restarts its threads in every fork()ed child, and a child that closes its inherited
+# descriptors before exec (subprocess does) can abort in gRPC's poller. The tests fork
+# after using gRPC (as root, initdb and pg_ctl run via fork to switch user); the duet
+# command sets the same.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import shutil
 from collections.abc import AsyncIterator, Iterator
 

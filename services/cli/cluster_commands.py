@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
         "--state-dir",
         type=Path,
         default=Path(".duet"),
-        help="local state: PostgreSQL data, logs, demo geo database (default: %(default)s)",
+        help=(
+            "local state: PostgreSQL data (in STATE_DIR/pg; as root, under /var/tmp/duet-postgres when the "
+            "server's account cannot reach STATE_DIR), logs, demo geo database (default: %(default)s)"
+        ),
     )
     parser.add_argument(
         "--regions",
@@ -74,6 +77,8 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
         ) as info:
             print(f"matchmaker {info.matchmaker}   routing {info.routing}")
             print("edges " + "   ".join(f"{k} {v}" for k, v in info.edges.items()))
+            if info.database_where:
+                print(info.database_where)
             print(f"service logs in {info.log_dir}/", flush=True)
             summary = await run_demo(info, regions, calls=args.calls, stop=stop)
             if serve:

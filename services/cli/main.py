@@ -6,6 +6,9 @@ import argparse
 import os
 import sys
 
+from duet.services.devkit.errors import SetupError
+from duet.services.rpc.server import CannotListen
+
 DESCRIPTION = """\
 Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge relays.
 
@@ -57,8 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # gRPC's fork handlers only log noise when we start PostgreSQL or child services.
+    # gRPC's fork handlers only log noise when we start PostgreSQL or child services
+    # (and they restart gRPC's threads in every forked child); read when grpc is imported.
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    from duet.services.devkit.local_cluster import die_with_parent_if_asked
+
+    die_with_parent_if_asked()  # a service the local cluster started
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -68,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except (SetupError, CannotListen) as exc:
+        # An expected condition of this machine or its state: the message says what to do; a traceback would not.
+        print(f"duet {args.command}: {exc}", file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ from the machine's PostgreSQL server binaries (initdb, pg_ctl, postgres) in a
 project-local data folder, on a free loopback port. Nothing here is meant for
 production data: the cluster trusts every local TCP connection and runs with
 crash-safety settings turned off for speed.
+
+Finding the binaries is in ``postgres_binaries``; who runs the server as root,
+and where its data dir goes when that account cannot reach the state dir, is
+in ``postgres_placement``. Their public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -16,11 +20,7 @@ import fcntl
 import glob
 import logging
 import os
-import pwd
-import re
-import shutil
 import socket
-import stat
 import subprocess
 import tempfile
 import time
@@ -32,18 +32,22 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from duet.services.devkit import postgres_placement as placement_mod
+from duet.services.devkit.errors import SetupError
+from duet.services.devkit.postgres_binaries import (
+    BINARY_GLOBS,
+    DATABASE_URL_ENV,
+    PostgresBinaries,
+    PostgresNotFound,
+    find_binaries,
+)
+from duet.services.devkit.postgres_placement import FALLBACK_SERVICE_USER, Placement, ServerAccount
+
 logger = logging.getLogger("duet.db")
 
-#: Environment variable naming an existing server; when set, no cluster is started.
-DATABASE_URL_ENV = "DUET_DATABASE_URL"
-#: Where Debian/Ubuntu install the server binaries (not on PATH there). Tests monkeypatch this.
-BINARY_GLOBS: tuple[str, ...] = ("/usr/lib/postgresql/*/bin",)
-REQUIRED_BINARIES: tuple[str, ...] = ("initdb", "pg_ctl", "postgres")
 #: Cluster superuser and the database the services use.
 SUPERUSER = "duet"
 DATABASE = "duet"
-#: System user created to run the server when we are root and no `postgres` user exists.
-FALLBACK_SERVICE_USER = "duetpg"
 START_TIMEOUT_S = 60
 
 # Appended to postgresql.conf right after initdb. Dev/test settings: no fsync
@@ -51,7 +55,7 @@ START_TIMEOUT_S = 60
 # cluster holds only throwaway data) for speed. synchronous_commit stays on, so
 # a killed server still keeps every committed transaction.
 _DEV_SETTINGS = """
-# --- added by duet (services/db/embedded.py): throwaway dev/test cluster ---
+# --- added by duet (services/devkit/embedded_postgres.py): throwaway dev/test cluster ---
 fsync = off
 full_page_writes = off
 shared_buffers = 32MB
@@ -65,83 +69,6 @@ _PG_ENV_VARS = ("PGDATA", "PGPORT", "PGHOST", "PGUSER", "PGDATABASE", "PGOPTIONS
 T = TypeVar("T")
 
 
-class PostgresNotFound(RuntimeError):
-    """The PostgreSQL server binaries are not installed (or not where we look)."""
-
-
-@dataclass(frozen=True)
-class PostgresBinaries:
-    bindir: Path
-    major: int
-    version: str
-
-    def path(self, name: str) -> str:
-        return str(self.bindir / name)
-
-
-@dataclass(frozen=True)
-class _RunAs:
-    """The unprivileged account the server runs under when we are root."""
-
-    name: str
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-
-
-def _server_version(bindir: Path) -> tuple[int, str]:
-    # `postgres --version` is answered before the refuse-to-run-as-root check.
-    out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=30).stdout
-    m = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", out)
-    if not m:
-        raise RuntimeError(f"cannot tell the PostgreSQL version of {bindir / 'postgres'}: {out.strip()!r}")
-    return int(m.group(1)), m.group(0).split()[-1]
-
-
-def find_binaries(prefer_major: int | None = None) -> PostgresBinaries:
-    """Find a directory holding initdb, pg_ctl and postgres.
-
-    PATH first, then the Debian/Ubuntu layout (highest version first). With
-    `prefer_major` (the version an existing data dir was made by) a matching
-    install wins, since a cluster only opens with its own major version.
-    """
-    candidates: list[Path] = []
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)
-    versioned: list[tuple[int, Path]] = []
-    for pattern in BINARY_GLOBS:
-        for match in glob.glob(pattern):
-            m = re.search(r"/(\d+)(?:\.\d+)?/bin/?$", match)
-            versioned.append((int(m.group(1)) if m else 0, Path(match)))
-    candidates += [d for _, d in sorted(versioned, reverse=True)]
-
-    complete: list[Path] = []
-    seen_any: set[str] = set()
-    for d in dict.fromkeys(candidates):  # dedupe, keep order
-        present = {b for b in REQUIRED_BINARIES if os.access(d / b, os.X_OK)}
-        seen_any |= present
-        if present == set(REQUIRED_BINARIES):
-            complete.append(d)
-    if not complete:
-        missing = [b for b in REQUIRED_BINARIES if b not in seen_any] or list(REQUIRED_BINARIES)
-        where = ", ".join(["PATH", *BINARY_GLOBS])
-        raise PostgresNotFound(
-            f"PostgreSQL server binaries not found: {', '.join(missing)} (searched {where}). "
-            "Install them (Debian/Ubuntu: `apt-get install postgresql`; Fedora: `dnf install postgresql-server`; "
-            "macOS: `brew install postgresql`) or set "
-            f"{DATABASE_URL_ENV} to an existing server, e.g. postgresql://user@host:5432/duet"
-        )
-    found = []
-    for d in complete:
-        major, version = _server_version(d)
-        if prefer_major is None or major == prefer_major:
-            return PostgresBinaries(d, major, version)
-        found.append((d, major, version))
-    d, major, version = found[0]
-    return PostgresBinaries(d, major, version)
-
-
 def free_port() -> int:
     """A currently free loopback TCP port (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -153,8 +80,8 @@ def make_scratch_dir(prefix: str = "duet-pg-") -> Path:
     """A fresh temporary directory the server account can traverse.
 
     As root the server runs as another user, and pytest's own tmp dirs
-    (/tmp/pytest-of-root, mode 0700) are closed to it; this one is mode 0711.
-    The caller removes it.
+    (/tmp/pytest-of-root, mode 0700) are closed to it; this one is mode 0711,
+    so the data dir stays inside it rather than being relocated. The caller removes it.
     """
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o711)
@@ -183,7 +110,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 class EmbeddedPostgres:
-    """A private PostgreSQL cluster in `data_dir`, listening on 127.0.0.1 only.
+    """A private PostgreSQL cluster for the data dir `data_dir`, listening on 127.0.0.1 only.
 
     `start()` initialises the data dir on first use (an existing cluster is
     reused with its data), starts the server on `port` (or a free one) and
@@ -193,17 +120,27 @@ class EmbeddedPostgres:
     leaves it running, unless the process that started it has died (a killed
     run), in which case this object adopts it and stops it.
 
+    As root, when the server account cannot reach `data_dir`, the data goes to
+    a per-checkout folder under `relocation_root` (default /var/tmp/duet-postgres;
+    see postgres_placement): after start(), `data_dir` is where the data really
+    is and `placement` says why.
+
     Synchronous (it runs subprocesses): async code wraps it in asyncio.to_thread.
+    Expected failures (missing binaries, a foreign folder, a server that will
+    not start) raise SetupError with a message that says what to do.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        self.data_dir = Path(data_dir).absolute()
+    def __init__(self, data_dir: Path, port: int | None = None, *, relocation_root: Path | None = None) -> None:
+        self.requested_dir = Path(data_dir).absolute()
+        self.data_dir = self.requested_dir
         self.port = port
+        self.placement: Placement | None = None
         self._requested_port = port
+        self._relocation_root = relocation_root
         self._dsn: str | None = None
         self._owned = False  # True when this object started the server
         self._binaries: PostgresBinaries | None = None
-        self._run_as: _RunAs | None = None
+        self._run_as: ServerAccount | None = None
 
     def __repr__(self) -> str:
         state = "running" if self._dsn else "stopped"
@@ -225,15 +162,26 @@ class EmbeddedPostgres:
         if self._dsn is not None:
             return self._dsn
         with self._lock():
-            existing = self._read_pg_version()
-            self._binaries = find_binaries(prefer_major=existing)
-            if existing is not None and existing != self._binaries.major:
-                raise RuntimeError(
-                    f"{self.data_dir} holds a PostgreSQL {existing} cluster but only PostgreSQL "
+            root = self._relocation_root or placement_mod.RELOCATION_ROOT
+            existing = placement_mod.find_existing(self.requested_dir, root)
+            major = self._read_pg_version(existing) if existing is not None else None
+            self._binaries = find_binaries(prefer_major=major)
+            if major is not None and major != self._binaries.major:
+                raise SetupError(
+                    f"{existing} holds a PostgreSQL {major} cluster but only PostgreSQL "
                     f"{self._binaries.major} binaries were found ({self._binaries.bindir}); install PostgreSQL "
-                    f"{existing} or remove the data dir (it holds only local dev data)"
+                    f"{major} or remove {existing} (it holds only local dev data)"
                 )
-            self._run_as = self._pick_account() if os.geteuid() == 0 else None
+            self._run_as = placement_mod.pick_account(existing) if os.geteuid() == 0 else None
+            self.placement = placement_mod.place(self.requested_dir, self._run_as, root)
+            self.data_dir = self.placement.data_dir
+            if self.placement.relocated:
+                logger.info(
+                    "PostgreSQL data for %s is in %s: %s",
+                    self.requested_dir.parent,
+                    self.data_dir,
+                    self.placement.reason,
+                )
             self._prepare_data_dir()
             if existing is None:
                 self._initdb()
@@ -295,10 +243,15 @@ class EmbeddedPostgres:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        # Two services started at once on the same state dir must not both initdb/start.
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.data_dir.parent / f".{self.data_dir.name}.lock"
-        with open(lock_path, "a") as f:
+        # Two services started at once on the same state dir must not both place/initdb/start.
+        # Next to the requested data dir: root can always write there, wherever the data goes.
+        folder = self.requested_dir.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            f = open(folder / f".{self.requested_dir.name}.lock", "a")  # noqa: SIM115 (held for the block)
+        except OSError as exc:
+            raise SetupError(f"cannot use {folder} for the PostgreSQL state: {exc.strerror or exc}") from exc
+        with f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
@@ -316,96 +269,27 @@ class EmbeddedPostgres:
         except (FileNotFoundError, ValueError):
             return None
 
-    def _read_pg_version(self) -> int | None:
+    @staticmethod
+    def _read_pg_version(data_dir: Path) -> int | None:
         try:
-            return int((self.data_dir / "PG_VERSION").read_text().strip())
-        except FileNotFoundError:
+            return int((data_dir / "PG_VERSION").read_text().strip())
+        except (FileNotFoundError, ValueError):
             return None
 
-    def _pick_account(self) -> _RunAs:
-        """initdb, pg_ctl and postgres refuse to run as root: choose who runs them."""
-        # An existing cluster keeps its owner (the server only opens a data dir it owns).
-        try:
-            st = self.data_dir.stat()
-            if st.st_uid != 0 and (self.data_dir / "PG_VERSION").exists():
-                return self._account(pwd.getpwuid(st.st_uid))
-        except (FileNotFoundError, KeyError):
-            pass
-        for name in ("postgres", FALLBACK_SERVICE_USER):
-            try:
-                return self._account(pwd.getpwnam(name))
-            except KeyError:
-                continue
-        useradd = shutil.which("useradd")
-        if useradd is None:
-            raise RuntimeError(
-                "running as root, and PostgreSQL refuses to run as root; no 'postgres' user exists and "
-                f"useradd is missing to create '{FALLBACK_SERVICE_USER}': create an unprivileged user named "
-                f"'postgres' or '{FALLBACK_SERVICE_USER}', or run as a normal user"
-            )
-        nologin = next((s for s in ("/usr/sbin/nologin", "/sbin/nologin") if os.path.exists(s)), "/bin/false")
-        proc = subprocess.run(
-            [useradd, "--system", "--no-create-home", "--user-group", "--shell", nologin, FALLBACK_SERVICE_USER],
-            capture_output=True,
-            text=True,
-        )
-        try:
-            # Re-read even on failure: a concurrent process may have created it first.
-            account = self._account(pwd.getpwnam(FALLBACK_SERVICE_USER))
-        except KeyError:
-            raise RuntimeError(f"could not create system user {FALLBACK_SERVICE_USER}: {proc.stderr.strip()}") from None
-        logger.info("created system user %s to run PostgreSQL (it refuses to run as root)", FALLBACK_SERVICE_USER)
-        return account
-
-    @staticmethod
-    def _account(pw: pwd.struct_passwd) -> _RunAs:
-        return _RunAs(pw.pw_name, pw.pw_uid, pw.pw_gid, tuple(os.getgrouplist(pw.pw_name, pw.pw_gid)))
-
     def _prepare_data_dir(self) -> None:
+        assert self.placement is not None
+        if self._run_as is not None:
+            if self.placement.relocated:
+                placement_mod.prepare_relocation(self.placement, self._run_as)
+            else:
+                placement_mod.drop_pointer(self.requested_dir.parent)
         fresh = not self.data_dir.exists()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if fresh:
             self.data_dir.chmod(0o700)
-        if self._read_pg_version() is None and any(self.data_dir.iterdir()):
-            raise RuntimeError(
-                f"{self.data_dir} is neither empty nor a PostgreSQL data dir; pick another state dir or empty it"
-            )
-        if self._run_as is None:
-            return
-        self._check_traversable()
-        if self.data_dir.stat().st_uid != self._run_as.uid:
+        if self._run_as is not None and self.data_dir.stat().st_uid != self._run_as.uid:
             for p in [self.data_dir, *self.data_dir.rglob("*")]:
                 os.lchown(p, self._run_as.uid, self._run_as.gid)
-
-    def _check_traversable(self) -> None:
-        assert self._run_as is not None
-        parent = self.data_dir.parent
-        probe = subprocess.run(
-            ["/bin/sh", "-c", 'cd "$1"', "sh", str(parent)], cwd="/", capture_output=True, **self._as_user()
-        )
-        if probe.returncode == 0:
-            return
-        blocker = parent
-        for p in [*reversed(parent.parents), parent]:
-            st = p.stat()
-            if not (
-                st.st_mode & stat.S_IXOTH
-                or (st.st_uid == self._run_as.uid and st.st_mode & stat.S_IXUSR)
-                or (st.st_gid in self._run_as.groups and st.st_mode & stat.S_IXGRP)
-            ):
-                blocker = p
-                break
-        raise RuntimeError(
-            f"PostgreSQL runs as user '{self._run_as.name}' here (it refuses to run as root), but that user cannot "
-            f"reach {self.data_dir}: {blocker} (mode {stat.filemode(blocker.stat().st_mode)}, owner "
-            f"{_owner_name(blocker)}) is not traversable by it. Use a state dir under a world-traversable path "
-            f"(e.g. duet.services.devkit.embedded_postgres.make_scratch_dir() for tests), or `chmod o+x {blocker}`"
-        )
-
-    def _as_user(self) -> dict[str, Any]:
-        if self._run_as is None:
-            return {}
-        return {"user": self._run_as.uid, "group": self._run_as.gid, "extra_groups": list(self._run_as.groups)}
 
     def _run(self, args: Sequence[str], *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k not in _PG_ENV_VARS}
@@ -417,7 +301,7 @@ class EmbeddedPostgres:
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
-            **self._as_user(),
+            **(self._run_as.subprocess_kwargs() if self._run_as is not None else {}),
         )
 
     def _initdb(self) -> None:
@@ -439,8 +323,9 @@ class EmbeddedPostgres:
             ]
         )
         if proc.returncode != 0:
-            raise RuntimeError(
-                f"initdb failed for {self.data_dir} (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}"
+            raise SetupError(
+                f"initdb failed for {self.data_dir} (exit {proc.returncode}); its output:\n"
+                f"{(proc.stdout + proc.stderr).strip()}"
             )
         with open(self.data_dir / "postgresql.conf", "a") as f:
             f.write(_DEV_SETTINGS)
@@ -472,7 +357,10 @@ class EmbeddedPostgres:
             if status == "ready":
                 return pid, port
             if time.monotonic() > deadline:
-                raise RuntimeError(f"PostgreSQL (pid {pid}) for {self.data_dir} is stuck in state {status!r}")
+                raise SetupError(
+                    f"PostgreSQL (pid {pid}) for {self.data_dir} is stuck in state {status!r}; "
+                    f"stop it (kill {pid}) and retry"
+                )
             # Starting up or shutting down (another process is at it): wait for it to settle.
             time.sleep(0.1)
             lines = self._read_pidfile()
@@ -499,7 +387,7 @@ class EmbeddedPostgres:
             if not left:
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(
+                raise SetupError(
                     f"old PostgreSQL processes {left} still run in {self.data_dir} although their postmaster is "
                     "gone; stop them (kill PID) and retry"
                 )
@@ -565,13 +453,19 @@ class EmbeddedPostgres:
                 )
                 return
             log_tail = self._log_since(log_offset)
+            port_taken = "Address already in use" in log_tail
             # A free port can be taken between our probe and the server's bind: retry on another.
-            if attempt < attempts and "Address already in use" in log_tail:
+            if attempt < attempts and port_taken:
                 logger.warning("port %d was taken before PostgreSQL could bind it; retrying", self.port)
                 continue
-            raise RuntimeError(
-                f"PostgreSQL failed to start (pg_ctl exit {proc.returncode}) for {self.data_dir} on port {self.port}:\n"
-                f"{proc.stdout}{proc.stderr}\n--- {self.log_path} ---\n{log_tail}"
+            what = (
+                f"port {self.port} is already in use: stop what listens there or pick another port"
+                if port_taken
+                else f"see its log {self.log_path} (the data dir holds only local dev data: removing it starts afresh)"
+            )
+            raise SetupError(
+                f"PostgreSQL failed to start for {self.data_dir} on 127.0.0.1:{self.port} "
+                f"(pg_ctl exit {proc.returncode}); {what}. The end of its log:\n{log_tail.strip()}"
             )
 
     def _log_since(self, offset: int) -> str:
@@ -607,23 +501,34 @@ class EmbeddedPostgres:
             await conn.close()
 
 
-def _owner_name(p: Path) -> str:
-    uid = p.stat().st_uid
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+@dataclass(frozen=True)
+class Database:
+    """The database a command uses: its URL and, for a private cluster, where its data is."""
+
+    url: str
+    placement: Placement | None = None  # None: a server given by URL
+
+    def describe(self) -> str | None:
+        """One line for people: where the private cluster's data is (None for a given URL)."""
+        if self.placement is None:
+            return None
+        where = f"PostgreSQL data in {self.placement.data_dir}"
+        if not self.placement.relocated:
+            return where
+        return f"{where}\n  (not in {self.placement.requested}: {self.placement.reason})"
 
 
 @contextlib.asynccontextmanager
-async def database_url(url: str | None = None, state_dir: Path = Path(".duet")) -> AsyncIterator[str]:
-    """Yield a database URL: `url`, else $DUET_DATABASE_URL, else a private
-    cluster in `state_dir/pg`, started here and stopped on exit."""
+async def open_database(
+    url: str | None = None, state_dir: Path = Path(".duet"), *, relocation_root: Path | None = None
+) -> AsyncIterator[Database]:
+    """Yield the Database to use: `url`, else $DUET_DATABASE_URL, else a private
+    cluster for `state_dir/pg`, started here and stopped on exit."""
     given = url or os.environ.get(DATABASE_URL_ENV)
     if given:
-        yield given
+        yield Database(given)
         return
-    pg = EmbeddedPostgres(Path(state_dir) / "pg")
+    pg = EmbeddedPostgres(Path(state_dir) / "pg", relocation_root=relocation_root)
     starting = asyncio.ensure_future(asyncio.to_thread(pg.start))
     try:
         dsn = await asyncio.shield(starting)
@@ -634,18 +539,32 @@ async def database_url(url: str | None = None, state_dir: Path = Path(".duet")) 
         await asyncio.to_thread(pg.stop)
         raise
     try:
-        yield dsn
+        yield Database(dsn, pg.placement)
     finally:
         await asyncio.to_thread(pg.stop)
 
 
+@contextlib.asynccontextmanager
+async def database_url(url: str | None = None, state_dir: Path = Path(".duet")) -> AsyncIterator[str]:
+    """Yield a database URL: `url`, else $DUET_DATABASE_URL, else a private
+    cluster in `state_dir/pg`, started here and stopped on exit."""
+    async with open_database(url, state_dir) as db:
+        yield db.url
+
+
 __all__ = [
+    "BINARY_GLOBS",
     "DATABASE_URL_ENV",
+    "FALLBACK_SERVICE_USER",
+    "Database",
     "EmbeddedPostgres",
+    "Placement",
     "PostgresBinaries",
     "PostgresNotFound",
+    "SetupError",
     "database_url",
     "find_binaries",
     "free_port",
     "make_scratch_dir",
+    "open_database",
 ]

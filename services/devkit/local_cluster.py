@@ -4,6 +4,13 @@ Every service is its own process (as in production), started by this
 supervisor, which owns them: Ctrl-C or SIGTERM stops the children in order
 and then PostgreSQL, and the children also die if the supervisor is killed
 (PR_SET_PDEATHSIG), so nothing is left behind.
+
+Each child asks for that signal itself (``die_with_parent_if_asked``, called
+by the ``duet`` command) rather than in a preexec_fn: a preexec_fn makes
+subprocess fork() instead of vfork(), and in a process that already uses gRPC
+(a test, or any program that embeds the cluster) gRPC's fork handlers restart
+its threads in the child, whose poller then aborts when the child closes its
+inherited descriptors before exec.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from pathlib import Path
 
 from duet.routing.topology import default_topology
 from duet.services.devkit.demo_geo import write_demo_mmdb
-from duet.services.devkit.embedded_postgres import database_url
+from duet.services.devkit.embedded_postgres import open_database
+from duet.services.devkit.errors import SetupError
 
 logger = logging.getLogger("duet.cluster")
 
@@ -32,10 +40,19 @@ DEFAULT_REGIONS = ("Frankfurt", "Virginia", "Singapore")
 READY_TIMEOUT_S = 60.0
 
 
-def _die_with_parent() -> None:
-    # Linux: the child gets SIGTERM if the supervisor dies, even by SIGKILL.
+#: Set in a child's environment to the supervisor's PID: the child dies with it.
+DIE_WITH_PARENT_ENV = "DUET_DIE_WITH_PARENT"
+
+
+def die_with_parent_if_asked() -> None:
+    """In a service the supervisor started: get SIGTERM when it dies, even by SIGKILL (Linux)."""
+    parent = os.environ.pop(DIE_WITH_PARENT_ENV, "")  # not for our own children
+    if not parent.isdigit():
+        return
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(parent):  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass
@@ -54,6 +71,7 @@ class ClusterInfo:
     edges: dict[str, str] = field(default_factory=dict)  # edge id -> control address
     database_url: str = ""
     log_dir: Path = Path(".duet/logs")
+    database_where: str | None = None  # where the private cluster's data is (None: a given URL)
 
 
 class LocalCluster:
@@ -84,16 +102,20 @@ class LocalCluster:
         await self.stop()
 
     async def _start(self) -> ClusterInfo:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         log_dir = self.state_dir / "logs"
-        log_dir.mkdir(exist_ok=True)
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SetupError(f"cannot create the state dir {log_dir}: {exc.strerror or exc}") from exc
         t0 = time.monotonic()
-        dsn = await self._stack.enter_async_context(database_url(self.database, state_dir=self.state_dir))
+        db = await self._stack.enter_async_context(open_database(self.database, state_dir=self.state_dir))
+        dsn = db.url
         geo = write_demo_mmdb(self.state_dir / "demo-geo.mmdb")
         topology = default_topology(self.regions)
         topo_path = self.state_dir / "topology.json"
         topo_path.write_text(json.dumps(topology.to_dict(), indent=2))
         env = dict(os.environ, DUET_CLUSTER_KEY=secrets.token_hex(32), PYTHONUNBUFFERED="1")
+        env[DIE_WITH_PARENT_ENV] = str(os.getpid())
 
         routing = await self._spawn(
             "routing",
@@ -143,6 +165,7 @@ class LocalCluster:
             edges={c.name.removeprefix("edge-"): _field(c.ready_line, "control") for c in edges},
             database_url=dsn,
             log_dir=log_dir,
+            database_where=db.describe(),
         )
         logger.info("cluster up in %.1f s", time.monotonic() - t0)
         return self.info
@@ -161,7 +184,6 @@ class LocalCluster:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 env=env,
-                preexec_fn=_die_with_parent,
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
             )
         child = Child(name, proc, log_path)
@@ -171,13 +193,14 @@ class LocalCluster:
             while True:
                 line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT_S)
                 if not line:
-                    raise RuntimeError(f"{name} exited before it was ready (exit {await proc.wait()}); see {log_path}")
+                    code = await proc.wait()
+                    raise SetupError(f"{name} exited before it was ready (exit {code}){_last_words(log_path)}")
                 text = line.decode().strip()
                 if " ready " in f" {text} ":
                     child.ready_line = text
                     break
         except TimeoutError:
-            raise RuntimeError(f"{name} was not ready within {READY_TIMEOUT_S:.0f} s; see {log_path}") from None
+            raise SetupError(f"{name} was not ready within {READY_TIMEOUT_S:.0f} s{_last_words(log_path)}") from None
         child.drain = asyncio.create_task(_drain(proc.stdout, log_path))
         logger.info("%s ready (pid %d)", name, proc.pid)
         return child
@@ -208,6 +231,18 @@ async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
         while line := await stream.readline():
             log.write(line)
             log.flush()
+
+
+def _last_words(log_path: Path) -> str:
+    """What a service that did not start said last (its error, even after a traceback), and where its log is."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))  # logs append across runs: read only the end
+            lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    said = f": {lines[-1]}" if lines else ""
+    return f"{said}; its log: {log_path}"
 
 
 def _field(line: str, key: str) -> str:

@@ -9,14 +9,25 @@ from collections.abc import Callable
 import grpc
 
 
+class CannotListen(OSError):
+    """The address to serve on is taken, or not one of this machine's."""
+
+
 async def start_server(bind: str, add_servicers: Callable[[grpc.aio.Server], None]) -> tuple[grpc.aio.Server, str]:
-    """Start a grpc.aio server on ``bind`` (host:port, port 0 = any free); returns it and its address."""
-    server = grpc.aio.server()
+    """Start a grpc.aio server on ``bind`` (host:port, port 0 = any free); returns it and its address.
+
+    Raises ``CannotListen`` when the address cannot be bound.
+    """
+    # No SO_REUSEPORT: a second server on a taken port must fail, not share it silently.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     add_servicers(server)
     host = bind.rpartition(":")[0] or "127.0.0.1"
-    port = server.add_insecure_port(bind)
+    try:
+        port = server.add_insecure_port(bind)
+    except RuntimeError as exc:  # grpcio's way of saying the bind failed
+        raise CannotListen(f"cannot listen on {bind}: the port is taken or the address is not this machine's") from exc
     if port == 0:
-        raise OSError(f"cannot listen on {bind}")
+        raise CannotListen(f"cannot listen on {bind}: the port is taken or the address is not this machine's")
     await server.start()
     return server, f"{host}:{port}"
 
