@@ -6,7 +6,7 @@ installed, they are ``duet.v1``, ``duet.routing``, ``duet.edge`` and
 Everything else about the distribution is in pyproject.toml.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 # Import name -> folder in this repository.
 ROOTS = {
@@ -16,9 +16,15 @@ ROOTS = {
     "duet.services": "services",
 }
 
+# Every folder below a root, data folders (routing/data, store/migrations) included:
+# setuptools installs folders, and listing them all keeps it from warning about each.
 packages: list[str] = []
 for name, folder in ROOTS.items():
     packages.append(name)
-    packages += [f"{name}.{sub}" for sub in find_packages(folder) if f"{name}.{sub}" not in ROOTS]
+    packages += [
+        f"{name}.{sub}"
+        for sub in find_namespace_packages(folder, exclude=["*__pycache__*"])
+        if f"{name}.{sub}" not in ROOTS
+    ]
 
 setup(packages=packages, package_dir=ROOTS)
