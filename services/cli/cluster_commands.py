@@ -68,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
 def run(args: argparse.Namespace, *, serve: bool) -> int:
     configure_logging(args.log_level)
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+    serving = asyncio.Event()  # `duet up` reached its serving phase, which Ctrl-C ends normally
 
     async def body(stop: asyncio.Event) -> int:
         print(f"starting the local cluster ({', '.join(regions)}) ...", flush=True)
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
             print(f"service logs in {info.log_dir}/", flush=True)
             summary = await run_demo(info, regions, calls=args.calls, stop=stop)
             if serve:
+                serving.set()
                 await serve_forever(info, regions, stop=stop, bot=not args.no_bot)
                 print("shutting down ...", flush=True)
         if serve:
@@ -105,6 +107,7 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
             return await work
         except asyncio.CancelledError:
             print("stopped cleanly", flush=True)
-            return 130
+            # Ctrl-C is how `duet up` is meant to end once it serves; earlier it interrupted the run.
+            return 0 if serving.is_set() else 130
 
     return asyncio.run(main())

@@ -7,7 +7,6 @@ import os
 import sys
 
 from duet.services.devkit.errors import SetupError
-from duet.services.rpc.server import CannotListen
 
 DESCRIPTION = """\
 Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge relays.
@@ -64,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     # (and they restart gRPC's threads in every forked child); read when grpc is imported.
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     from duet.services.devkit.local_cluster import die_with_parent_if_asked
+    from duet.services.rpc.server import CannotListen  # imports grpc: only after the line above
 
     die_with_parent_if_asked()  # a service the local cluster started
     parser = build_parser()

@@ -23,3 +23,10 @@ def test_a_taken_port_ends_a_service_with_a_message_not_a_traceback() -> None:
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_cli_module_does_not_import_grpc_before_it_configures_it() -> None:
+    # gRPC reads GRPC_ENABLE_FORK_SUPPORT when it is imported; main() sets it first.
+    probe = "import sys, duet.services.cli.main; print('grpc' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stderr
