@@ -53,6 +53,11 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[Any]:
     return list(transceiver._codecs)
 
 
+def negotiated_header_extensions(transceiver: RTCRtpTransceiver) -> dict[int, str]:
+    """Header extensions agreed for this transceiver: ID -> URI (the offer's IDs, set by setRemoteDescription)."""
+    return {ext.id: ext.uri for ext in transceiver._headerExtensions}
+
+
 def sender_ssrc(sender: RTCRtpSender) -> int:
     """The SSRC this sender announces in SDP; forwarded RTP must carry it."""
     return int(sender._ssrc)

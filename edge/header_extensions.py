@@ -150,21 +150,26 @@ class ExtensionRewriter:
     ``incoming`` maps the IDs packets arrive with to URIs; ``outgoing`` maps
     URIs to the IDs the receiver negotiated. ``two_byte`` says whether the
     receiver accepts the two-byte form (SDP ``a=extmap-allow-mixed``); without
-    it an element that does not fit the one-byte form is dropped.
+    it an element that does not fit the one-byte form is dropped. ``replace``
+    gives the value an element of a URI carries to the receiver whatever the
+    sender put there: the MID must name the receiving leg's own m-line, which
+    the sender cannot know. ``dropped`` may be a counter dict shared with the
+    owner, so drops show up with its other counters.
     """
 
     incoming: Mapping[int, str]
     outgoing: Mapping[str, int]
     two_byte: bool = False
+    replace: Mapping[str, bytes] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> count, elements and blocks
-    _table: dict[int, tuple[int, Callable[[bytes], bool] | None]] = field(init=False, repr=False)
+    _table: dict[int, tuple[int, Callable[[bytes], bool] | None, bytes | None]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         for uri, out_id in self.outgoing.items():
             if not 1 <= out_id <= 255:
                 raise ValueError(f"extension ID {out_id} for {uri} is outside 1..255")
         self._table = {
-            in_id: (self.outgoing[uri], _VALUE_RULES.get(uri))
+            in_id: (self.outgoing[uri], _VALUE_RULES.get(uri), self.replace.get(uri))
             for in_id, uri in self.incoming.items()
             if uri in self.outgoing
         }
@@ -201,10 +206,12 @@ class ExtensionRewriter:
             for in_id, value in elements(profile, memoryview(packet)[start + 4 : end]):
                 entry = self._table.get(in_id)
                 if entry is None:
-                    self._drop("extension not negotiated by the receiver")
+                    self._drop("extension not negotiated")
                     continue
-                out_id, valid = entry
-                if valid is not None and not valid(value):
+                out_id, valid, replacement = entry
+                if replacement is not None:
+                    value = replacement
+                elif valid is not None and not valid(value):
                     self._drop("malformed extension value")
                     continue
                 kept.append((out_id, value))

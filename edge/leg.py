@@ -24,6 +24,7 @@ from aiortc.sdp import SessionDescription
 
 from duet.edge import aiortc_internals
 from duet.edge.backbone_wire import StreamKind
+from duet.edge.header_extensions import BACKBONE_IDS, MID, ExtensionRewriter
 from duet.edge.rtp_rewrite import StreamRewriter, build_pli, parse_keyframe_requests
 
 logger = logging.getLogger("duet.edge.leg")
@@ -40,9 +41,12 @@ KEYFRAME_REQUEST_INTERVAL_S = 0.3
 # Bounded so a stalled leg sheds packets instead of growing without limit.
 OUTBOX_PACKETS = 512
 
-RtpHandler = Callable[["Leg", StreamKind, bytes], None]
+RtpHandler = Callable[["Leg", StreamKind, bytearray], None]
 KeyframeHandler = Callable[["Leg", StreamKind], None]
 ClosedHandler = Callable[["Leg"], Awaitable[None]]
+
+
+_BACKBONE_URIS = {ext_id: uri for uri, ext_id in BACKBONE_IDS.items()}
 
 
 class OfferError(ValueError):
@@ -67,6 +71,9 @@ class _Stream:
 
     kind: StreamKind
     rewriter: StreamRewriter
+    # Header extensions: the client's IDs -> the backbone's on the way in, back into the client's on the way out.
+    from_client: ExtensionRewriter
+    to_client: ExtensionRewriter
     sender_ssrc: int
     client_ssrc: int | None
     last_keyframe_request: float = 0.0
@@ -152,9 +159,19 @@ class Leg:
             client_ssrc = media.ssrc[0].ssrc if media is not None and media.ssrc else None
             skind = StreamKind.VIDEO if kind == "video" else StreamKind.AUDIO
             sender_ssrc = aiortc_internals.sender_ssrc(t.sender)
+            extensions = aiortc_internals.negotiated_header_extensions(t)
             self._streams[skind] = _Stream(
                 kind=skind,
                 rewriter=StreamRewriter(ssrc=sender_ssrc, payload_type=codec.payloadType, clock_rate=codec.clockRate),
+                from_client=ExtensionRewriter(extensions, BACKBONE_IDS, two_byte=True, dropped=self.counters.dropped),
+                to_client=ExtensionRewriter(
+                    _BACKBONE_URIS,
+                    {uri: ext_id for ext_id, uri in extensions.items()},
+                    # aiortc answers without extmap-allow-mixed: one-byte form only.
+                    two_byte=False,
+                    replace={MID: (t.mid or "").encode()} if t.mid else {},
+                    dropped=self.counters.dropped,
+                ),
                 sender_ssrc=sender_ssrc,
                 client_ssrc=client_ssrc,
             )
@@ -183,10 +200,15 @@ class Leg:
             self.counters.drop("unknown payload type")
             return
         stream = self._streams[kind]
+        # Into the backbone's extension IDs; this is also the one copy the forwarding path makes.
+        packet = stream.from_client.rewrite(data)
+        if packet is None:
+            self.counters.drop("malformed rtp")
+            return
         stream.packets_from_client += 1
         if stream.client_ssrc is None:
             stream.client_ssrc = int.from_bytes(data[8:12], "big")
-        self._on_rtp(self, kind, data)
+        self._on_rtp(self, kind, packet)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         for media_ssrc in parse_keyframe_requests(data):
@@ -200,10 +222,12 @@ class Leg:
         if stream is None or not self.connected:
             self.counters.drop("leg not ready")
             return False
-        if not stream.rewriter.rewrite(packet):
+        # Extensions into this leg's IDs first (the block may change size), then the fixed header.
+        out = stream.to_client.rewrite(packet)
+        if out is None or not stream.rewriter.rewrite(out):
             self.counters.drop("malformed rtp")
             return False
-        if not self._enqueue(kind, bytes(packet)):
+        if not self._enqueue(kind, bytes(out)):
             return False
         stream.packets_to_client += 1
         return True

@@ -163,15 +163,15 @@ class EdgeRelay:
     def _drop(self, reason: str) -> None:
         self._dropped[reason] = self._dropped.get(reason, 0) + 1
 
-    def _forward_from_leg(self, leg: Leg, kind: StreamKind, packet: bytes) -> None:
+    def _forward_from_leg(self, leg: Leg, kind: StreamKind, packet: bytearray) -> None:
         bside = self.bridges.of_leg(leg.leg_id)
         if bside is None:
             self._drop("media from unbridged leg")  # warm leg waiting in the queue
             return
         bside.packets_in += 1
         if bside.peer_edge_number == self.number:
-            # Copied only here: the rewrite happens in place, on the receiving side.
-            self._deliver_local(bside.bridge_id, bside.peer_side, kind, bytearray(packet))
+            # The leg made the packet its own copy when it mapped the extensions.
+            self._deliver_local(bside.bridge_id, bside.peer_side, kind, packet)
             return
         self._send_to_peer(bside, PacketType.MEDIA, kind, packet)
 
