@@ -41,7 +41,7 @@ KEYFRAME_REQUEST_INTERVAL_S = 0.3
 # Bounded so a stalled leg sheds packets instead of growing without limit.
 OUTBOX_PACKETS = 512
 
-RtpHandler = Callable[["Leg", StreamKind, bytearray], None]
+RtpHandler = Callable[["Leg", StreamKind, bytes], None]
 KeyframeHandler = Callable[["Leg", StreamKind], None]
 ClosedHandler = Callable[["Leg"], Awaitable[None]]
 
@@ -53,7 +53,7 @@ class OfferError(ValueError):
     """The client's SDP offer cannot be used for a leg."""
 
 
-class _SilentTrack(MediaStreamTrack):
+class SilentTrack(MediaStreamTrack):
     """A track that never produces a frame, so the sender's encoder never runs."""
 
     def __init__(self, kind: str) -> None:
@@ -126,7 +126,7 @@ class Leg:
         kinds = _validate_offer(offer_sdp)
         transceivers = {}
         for kind in kinds:
-            t = self._pc.addTransceiver(_SilentTrack(kind), direction="sendrecv")
+            t = self._pc.addTransceiver(SilentTrack(kind), direction="sendrecv")
             caps = RTCRtpSender.getCapabilities(kind)
             t.setCodecPreferences([c for c in caps.codecs if c.mimeType == LEG_CODECS[kind]])
             transceivers[kind] = t
@@ -200,15 +200,21 @@ class Leg:
             self.counters.drop("unknown payload type")
             return
         stream = self._streams[kind]
-        # Into the backbone's extension IDs; this is also the one copy the forwarding path makes.
-        packet = stream.from_client.rewrite(data)
-        if packet is None:
-            self.counters.drop("malformed rtp")
-            return
         stream.packets_from_client += 1
         if stream.client_ssrc is None:
             stream.client_ssrc = int.from_bytes(data[8:12], "big")
-        self._on_rtp(self, kind, packet)
+        self._on_rtp(self, kind, data)
+
+    def to_backbone(self, kind: StreamKind, data: bytes) -> bytearray | None:
+        """This client's RTP with its header extensions in backbone IDs (a private copy), or None to drop.
+
+        Called only for media that will be forwarded: a warm leg waiting in
+        the queue publishes too, and that media is dropped before this work.
+        """
+        packet = self._streams[kind].from_client.rewrite(data)
+        if packet is None:
+            self.counters.drop("malformed rtp")
+        return packet
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         for media_ssrc in parse_keyframe_requests(data):

@@ -163,10 +163,13 @@ class EdgeRelay:
     def _drop(self, reason: str) -> None:
         self._dropped[reason] = self._dropped.get(reason, 0) + 1
 
-    def _forward_from_leg(self, leg: Leg, kind: StreamKind, packet: bytearray) -> None:
+    def _forward_from_leg(self, leg: Leg, kind: StreamKind, data: bytes) -> None:
         bside = self.bridges.of_leg(leg.leg_id)
         if bside is None:
             self._drop("media from unbridged leg")  # warm leg waiting in the queue
+            return
+        packet = leg.to_backbone(kind, data)
+        if packet is None:
             return
         bside.packets_in += 1
         if bside.peer_edge_number == self.number:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from duet.routing.topology import Topology, TopologyError, default_topology
@@ -16,6 +17,19 @@ from duet.services.routing_server.server import serve_routing
 from duet.services.rpc.server import install_stop_signals
 
 CLUSTER_KEY_ENV = "DUET_CLUSTER_KEY"
+
+
+def serve_until_stopped(log_level: str, serve: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run one service in the foreground: logging on, SIGINT/SIGTERM set its stop event."""
+    configure_logging(log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await serve(stop)
+
+    asyncio.run(main())
+    return 0
 
 
 def load_topology(path: Path | None) -> Topology:
@@ -61,12 +75,9 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_routing(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
     topology = load_topology(args.topology)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
+    async def serve(stop: asyncio.Event) -> None:
         await serve_routing(
             topology,
             geoip_db=args.geoip_db,
@@ -76,8 +87,7 @@ def run_routing(args: argparse.Namespace) -> int:
             stop=stop,
         )
 
-    asyncio.run(main())
-    return 0
+    return serve_until_stopped(args.log_level, serve)
 
 
 # -- matchmaker ---------------------------------------------------------------
@@ -102,18 +112,13 @@ def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_matchmaker(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
+    async def serve(stop: asyncio.Event) -> None:
         async with database_url(args.database_url) as dsn:
             await serve_matchmaker(
                 args.routing, dsn, bind=args.bind, trust_forwarded_for=args.trust_forwarded_for, stop=stop
             )
 
-    asyncio.run(main())
-    return 0
+    return serve_until_stopped(args.log_level, serve)
 
 
 # -- edge ---------------------------------------------------------------------
@@ -133,16 +138,13 @@ def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_edge(args: argparse.Namespace) -> int:
-    configure_logging(args.log_level)
     key = os.environ.get(CLUSTER_KEY_ENV)
     if not key:
         raise SystemExit(
             f"{CLUSTER_KEY_ENV} is not set: edges authenticate backbone packets with the cluster's shared key"
         )
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
+    async def serve(stop: asyncio.Event) -> None:
         await serve_edge(
             args.edge_id,
             args.routing,
@@ -153,5 +155,4 @@ def run_edge(args: argparse.Namespace) -> int:
             stop=stop,
         )
 
-    asyncio.run(main())
-    return 0
+    return serve_until_stopped(args.log_level, serve)

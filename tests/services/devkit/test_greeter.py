@@ -12,18 +12,17 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import grpc
 import pytest
 import pytest_asyncio
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import HEADER_EXTENSIONS
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from duet.edge import aiortc_internals
 from duet.edge.ice_hosts import ice_restricted_from_env
+from duet.edge.leg import SilentTrack
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.greeter import BOT_CAMERA_TAG, Backoff, Greeter
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
@@ -81,18 +80,6 @@ async def a_caller_greets_the_bot(cluster: ClusterInfo, user_id: str) -> None:
 
 
 # -- hostile partners -------------------------------------------------------------
-
-
-class SilentTrack(MediaStreamTrack):
-    """Offered as sendrecv, never produces a frame: the sender never sends RTP."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
-
-    async def recv(self) -> NoReturn:
-        await asyncio.Event().wait()
-        raise MediaStreamError
 
 
 def unparsable_rtp(payload_type: int, ssrc: int, seq: int) -> bytes:
