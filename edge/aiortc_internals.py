@@ -61,3 +61,8 @@ def negotiated_header_extensions(transceiver: RTCRtpTransceiver) -> dict[int, st
 def sender_ssrc(sender: RTCRtpSender) -> int:
     """The SSRC this sender announces in SDP; forwarded RTP must carry it."""
     return int(sender._ssrc)
+
+
+def sender_rtx_ssrc(sender: RTCRtpSender) -> int:
+    """The RTX SSRC this sender announces (ssrc-group FID) when RTX was negotiated."""
+    return int(sender._rtx_ssrc)

@@ -1,14 +1,78 @@
-"""Recognising the start of a VP8 keyframe in an RTP packet, without decoding.
+"""Recognising the start of a keyframe in an RTP packet, without decoding.
 
 After a bridge or a "next", the receiver can decode nothing until a keyframe
 arrives; inter frames forwarded before it only produce decode errors. The edge
-therefore holds a new partner's video back until a keyframe starts (RFC 7741
-payload descriptor: S=1, PID=0, then the VP8 payload header's P bit is 0).
+therefore holds a new partner's video back until a keyframe starts:
+
+- VP8 (RFC 7741): payload descriptor S=1, PID=0, then the VP8 payload header's
+  P bit is 0;
+- H.264 (RFC 6184): a sequence parameter set or an IDR slice starts, alone, in
+  an aggregation packet (STAP-A) or as the first fragment of an FU-A.
+
+Packets on the backbone carry backbone payload types
+(``edge.payload_types``), which say which rule applies.
 """
 
 from __future__ import annotations
 
+from duet.edge.payload_types import codec_by_backbone_pt
 from duet.edge.rtp_rewrite import rtp_header_length
+
+_H264_IDR = 5
+_H264_SPS = 7
+_H264_STAP_A = 24
+_H264_FU_A = 28
+
+
+def is_keyframe_start(buf: bytes | bytearray | memoryview, offset: int = 0) -> bool:
+    """True when this RTP packet (in backbone payload types) starts a keyframe; RTX never does."""
+    if len(buf) - offset < 12:
+        return False
+    found = codec_by_backbone_pt(buf[offset + 1] & 0x7F)
+    if found is None or found[1]:
+        return False
+    name = found[0].name
+    if name == "VP8":
+        return is_vp8_keyframe_start(buf, offset)
+    if name.startswith("H264"):
+        return is_h264_keyframe_start(buf, offset)
+    return False
+
+
+def _payload_bounds(buf: bytes | bytearray | memoryview, offset: int) -> tuple[int, int] | None:
+    header = rtp_header_length(buf, offset)
+    if header < 0:
+        return None
+    start, end = offset + header, len(buf)
+    if buf[offset] & 0x20:  # RTP padding: the last byte counts padding bytes
+        end -= buf[end - 1]
+    return (start, end) if start < end else None
+
+
+def is_h264_keyframe_start(buf: bytes | bytearray | memoryview, offset: int = 0) -> bool:
+    """True when this RTP packet carries an H.264 SPS or the start of an IDR slice."""
+    bounds = _payload_bounds(buf, offset)
+    if bounds is None:
+        return False
+    i, end = bounds
+    nal_type = buf[i] & 0x1F
+    if nal_type in (_H264_IDR, _H264_SPS):
+        return True
+    if nal_type == _H264_FU_A:
+        if i + 1 >= end:
+            return False
+        fu = buf[i + 1]
+        return bool(fu & 0x80) and (fu & 0x1F) in (_H264_IDR, _H264_SPS)
+    if nal_type == _H264_STAP_A:
+        i += 1
+        while i + 2 < end:
+            size = (buf[i] << 8) | buf[i + 1]
+            if size == 0 or i + 2 + size > end:
+                return False
+            if buf[i + 2] & 0x1F in (_H264_IDR, _H264_SPS):
+                return True
+            i += 2 + size
+    return False
 
 
 def is_vp8_keyframe_start(buf: bytes | bytearray | memoryview, offset: int = 0) -> bool:

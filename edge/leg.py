@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -25,14 +25,14 @@ from aiortc.sdp import SessionDescription
 from duet.edge import aiortc_internals
 from duet.edge.backbone_wire import StreamKind
 from duet.edge.header_extensions import BACKBONE_IDS, MID, ExtensionRewriter
-from duet.edge.rtp_rewrite import StreamRewriter, build_pli, parse_keyframe_requests
+from duet.edge.payload_types import BACKBONE_CODECS, NegotiatedCodec, PayloadTypeMap, codec_name
+from duet.edge.rtp_rewrite import StreamRewriter, build_pli, parse_keyframe_requests, rtp_header_length
 
 logger = logging.getLogger("duet.edge.leg")
 
-# The codecs every leg is pinned to, so two legs of a bridge always agree and
-# forwarding needs no transcoding. (Payload type numbers may still differ per
-# leg; the rewriter maps them.)
-LEG_CODECS = {"video": "video/VP8", "audio": "audio/opus"}
+# What a leg may negotiate, per kind, in the edge's order of preference: the
+# codecs the edge can forward (``payload_types.BACKBONE_CODECS``), never decoded.
+LEG_CODECS = {kind: [c.name for c in BACKBONE_CODECS if c.kind.name.lower() == kind] for kind in ("video", "audio")}
 
 # A receiver that cannot decode asks again and again; one keyframe per interval
 # is all a sender is asked for: no keyframe storms (docs/architecture.md, "Keyframes").
@@ -71,6 +71,8 @@ class _Stream:
 
     kind: StreamKind
     rewriter: StreamRewriter
+    # RTX (RFC 4588) into this leg: its own SSRC and sequence space; None when not negotiated.
+    rtx_rewriter: StreamRewriter | None
     # Header extensions: the client's IDs -> the backbone's on the way in, back into the client's on the way out.
     from_client: ExtensionRewriter
     to_client: ExtensionRewriter
@@ -109,7 +111,8 @@ class Leg:
         self._connect_timeout_s = connect_timeout_s
         self._pc = RTCPeerConnection()
         self._streams: dict[StreamKind, _Stream] = {}
-        self._kind_by_pt: dict[int, StreamKind] = {}
+        # This leg's payload types <-> the backbone's; also what its client sends and decodes.
+        self.payload_types = PayloadTypeMap()
         self._kind_by_sender_ssrc: dict[int, StreamKind] = {}
         self._send: dict[StreamKind, Callable[[bytes], Awaitable[None]]] = {}
         self._closed = False
@@ -127,8 +130,7 @@ class Leg:
         transceivers = {}
         for kind in kinds:
             t = self._pc.addTransceiver(SilentTrack(kind), direction="sendrecv")
-            caps = RTCRtpSender.getCapabilities(kind)
-            t.setCodecPreferences([c for c in caps.codecs if c.mimeType == LEG_CODECS[kind]])
+            t.setCodecPreferences(_codec_preferences(kind))
             transceivers[kind] = t
 
         @self._pc.on("connectionstatechange")
@@ -150,19 +152,38 @@ class Leg:
 
         remote = SessionDescription.parse(offer_sdp)
         for kind, t in transceivers.items():
-            codecs = aiortc_internals.negotiated_codecs(t)
-            if not codecs:
-                await self._pc.close()
-                raise OfferError(f"the offer's {kind} section has no {LEG_CODECS[kind]} codec")
-            codec = codecs[0]
-            media = next((m for m in remote.media if m.kind == kind), None)
-            client_ssrc = media.ssrc[0].ssrc if media is not None and media.ssrc else None
             skind = StreamKind.VIDEO if kind == "video" else StreamKind.AUDIO
+            self.payload_types.add(
+                skind,
+                (
+                    NegotiatedCodec(c.mimeType, c.payloadType, c.clockRate, dict(c.parameters))
+                    for c in aiortc_internals.negotiated_codecs(t)
+                ),
+            )
+            send_codec = self.payload_types.send.get(skind)
+            if send_codec is None:
+                await self._pc.close()
+                raise OfferError(
+                    f"the offer's {kind} section has none of the codecs Duet forwards ({', '.join(LEG_CODECS[kind])})"
+                )
+            own_pt = self.payload_types.from_backbone[_backbone_pt(send_codec)]
+            media = next((m for m in remote.media if m.kind == kind), None)
+            client_ssrc = _client_media_ssrc(media)
             sender_ssrc = aiortc_internals.sender_ssrc(t.sender)
+            rtx_pt = next((pt for pt in self.payload_types.rtx if self.payload_types.kind_of[pt] == skind), None)
             extensions = aiortc_internals.negotiated_header_extensions(t)
             self._streams[skind] = _Stream(
                 kind=skind,
-                rewriter=StreamRewriter(ssrc=sender_ssrc, payload_type=codec.payloadType, clock_rate=codec.clockRate),
+                rewriter=StreamRewriter(
+                    ssrc=sender_ssrc, payload_type=own_pt, clock_rate=self.payload_types.clock_rate[skind]
+                ),
+                rtx_rewriter=None
+                if rtx_pt is None
+                else StreamRewriter(
+                    ssrc=aiortc_internals.sender_rtx_ssrc(t.sender),
+                    payload_type=rtx_pt,
+                    clock_rate=self.payload_types.clock_rate[skind],
+                ),
                 from_client=ExtensionRewriter(extensions, BACKBONE_IDS, two_byte=True, dropped=self.counters.dropped),
                 to_client=ExtensionRewriter(
                     _BACKBONE_URIS,
@@ -175,7 +196,6 @@ class Leg:
                 sender_ssrc=sender_ssrc,
                 client_ssrc=client_ssrc,
             )
-            self._kind_by_pt[codec.payloadType] = skind
             self._kind_by_sender_ssrc[sender_ssrc] = skind
             dtls = t.sender.transport
             self._send[skind] = dtls._send_rtp
@@ -195,18 +215,19 @@ class Leg:
         if len(data) < 12:
             self.counters.drop("short rtp")
             return
-        kind = self._kind_by_pt.get(data[1] & 0x7F)
+        pt = data[1] & 0x7F
+        kind = self.payload_types.kind_of.get(pt)
         if kind is None:
             self.counters.drop("unknown payload type")
             return
         stream = self._streams[kind]
         stream.packets_from_client += 1
-        if stream.client_ssrc is None:
+        if stream.client_ssrc is None and pt not in self.payload_types.rtx:
             stream.client_ssrc = int.from_bytes(data[8:12], "big")
         self._on_rtp(self, kind, data)
 
     def to_backbone(self, kind: StreamKind, data: bytes) -> bytearray | None:
-        """This client's RTP with its header extensions in backbone IDs (a private copy), or None to drop.
+        """This client's RTP in backbone terms (header extension IDs, payload type): a private copy, or None to drop.
 
         Called only for media that will be forwarded: a warm leg waiting in
         the queue publishes too, and that media is dropped before this work.
@@ -214,6 +235,9 @@ class Leg:
         packet = self._streams[kind].from_client.rewrite(data)
         if packet is None:
             self.counters.drop("malformed rtp")
+            return None
+        # kind_of passed in _handle_rtp_data, so the payload type is one of this leg's.
+        packet[1] = (packet[1] & 0x80) | self.payload_types.to_backbone[packet[1] & 0x7F]
         return packet
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
@@ -228,9 +252,21 @@ class Leg:
         if stream is None or not self.connected:
             self.counters.drop("leg not ready")
             return False
+        backbone_pt = packet[1] & 0x7F
+        own_pt = self.payload_types.from_backbone.get(backbone_pt)
+        if own_pt is None:
+            self.counters.drop("codec not negotiated by receiver")
+            return False
         # Extensions into this leg's IDs first (the block may change size), then the fixed header.
         out = stream.to_client.rewrite(packet)
-        if out is None or not stream.rewriter.rewrite(out):
+        if out is None:
+            self.counters.drop("malformed rtp")
+            return False
+        if own_pt in self.payload_types.rtx:
+            if not _rewrite_rtx(out, stream, own_pt):
+                self.counters.drop("malformed rtx")
+                return False
+        elif not stream.rewriter.rewrite(out, payload_type=own_pt):
             self.counters.drop("malformed rtp")
             return False
         if not self._enqueue(kind, bytes(out)):
@@ -258,6 +294,8 @@ class Leg:
         """The partner changed: keep this leg's sequence numbers and timestamps continuous."""
         for stream in self._streams.values():
             stream.rewriter.switch_source()
+            if stream.rtx_rewriter is not None:
+                stream.rtx_rewriter.switch_source()
 
     def request_keyframe(self, kind: StreamKind = StreamKind.VIDEO, *, force: bool = False) -> bool:
         """Ask this leg's client for a keyframe (RTCP PLI), rate-limited unless forced."""
@@ -288,6 +326,60 @@ class Leg:
         await self._on_closed(self)
 
 
+def _codec_preferences(kind: str) -> list[Any]:
+    """aiortc's capabilities for the codecs a leg of ``kind`` may negotiate, preferred first, RTX last."""
+    caps = RTCRtpSender.getCapabilities(kind).codecs
+    ordered = []
+    for codec in BACKBONE_CODECS:
+        if codec.kind.name.lower() != kind:
+            continue
+        for cap in caps:
+            if cap.mimeType.lower() == codec.mime_type.lower() and {
+                k: str(v) for k, v in cap.parameters.items()
+            } == dict(codec.parameters):
+                ordered.append(cap)
+    # One RTX entry enables RTX for every codec above (aiortc pairs them by apt).
+    ordered += [cap for cap in caps if cap.mimeType.lower() == f"{kind}/rtx"]
+    return ordered
+
+
+def _backbone_pt(name: str) -> int:
+    return next(c.pt for c in BACKBONE_CODECS if c.name == name)
+
+
+def _client_media_ssrc(media: Any) -> int | None:
+    """The SSRC the client announced for its media (not its RTX), if any."""
+    if media is None or not media.ssrc:
+        return None
+    for group in getattr(media, "ssrc_group", None) or []:
+        if group.semantic == "FID" and group.items:
+            return int(group.items[0])
+    return int(media.ssrc[0].ssrc)
+
+
+def _rewrite_rtx(packet: bytearray, stream: _Stream, own_pt: int) -> bool:
+    """An RTX packet into this leg: its RTX SSRC and sequence space, the repaired packet's number mapped.
+
+    The original sequence number (the payload's first two bytes, RFC 4588)
+    names the packet in the sender's numbering; the receiver knows it by the
+    number this leg's media rewriter gave it. Padding-only RTX (bandwidth
+    probes) has no original sequence number.
+    """
+    if stream.rtx_rewriter is None:
+        return False
+    header = rtp_header_length(packet)
+    if header < 0:
+        return False
+    end = len(packet) - (packet[-1] if packet[0] & 0x20 else 0)
+    if end - header >= 2:
+        original = stream.rewriter.output_seq((packet[header] << 8) | packet[header + 1])
+        if original is None:
+            return False  # nothing of this source was sent into the leg: nothing to repair
+        packet[header] = original >> 8
+        packet[header + 1] = original & 0xFF
+    return stream.rtx_rewriter.rewrite(packet, payload_type=own_pt)
+
+
 def _validate_offer(offer_sdp: str) -> list[str]:
     """Kinds offered, in order; raises OfferError with a message a person can act on."""
     if not offer_sdp.strip():
@@ -303,4 +395,11 @@ def _validate_offer(offer_sdp: str) -> list[str]:
         raise OfferError("the offer has no video section: a leg needs at least one video m-line")
     if len(kinds) != len(set(kinds)):
         raise OfferError("the offer has more than one section of the same kind; send one audio and one video")
+    for media in parsed.media:
+        if media.kind in LEG_CODECS and not any(codec_name(c.mimeType, c.parameters) for c in media.rtp.codecs):
+            offered = ", ".join(sorted({c.mimeType.split("/")[-1] for c in media.rtp.codecs})) or "none"
+            raise OfferError(
+                f"the offer's {media.kind} section has none of the codecs Duet forwards "
+                f"({', '.join(LEG_CODECS[media.kind])}); it offers {offered}"
+            )
     return kinds

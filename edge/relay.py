@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from duet.edge.backbone import Address, Backbone, RouteEntry
 from duet.edge.backbone_wire import EDGE_NUMBER_MAX, BackboneHeader, PacketType, StreamKind
 from duet.edge.bridge import BridgeSide, BridgeTable
-from duet.edge.keyframe import is_vp8_keyframe_start
+from duet.edge.keyframe import is_keyframe_start
 from duet.edge.leg import KEYFRAME_REQUEST_INTERVAL_S, Leg
 
 logger = logging.getLogger("duet.edge")
@@ -56,6 +56,16 @@ class EdgeStatsSnapshot:
     backbone_packets_out: int = 0
 
 
+@dataclass(frozen=True)
+class AttachedLeg:
+    """A new leg: its id, the SDP answer, and the video codecs its client sends and decodes."""
+
+    leg_id: str
+    answer_sdp: str
+    video_send_codec: str
+    video_receive_codecs: tuple[str, ...]
+
+
 class EdgeRelay:
     def __init__(self, edge_id: str, number: int, cluster_key: bytes) -> None:
         # number 0 = not yet registered with the routing service (see assign_number)
@@ -93,7 +103,7 @@ class EdgeRelay:
 
     # -- legs -------------------------------------------------------------
 
-    async def attach_leg(self, session_id: str, offer_sdp: str) -> tuple[str, str]:
+    async def attach_leg(self, session_id: str, offer_sdp: str) -> AttachedLeg:
         leg = Leg(
             session_id,
             on_rtp=self._forward_from_leg,
@@ -102,8 +112,22 @@ class EdgeRelay:
         )
         answer = await leg.accept(offer_sdp)
         self.legs[leg.leg_id] = leg
-        logger.info("edge %s: leg %s attached for session %s", self.edge_id, leg.leg_id, session_id)
-        return leg.leg_id, answer
+        video = StreamKind.VIDEO
+        attached = AttachedLeg(
+            leg_id=leg.leg_id,
+            answer_sdp=answer,
+            video_send_codec=leg.payload_types.send[video],
+            video_receive_codecs=tuple(leg.payload_types.receive[video]),
+        )
+        logger.info(
+            "edge %s: leg %s attached for session %s (sends %s, decodes %s)",
+            self.edge_id,
+            leg.leg_id,
+            session_id,
+            attached.video_send_codec,
+            ", ".join(attached.video_receive_codecs),
+        )
+        return attached
 
     async def detach_leg(self, leg_id: str) -> None:
         leg = self.legs.get(leg_id)
@@ -200,7 +224,7 @@ class EdgeRelay:
     def _deliver(self, target: BridgeSide, kind: StreamKind, packet: bytearray) -> None:
         """Partner media into ``target``'s leg, video held back until a keyframe starts."""
         if kind == StreamKind.VIDEO and target.awaiting_keyframe:
-            if not is_vp8_keyframe_start(packet):
+            if not is_keyframe_start(packet):
                 self._drop("video before keyframe")
                 now = time.monotonic()
                 if now - target.last_keyframe_ask >= KEYFRAME_REQUEST_INTERVAL_S:

@@ -179,12 +179,22 @@ class StreamRewriter:
         """The partner changed: the next packet re-anchors even if its SSRC is the old one."""
         self._in_ssrc = -1
 
-    def rewrite(self, buf: bytearray, offset: int = 0, now: float | None = None) -> bool:
+    def output_seq(self, seq: int) -> int | None:
+        """Where the current source's sequence number ``seq`` lands on this leg; None before any packet.
+
+        An RTX packet names the packet it repairs by its original sequence
+        number; the receiver knows that packet by its rewritten one.
+        """
+        if not self.sources_seen:
+            return None
+        return (seq + self._seq_off) & _M16
+
+    def rewrite(self, buf: bytearray, offset: int = 0, now: float | None = None, payload_type: int = -1) -> bool:
         """Rewrite the RTP packet at ``buf[offset:]`` in place for this leg.
 
-        Sets SSRC and payload type (the marker bit is kept) and maps sequence
-        number and timestamp; CSRCs, extensions, payload and padding are not
-        touched. Returns False, leaving ``buf`` unchanged, if it is not a
+        Sets SSRC and payload type (``payload_type`` when given, else the
+        rewriter's; the marker bit is kept) and maps sequence number and
+        timestamp; CSRCs, extensions, payload and padding are not touched. Returns False, leaving ``buf`` unchanged, if it is not a
         well-formed RTP v2 packet. ``now`` (seconds, monotonic) defaults to
         ``time.monotonic()`` and is only read when a timestamp advances or a
         source changes.
@@ -216,7 +226,9 @@ class StreamRewriter:
             self._anchor(ssrc, seq, ts, now)
         out_seq = (seq + self._seq_off) & 0xFFFF
         out_ts = (ts + self._ts_off) & 0xFFFFFFFF
-        _RTP_REWRITE.pack_into(buf, offset + 1, (b1 & 0x80) | self.payload_type, out_seq, out_ts, self.ssrc)
+        if payload_type < 0:
+            payload_type = self.payload_type
+        _RTP_REWRITE.pack_into(buf, offset + 1, (b1 & 0x80) | payload_type, out_seq, out_ts, self.ssrc)
         if (out_seq - self._hi_seq) & 0xFFFF < 0x8000:
             self._hi_seq = out_seq
         d = (out_ts - self._hi_ts) & 0xFFFFFFFF

@@ -56,8 +56,13 @@ class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
     ) -> edge_pb2.AttachLegResponse:
         if not request.session_id:
             raise ValueError("session_id is required")
-        leg_id, answer = await self.node.attach_leg(request.session_id, request.offer_sdp)
-        return edge_pb2.AttachLegResponse(leg_id=leg_id, answer_sdp=answer)
+        leg = await self.node.attach_leg(request.session_id, request.offer_sdp)
+        return edge_pb2.AttachLegResponse(
+            leg_id=leg.leg_id,
+            answer_sdp=leg.answer_sdp,
+            video_send_codec=leg.video_send_codec,
+            video_receive_codecs=leg.video_receive_codecs,
+        )
 
     @map_errors(_ERRORS)
     async def DetachLeg(

@@ -30,6 +30,7 @@ from duet.services.matchmaker.events import (
     SessionClosed,
     SessionEvent,
 )
+from duet.services.matchmaker.media_rule import VideoCodecs
 from duet.services.matchmaker.pool import Ticket, WaitingPool
 from duet.services.matchmaker.ports import EdgeInfo, Edges, MatchStore, PeerError, PeerInvalidRequest, RoutingService
 from duet.services.store.records import CallRow
@@ -74,6 +75,7 @@ class ClientSession:
     edge: EdgeInfo | None = None
     region: str = ""
     leg_id: str | None = None
+    video: VideoCodecs | None = None  # set with the leg
     ticket: Ticket | None = None
     call: ActiveCall | None = None
     recent_partners: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_PARTNERS))
@@ -150,6 +152,7 @@ class Matchmaker:
             kind = BadRequest if isinstance(exc, PeerInvalidRequest) else Unavailable
             raise kind(f"edge {session.edge.edge_id} rejected the offer: {exc}") from exc
         session.leg_id = leg.leg_id
+        session.video = VideoCodecs.of(leg.video_send_codec, leg.video_receive_codecs)
         session.send(LegAnswered(leg_id=leg.leg_id, answer_sdp=leg.answer_sdp))
 
     async def find_partner(self, session: ClientSession) -> None:
@@ -196,13 +199,14 @@ class Matchmaker:
     # -- pairing ----------------------------------------------------------
 
     async def _enqueue(self, session: ClientSession) -> None:
-        assert session.edge is not None
+        assert session.edge is not None and session.video is not None
         ticket = Ticket(
             ticket_id=uuid.uuid4().hex,
             user_id=session.user_id,
             session_id=session.session_id,
             edge_id=session.edge.edge_id,
             queued_at=now_ms(),
+            video=session.video,
             avoid=frozenset(session.recent_partners),
         )
         session.ticket = ticket

@@ -3,14 +3,17 @@
 Event-driven: a ticket entering the pool is paired at once with the
 longest-waiting compatible ticket, so nobody waits for a polling tick. The
 skeleton's compatibility rule is deliberately small (never yourself, never
-the partner you just left); filters, blocks and latency-aware scoring plug in
-at ``compatible`` and ``score`` without changing the pool.
+the partner you just left, only clients that can exchange video:
+``media_rule``); filters, blocks and latency-aware scoring plug in at
+``compatible`` without changing the pool.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+
+from duet.services.matchmaker.media_rule import VideoCodecs, can_exchange_video
 
 
 @dataclass(frozen=True)
@@ -20,12 +23,18 @@ class Ticket:
     session_id: str
     edge_id: str
     queued_at: float  # epoch ms
+    video: VideoCodecs  # what the ticket's leg sends and decodes
     avoid: frozenset[str] = field(default_factory=frozenset)  # user ids not to be paired with
 
 
 def compatible(a: Ticket, b: Ticket) -> bool:
     """May these two tickets be paired? Must be symmetric."""
-    return a.user_id != b.user_id and b.user_id not in a.avoid and a.user_id not in b.avoid
+    return (
+        a.user_id != b.user_id
+        and b.user_id not in a.avoid
+        and a.user_id not in b.avoid
+        and can_exchange_video(a.video, b.video)
+    )
 
 
 class WaitingPool:

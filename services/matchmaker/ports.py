@@ -57,6 +57,9 @@ class Route:
 class Leg:
     leg_id: str
     answer_sdp: str
+    # The video codec the leg's client sends, and those it decodes (edge.payload_types names).
+    video_send_codec: str
+    video_receive_codecs: tuple[str, ...]
 
 
 # -- errors a peer raises ---------------------------------------------------------

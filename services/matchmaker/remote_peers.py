@@ -111,7 +111,12 @@ class EdgeClients(Edges):
             reply = await self._stub(edge.control_address).AttachLeg(
                 edge_pb2.AttachLegRequest(session_id=session_id, offer_sdp=offer_sdp), timeout=RPC_TIMEOUT_S
             )
-        return Leg(leg_id=reply.leg_id, answer_sdp=reply.answer_sdp)
+        return Leg(
+            leg_id=reply.leg_id,
+            answer_sdp=reply.answer_sdp,
+            video_send_codec=reply.video_send_codec,
+            video_receive_codecs=tuple(reply.video_receive_codecs),
+        )
 
     async def detach_leg(self, edge: EdgeInfo, leg_id: str) -> None:
         with _translated():

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from duet.edge.backbone import RouteEntry
 from duet.edge.ice_hosts import restrict_ice_to
@@ -37,12 +37,18 @@ class TestClient:
         return await asyncio.wait_for(wait(), timeout)
 
 
-async def make_client(node: EdgeRelay, tag: int) -> tuple[TestClient, str]:
-    """A client PeerConnection with a synthetic camera, attached to ``node``; returns it and its leg id."""
+async def make_client(node: EdgeRelay, tag: int, video_codecs: list[str] | None = None) -> tuple[TestClient, str]:
+    """A client PeerConnection with a synthetic camera, attached to ``node``; returns it and its leg id.
+
+    ``video_codecs`` (MIME types, e.g. ["video/H264"]) limits what the client offers; default: all of aiortc's.
+    """
     restrict_ice_to(["127.0.0.1"])
     pc = RTCPeerConnection()
     client = TestClient(tag, pc)
-    pc.addTransceiver(SyntheticCamera(tag), direction="sendrecv")
+    video = pc.addTransceiver(SyntheticCamera(tag), direction="sendrecv")
+    if video_codecs is not None:
+        caps = RTCRtpSender.getCapabilities("video").codecs
+        video.setCodecPreferences([c for c in caps if c.mimeType in video_codecs or c.mimeType == "video/rtx"])
     pc.addTransceiver(SyntheticMicrophone(), direction="sendrecv")
 
     @pc.on("track")
@@ -60,8 +66,9 @@ async def make_client(node: EdgeRelay, tag: int) -> tuple[TestClient, str]:
         client.tasks.append(asyncio.create_task(consume()))
 
     await pc.setLocalDescription(await pc.createOffer())
-    leg_id, answer = await node.attach_leg(f"session-{tag}", pc.localDescription.sdp)
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    attached = await node.attach_leg(f"session-{tag}", pc.localDescription.sdp)
+    leg_id = attached.leg_id
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=attached.answer_sdp, type="answer"))
     leg = node.legs[leg_id]
     for _ in range(200):
         if leg.connected and pc.connectionState == "connected":

@@ -86,6 +86,16 @@ def test_first_packet_maps_to_initial_values_and_rewrites_header_in_place() -> N
     assert (rw.packets_rewritten, rw.sources_seen, rw.packets_rejected) == (1, 1, 0)
 
 
+def test_payload_type_per_packet_and_output_seq_of_the_current_source() -> None:
+    rw = StreamRewriter(ssrc=5, payload_type=102, clock_rate=90000, initial_seq=500, initial_ts=7000)
+    assert rw.output_seq(40000) is None  # nothing sent yet
+    buf = rtp(40000, 123456, 0x11111111, pt=96, marker=1)
+    assert rw.rewrite(buf, now=1.0, payload_type=98)
+    assert fields(buf)[:2] == (1, 98)  # marker kept, the given payload type written
+    assert rw.output_seq(40000) == 500 and rw.output_seq(39990) == 490
+    assert rw.output_seq(65535) == (500 + 65535 - 40000) & M16
+
+
 def test_initial_values_are_random_by_default() -> None:
     draws = {(r.initial_seq, r.initial_ts) for r in (StreamRewriter(1, 96, 90000) for _ in range(8))}
     assert len(draws) > 1

@@ -15,12 +15,16 @@ class AttachLegRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., offer_sdp: _Optional[str] = ...) -> None: ...
 
 class AttachLegResponse(_message.Message):
-    __slots__ = ("leg_id", "answer_sdp")
+    __slots__ = ("leg_id", "answer_sdp", "video_send_codec", "video_receive_codecs")
     LEG_ID_FIELD_NUMBER: _ClassVar[int]
     ANSWER_SDP_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_SEND_CODEC_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_RECEIVE_CODECS_FIELD_NUMBER: _ClassVar[int]
     leg_id: str
     answer_sdp: str
-    def __init__(self, leg_id: _Optional[str] = ..., answer_sdp: _Optional[str] = ...) -> None: ...
+    video_send_codec: str
+    video_receive_codecs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, leg_id: _Optional[str] = ..., answer_sdp: _Optional[str] = ..., video_send_codec: _Optional[str] = ..., video_receive_codecs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DetachLegRequest(_message.Message):
     __slots__ = ("leg_id",)

@@ -88,7 +88,10 @@ class EdgeControlServicer:
 
     def AttachLeg(self, request, context):
         """Accepts a client's SDP offer and creates a leg for it; returns the answer.
-        The leg is pinned to VP8 video and Opus audio. The answer carries the
+        The answer keeps, of the offered codecs, those the edge forwards, in this
+        order: VP8, H.264 Constrained Baseline (42e01f), H.264 Baseline (42001f),
+        each with its RTX when offered; Opus for audio. The client sends the
+        first, so every client offering VP8 sends VP8. The answer carries the
         edge's ICE host candidates (no trickle ICE): the client then runs ICE and
         DTLS with the edge directly. A leg that has not connected within 30 s is
         closed by the edge.
@@ -96,8 +99,9 @@ class EdgeControlServicer:
         Statuses:
         - INVALID_ARGUMENT: session_id is empty; offer_sdp is empty, not SDP or
         unparseable; it has no video section, or two sections of one kind; the
-        WebRTC stack rejected it; a section offers no VP8 (video) or Opus
-        (audio) codec.
+        WebRTC stack rejected it; the video section offers none of VP8 or
+        H.264 (packetization-mode 1, Baseline or Constrained Baseline), or the
+        audio section no Opus (the message names the codecs the edge forwards).
         - INTERNAL: unexpected failure.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -54,7 +54,9 @@ class FakeEdges(Edges):
         self._attached += 1
         leg_id = f"leg{self._attached}"
         self.legs[leg_id] = (edge.edge_id, session_id)
-        return Leg(leg_id=leg_id, answer_sdp="v=0 answer")
+        # "m=video ... H264" in the fake offer: a client that sends and decodes H.264 only.
+        codecs = ("H264/42e01f",) if "H264" in offer_sdp and "VP8" not in offer_sdp else ("VP8", "H264/42e01f")
+        return Leg(leg_id=leg_id, answer_sdp="v=0 answer", video_send_codec=codecs[0], video_receive_codecs=codecs)
 
     async def detach_leg(self, edge: EdgeInfo, leg_id: str) -> None:
         await self._reach(edge)

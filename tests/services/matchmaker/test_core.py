@@ -75,12 +75,25 @@ def mm(match_store: AnyStore, routing: FakeRouting, edges: FakeEdges) -> Matchma
     return Matchmaker(match_store, routing, edges)
 
 
-async def join(mm: Matchmaker, user: str, ip: str = "1.1.1.1", *, offer: bool = True) -> Client:
+async def join(mm: Matchmaker, user: str, ip: str = "1.1.1.1", *, offer: bool = True, sdp: str = "v=0 offer") -> Client:
     outbox: asyncio.Queue[SessionEvent | SessionClosed] = asyncio.Queue()
     session = await mm.open_session(user, user.title(), ip, outbox)
     if offer:
-        await mm.attach_leg(session, "v=0 offer")
+        await mm.attach_leg(session, sdp)
     return Client(session, outbox)
+
+
+async def test_only_clients_that_can_exchange_video_are_matched(mm: Matchmaker) -> None:
+    # The fake edge answers an H.264-only offer with a leg that sends and decodes H.264 only.
+    h264 = await join(mm, "ana", sdp="v=0 m=video H264")
+    vp8 = await join(mm, "ben")
+    assert h264.session.video is not None and h264.session.video.send == "H264/42e01f"
+    await mm.find_partner(h264.session)
+    await mm.find_partner(vp8.session)
+    assert Matched not in h264.drain() + vp8.drain()  # ben sends VP8, which ana cannot decode
+    other_h264 = await join(mm, "cleo", sdp="v=0 m=video H264")
+    await mm.find_partner(other_h264.session)
+    assert other_h264.last(Matched).partner_display_name == "Ana"
 
 
 async def test_two_waiting_users_are_matched_bridged_and_recorded(
