@@ -13,6 +13,7 @@ from aiortc.contrib.media import MediaPlayer
 
 from duet.services.cli.log_setup import configure_logging
 from duet.services.client import STAGES, CallResult, DuetClient
+from duet.services.client.media import VIDEO_CODECS
 from duet.services.devkit.synthetic_media import synthetic_client
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
@@ -48,8 +49,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="send this file's video and audio (any file FFmpeg reads, played in a loop) instead of the synthetic camera and microphone",
     )
+    parser.add_argument(
+        "--video-codecs",
+        default="VP8,H264",
+        type=_video_codecs,
+        help=(
+            "video codecs to offer, comma-separated, of VP8 and H264 (default: %(default)s); "
+            "H264 alone sends H.264 and meets only partners that can send it"
+        ),
+    )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--log-level", default="WARNING")
+
+
+def _video_codecs(value: str) -> tuple[str, ...]:
+    codecs = tuple(c.strip().upper() for c in value.split(",") if c.strip())
+    if not codecs or any(c not in VIDEO_CODECS for c in codecs):
+        raise argparse.ArgumentTypeError(f"'{value}': give one or more of {', '.join(VIDEO_CODECS)}, e.g. VP8,H264")
+    return codecs
 
 
 def format_result(result: CallResult) -> str:
@@ -101,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 video=player.video,
                 audio=player.audio,
                 client_ip=args.client_ip,
+                video_codecs=args.video_codecs,
             )
         else:
             client = synthetic_client(
@@ -109,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 args.name or user_id,
                 tag=secrets.randbelow(60000) + 1,
                 client_ip=args.client_ip,
+                video_codecs=args.video_codecs,
             )
         try:
             await client.connect()

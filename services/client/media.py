@@ -1,8 +1,11 @@
 """The media side of a session: one RTCPeerConnection to the edge carrying the
 caller's tracks, and a watch on the partner's decoded video.
 
-The leg always has one video and one audio section, pinned to the codecs every
-edge leg uses. A kind the caller gives no track for is offered receive-only:
+The leg always has one video and one audio section, offering only codecs an
+edge forwards (VP8 and/or H.264 with RTX, Opus). The edge answers VP8 first
+when it is offered, so that is what the client sends; offering H.264 too lets
+it decode a partner who can send only H.264. A kind the caller gives no track
+for is offered receive-only:
 the user still sees and hears the partner, and an edge needs a video section in
 every offer anyway.
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,13 +31,14 @@ from duet.services.client.first_frame import FirstFrameRule
 from duet.services.client.inbox import DuetClientError, LegState, PartnerFrame, SessionInbox
 from duet.services.client.stages import now_ms
 
-__all__ = ["LEG_CODECS", "MediaLeg"]
+__all__ = ["LEG_CODECS", "VIDEO_CODECS", "MediaLeg"]
 
 logger = logging.getLogger("duet.client")
 
-# The codecs an edge leg is pinned to (edge/leg.py LEG_CODECS); offering only
-# these keeps the SDP small and the negotiation unambiguous.
-LEG_CODECS = {"video": "video/VP8", "audio": "audio/opus"}
+# Codecs an edge forwards (edge/payload_types.py), by the name a caller picks
+# them with; offering only these keeps the SDP small and the negotiation unambiguous.
+VIDEO_CODECS = {"VP8": "video/VP8", "H264": "video/H264"}
+LEG_CODECS = {"video": tuple(VIDEO_CODECS.values()), "audio": ("audio/opus",)}
 
 
 @dataclass
@@ -61,7 +65,12 @@ class MediaLeg:
         first_frame_rule: FirstFrameRule,
         inbox: SessionInbox,
         name: str,
+        video_codecs: Sequence[str] = tuple(VIDEO_CODECS),
     ) -> None:
+        unknown = [c for c in video_codecs if c not in VIDEO_CODECS]
+        if unknown or not video_codecs:
+            raise ValueError(f"video_codecs must name some of {', '.join(VIDEO_CODECS)}; got {list(video_codecs)}")
+        self._offered = {"video": [VIDEO_CODECS[c] for c in video_codecs], "audio": list(LEG_CODECS["audio"])}
         for kind, track in (("video", video), ("audio", audio)):
             if track is not None and track.kind != kind:
                 raise ValueError(f"{kind}= takes a {kind} track, not {track.kind}")
@@ -88,7 +97,10 @@ class MediaLeg:
         for kind, track in self._tracks.items():
             transceiver = pc.addTransceiver(track or kind, direction="sendrecv" if track else "recvonly")
             codecs = RTCRtpSender.getCapabilities(kind).codecs
-            transceiver.setCodecPreferences([c for c in codecs if c.mimeType == LEG_CODECS[kind]])
+            wanted = self._offered[kind]
+            preferred = sorted((c for c in codecs if c.mimeType in wanted), key=lambda c: wanted.index(c.mimeType))
+            # RTX with each codec, so retransmissions can be repaired on this leg.
+            transceiver.setCodecPreferences(preferred + [c for c in codecs if c.mimeType == f"{kind}/rtx"])
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_connection_state)
         # aiortc gathers all candidates in setLocalDescription and puts them in the SDP.

@@ -61,6 +61,7 @@ class DuetClient:
         match_timeout: float | None = 60.0,
         metadata: Sequence[tuple[str, str]] = (),
         restrict_ice: bool = True,
+        video_codecs: Sequence[str] = ("VP8", "H264"),
     ) -> None:
         """
         video, audio: what this user sends, any aiortc tracks of that kind (e.g.
@@ -77,6 +78,9 @@ class DuetClient:
         metadata: more gRPC metadata for the Session call (e.g. an auth token).
         restrict_ice: gather ICE host candidates only on $DUET_ICE_HOSTS
             (default 127.0.0.1; see duet.edge.ice_hosts). Process-wide.
+        video_codecs: the video codecs to offer, of "VP8" and "H264". The
+            client sends the first one the edge prefers (VP8 when offered)
+            and is matched only with partners that can exchange video with it.
         """
         self.matchmaker_address = matchmaker_address
         self.user_id = user_id
@@ -103,7 +107,12 @@ class DuetClient:
         self._inbox = SessionInbox()
         self.first_frame_rule = first_frame_rule if first_frame_rule is not None else AnyMediaRule()
         self._media = MediaLeg(
-            video=video, audio=audio, first_frame_rule=self.first_frame_rule, inbox=self._inbox, name=user_id
+            video=video,
+            audio=audio,
+            first_frame_rule=self.first_frame_rule,
+            inbox=self._inbox,
+            name=user_id,
+            video_codecs=video_codecs,
         )
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.StreamStreamCall | None = None

@@ -91,3 +91,35 @@ async def test_next_rebridges_warm_legs_without_a_new_peer_connection(cluster: C
         assert [u.leg_id for u in users] == legs
     finally:
         await asyncio.gather(*(u.leave() for u in users))
+
+
+async def test_h264_only_clients_meet_each_other_and_never_a_client_they_cannot_decode(cluster: ClusterInfo) -> None:
+    # ana offers H.264 only, so she sends it and decodes nothing else; ben offers both and
+    # sends VP8, which ana cannot decode; cleo offers H.264 only, across the backbone.
+    ana = synthetic_client(
+        cluster.matchmaker, "it-h264-ana", "Ana", tag=511, client_ip=DEMO_CLIENT_IPS["Frankfurt"], video_codecs=["H264"]
+    )
+    ben = synthetic_client(cluster.matchmaker, "it-h264-ben", "Ben", tag=512, client_ip=DEMO_CLIENT_IPS["Frankfurt"])
+    cleo = synthetic_client(
+        cluster.matchmaker,
+        "it-h264-cleo",
+        "Cleo",
+        tag=513,
+        client_ip=DEMO_CLIENT_IPS["Singapore"],
+        video_codecs=["H264"],
+    )
+    try:
+        await asyncio.gather(ana.connect(), ben.connect(), cleo.connect())
+        waiting = [asyncio.create_task(ana.find_partner()), asyncio.create_task(ben.find_partner())]
+        done, _ = await asyncio.wait(waiting, timeout=1.5)
+        assert not done, "a client was matched with a partner it cannot exchange video with"
+        ra, rc = await asyncio.gather(waiting[0], cleo.find_partner())
+        assert ra.call_id == rc.call_id and ra.route == ["fra-1", "sin-1"]
+        assert ra.first_marker is not None and ra.first_marker.tag == 513  # H.264 decoded, marker intact
+        assert rc.first_marker is not None and rc.first_marker.tag == 511
+        assert not waiting[1].done()  # ben still waits: nobody he can talk to came
+    finally:
+        await asyncio.gather(ana.leave(), ben.leave(), cleo.leave())
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
