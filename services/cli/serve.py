@@ -12,6 +12,7 @@ from duet.routing.topology import Topology, TopologyError, default_topology
 from duet.services.cli.log_setup import configure_logging
 from duet.services.devkit.embedded_postgres import database_url
 from duet.services.edge_server.server import serve_edge
+from duet.services.matchmaker.core import RECENT_PARTNERS
 from duet.services.matchmaker.server import serve_matchmaker
 from duet.services.routing_server.server import serve_routing
 from duet.services.rpc.server import install_stop_signals
@@ -108,14 +109,36 @@ def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="take the client address from x-forwarded-for metadata (only behind a trusted proxy)",
     )
+    parser.add_argument(
+        "--avoid-recent",
+        type=_non_negative,
+        default=RECENT_PARTNERS,
+        metavar="N",
+        help="never pair a user again with one of their last N partners (default: %(default)s; 0 allows rematches)",
+    )
     parser.add_argument("--log-level", default="INFO")
+
+
+def _non_negative(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number of 0 or more")
+    return n
 
 
 def run_matchmaker(args: argparse.Namespace) -> int:
     async def serve(stop: asyncio.Event) -> None:
         async with database_url(args.database_url) as dsn:
             await serve_matchmaker(
-                args.routing, dsn, bind=args.bind, trust_forwarded_for=args.trust_forwarded_for, stop=stop
+                args.routing,
+                dsn,
+                bind=args.bind,
+                trust_forwarded_for=args.trust_forwarded_for,
+                recent_partners=args.avoid_recent,
+                stop=stop,
             )
 
     return serve_until_stopped(args.log_level, serve)

@@ -82,7 +82,10 @@ class LocalCluster:
         database: str | None = None,
         regions: Sequence[str] = DEFAULT_REGIONS,
         log_level: str = "INFO",
+        avoid_recent: int | None = None,
     ) -> None:
+        """``avoid_recent``: the matchmaker's --avoid-recent (None: its default)."""
+        self.avoid_recent = avoid_recent
         self.state_dir = state_dir
         self.database = database
         self.regions = tuple(regions)
@@ -155,6 +158,7 @@ class LocalCluster:
                 "--database-url",
                 dsn,
                 "--trust-forwarded-for",
+                *(["--avoid-recent", str(self.avoid_recent)] if self.avoid_recent is not None else []),
             ],
             env,
             log_dir,

@@ -38,6 +38,7 @@ from duet.services.store.records import CallRow
 logger = logging.getLogger("duet.matchmaker")
 
 USER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# A user is not paired again with any of their last N partners (default N).
 RECENT_PARTNERS = 5
 # Stages a client reports about itself; the server's own (queued ... bridged) are not the client's to set.
 CLIENT_STAGES = ("session_open", "edge_assigned", "leg_connected", "first_frame")
@@ -87,7 +88,12 @@ class ClientSession:
 
 
 class Matchmaker:
-    def __init__(self, store: MatchStore, routing: RoutingService, edges: Edges) -> None:
+    def __init__(
+        self, store: MatchStore, routing: RoutingService, edges: Edges, *, recent_partners: int = RECENT_PARTNERS
+    ) -> None:
+        if recent_partners < 0:
+            raise ValueError(f"recent_partners must be 0 or more, got {recent_partners}")
+        self.recent_partners = recent_partners
         self.store = store
         self.routing = routing
         self.edges = edges
@@ -117,6 +123,7 @@ class Matchmaker:
             display_name=display_name or user_id,
             client_ip=client_ip,
             outbox=outbox,
+            recent_partners=deque(maxlen=self.recent_partners),
         )
         await self.store.upsert_user(session.user_id, session.display_name)
         self.sessions[session.session_id] = session

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from duet.services.matchmaker.core import ClientSession, Matchmaker
+from duet.services.matchmaker.core import RECENT_PARTNERS, ClientSession, Matchmaker
 from duet.services.matchmaker.errors import BadRequest, Forbidden, NotFound, Unavailable, WrongState
 from duet.services.matchmaker.events import (
     CallEnded,
@@ -265,6 +265,7 @@ async def serve_matchmaker(
     *,
     bind: str = "127.0.0.1:0",
     trust_forwarded_for: bool = False,
+    recent_partners: int = RECENT_PARTNERS,
     stop: asyncio.Event | None = None,
     ready: asyncio.Future[str] | None = None,
 ) -> None:
@@ -273,7 +274,7 @@ async def serve_matchmaker(
     routing = RoutingClient(routing_address)
     edges = EdgeClients()
     # The PostgreSQL Store is a MatchStore by shape alone; mypy checks it here.
-    mm = Matchmaker(store, routing, edges)
+    mm = Matchmaker(store, routing, edges, recent_partners=recent_partners)
     servicer = MatchmakerServicer(mm, trust_forwarded_for=trust_forwarded_for)
     server, address = await start_server(
         bind, lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s)

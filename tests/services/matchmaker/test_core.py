@@ -291,3 +291,17 @@ async def test_stop_ends_every_session(mm: Matchmaker, edges: FakeEdges) -> None
         assert client.drain()[-2:] == [CallEnded, SessionClosed]
     assert mm.sessions == {} and len(mm.pool) == 0
     assert sorted(edges.detached) == ["leg1", "leg2"]
+
+
+async def test_the_recent_partner_window_is_configurable(match_store: AnyStore, routing: FakeRouting) -> None:
+    mm = Matchmaker(match_store, routing, FakeEdges(), recent_partners=0)
+    ana, ben = await join(mm, "ana"), await join(mm, "ben")
+    await mm.find_partner(ana.session)
+    await mm.find_partner(ben.session)
+    first = ben.last(Matched).call_id
+    await mm.next(ana.session)  # ana looks again at once; ben was told partner_next
+    await mm.next(ben.session)
+    again = ben.last(Matched)
+    assert again.call_id != first and again.partner_display_name == "Ana"  # window 0: they may meet again
+    with pytest.raises(ValueError):
+        Matchmaker(match_store, routing, FakeEdges(), recent_partners=-1)
