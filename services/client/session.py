@@ -223,8 +223,9 @@ class DuetClient:
         """End the current call (if any) and find a new partner on the same warm leg.
 
         When the partner already ended the call (or there is none and we are not
-        queued), this enters the pool with FindPartner instead: the matchmaker
-        only takes Next from a session that is in a call or in the pool.
+        queued), this enters the pool with FindPartner instead. The matchmaker
+        would take Next there too (it then acts as FindPartner); sending
+        FindPartner keeps the SDK's log of what it asked for exact.
         """
         async with self._lock:
             self._check_ready()
