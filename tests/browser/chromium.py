@@ -17,7 +17,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, async_playwright
 
-CHROMIUM = Path(os.environ.get("DUET_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; $DUET_CHROMIUM names another
 
 # Known to work here, as root, in a sandbox without a GPU or a network: no sandbox
 # (root), no QUIC and no background fetches, sync or component updates (nothing to reach).
@@ -64,13 +64,14 @@ def chromium_args(video: Path | None = None, audio: Path | None = None, fake_ui:
 
 def require_chromium() -> Path:
     """The Chromium executable; fails (never skips) with what to do when it is missing."""
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
+    chromium = Path(os.environ.get("DUET_CHROMIUM") or CHROMIUM)
+    if not (chromium.is_file() and os.access(chromium, os.X_OK)):
         raise AssertionError(
-            f"Chromium not found at {CHROMIUM}: the browser tests need Debian's Chromium. "
-            "`make test` installs it (apt-get install chromium, as root); "
-            "or install it yourself, or point DUET_CHROMIUM at a Chromium executable."
+            f"Chromium not found at {chromium}: the browser tests need Debian's Chromium. "
+            "`make test` installs it (apt-get install chromium, as root); otherwise install it "
+            "yourself, or set DUET_CHROMIUM to a Chromium executable."
         )
-    return CHROMIUM
+    return chromium
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import av
@@ -29,7 +30,13 @@ from playwright.async_api import Page
 from duet.edge.ice_hosts import restore_ice_defaults, restrict_ice_to
 from duet.services.client import NewPartner
 from duet.services.devkit.fake_capture import FakeCaptureFiles, dominant_frequency_hz, fake_capture_files
-from duet.services.devkit.synthetic_media import MarkerRule, SyntheticCamera, SyntheticMicrophone, read_marker
+from duet.services.devkit.synthetic_media import (
+    FrameMarker,
+    MarkerRule,
+    SyntheticCamera,
+    SyntheticMicrophone,
+    read_marker,
+)
 from tests.browser.chromium import blank_page, chromium_args, launch_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -188,10 +195,20 @@ async def aiortc_peer(received: Received) -> AsyncIterator[RTCPeerConnection]:
         restore_ice_defaults()
 
 
+def is_loopback_udp(candidate_line: str) -> bool:
+    # a=candidate:<foundation> <component> <transport> <priority> <address> <port> typ ...
+    fields = candidate_line.split()
+    return fields[2].lower() == "udp" and fields[4] == "127.0.0.1"
+
+
 def loopback_candidates_only(sdp: str) -> str:
-    """Drop Chromium's candidates on other interfaces: the aiortc side must only ever send to loopback."""
+    """Keep only Chromium's UDP candidates on 127.0.0.1.
+
+    Chromium offers every interface (here also ::1, the sandbox's own IPv4 and
+    IPv6 addresses, and TCP): the aiortc side must only ever send to loopback.
+    """
     lines = sdp.splitlines()
-    kept = [ln for ln in lines if not ln.startswith("a=candidate:") or ln.split()[4] == "127.0.0.1"]
+    kept = [ln for ln in lines if not ln.startswith("a=candidate:") or is_loopback_udp(ln)]
     assert any(ln.startswith("a=candidate:") for ln in kept), "Chromium offered no 127.0.0.1 candidate:\n" + sdp
     return "\r\n".join(kept) + "\r\n"
 
@@ -214,20 +231,45 @@ async def chromium_snapshot(page: Page) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgba[:, :, :3]), format="rgb24").reformat(format="yuv420p")
 
 
-@pytest.fixture(scope="module")
-def capture_files(tmp_path_factory: pytest.TempPathFactory) -> FakeCaptureFiles:
-    return fake_capture_files(CHROMIUM_TAG, tmp_path_factory.mktemp("fake-capture"))
+@dataclass
+class ChromiumCall:
+    """One call's outcome and timings (seconds), for the assertions and the printed figures."""
+
+    version: str
+    offer: str
+    received: Received
+    stats: dict[str, Any]  # Chromium's getStats, condensed by STATS_JS
+    shown: FrameMarker | None  # the marker in the picture Chromium showed of aiortc's video
+    launch_s: float
+    offer_s: float  # page asks for the camera -> complete offer
+    connect_s: float  # offer -> both peers connected
+    first_frame_s: float  # page asks for the camera -> aiortc decoded Chromium's first frame
+
+    def summary(self, loop_frames: int) -> str:
+        r = self.received
+        sent_codec = self.stats.get(self.stats.get("outbound", {}).get("codecId", ""), "?")
+        steps = collections.Counter((b - a) % loop_frames for a, b in itertools.pairwise(r.counters))
+        return (
+            f"Chromium {self.version}: launch {self.launch_s * 1000:.0f} ms, getUserMedia + offer "
+            f"{self.offer_s * 1000:.0f} ms, offer -> connected {self.connect_s * 1000:.0f} ms, first frame "
+            f"decoded by aiortc {self.first_frame_s * 1000:.0f} ms after the page asked for the camera\n"
+            f"aiortc decoded {sum(r.sizes.values())} frames {dict(r.sizes)} of Chromium's {sent_codec}: "
+            f"{len(r.counters)} with Chromium's tag, {r.rule.unreadable_frames} without a readable marker, "
+            f"other tags {dict(r.other_tags)}; counter steps (mod the loop) {dict(steps)}\n"
+            f"audio: {len(r.audio)} frames, dominant {dominant_frequency_hz(r.audio[-25:]):.0f} Hz\n"
+            f"Chromium stats: {self.stats}; Chromium shows {self.shown}"
+        )
 
 
-async def test_chromium_and_aiortc_decode_each_others_tagged_video(capture_files: FakeCaptureFiles) -> None:
+async def call_chromium(files: FakeCaptureFiles) -> ChromiumCall:
+    """Chromium playing ``files`` <-> an aiortc peer sending SyntheticCamera(AIORTC_TAG), until enough arrived."""
     received = Received()
-    args = chromium_args(video=capture_files.video, audio=capture_files.audio)
+    args = chromium_args(video=files.video, audio=files.audio)
     async with launch_chromium(args) as chromium, aiortc_peer(received) as pc:
         page = await blank_page(chromium.browser)
         started = time.monotonic()
         offer = await asyncio.wait_for(page.evaluate(OFFER_JS), TIMEOUT_S)
         offered_at = time.monotonic()
-        print(f"\nChromium's offer SDP:\n{offer}\nsummary:\n{summarise_offer(offer)}")
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=loopback_candidates_only(offer), type="offer"))
         pc.addTrack(SyntheticCamera(AIORTC_TAG))
@@ -236,8 +278,14 @@ async def test_chromium_and_aiortc_decode_each_others_tagged_video(capture_files
         await asyncio.wait_for(page.evaluate(ANSWER_JS, pc.localDescription.sdp), TIMEOUT_S)
         connected_at = time.monotonic()
 
-        await asyncio.wait_for(received.enough.wait(), TIMEOUT_S)
-        # Chromium decoded aiortc's video, and what it shows is aiortc's picture.
+        try:
+            await asyncio.wait_for(received.enough.wait(), TIMEOUT_S)
+        except TimeoutError:
+            raise AssertionError(
+                f"in {TIMEOUT_S:.0f} s aiortc decoded {len(received.counters)} of {WANT_VIDEO_FRAMES} video "
+                f"frames with Chromium's tag ({received.rule.unreadable_frames} unreadable, sizes "
+                f"{dict(received.sizes)}) and {len(received.audio)} of {WANT_AUDIO_FRAMES} audio frames"
+            ) from None
         stats: dict[str, Any] = {}
         for _ in range(100):
             stats = await page.evaluate(STATS_JS)
@@ -245,36 +293,55 @@ async def test_chromium_and_aiortc_decode_each_others_tagged_video(capture_files
                 break
             await asyncio.sleep(0.1)
         shown = read_marker(await asyncio.wait_for(chromium_snapshot(page), TIMEOUT_S))
-
     assert received.first_video_at is not None
-    sent_codec = stats.get(stats.get("outbound", {}).get("codecId", ""), "?")
-    print(
-        f"Chromium {chromium.browser.version}: launch {chromium.launch_s * 1000:.0f} ms, "
-        f"getUserMedia + offer {(offered_at - started) * 1000:.0f} ms, "
-        f"answer -> connected {(connected_at - offered_at) * 1000:.0f} ms, "
-        f"first decoded frame at aiortc {(received.first_video_at - started) * 1000:.0f} ms after the page asked"
+    return ChromiumCall(
+        version=chromium.browser.version,
+        offer=offer,
+        received=received,
+        stats=stats,
+        shown=shown,
+        launch_s=chromium.launch_s,
+        offer_s=offered_at - started,
+        connect_s=connected_at - offered_at,
+        first_frame_s=received.first_video_at - started,
     )
-    print(
-        f"aiortc decoded {sum(received.sizes.values())} frames {dict(received.sizes)} of Chromium's {sent_codec}: "
-        f"{len(received.counters)} with Chromium's tag, {received.rule.unreadable_frames} without a readable marker, "
-        f"other tags {dict(received.other_tags)}; stats {stats}"
-    )
-    print(f"audio: {len(received.audio)} frames, dominant {dominant_frequency_hz(received.audio[-25:]):.0f} Hz")
+
+
+@pytest.fixture(scope="module")
+def capture_files(tmp_path_factory: pytest.TempPathFactory) -> FakeCaptureFiles:
+    return fake_capture_files(CHROMIUM_TAG, tmp_path_factory.mktemp("fake-capture"))
+
+
+async def test_chromium_and_aiortc_decode_each_others_tagged_video(capture_files: FakeCaptureFiles) -> None:
+    call = await call_chromium(capture_files)
+    print(f"\nChromium's offer:\n{call.offer}\n{summarise_offer(call.offer)}\n{call.summary(capture_files.frames)}")
+    received = call.received
 
     # Every readable frame names Chromium's camera file and no one else.
     assert not received.other_tags
     assert len(received.counters) >= WANT_VIDEO_FRAMES
     # MarkerRule found Chromium as the partner once, and kept counting it across the loop.
-    assert [v.marker.tag for v in received.verdicts] == [CHROMIUM_TAG]  # type: ignore[attr-defined]
+    assert [v.marker for v in received.verdicts if isinstance(v.marker, FrameMarker)] == [
+        FrameMarker(CHROMIUM_TAG, received.counters[0])
+    ]
+    assert len(received.verdicts) == 1
     assert received.rule.partner_frames == len(received.counters)
     # Live video from the file, in its loop: counters stay within it, move on, and start again.
     assert all(c < capture_files.frames for c in received.counters)
     assert len(set(received.counters)) > capture_files.frames // 2
     assert any(b < a for a, b in itertools.pairwise(received.counters)), "the file never looped"
     # Chromium's tone, not silence: loud enough and at the file's pitch.
-    samples = np.concatenate([f.to_ndarray().ravel() for f in received.audio[-25:]]).astype(np.float64)
-    assert np.sqrt(np.mean(samples**2)) > 1000
-    assert abs(dominant_frequency_hz(received.audio[-25:]) - capture_files.tone_hz) < 25
-    # Chromium decoded aiortc's video and shows aiortc's tag.
-    assert stats.get("inbound", {}).get("framesDecoded", 0) > 0, f"Chromium decoded no video: {stats}"
-    assert shown is not None and shown.tag == AIORTC_TAG, f"Chromium shows {shown}, not tag {AIORTC_TAG}"
+    last = received.audio[-25:]
+    samples = np.concatenate([f.to_ndarray().ravel() for f in last]).astype(np.float64)
+    assert np.sqrt(np.mean(samples**2)) > 1000, "Chromium's audio is (nearly) silent"
+    assert abs(dominant_frequency_hz(last) - capture_files.tone_hz) < 25
+    # Chromium decoded aiortc's video, and the picture it shows is aiortc's.
+    assert call.stats.get("inbound", {}).get("framesDecoded", 0) > 0, f"Chromium decoded no video: {call.stats}"
+    assert call.shown is not None and call.shown.tag == AIORTC_TAG, f"Chromium shows {call.shown}"
+
+
+async def test_missing_chromium_fails_and_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DUET_CHROMIUM", str(tmp_path / "no-chromium-here"))
+    with pytest.raises(AssertionError, match=r"`make test` installs it"):
+        async with launch_chromium(chromium_args()):
+            pass
