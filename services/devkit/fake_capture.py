@@ -14,7 +14,15 @@ so a receiver can tell it from silence and, roughly, whose it is
 The file loops, so the frame counter runs 0 .. frames-1 and starts again.
 :class:`MarkerRule` tells partners apart by tag alone and never looks at the
 counter, so repeated counters are fine there; a check that the counter
-advances must allow for the wrap at ``frames``.
+advances must allow for the wrap at ``frames``, and for frame 0 twice in a
+row there: Chromium 150's reader rereads the first frame on wrapping without
+moving past it, so each loop after the first shows frame 0 twice.
+
+Sizes: Chromium 150 sends 320x240, 352x288 and 640x480 (at 20 to 30 fps) at
+the file's own size from the first frame, and every frame's marker reads back
+exactly after its VP8 encoder. At 1280x720 it starts at 640x360 (its start
+bitrate is too low for 720p), and a marker laid out for 1280x720 is not
+readable in a picture scaled down: keep to 640x480 or less.
 
 Chromium's y4m reader (``media/capture/video/file_video_capture_device.cc``)
 is strict, and a file it rejects crashes the capture process rather than
