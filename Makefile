@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
 
-.PHONY: help venv postgres-binaries run demo test test-fast check format protos check-protos clean
+.PHONY: help venv postgres-binaries chromium run demo test test-fast check format protos check-protos clean
 
 help:
 	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges), place demo calls, serve until Ctrl-C"
@@ -34,6 +34,16 @@ postgres-binaries:
 	  echo "PostgreSQL server binaries not found: installing them with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else echo "PostgreSQL server binaries (initdb, pg_ctl) not found: install them (Debian/Ubuntu: sudo apt-get install postgresql) or set DUET_DATABASE_URL"; exit 1; fi
+
+# Debian's Chromium for the browser tests (tests/browser/, driven by Playwright, which
+# never downloads a browser of its own here). Installed with apt-get when missing and
+# possible; $DUET_CHROMIUM names another Chromium instead.
+chromium:
+	@if [ -n "$$DUET_CHROMIUM" ] || [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Chromium not found: installing it with apt-get (the browser tests drive it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "Chromium (/usr/bin/chromium) not found: the browser tests need it (Debian/Ubuntu: sudo apt-get install chromium, or set DUET_CHROMIUM)"; exit 1; fi
 
 protos: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos --pyi_out=protos $(PROTO_SRC)
@@ -71,7 +81,7 @@ run: $(STAMP) postgres-binaries
 demo: $(STAMP) postgres-binaries
 	$(BIN)/duet demo
 
-test: $(STAMP) postgres-binaries check-protos check
+test: $(STAMP) postgres-binaries chromium check-protos check
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP) postgres-binaries check-protos check

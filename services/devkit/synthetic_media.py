@@ -53,6 +53,7 @@ from duet.services.client import DuetClient, NewPartner
 
 __all__ = [
     "FrameMarker",
+    "MarkerPainter",
     "MarkerRule",
     "SyntheticCamera",
     "SyntheticMicrophone",
@@ -155,30 +156,32 @@ def _check_tag(tag: int) -> None:
         raise ValueError(f"tag must fit in 16 bits (0..65535), got {tag}")
 
 
-class SyntheticCamera(VideoStreamTrack):
-    """A flat-coloured video track with the sender tag and a frame counter drawn in."""
+def _check_frame_size(width: int, height: int) -> None:
+    if width < MIN_WIDTH or height < MIN_HEIGHT or width % 2 or height % 2:
+        raise ValueError(f"frame size must be even and at least {MIN_WIDTH}x{MIN_HEIGHT}, got {width}x{height}")
 
-    kind = "video"
 
-    def __init__(self, tag: int, width: int = 320, height: int = 240, fps: int = 30) -> None:
-        super().__init__()
+class MarkerPainter:
+    """Draws one sender's pictures: the flat background of its tag with the marker for a counter.
+
+    The picture is a yuv420p ndarray in av's layout (``height * 3 // 2`` rows of
+    ``width`` bytes: the Y plane, then U, then V), which is also the byte order
+    of a raw I420 frame. The synthetic camera and the fake-capture files
+    (``fake_capture.py``) both draw with it, so every reader sees one marker.
+    """
+
+    def __init__(self, tag: int, width: int = 320, height: int = 240) -> None:
         _check_tag(tag)
-        if width < MIN_WIDTH or height < MIN_HEIGHT or width % 2 or height % 2:
-            raise ValueError(f"frame size must be even and at least {MIN_WIDTH}x{MIN_HEIGHT}, got {width}x{height}")
-        if not 0 < fps <= 120:
-            raise ValueError(f"fps must be in 1..120, got {fps}")
+        _check_frame_size(width, height)
         self.tag = tag
         self.width = width
         self.height = height
-        self.fps = fps
-        self.counter = 0  # the counter of the next frame
-        self._ptime_ticks = VIDEO_CLOCK_RATE // fps
         self._buffer = self._background()
         xs, ys = _grid(width, height)
         self._bit_slices = [(slice(ys[r], ys[r + 1]), slice(xs[c], xs[c + 1])) for r, c in _DATA_CELLS]
 
     def _background(self) -> np.ndarray:
-        """The yuv420p picture (Y plane then U then V, as av's ndarray layout) without data bits."""
+        """The picture without data bits: background, neutral chroma under the marker, calibration."""
         w, h = self.width, self.height
         y, u, v = background_yuv(self.tag)
         luma = np.full((h, w), y, dtype=np.uint8)
@@ -192,13 +195,39 @@ class SyntheticCamera(VideoStreamTrack):
             luma[ys[r] : ys[r + 1], xs[c] : xs[c + 1]] = WHITE if white else BLACK
         return np.concatenate([luma, cu.reshape(h // 4, w), cv.reshape(h // 4, w)])
 
-    def make_frame(self, counter: int) -> av.VideoFrame:
-        """The picture for one counter value (no pacing, no timestamps)."""
+    def paint(self, counter: int) -> np.ndarray:
+        """The picture for one counter value (wrapped to 16 bits).
+
+        Only the data blocks' luma is redrawn, in one buffer the painter keeps:
+        the array is valid until the next call (copy it to keep it).
+        """
         word = _marker_word(self.tag, counter & 0xFFFF)
         buf = self._buffer
         for i, (rows, cols) in enumerate(self._bit_slices):
             buf[rows, cols] = WHITE if (word >> (DATA_BITS - 1 - i)) & 1 else BLACK
-        return av.VideoFrame.from_ndarray(buf, format="yuv420p")
+        return buf
+
+
+class SyntheticCamera(VideoStreamTrack):
+    """A flat-coloured video track with the sender tag and a frame counter drawn in."""
+
+    kind = "video"
+
+    def __init__(self, tag: int, width: int = 320, height: int = 240, fps: int = 30) -> None:
+        super().__init__()
+        self._painter = MarkerPainter(tag, width, height)
+        if not 0 < fps <= 120:
+            raise ValueError(f"fps must be in 1..120, got {fps}")
+        self.tag = tag
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.counter = 0  # the counter of the next frame
+        self._ptime_ticks = VIDEO_CLOCK_RATE // fps
+
+    def make_frame(self, counter: int) -> av.VideoFrame:
+        """The picture for one counter value (no pacing, no timestamps)."""
+        return av.VideoFrame.from_ndarray(self._painter.paint(counter), format="yuv420p")
 
     async def next_timestamp(self) -> tuple[int, fractions.Fraction]:
         # As aiortc's VideoStreamTrack.next_timestamp, at this camera's frame rate.
