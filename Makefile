@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
 
-.PHONY: help venv postgres-binaries run demo test test-fast check format protos check-protos clean
+.PHONY: help venv postgres-binaries browser run demo test test-fast check format protos check-protos clean
 
 help:
 	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges), place demo calls, serve until Ctrl-C"
 	@echo "make demo         the same demo calls, then exit; last line is a JSON summary"
-	@echo "make test         unit, property and integration tests (starts its own PostgreSQL)"
+	@echo "make test         unit, property, integration and browser tests (starts its own PostgreSQL; installs chromium if missing)"
 	@echo "make test-fast    the tests not marked slow"
 	@echo "make check        lint and format check (ruff) and static types (mypy); part of make test"
 	@echo "make format       apply ruff's fixes and formatting"
@@ -35,11 +35,29 @@ postgres-binaries:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else echo "PostgreSQL server binaries (initdb, pg_ctl) not found: install them (Debian/Ubuntu: sudo apt-get install postgresql) or set DUET_DATABASE_URL"; exit 1; fi
 
+# Debian's chromium for the browser tests (Playwright drives it; no browser is ever downloaded).
+# Installed with apt-get when missing and possible, like the PostgreSQL binaries.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "chromium not found: installing Debian's chromium with apt-get (for the browser tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium not found at /usr/bin/chromium: the browser tests need it (Debian: sudo apt-get install chromium)"; exit 1; fi
+
 protos: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos --pyi_out=protos $(PROTO_SRC)
 
 # Fails when the committed generated code differs from what protos/ generates.
-check-protos: $(STAMP)
+check-# Debian's chromium for the browser tests (Playwright drives it; no browser is ever downloaded).
+# Installed with apt-get when missing and possible, like the PostgreSQL binaries.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "chromium not found: installing Debian's chromium with apt-get (for the browser tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium not found at /usr/bin/chromium: the browser tests need it (Debian: sudo apt-get install chromium)"; exit 1; fi
+
+protos: $(STAMP)
 	@tmp=$$(mktemp -d) && \
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$$tmp --grpc_python_out=$$tmp --pyi_out=$$tmp $(PROTO_SRC) && \
 	for f in $$(cd $$tmp && find duet -name '*.py' -o -name '*.pyi'); do \
@@ -71,10 +89,10 @@ run: $(STAMP) postgres-binaries
 demo: $(STAMP) postgres-binaries
 	$(BIN)/duet demo
 
-test: $(STAMP) postgres-binaries check-protos check
+test: $(STAMP) postgres-binaries browser check-protos check
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP) postgres-binaries check-protos check
+test-fast: $(STAMP) postgres-binaries browser check-protos check
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Also the PostgreSQL data that had to live outside the checkout (see README).
