@@ -48,16 +48,7 @@ protos: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos --pyi_out=protos $(PROTO_SRC)
 
 # Fails when the committed generated code differs from what protos/ generates.
-check-# Debian's chromium for the browser tests (Playwright drives it; no browser is ever downloaded).
-# Installed with apt-get when missing and possible, like the PostgreSQL binaries.
-browser:
-	@if [ -x /usr/bin/chromium ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "chromium not found: installing Debian's chromium with apt-get (for the browser tests)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else echo "chromium not found at /usr/bin/chromium: the browser tests need it (Debian: sudo apt-get install chromium)"; exit 1; fi
-
-protos: $(STAMP)
+check-protos: $(STAMP)
 	@tmp=$$(mktemp -d) && \
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$$tmp --grpc_python_out=$$tmp --pyi_out=$$tmp $(PROTO_SRC) && \
 	for f in $$(cd $$tmp && find duet -name '*.py' -o -name '*.pyi'); do \
