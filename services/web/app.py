@@ -105,7 +105,7 @@ class WebServer:
         self.listen = listen
         self.demo_regions = demo_regions
         self.url = ""
-        self._gateway: SessionGateway | None = None
+        self.gateway: SessionGateway | None = None  # while serving
         self._runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> str:
@@ -115,9 +115,9 @@ class WebServer:
             port = int(port_text)
         except ValueError:
             raise CannotListen(f"cannot listen on {self.listen!r}: give HOST:PORT, e.g. 127.0.0.1:8080") from None
-        self._gateway = SessionGateway(self.matchmaker)
+        self.gateway = SessionGateway(self.matchmaker)
         self._runner = web.AppRunner(
-            build_app(self._gateway, self.demo_regions), shutdown_timeout=5.0, access_log=None, handle_signals=False
+            build_app(self.gateway, self.demo_regions), shutdown_timeout=5.0, access_log=None, handle_signals=False
         )
         try:
             await self._runner.setup()
@@ -143,6 +143,6 @@ class WebServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._gateway is not None:
-            await self._gateway.close()
-            self._gateway = None
+        if self.gateway is not None:
+            await self.gateway.close()
+            self.gateway = None

@@ -86,6 +86,12 @@ class SessionGateway:
         self.matchmaker = matchmaker
         self._channel = grpc.aio.insecure_channel(matchmaker)
         self._stub = matchmaker_pb2_grpc.MatchmakerStub(self._channel)
+        self._streams: set[Any] = set()  # Session calls, kept until a later relay finds them done
+
+    @property
+    def open_streams(self) -> int:
+        """Session streams to the matchmaker that are still open (not finished, not cancelled)."""
+        return sum(1 for call in self._streams if not call.done())
 
     async def close(self) -> None:
         await self._channel.close()
@@ -108,6 +114,8 @@ class SessionGateway:
         shutting down, and the browser is told so.
         """
         call = self._stub.Session(metadata=(("x-forwarded-for", client_address),))
+        self._streams = {c for c in self._streams if not c.done()}
+        self._streams.add(call)
         up = asyncio.create_task(self._browser_to_matchmaker(ws, call), name="ws->grpc")
         down = asyncio.create_task(self._matchmaker_to_browser(ws, call), name="grpc->ws")
         stop = asyncio.create_task(stopping.wait(), name="gateway stopping")
