@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import pytest
 from playwright.async_api import Page
 
+from duet.services.rpc.server import start_server
 from duet.services.web.app import WebServer
+from duet.v1 import matchmaker_pb2_grpc
 from tests.browser.conftest import OpenPage, WebCluster
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -171,3 +175,29 @@ async def test_a_gateway_that_is_gone_is_explained(web_cluster: WebCluster, open
     await page.click("#talk")  # the page is loaded, its server is not there any more
     snapshot = await wait_state(page, "error")
     assert "is not reachable" in snapshot["error"], json.dumps(snapshot)
+
+
+NO_EDGE = "no edge could be assigned: the routing service has no edge available"
+
+
+class NoEdgeMatchmaker(matchmaker_pb2_grpc.MatchmakerServicer):
+    """A matchmaker whose routing service has no edge: Hello gets UNAVAILABLE, as matchmaker.proto says."""
+
+    async def Session(self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+        async for _ in request_iterator:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, NO_EDGE)
+
+
+async def test_no_edge_is_explained(open_page: OpenPage) -> None:
+    server, address = await start_server(
+        "127.0.0.1:0", lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(NoEdgeMatchmaker(), s)
+    )
+    try:
+        async with WebServer(address, listen="127.0.0.1:0") as url:
+            page = await open_page(url)
+            await page.click("#talk")
+            snapshot = await wait_state(page, "error")
+    finally:
+        await server.stop(None)
+    assert snapshot["error"] == f"Could not start a session: N{NO_EDGE[1:]}."
+    assert "No edge could be assigned" in await page.inner_text("#error")
