@@ -10,7 +10,7 @@ PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
 help:
 	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges), place demo calls, serve until Ctrl-C"
 	@echo "make demo         the same demo calls, then exit; last line is a JSON summary"
-	@echo "make test         unit, property and integration tests (starts its own PostgreSQL)"
+	@echo "make test         unit, property, integration and browser tests (starts its own PostgreSQL; installs chromium if missing)"
 	@echo "make test-fast    the tests not marked slow"
 	@echo "make check        lint and format check (ruff) and static types (mypy); part of make test"
 	@echo "make format       apply ruff's fixes and formatting"
@@ -84,7 +84,7 @@ demo: $(STAMP) postgres-binaries
 test: $(STAMP) postgres-binaries chromium check-protos check
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP) postgres-binaries check-protos check
+test-fast: $(STAMP) postgres-binaries chromium check-protos check
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Also the PostgreSQL data that had to live outside the checkout (see README).

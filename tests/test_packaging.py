@@ -67,6 +67,8 @@ def test_only_the_duet_namespace_is_installed(wheel: Path) -> None:
     # Package data travels with it.
     assert "duet/routing/data/regions.json" in names
     assert any(n.startswith("duet/services/store/migrations/") and n.endswith(".sql") for n in names)
+    for page in ("index.html", "app.js", "style.css"):
+        assert f"duet/services/web/static/{page}" in names
 
 
 def test_every_module_imports_from_the_installed_copy(wheel: Path, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from duet.services.cli.log_setup import configure_logging
 from duet.services.devkit.demo import run_demo
 from duet.services.devkit.greeter import serve_forever
 from duet.services.devkit.local_cluster import DEFAULT_REGIONS, LocalCluster
-from duet.services.rpc.server import install_stop_signals
+from duet.services.rpc.server import CannotListen, install_stop_signals
+from duet.services.web.app import WebServer
+from duet.services.web.demo_regions import DemoRegions
 
 UP_HELP = """\
 Start the whole system on this machine: a private PostgreSQL (unless
@@ -19,7 +22,9 @@ Start the whole system on this machine: a private PostgreSQL (unless
 matchmaker and one edge process per region, all on loopback. Then place demo
 calls between simulated users in different regions, print each call's
 connect-time breakdown, and keep serving until Ctrl-C. While it serves, a
-greeter bot waits in the pool so `duet call` from another terminal connects.
+greeter bot waits in the pool so `duet call` from another terminal connects,
+and the web client is served (at http://127.0.0.1:8080/ unless --web-port says
+otherwise): open it in a browser and press "Talk to someone".
 """
 
 DEMO_HELP = """\
@@ -63,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
     )
     if serve:
         parser.add_argument("--no-bot", action="store_true", help="do not keep a greeter bot waiting for `duet call`")
+        parser.add_argument(
+            "--web-port",
+            type=int,
+            default=8080,
+            help="loopback port of the web client and its gateway, 0 = any free port (default: %(default)s)",
+        )
 
 
 def run(args: argparse.Namespace, *, serve: bool) -> int:
@@ -73,10 +84,24 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
     async def body(stop: asyncio.Event) -> int:
         print(f"starting the local cluster ({', '.join(regions)}) ...", flush=True)
         service_level = "INFO" if args.log_level.upper() == "WARNING" else args.log_level
-        async with LocalCluster(
-            state_dir=args.state_dir, database=args.database_url, regions=regions, log_level=service_level
-        ) as info:
+        async with (
+            LocalCluster(
+                state_dir=args.state_dir, database=args.database_url, regions=regions, log_level=service_level
+            ) as info,
+            contextlib.AsyncExitStack() as stack,
+        ):
             print(f"matchmaker {info.matchmaker}   routing {info.routing}")
+            if serve:
+                # The gateway runs in this supervisor's event loop, not as a child like the services:
+                # it holds no state and only relays JSON frames, so a process of its own would cost a
+                # Python start and memory on a small machine for nothing; here a taken port stops
+                # `duet up` at once, and it stops with the rest. Demo regions let a page pick its edge.
+                web = WebServer(info.matchmaker, listen=f"127.0.0.1:{args.web_port}", demo_regions=DemoRegions(regions))
+                try:
+                    web_url = await stack.enter_async_context(web)
+                except CannotListen as exc:
+                    raise CannotListen(f"{exc} (choose another with --web-port PORT, 0 = any free port)") from exc
+                print(f"web client {web_url}")
             print("edges " + "   ".join(f"{k} {v}" for k, v in info.edges.items()))
             if info.database_where:
                 print(info.database_where)
@@ -84,6 +109,7 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
             summary = await run_demo(info, regions, calls=args.calls, stop=stop)
             if serve:
                 serving.set()
+                print(f'\nweb client: open {web_url} in a browser and press "Talk to someone"', flush=True)
                 await serve_forever(info, regions, stop=stop, bot=not args.no_bot)
                 print("shutting down ...", flush=True)
         if serve:

@@ -14,12 +14,13 @@ Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge re
   duet up          start a local cluster, place demo calls, serve until Ctrl-C (what `make run` runs)
   duet demo        start a local cluster, place demo calls, print a JSON summary, exit
   duet call        place one call from a simulated client against a running cluster
+  duet web         serve the browser client and its gateway in front of a running matchmaker
   duet routing | matchmaker | edge   run one service (the local cluster starts these for you)
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from duet.services.cli import call, cluster_commands, serve
+    from duet.services.cli import call, cluster_commands, serve, web
 
     parser = argparse.ArgumentParser(
         prog="duet", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     call.add_arguments(place)
     place.set_defaults(func=call.run)
+
+    gateway = sub.add_parser(
+        "web", help="serve the browser client and its WebSocket gateway to a matchmaker", description=web.HELP
+    )
+    web.add_arguments(gateway)
+    gateway.set_defaults(func=web.run)
 
     routing = sub.add_parser("routing", help="run the routing service", description=serve.ROUTING_HELP)
     serve.add_routing_arguments(routing)

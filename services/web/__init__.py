@@ -1,0 +1,1 @@
+"""The web gateway: serves the browser client and carries its Session protocol over a WebSocket."""

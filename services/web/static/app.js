@@ -1,0 +1,545 @@
+// The Duet web client: one Session with the matchmaker (through the gateway's
+// WebSocket at /session, each frame one ClientMessage or ServerMessage in
+// protobuf's JSON mapping) and one warm WebRTC leg to the assigned edge.
+// The protocol is protos/duet/v1/matchmaker.proto, step by step:
+//   Hello -> EdgeAssigned -> LegOffer (complete offer, no trickle ICE) -> LegAnswer
+//   -> leg connected -> FindPartner -> Queued -> Matched -> partner's first frame
+//   -> ConnectReport; Next and Leave as the person presses them.
+//
+// Test hook (read-only), for the browser tests and anyone curious:
+//   window.duetState.state        "idle" | "starting" | "connecting" | "waiting" | "matched"
+//                                 | "in_call" | "ended" | "leaving" | "error"
+//   window.duetState.callId       the current (last matched) call's id, or ""
+//   window.duetState.partner      {name, region} of the current partner, or null
+//   window.duetState.lastBreakdown  the last call with a first frame (or a give-up):
+//                                 {callId, partner, region, route, stages: {name: epoch ms},
+//                                  connectMs, totalMs, connected}
+//   window.duetState.breakdowns   every such call so far, oldest first
+//   window.duetState.error        the error shown to the person, or ""
+//   window.duetState.edge         the assigned edge {edgeId, region}, or null
+//   window.duetState.mediaStats() a Promise of the leg's inbound figures:
+//                                 {video: {framesDecoded, freezeCount, totalFreezesDuration},
+//                                  audio: {totalSamplesReceived, concealedSamples}} (null before a leg)
+
+// The connect-path stages in order, as services/client/stages.py names them and `duet call` prints them.
+const STAGES = [
+  "session_open", "edge_assigned", "leg_connected", "queued", "matched",
+  "route_picked", "bridged", "first_packet_at_edge", "first_frame",
+];
+// Timed by this page; the others come from the matchmaker (Matched) and the edge (the call record).
+const CLIENT_STAGES = ["session_open", "edge_assigned", "leg_connected", "first_frame"];
+const LEG_TIMEOUT_MS = 10000; // ICE + DTLS with the edge
+const FRAME_TIMEOUT_MS = 10000; // Matched -> the partner's first frame
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  talk: $("talk"), next: $("next"), leave: $("leave"), name: $("name"),
+  regionChoice: $("region-choice"), region: $("region"),
+  status: $("status"), error: $("error"), partner: $("partner"),
+  local: $("local-video"), remote: $("remote-video"),
+  breakdownSection: $("breakdown-section"), breakdownTitle: $("breakdown-title"),
+  breakdownBody: document.querySelector("#breakdown tbody"), breakdownSummary: $("breakdown-summary"),
+  history: $("history"),
+};
+
+const camel = (name) => name.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
+// Epoch ms with sub-millisecond precision: the unit of every stage.
+const nowMs = () => performance.timeOrigin + performance.now();
+const userId = `web-${Math.random().toString(36).slice(2, 10)}`;
+
+const view = { state: "idle", error: "", breakdowns: [] };
+let session = null; // the live Session, or null
+
+// -- what the person sees -------------------------------------------------------
+
+function setState(state, text) {
+  view.state = state;
+  ui.status.textContent = text;
+  const live = session !== null && !["leaving"].includes(state);
+  ui.talk.disabled = !(["idle", "error", "ended"].includes(state));
+  ui.next.disabled = !(live && ["waiting", "matched", "in_call", "ended"].includes(state));
+  ui.leave.disabled = !live;
+  ui.name.disabled = session !== null;
+  ui.region.disabled = session !== null;
+}
+
+function showError(text) {
+  view.error = text;
+  ui.error.textContent = text;
+  ui.error.hidden = !text;
+}
+
+function showPartner(call) {
+  ui.partner.hidden = !call;
+  ui.partner.textContent = call ? `${call.partner} · ${call.region}` : "";
+}
+
+const fmt = (ms) => (ms === null || ms === undefined ? "–" : ms.toFixed(1));
+
+function showBreakdown(result) {
+  ui.breakdownSection.hidden = false;
+  ui.breakdownTitle.textContent =
+    `call ${result.callId} with ${result.partner} (${result.region}) via ${result.route.join(" > ") || "?"}`;
+  const open = result.stages.session_open;
+  const matched = result.stages.matched;
+  ui.breakdownBody.replaceChildren(...STAGES.map((name) => {
+    const row = document.createElement("tr");
+    row.dataset.stage = name;
+    const at = result.stages[name];
+    const cells = [name, at && open ? fmt(at - open) : "–", at && matched ? fmt(at - matched) : "–"];
+    for (const text of cells) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    return row;
+  }));
+  ui.breakdownSummary.textContent = result.connected
+    ? `connect_ms (first_frame - matched) = ${fmt(result.connectMs)}   total_ms (first_frame - queued) = ${fmt(result.totalMs)}`
+    : "not connected: no video from the partner";
+}
+
+function addHistory(result) {
+  const item = document.createElement("li");
+  item.textContent = result.connected
+    ? `${result.partner} (${result.region}): connected in ${fmt(result.connectMs)} ms`
+    : `${result.partner} (${result.region}): no video`;
+  ui.history.append(item);
+}
+
+// -- errors in words --------------------------------------------------------------
+
+function cameraError(err) {
+  switch (err && err.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return "Camera and microphone access was denied. Allow them for this site in the browser's settings, then press “Talk to someone” again.";
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return "No camera or microphone was found. Connect one, then press “Talk to someone” again.";
+    case "NotReadableError":
+    case "AbortError":
+      return "The camera or microphone could not be started: another application may be using it.";
+    default:
+      return `The camera could not be started: ${err && err.message ? err.message : err}`;
+  }
+}
+
+function closedError(code, message, phase) {
+  const said = message ? message.charAt(0).toUpperCase() + message.slice(1) : "no reason given";
+  if (phase === "hello") return `Could not start a session: ${said}.`;
+  if (code === "UNAVAILABLE") return `The service is unavailable: ${said}.`;
+  return `The session ended (${code}): ${said}.`;
+}
+
+// -- the session ------------------------------------------------------------------
+
+class Session {
+  constructor(stream, region, displayName) {
+    this.stream = stream;
+    this.region = region;
+    this.displayName = displayName;
+    this.stages = {}; // this page's own stages for the session (session_open, edge_assigned, leg_connected)
+    this.edge = null;
+    this.pc = null;
+    this.ws = null;
+    this.opened = false; // the WebSocket opened
+    this.closed = null; // the gateway's closed frame
+    this.ended = false;
+    this.inPool = false;
+    this.call = null; // the current call: {callId, partner, region, route, server, queued, matchedAt, firstFrame, ...}
+    this.queuedAt = 0; // Queued.queued (matchmaker clock) of the current ticket
+    this.previousVideo = false; // the leg has shown a partner's video before (a switch, not a fresh leg)
+    this.timers = new Set();
+    this.work = Promise.resolve(); // server messages are handled one after another
+  }
+
+  start() {
+    setState("connecting", "Connecting to Duet …");
+    this.stages.session_open = nowMs();
+    const url = new URL("session", location.href);
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    if (this.region) url.searchParams.set("region", this.region);
+    this.ws = new WebSocket(url);
+    this.ws.onopen = () => {
+      this.opened = true;
+      this.send({ hello: { userId, displayName: this.displayName, sessionOpen: this.stages.session_open } });
+    };
+    this.ws.onmessage = (event) => {
+      this.work = this.work.then(() => this.onFrame(event.data)).catch((err) => this.fail(`Unexpected error: ${err.message || err}`));
+    };
+    this.ws.onclose = (event) => { this.work = this.work.then(() => this.onSocketClosed(event)); };
+  }
+
+  send(message) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  after(ms, fn) {
+    const id = setTimeout(() => { this.timers.delete(id); fn(); }, ms);
+    this.timers.add(id);
+    return id;
+  }
+
+  async onFrame(text) {
+    if (this.ended) return;
+    const message = JSON.parse(text);
+    if (message.closed) return this.onClosed(message.closed.code, message.closed.message || "");
+    if (message.edgeAssigned) return this.onEdgeAssigned(message.edgeAssigned);
+    if (message.answer) return this.onAnswer(message.answer);
+    if (message.queued) return this.onQueued(message.queued);
+    if (message.matched) return this.onMatched(message.matched);
+    if (message.callEnded) return this.onCallEnded(message.callEnded);
+  }
+
+  async onEdgeAssigned(assigned) {
+    this.stages.edge_assigned = nowMs();
+    this.edge = { edgeId: assigned.edge.edgeId, region: assigned.edge.region || "" };
+    setState("connecting", `Connecting to edge ${this.edge.edgeId} (${this.edge.region}) …`);
+    this.pc = new RTCPeerConnection({ iceServers: [] }); // host candidates only: the edge is reachable directly
+    const [video] = this.stream.getVideoTracks();
+    const [audio] = this.stream.getAudioTracks();
+    const videoT = this.pc.addTransceiver(video, { direction: "sendrecv", streams: [this.stream] });
+    if (audio) this.pc.addTransceiver(audio, { direction: "sendrecv", streams: [this.stream] });
+    else this.pc.addTransceiver("audio", { direction: "recvonly" });
+    preferVp8(videoT);
+    const remote = new MediaStream();
+    this.pc.ontrack = (event) => {
+      remote.addTrack(event.track);
+      if (ui.remote.srcObject !== remote) ui.remote.srcObject = remote;
+      ui.remote.play().catch(() => {}); // a muted autoplay fallback is not needed: Talk was a click
+    };
+    this.pc.onconnectionstatechange = () => this.onLegState(this.pc.connectionState);
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    await iceGatheringComplete(this.pc); // non-trickle: the offer carries every candidate
+    this.send({ offer: { sdp: this.pc.localDescription.sdp } });
+    this.after(LEG_TIMEOUT_MS, () => {
+      if (!this.stages.leg_connected && !this.ended) {
+        this.fail(`The media connection to edge ${this.edge.edgeId} did not come up within ${LEG_TIMEOUT_MS / 1000} s.${loopbackHint(this.answerSdp)}`);
+      }
+    });
+  }
+
+  async onAnswer(answer) {
+    this.answerSdp = answer.sdp;
+    await this.pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+  }
+
+  onLegState(state) {
+    if (this.ended) return;
+    if (state === "connected" && !this.stages.leg_connected) {
+      this.stages.leg_connected = nowMs();
+      this.findPartner();
+    } else if (state === "failed") {
+      this.fail(`The media connection to edge ${this.edge.edgeId} failed.${this.stages.leg_connected ? "" : loopbackHint(this.answerSdp)}`);
+    }
+  }
+
+  findPartner() {
+    showError("");
+    this.send({ findPartner: { legConnected: this.stages.leg_connected } });
+    setState("waiting", "Looking for someone …");
+  }
+
+  next() {
+    showError("");
+    this.send({ next: {} });
+    setState("waiting", "Looking for someone new …");
+  }
+
+  leave() {
+    setState("leaving", "Leaving …");
+    this.leaving = true;
+    this.send({ leave: {} });
+    this.after(3000, () => this.finish("idle", "You left.")); // the gateway closes first, normally
+  }
+
+  onQueued(queued) {
+    this.queuedAt = queued.queued || 0;
+    this.clientQueued = nowMs();
+    this.inPool = true;
+    if (!this.call || this.call.done) setState("waiting", "Looking for someone …");
+  }
+
+  onMatched(matched) {
+    this.inPool = false;
+    const server = matched.stages || {};
+    this.call = {
+      callId: matched.callId,
+      partner: matched.partnerDisplayName || "someone",
+      region: matched.partnerRegion || "",
+      route: matched.route || [],
+      server,
+      queued: server.queued || this.queuedAt || this.clientQueued || 0,
+      matchedAt: performance.now(), // when Matched arrived here: frames received before it are the old partner's
+      firstFrame: 0,
+      done: false,
+    };
+    showPartner(this.call);
+    setState("matched", `Matched with ${this.call.partner} (${this.call.region}); waiting for their video …`);
+    watchFirstFrame(this, this.call);
+    const call = this.call;
+    this.after(FRAME_TIMEOUT_MS, () => {
+      if (!call.done && this.call === call && !this.ended) {
+        this.report(call, false);
+        showError(`No video arrived from ${call.partner} within ${FRAME_TIMEOUT_MS / 1000} s. Press “Next” to talk to someone else.`);
+      }
+    });
+  }
+
+  onFirstFrame(call, at) {
+    if (call.done || this.call !== call || this.ended) return;
+    call.firstFrame = at;
+    this.previousVideo = true;
+    const result = this.report(call, true);
+    setState("in_call", `In a call with ${call.partner} (${call.region}) · connected in ${fmt(result.connectMs)} ms`);
+  }
+
+  // ConnectReport, and the breakdown on the page; returns the breakdown.
+  report(call, connected) {
+    call.done = true;
+    const client = { ...this.stages, first_frame: connected ? call.firstFrame : 0 };
+    const stages = {};
+    for (const name of STAGES) stages[name] = Number(call.server[camel(name)] || 0);
+    for (const name of CLIENT_STAGES) stages[name] = Number(client[name] || 0);
+    if (!stages.queued) stages.queued = call.queued;
+    const diff = (a, b) => (a > 0 && b > 0 ? a - b : null);
+    const result = {
+      callId: call.callId, partner: call.partner, region: call.region, route: call.route, stages, connected,
+      connectMs: diff(stages.first_frame, stages.matched), totalMs: diff(stages.first_frame, stages.queued),
+    };
+    const reported = {};
+    for (const name of CLIENT_STAGES) reported[camel(name)] = stages[name];
+    this.send({ connectReport: { callId: call.callId, stages: reported, connected } });
+    view.breakdowns.push(result);
+    showBreakdown(result);
+    addHistory(result);
+    fillEdgeStage(result);
+    return result;
+  }
+
+  onCallEnded(ended) {
+    const reason = ended.reason || "";
+    const call = this.call;
+    if (call && (!ended.callId || ended.callId === call.callId)) {
+      call.done = true;
+      call.over = true;
+      showPartner(null);
+    }
+    if (reason === "next") return; // ours: Queued and Matched follow
+    if (reason === "partner_next" || reason === "partner_left") {
+      // Like any stranger-chat: look for the next person at once.
+      this.findPartner();
+      ui.status.textContent = `${call ? call.partner : "Your partner"} ${reason === "partner_left" ? "left" : "moved on"}; looking for someone new …`;
+      return;
+    }
+    if (reason === "replaced by a newer session" || reason === "matchmaker shutting down") {
+      this.endReason = reason; // the stream closes with OK next
+      return;
+    }
+    // A match that could not be set up ("no route ...", "bridge failed: ..."): not in the pool any more.
+    showError(`The call could not be set up: ${reason}. Press “Talk to someone” to try again.`);
+    setState("ended", "Not in a call.");
+  }
+
+  onClosed(code, message) {
+    this.closed = { code, message };
+    if (code === "OK") {
+      if (this.leaving) this.finish("idle", "You left.");
+      else this.finish("error", "", `Your session ended: ${this.endReason || message || "closed by the server"}.`);
+      return;
+    }
+    this.fail(closedError(code, message, this.edge ? "session" : "hello"));
+  }
+
+  onSocketClosed(event) {
+    if (this.ended) return;
+    if (!this.opened) {
+      this.fail(`The Duet server at ${location.host} is not reachable. Is it still running?`);
+    } else if (!this.closed) {
+      this.fail(`The connection to the Duet server at ${location.host} was lost (WebSocket code ${event.code}).`);
+    }
+  }
+
+  fail(text) {
+    this.finish("error", "Stopped.", text);
+  }
+
+  // Ends everything this session holds; the page is then ready for "Talk to someone".
+  finish(state, statusText, errorText = "") {
+    if (this.ended) return;
+    this.ended = true;
+    for (const id of this.timers) clearTimeout(id);
+    this.timers.clear();
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+    if (this.pc) this.pc.close();
+    for (const track of this.stream.getTracks()) track.stop();
+    ui.local.srcObject = null;
+    ui.remote.srcObject = null;
+    showPartner(null);
+    if (session === this) session = null;
+    showError(errorText);
+    setState(state, statusText || (state === "idle" ? "Press “Talk to someone” to start." : "Stopped."));
+  }
+}
+
+// -- WebRTC details ---------------------------------------------------------------
+
+function iceGatheringComplete(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const check = () => {
+      if (pc.iceGatheringState === "complete") {
+        pc.removeEventListener("icegatheringstatechange", check);
+        resolve();
+      }
+    };
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+// VP8 first: edges forward media without decoding it, so both legs of a call must share a
+// codec, and every Duet client (the Python SDK included) sends VP8.
+function preferVp8(transceiver) {
+  if (!transceiver.setCodecPreferences || !RTCRtpReceiver.getCapabilities) return;
+  const codecs = RTCRtpReceiver.getCapabilities("video")?.codecs || [];
+  const vp8 = codecs.filter((c) => c.mimeType.toLowerCase() === "video/vp8");
+  if (vp8.length) transceiver.setCodecPreferences([...vp8, ...codecs.filter((c) => !vp8.includes(c))]);
+}
+
+function loopbackHint(sdp) {
+  const candidates = (sdp || "").split("\n").filter((l) => l.startsWith("a=candidate"));
+  if (candidates.length && candidates.every((l) => l.includes(" 127.0.0.1 "))) {
+    return " The edge offers only 127.0.0.1, which browsers skip unless started with --allow-loopback-in-peer-connection; or start the cluster with DUET_ICE_HOSTS set to this machine's address.";
+  }
+  return "";
+}
+
+// The partner's first frame: the first video frame shown after arming whose last packet arrived
+// after Matched. After "next" the leg keeps playing the old partner until the edge re-bridges,
+// which happens before the matchmaker sends Matched, so frames received earlier are not the new
+// partner's. On a fresh leg nobody else has sent video, so any frame counts (media may precede Matched).
+function watchFirstFrame(owner, call) {
+  const fresh = !owner.previousVideo;
+  const video = ui.remote;
+  if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
+    const onFrame = (_now, meta) => {
+      if (call.done || owner.call !== call || owner.ended) return;
+      const received = meta.receiveTime ?? meta.presentationTime;
+      if (fresh || received > call.matchedAt) {
+        owner.onFirstFrame(call, performance.timeOrigin + meta.presentationTime);
+      } else {
+        video.requestVideoFrameCallback(onFrame);
+      }
+    };
+    video.requestVideoFrameCallback(onFrame);
+    return;
+  }
+  // Without frame callbacks: the decoder's frame count advancing after Matched.
+  let base = null;
+  const poll = async () => {
+    if (call.done || owner.call !== call || owner.ended) return;
+    const decoded = (await inboundStats(owner.pc)).video.framesDecoded;
+    if (base === null) base = fresh ? 0 : decoded;
+    if (decoded > base) owner.onFirstFrame(call, nowMs());
+    else setTimeout(poll, 10);
+  };
+  poll();
+}
+
+async function inboundStats(pc) {
+  const out = {
+    video: { framesDecoded: 0, freezeCount: 0, totalFreezesDuration: 0 },
+    audio: { totalSamplesReceived: 0, concealedSamples: 0 },
+  };
+  if (!pc) return out;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type !== "inbound-rtp") return;
+    if (s.kind === "video") {
+      out.video = {
+        framesDecoded: s.framesDecoded || 0, freezeCount: s.freezeCount || 0,
+        totalFreezesDuration: s.totalFreezesDuration || 0,
+      };
+    } else if (s.kind === "audio") {
+      out.audio = { totalSamplesReceived: s.totalSamplesReceived || 0, concealedSamples: s.concealedSamples || 0 };
+    }
+  });
+  return out;
+}
+
+// The edge's first_packet_at_edge is in the call record once our ConnectReport arrived.
+async function fillEdgeStage(result) {
+  for (const wait of [200, 500, 1000]) {
+    await new Promise((r) => setTimeout(r, wait));
+    try {
+      const response = await fetch(`calls/${encodeURIComponent(result.callId)}`);
+      if (!response.ok) continue;
+      const record = await response.json();
+      const side = [record.a, record.b].find((s) => s && s.userId === userId);
+      const at = side?.stages?.firstPacketAtEdge;
+      if (at) {
+        result.stages.first_packet_at_edge = at;
+        if (view.breakdowns.at(-1) === result) showBreakdown(result);
+        return;
+      }
+    } catch {
+      return; // the gateway is gone: the page says so elsewhere
+    }
+  }
+}
+
+// -- buttons ----------------------------------------------------------------------
+
+async function talk() {
+  if (session && view.state === "ended") return session.findPartner();
+  showError("");
+  if (!navigator.mediaDevices?.getUserMedia) {
+    showError("This page cannot use a camera here: browsers allow it only on https:// or on localhost / 127.0.0.1.");
+    return;
+  }
+  setState("starting", "Asking for your camera and microphone …");
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+  } catch (err) {
+    showError(cameraError(err));
+    setState("error", "Stopped.");
+    return;
+  }
+  ui.local.srcObject = stream;
+  session = new Session(stream, ui.region.value, ui.name.value.trim());
+  session.start();
+}
+
+ui.talk.addEventListener("click", talk);
+ui.next.addEventListener("click", () => session?.next());
+ui.leave.addEventListener("click", () => session?.leave());
+
+async function loadConfig() {
+  try {
+    const config = await (await fetch("config.json")).json();
+    for (const region of config.demoRegions || []) {
+      ui.region.append(new Option(`${region.name} (demo)`, region.code));
+    }
+    ui.regionChoice.hidden = !(config.demoRegions || []).length;
+  } catch {
+    showError(`The Duet server at ${location.host} is not reachable. Is it still running?`);
+  }
+}
+
+window.duetState = Object.freeze({
+  get state() { return view.state; },
+  get callId() { return session?.call?.callId || ""; },
+  get partner() {
+    const call = session?.call;
+    return call && !call.over ? { name: call.partner, region: call.region } : null;
+  },
+  get lastBreakdown() { return view.breakdowns.at(-1) || null; },
+  get breakdowns() { return [...view.breakdowns]; },
+  get error() { return view.error; },
+  get edge() { return session?.edge || null; },
+  mediaStats: () => (session?.pc ? inboundStats(session.pc) : Promise.resolve(null)),
+});
+
+setState("idle", "Press “Talk to someone” to start.");
+loadConfig();
