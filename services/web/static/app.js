@@ -199,10 +199,10 @@ class Session {
     this.pc = new RTCPeerConnection({ iceServers: [] }); // host candidates only: the edge is reachable directly
     const [video] = this.stream.getVideoTracks();
     const [audio] = this.stream.getAudioTracks();
-    const videoT = this.pc.addTransceiver(video, { direction: "sendrecv", streams: [this.stream] });
+    // The browser's own codec list, untouched: the edge keeps what it can forward and puts VP8 first.
+    this.pc.addTransceiver(video, { direction: "sendrecv", streams: [this.stream] });
     if (audio) this.pc.addTransceiver(audio, { direction: "sendrecv", streams: [this.stream] });
     else this.pc.addTransceiver("audio", { direction: "recvonly" });
-    preferVp8(videoT);
     const remote = new MediaStream();
     this.pc.ontrack = (event) => {
       remote.addTrack(event.track);
@@ -398,19 +398,10 @@ function iceGatheringComplete(pc) {
   });
 }
 
-// VP8 first: edges forward media without decoding it, so both legs of a call must share a
-// codec, and every Duet client (the Python SDK included) sends VP8.
-function preferVp8(transceiver) {
-  if (!transceiver.setCodecPreferences || !RTCRtpReceiver.getCapabilities) return;
-  const codecs = RTCRtpReceiver.getCapabilities("video")?.codecs || [];
-  const vp8 = codecs.filter((c) => c.mimeType.toLowerCase() === "video/vp8");
-  if (vp8.length) transceiver.setCodecPreferences([...vp8, ...codecs.filter((c) => !vp8.includes(c))]);
-}
-
 function loopbackHint(sdp) {
   const candidates = (sdp || "").split("\n").filter((l) => l.startsWith("a=candidate"));
   if (candidates.length && candidates.every((l) => l.includes(" 127.0.0.1 "))) {
-    return " The edge offers only 127.0.0.1, which browsers skip unless started with --allow-loopback-in-peer-connection; or start the cluster with DUET_ICE_HOSTS set to this machine's address.";
+    return " The edge offers only 127.0.0.1: if this browser cannot reach it (no network interface besides loopback, or loopback candidates refused), start it with --allow-loopback-in-peer-connection, or start the cluster with DUET_ICE_HOSTS set to an address of this machine.";
   }
   return "";
 }
