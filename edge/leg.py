@@ -220,9 +220,16 @@ class Leg:
         if kind is None:
             self.counters.drop("unknown payload type")
             return
+        if pt in self.payload_types.rtx:
+            # A client sends RTX to repair a loss someone NACKed (the edge relays no NACK yet) or
+            # to probe its own uplink with old packets. Probes belong to this hop only: forwarded,
+            # a repair of a packet 100+ behind makes an aiortc receiver reset its jitter buffer
+            # and fail to decode (measured with Chromium's start-of-call probes).
+            self.counters.drop("rtx not requested")
+            return
         stream = self._streams[kind]
         stream.packets_from_client += 1
-        if stream.client_ssrc is None and pt not in self.payload_types.rtx:
+        if stream.client_ssrc is None:
             stream.client_ssrc = int.from_bytes(data[8:12], "big")
         self._on_rtp(self, kind, data)
 
@@ -263,8 +270,9 @@ class Leg:
             self.counters.drop("malformed rtp")
             return False
         if own_pt in self.payload_types.rtx:
-            if not _rewrite_rtx(out, stream, own_pt):
-                self.counters.drop("malformed rtx")
+            problem = _rewrite_rtx(out, stream, own_pt)
+            if problem is not None:
+                self.counters.drop(problem)
                 return False
         elif not stream.rewriter.rewrite(out, payload_type=own_pt):
             self.counters.drop("malformed rtp")
@@ -357,27 +365,27 @@ def _client_media_ssrc(media: Any) -> int | None:
     return int(media.ssrc[0].ssrc)
 
 
-def _rewrite_rtx(packet: bytearray, stream: _Stream, own_pt: int) -> bool:
+def _rewrite_rtx(packet: bytearray, stream: _Stream, own_pt: int) -> str | None:
     """An RTX packet into this leg: its RTX SSRC and sequence space, the repaired packet's number mapped.
 
     The original sequence number (the payload's first two bytes, RFC 4588)
     names the packet in the sender's numbering; the receiver knows it by the
-    number this leg's media rewriter gave it. Padding-only RTX (bandwidth
-    probes) has no original sequence number.
+    number this leg's media rewriter gave it. A repair of a packet this leg
+    never carried is dropped: an aiortc receiver decodes it into the stream
+    and fails. Padding-only RTX (bandwidth probes) has no original sequence
+    number. Returns the drop reason, or None when the packet is ready.
     """
-    if stream.rtx_rewriter is None:
-        return False
     header = rtp_header_length(packet)
-    if header < 0:
-        return False
+    if stream.rtx_rewriter is None or header < 0:
+        return "malformed rtx"
     end = len(packet) - (packet[-1] if packet[0] & 0x20 else 0)
     if end - header >= 2:
         original = stream.rewriter.output_seq((packet[header] << 8) | packet[header + 1])
         if original is None:
-            return False  # nothing of this source was sent into the leg: nothing to repair
+            return "rtx of a packet not sent on this leg"
         packet[header] = original >> 8
         packet[header + 1] = original & 0xFF
-    return stream.rtx_rewriter.rewrite(packet, payload_type=own_pt)
+    return None if stream.rtx_rewriter.rewrite(packet, payload_type=own_pt) else "malformed rtx"
 
 
 def _validate_offer(offer_sdp: str) -> list[str]:

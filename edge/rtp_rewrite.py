@@ -146,6 +146,7 @@ class StreamRewriter:
     _seq_off: int = field(default=0, init=False, repr=False)
     _ts_off: int = field(default=0, init=False, repr=False)
     _hi_seq: int = field(default=0, init=False, repr=False)
+    _first_seq: int = field(default=0, init=False, repr=False)  # output seq of the current source's first packet
     _hi_ts: int = field(default=0, init=False, repr=False)
     _hi_time: float = field(default=0.0, init=False, repr=False)  # when _hi_ts was first sent
     _min_step: int = field(default=0, init=False, repr=False)
@@ -180,14 +181,21 @@ class StreamRewriter:
         self._in_ssrc = -1
 
     def output_seq(self, seq: int) -> int | None:
-        """Where the current source's sequence number ``seq`` lands on this leg; None before any packet.
+        """The number this leg gave the current source's packet ``seq``; None if it cannot have sent it.
 
         An RTX packet names the packet it repairs by its original sequence
-        number; the receiver knows that packet by its rewritten one.
+        number; the receiver knows that packet by its rewritten one. A number
+        before the source's first packet on this leg, or past its highest, was
+        never sent here (libwebrtc re-sends old packets over RTX as bandwidth
+        probes, including ones the edge held back before a keyframe): the
+        receiver must not get those.
         """
         if not self.sources_seen:
             return None
-        return (seq + self._seq_off) & _M16
+        out = (seq + self._seq_off) & _M16
+        if (out - self._first_seq) & _M16 > (self._hi_seq - self._first_seq) & _M16:
+            return None
+        return out
 
     def rewrite(self, buf: bytearray, offset: int = 0, now: float | None = None, payload_type: int = -1) -> bool:
         """Rewrite the RTP packet at ``buf[offset:]`` in place for this leg.
@@ -252,6 +260,7 @@ class StreamRewriter:
         self._seq_off = (out_seq - seq) & _M16
         self._ts_off = (out_ts - ts) & _M32
         self._hi_seq = out_seq
+        self._first_seq = out_seq
         self._hi_ts = out_ts
         self._hi_time = now
         self._in_ssrc = ssrc

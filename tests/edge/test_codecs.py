@@ -10,6 +10,7 @@ import pytest
 from aiortc.sdp import SessionDescription
 
 from duet.edge.backbone_wire import StreamKind
+from duet.edge.payload_types import BACKBONE_CODECS
 from duet.edge.relay import EdgeRelay
 from tests.edge.harness import KEY, close_client, make_client, two_edges
 
@@ -127,9 +128,21 @@ async def test_rtx_is_renumbered_into_the_receiving_legs_rtx_stream() -> None:
             receiver._enqueue = record  # type: ignore[method-assign]
             a_rtx_pt = next(iter(sender.payload_types.rtx))
             stream_b = receiver._streams[StreamKind.VIDEO]
-            osn = 4242
-            rtx = struct.pack("!BBHII", 0x80, a_rtx_pt, 7, 1234, 0xABCDEF01) + struct.pack("!H", osn) + b"\x10" * 20
-            await sender._handle_rtp_data(rtx)
+            # A repair of a packet a's client sent and the edge forwarded into b's leg: the last one.
+            osn = (stream_b.rewriter.last_seq - stream_b.rewriter._seq_off) & 0xFFFF
+
+            def rtx_of(seq: int, pt: int) -> bytearray:
+                return bytearray(
+                    struct.pack("!BBHII", 0x80, pt, 7, 1234, 0xABCDEF01) + struct.pack("!H", seq) + b"\x10" * 20
+                )
+
+            # From a's client, unrequested (the edge relays no NACK): dropped at once, counted.
+            await sender._handle_rtp_data(bytes(rtx_of(osn, a_rtx_pt)))
+            assert not sent and e1.stats().dropped["rtx not requested"] == 1
+
+            # Into b's leg (in backbone terms, as a repair would reach it): b's RTX numbers and SSRC.
+            vp8_rtx = next(c.rtx_pt for c in BACKBONE_CODECS if c.name == "VP8")
+            assert receiver.send_rtp(StreamKind.VIDEO, rtx_of(osn, vp8_rtx))
             assert len(sent) == 1
             out = sent[0]
             assert out[1] & 0x7F in receiver.payload_types.rtx
@@ -141,6 +154,11 @@ async def test_rtx_is_renumbered_into_the_receiving_legs_rtx_stream() -> None:
                 osn
             )  # repaired packet, b's numbers
             assert out[14:] == b"\x10" * 20
+            # A repair of a packet b's leg never carried (held back before the keyframe, or not sent yet)
+            # would be decoded into b's stream: dropped and counted instead.
+            assert not receiver.send_rtp(StreamKind.VIDEO, rtx_of((osn + 3000) & 0xFFFF, vp8_rtx))
+            assert len(sent) == 1
+            assert e1.stats().dropped["rtx of a packet not sent on this leg"] == 1
         finally:
             await close_client(a)
             await close_client(b)

@@ -92,8 +92,15 @@ def test_payload_type_per_packet_and_output_seq_of_the_current_source() -> None:
     buf = rtp(40000, 123456, 0x11111111, pt=96, marker=1)
     assert rw.rewrite(buf, now=1.0, payload_type=98)
     assert fields(buf)[:2] == (1, 98)  # marker kept, the given payload type written
-    assert rw.output_seq(40000) == 500 and rw.output_seq(39990) == 490
-    assert rw.output_seq(65535) == (500 + 65535 - 40000) & M16
+    assert rw.output_seq(40000) == 500
+    assert rw.output_seq(39990) is None  # before the source's first packet here: never sent on this leg
+    assert rw.output_seq(40001) is None  # not sent yet
+    for seq in (40001, 40002, 40004):
+        assert rw.rewrite(rtp(seq, 123456, 0x11111111), now=1.0)
+    assert [rw.output_seq(s) for s in (40001, 40003, 40004, 40005)] == [501, 503, 504, None]
+    rw.switch_source()
+    assert rw.rewrite(rtp(7, 1, 0x22222222), now=2.0)
+    assert rw.output_seq(40001) is None and rw.output_seq(7) == 505  # only the current source's packets
 
 
 def test_initial_values_are_random_by_default() -> None:
