@@ -31,6 +31,7 @@ NOT_NEGOTIATED = "extension not negotiated"
 MALFORMED_VALUE = "malformed extension value"
 NEEDS_TWO_BYTE = "extension needs the two-byte form the receiver did not allow"
 MALFORMED_BLOCK = "malformed extension block"
+TOO_LONG = "extension value longer than 255 bytes"
 
 
 def _aiortc_refuses(packet: bytes) -> bool:
@@ -91,7 +92,7 @@ def test_no_parser_or_rewriter_raises_on_arbitrary_or_mutated_packets(
     assert (out is not None) == structure_ok
     if out is not None:
         RtpPacket.parse(bytes(out), receiver_map(receiver))  # any exception fails the test
-        assert set(rw.dropped) <= {NOT_NEGOTIATED, MALFORMED_VALUE, NEEDS_TWO_BYTE, MALFORMED_BLOCK}
+        assert set(rw.dropped) <= {NOT_NEGOTIATED, MALFORMED_VALUE, NEEDS_TWO_BYTE, MALFORMED_BLOCK, TOO_LONG}
 
     # The block parser raises its own error and nothing else.
     if len(packet) >= 16:
@@ -100,6 +101,10 @@ def test_no_parser_or_rewriter_raises_on_arbitrary_or_mutated_packets(
             list(elements(profile, packet[16 : 16 + 4 * words]))
         except MalformedExtensions:
             pass
+
+
+# MIDs as SDP carries them (text), short or longer than either extension form can carry.
+_mids = st.text(min_size=1, max_size=20).map(str.encode) | st.text(min_size=250, max_size=300).map(str.encode)
 
 
 def _expected(
@@ -119,6 +124,9 @@ def _expected(
             drops[MALFORMED_VALUE] += 1
         else:
             kept.append((receiver[uri], e.value))
+    too_long = [(i, v) for i, v in kept if len(v) > 255]  # a replacement that fits no form
+    drops[TOO_LONG] += len(too_long)
+    kept = [e for e in kept if e not in too_long]
     if not two_byte and not all(i <= 14 and 1 <= len(v) <= 16 for i, v in kept):
         fits = [(i, v) for i, v in kept if i <= 14 and 1 <= len(v) <= 16]
         drops[NEEDS_TWO_BYTE] += len(kept) - len(fits)
@@ -131,7 +139,7 @@ def _expected(
     sender=id_maps(max_id=255),
     receiver=id_maps(max_id=255),
     two_byte=st.booleans(),
-    mid=st.none() | st.binary(max_size=20),
+    mid=st.none() | _mids,
     data=st.data(),
 )
 def test_well_formed_packets_keep_payload_padding_and_csrcs_and_map_ids_by_uri(
@@ -165,6 +173,48 @@ def test_well_formed_packets_keep_payload_padding_and_csrcs_and_map_ids_by_uri(
     assert parsed.csrc == list(spec.csrcs)
     assert parsed.payload == spec.payload and parsed.padding_size == spec.padding
     assert (parsed.sequence_number, parsed.timestamp, parsed.ssrc) == (spec.seq, spec.ts, spec.ssrc)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    mid_id=st.integers(1, 255),
+    out_id=st.integers(1, 255),
+    two_byte=st.booleans(),
+    replacement=_mids,
+    data=st.data(),
+)
+def test_a_replacement_value_of_any_length_never_raises(
+    mid_id: int, out_id: int, two_byte: bool, replacement: bytes, data: st.DataObject
+) -> None:
+    """The MID each packet carries to a leg is replaced with that leg's own: whatever its length,
+    the rewrite drops what no form can carry instead of raising into the forwarding path."""
+    spec = data.draw(rtp_specs({MID: mid_id}))
+    rw = ExtensionRewriter({mid_id: MID}, {MID: out_id}, two_byte=two_byte, replace={MID: replacement})
+    out = rw.rewrite(spec.build())
+    assert out is not None
+    parsed = RtpPacket.parse(bytes(out), receiver_map({MID: out_id}))
+    assert parsed.payload == spec.payload
+    carried = any(e.ext_id == mid_id for e in spec.elements)
+    fits = len(replacement) <= 255 and (two_byte or (out_id <= 14 and 1 <= len(replacement) <= 16))
+    assert bool(out[0] & 0x10) == (carried and fits)
+    if carried and fits:
+        assert parsed.extensions.mid == replacement.decode()
+    if carried and len(replacement) > 255:
+        assert rw.dropped[TOO_LONG] >= 1
+
+
+@given(st.binary(max_size=8).filter(lambda v: not v or not _is_utf8(v)))
+def test_a_malformed_replacement_is_refused_when_configured(value: bytes) -> None:
+    with pytest.raises(ValueError, match="not a well-formed"):
+        ExtensionRewriter({1: MID}, {MID: 1}, replace={MID: value})
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @settings(max_examples=250, deadline=None)
@@ -255,3 +305,16 @@ def test_sequence_and_timestamps_stay_continuous_across_switches_and_garbage(
             assert d == step
         else:
             assert int(clock_rate * MIN_SWITCH_GAP_S) <= d < 0x80000000
+
+
+def test_mutations_are_not_all_garbage() -> None:
+    """Some mutated packets stay RTP (they exercise the rewriters), most do not (they exercise the drops)."""
+    outcomes: list[bool] = []
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(spec=rtp_specs(), data=st.data())
+    def mutated(spec: RtpSpec, data: st.DataObject) -> None:
+        outcomes.append(is_rtp(mutate(data, spec)))
+
+    mutated()
+    assert any(outcomes) and not all(outcomes)
