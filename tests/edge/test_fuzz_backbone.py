@@ -84,7 +84,7 @@ def datagrams(draw: st.DrawFn) -> bytes:
     return bytes(buf)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(datagram=datagrams(), as_type=st.sampled_from([bytes, bytearray, memoryview]))
 def test_unpack_returns_or_raises_backbone_error_with_a_documented_reason(datagram: bytes, as_type: type) -> None:
     try:
@@ -123,7 +123,7 @@ class _Transport:
         pass
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(batch=st.lists(datagrams(), min_size=1, max_size=6))
 def test_receiving_never_raises_and_counts_each_drop_once_by_reason(batch: list[bytes]) -> None:
     delivered: list[tuple[BackboneHeader, bytes]] = []

@@ -47,6 +47,7 @@ from tests.edge.test_fuzz_rtcp import LYING_REMB
 PACKET_DROPS = {
     "short rtp",
     "unknown payload type",
+    "media from unbridged leg",
     "malformed rtp",
     "video before keyframe",
     "unknown bridge",
@@ -61,6 +62,7 @@ OTHER_DROPS = {
     "malformed extension value",
     "malformed extension block",
     "extension needs the two-byte form the receiver did not allow",
+    "extension value longer than 255 bytes",
     "keyframe request rate-limited",
 }
 KIND = {"video": StreamKind.VIDEO, "audio": StreamKind.AUDIO}

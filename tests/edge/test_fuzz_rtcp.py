@@ -29,7 +29,7 @@ def test_arbitrary_bytes_never_raise(data: bytes, as_type: type) -> None:
     assert len(found) == len(set(found))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(compound=compound_rtcp())
 def test_well_formed_compound_packets_yield_every_pli_and_fir_target(
     compound: tuple[list[RtcpPart], list[int]],
@@ -38,7 +38,7 @@ def test_well_formed_compound_packets_yield_every_pli_and_fir_target(
     assert parse_keyframe_requests(b"".join(p.build() for p in parts)) == wanted
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(compound=compound_rtcp(), data=st.data())
 def test_lying_lengths_padding_and_cuts_never_raise(
     compound: tuple[list[RtcpPart], list[int]], data: st.DataObject

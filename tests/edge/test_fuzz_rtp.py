@@ -42,7 +42,7 @@ def _aiortc_refuses(packet: bytes) -> bool:
     return False
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(spec=rtp_specs(), sender=id_maps(max_id=255), receiver=id_maps(), two_byte=st.booleans(), data=st.data())
 def test_no_parser_or_rewriter_raises_on_arbitrary_or_mutated_packets(
     spec: RtpSpec, sender: dict[str, int], receiver: dict[str, int], two_byte: bool, data: st.DataObject
@@ -134,7 +134,7 @@ def _expected(
     return kept, drops
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     sender=id_maps(max_id=255),
     receiver=id_maps(max_id=255),
@@ -217,7 +217,7 @@ def _is_utf8(value: bytes) -> bool:
     return True
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     sender=id_maps(max_id=255),
     receiver=id_maps(),
@@ -270,7 +270,7 @@ def _sources(draw: st.DrawFn) -> list[tuple[int, int, int, int]]:
     )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(sources=_sources(), clock_rate=st.sampled_from([48000, 90000]), data=st.data())
 def test_sequence_and_timestamps_stay_continuous_across_switches_and_garbage(
     sources: list[tuple[int, int, int, int]], clock_rate: int, data: st.DataObject
