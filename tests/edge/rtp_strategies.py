@@ -306,10 +306,10 @@ def mutate(data: st.DataObject, spec: RtpSpec) -> bytes:
 
 def packet_bytes(data: st.DataObject, spec: RtpSpec) -> bytes:
     """Arbitrary bytes, a well-formed packet, or a mutated one, in roughly equal parts."""
-    choice = data.draw(st.integers(0, 3), label="source")
-    if choice == 0:
+    choice = data.draw(st.sampled_from(["well-formed", "mutated", "mutated", "arbitrary"]), label="source")
+    if choice == "arbitrary":
         return data.draw(st.binary(max_size=80), label="arbitrary")
-    if choice == 1:
+    if choice == "well-formed":
         return spec.build()
     return mutate(data, spec)
 

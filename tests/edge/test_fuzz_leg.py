@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import pylibsrtp
 import pytest
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import HeaderExtensionsMap, RtcpPacket, RtcpPsfbPacket, RtpPacket
@@ -99,6 +100,8 @@ class Call:
     clients: list[RTCPeerConnection]
     sent_to_b: list[tuple[StreamKind, bytes]] = field(default_factory=list)
     fed: int = 0  # RTP packets fed into leg A
+    srtp_refused: int = 0  # see _recording
+    good_fed: int = 0  # well-formed packets under one of leg A's payload types
 
     def packet_drops(self) -> int:
         return sum(n for e in self.edges for r, n in e.stats().dropped.items() if r in PACKET_DROPS)
@@ -128,7 +131,7 @@ async def _wait_for(condition: Callable[[], bool], timeout: float, what: str) ->
 
 
 @asynccontextmanager
-async def _call(across_backbone: bool) -> AsyncIterator[Call]:
+async def _call(across_backbone: bool, *, absorb_srtp_refusals: bool = True) -> AsyncIterator[Call]:
     restrict_ice_to(["127.0.0.1"])
     async with two_edges() as (e1, e2):
         edge_b = e2 if across_backbone else e1
@@ -144,7 +147,7 @@ async def _call(across_backbone: bool) -> AsyncIterator[Call]:
             call = Call((e1, e2), leg_a, dtls_a, view_a, view_b, [pc_a, pc_b])
             # Record what reaches leg B's send path (SRTP and the socket), then send it on to client B.
             for kind, send in list(leg_b._send.items()):
-                leg_b._send[kind] = _recording(call, kind, send)
+                leg_b._send[kind] = _recording(call, kind, send, absorb_srtp_refusals)
             yield call
         finally:
             await pc_a.close()
@@ -152,11 +155,26 @@ async def _call(across_backbone: bool) -> AsyncIterator[Call]:
 
 
 def _recording(
-    call: Call, kind: StreamKind, send: Callable[[bytes], Awaitable[None]]
+    call: Call, kind: StreamKind, send: Callable[[bytes], Awaitable[None]], absorb_srtp_refusals: bool
 ) -> Callable[[bytes], Awaitable[None]]:
+    """Records each packet leg B sends, then sends it.
+
+    SRTP refuses to protect an RTP packet index more than 1024 behind the highest sent
+    (pylibsrtp.Error, "replay check failed"), and leg B's sender task dies of that
+    exception: the strict xfail ``test_a_packet_far_behind_does_not_stop_the_partner_legs_sender``
+    below. Fuzzed input jumps sequence numbers, so until leg.py handles it the property
+    test absorbs (and counts) that one exception here to keep testing what comes after;
+    the packet was recorded, so it still counts as having reached leg B's send path.
+    """
+
     async def record_and_send(data: bytes) -> None:
         call.sent_to_b.append((kind, data))
-        await send(data)
+        try:
+            await send(data)
+        except pylibsrtp.Error:
+            if not absorb_srtp_refusals:
+                raise
+            call.srtp_refused += 1
 
     return record_and_send
 
@@ -239,7 +257,17 @@ def test_fuzzed_client_rtp_and_rtcp_never_raise_and_never_reach_the_partner_unpa
             )
             def fuzz(specs: list[RtpSpec], rtcp: tuple[list[RtcpPart], list[int]], data: st.DataObject) -> None:
                 # Each one well-formed, mutated or arbitrary bytes.
-                runner.run(_feed_rtp(call, [packet_bytes(data, spec) for spec in specs]))
+                packets = [packet_bytes(data, spec) for spec in specs]
+                arrived = len(call.rtp_to_b())
+                runner.run(_feed_rtp(call, packets))
+                # Good media is not collateral damage: each well-formed packet under one of the
+                # leg's payload types reaches the partner.
+                good = sum(
+                    p == s.build() and s.payload_type in call.view_a.pt.values()
+                    for p, s in zip(packets, specs, strict=True)
+                )
+                assert len(call.rtp_to_b()) - arrived >= good, {e.edge_id: e.stats().dropped for e in call.edges}
+                call.good_fed += good
                 # RTCP, with a PLI for A's video sender among the parts, into the intercepted handler
                 # (the edge's parsing, then aiortc's); only the edge's part for the known aiortc crash.
                 parts = [*rtcp[0], RtcpPart(1, 206, build_pli(1, call.view_a.sender_ssrc[StreamKind.VIDEO])[4:])]
@@ -254,7 +282,7 @@ def test_fuzzed_client_rtp_and_rtcp_never_raise_and_never_reach_the_partner_unpa
                 await asyncio.sleep(0.3)  # client B's receive loop works through what it was sent
 
             runner.run(settle())
-            assert len(call.rtp_to_b()) > 10, "too little reached leg B for the check to mean anything"
+            assert call.good_fed > 0, "no well-formed packet was fed: the run checked too little"
             # A receive loop that raised would have closed its DTLS transport.
             client_b_dtls = call.clients[1].getTransceivers()[0].receiver.transport
             assert client_b_dtls.state == "connected", "client B's aiortc died on something the edge sent it"
@@ -278,5 +306,36 @@ def test_a_lying_remb_does_not_raise_out_of_the_intercepted_rtcp_handler() -> No
         call = runner.run(cm.__aenter__())
         try:
             runner.run(call.dtls_a._handle_rtcp_data(LYING_REMB))
+        finally:
+            runner.run(cm.__aexit__(None, None, None))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "A client's RTP packet whose sequence number is more than 1024 behind the highest of its SSRC is "
+        "rewritten to an output index SRTP refuses to protect (pylibsrtp.Error 'replay check failed (index "
+        "too old)': aiortc's send window is 1024); Leg._drain_outbox catches only ConnectionError, so the "
+        "partner leg's sender task dies and that leg sends nothing more, uncounted. Fix in edge/leg.py: "
+        "catch pylibsrtp.Error per packet in _drain_outbox and count it as a drop."
+    ),
+)
+def test_a_packet_far_behind_does_not_stop_the_partner_legs_sender() -> None:
+    with asyncio.Runner() as runner:
+        cm = _call(across_backbone=False, absorb_srtp_refusals=False)
+        call = runner.run(cm.__aenter__())
+        try:
+            pt = call.view_a.pt[StreamKind.AUDIO]  # audio: no keyframe gate in the way
+            first = struct.pack("!BBHII", 0x80, pt, 5000, 960, 0x1234) + b"\x01\x02"
+            far_behind = struct.pack("!BBHII", 0x80, pt, 3000, 0, 0x1234) + b"\x05"
+            next_one = struct.pack("!BBHII", 0x80, pt, 5001, 1920, 0x1234) + b"\x03\x04"
+
+            async def feed() -> None:
+                for packet in (first, far_behind, next_one):
+                    await call.dtls_a._handle_rtp_data(packet, 0)
+                await _wait_for(lambda: len(call.rtp_to_b()) == 3, 2.0, "the packet after the old one to be sent")
+
+            runner.run(feed())
         finally:
             runner.run(cm.__aexit__(None, None, None))
