@@ -318,6 +318,10 @@ def packet_bytes(data: st.DataObject, spec: RtpSpec) -> bytes:
 
 RTCP_SR, RTCP_RR, RTCP_SDES, RTCP_BYE, RTCP_RTPFB, RTCP_PSFB = 200, 201, 202, 203, 205, 206
 
+# A REMB (RTCP PSFB FMT=15) whose SSRC count says 3 but which carries none: aiortc's
+# RTCP router reads the SSRCs with struct.unpack_from and only catches ValueError.
+LYING_REMB = struct.pack("!BBHII", 0x80 | 15, RTCP_PSFB, 4, 1, 0) + b"REMB" + bytes((3, 0, 0, 1))
+
 
 @dataclass(frozen=True)
 class RtcpPart:

@@ -34,6 +34,7 @@ from duet.edge.relay import EdgeRelay
 from duet.edge.rtp_rewrite import build_pli
 from tests.edge.harness import two_edges
 from tests.edge.rtp_strategies import (
+    LYING_REMB,
     RtcpPart,
     RtpSpec,
     compound_rtcp,
@@ -42,7 +43,6 @@ from tests.edge.rtp_strategies import (
     receiver_map,
     rtp_specs,
 )
-from tests.edge.test_fuzz_rtcp import LYING_REMB
 
 # Drops of a whole RTP packet: each fed packet that does not reach the partner adds one.
 PACKET_DROPS = {

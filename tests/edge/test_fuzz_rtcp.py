@@ -14,11 +14,7 @@ from hypothesis import strategies as st
 
 from duet.edge import aiortc_internals
 from duet.edge.rtp_rewrite import build_fir, build_pli, parse_keyframe_requests
-from tests.edge.rtp_strategies import RtcpPart, compound_rtcp, mutate_rtcp
-
-# A REMB (RTCP PSFB FMT=15) whose SSRC count says 3 but which carries none: aiortc's
-# RTCP router reads the SSRCs with struct.unpack_from and only catches ValueError.
-LYING_REMB = struct.pack("!BBHII", 0x80 | 15, 206, 4, 1, 0) + b"REMB" + bytes((3, 0, 0, 1))
+from tests.edge.rtp_strategies import LYING_REMB, RtcpPart, compound_rtcp, mutate_rtcp
 
 
 @settings(max_examples=300, deadline=None)
