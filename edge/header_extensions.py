@@ -91,6 +91,7 @@ ONE_BYTE_PROFILE = 0xBEDE
 TWO_BYTE_PROFILE = 0x1000  # RFC 8285 4.3: 0x100 followed by 4 "appbits"; we send them as 0
 _ONE_BYTE_MAX_ID = 14  # 15 is reserved: it ends one-byte parsing
 _ONE_BYTE_MAX_LEN = 16
+_TWO_BYTE_MAX_LEN = 255
 
 
 class Form(enum.Enum):
@@ -168,6 +169,11 @@ class ExtensionRewriter:
         for uri, out_id in self.outgoing.items():
             if not 1 <= out_id <= 255:
                 raise ValueError(f"extension ID {out_id} for {uri} is outside 1..255")
+        for uri, value in self.replace.items():
+            # A malformed value would make every receiver drop (or choke on) the packet.
+            rule = _VALUE_RULES.get(uri)
+            if rule is not None and not rule(value):
+                raise ValueError(f"replacement value {value!r} is not a well-formed {uri} value")
         self._table = {
             in_id: (self.outgoing[uri], _VALUE_RULES.get(uri), self.replace.get(uri))
             for in_id, uri in self.incoming.items()
@@ -229,6 +235,13 @@ class ExtensionRewriter:
 
     def _block(self, kept: list[tuple[int, bytes]]) -> bytes:
         """Profile, length and elements, padded to 32 bits; b"" when nothing is kept."""
+        if any(len(v) > _TWO_BYTE_MAX_LEN for _, v in kept):
+            # Fits neither form; only a ``replace`` value can be this long. Raising here
+            # would reach the transport loop of the leg whose packet is being forwarded.
+            fits = [(i, v) for i, v in kept if len(v) <= _TWO_BYTE_MAX_LEN]
+            for _ in range(len(kept) - len(fits)):
+                self._drop("extension value longer than 255 bytes")
+            kept = fits
         one_byte = all(ext_id <= _ONE_BYTE_MAX_ID and 1 <= len(v) <= _ONE_BYTE_MAX_LEN for ext_id, v in kept)
         if not one_byte and not self.two_byte:
             fits = [(i, v) for i, v in kept if i <= _ONE_BYTE_MAX_ID and 1 <= len(v) <= _ONE_BYTE_MAX_LEN]

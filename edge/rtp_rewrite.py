@@ -58,7 +58,10 @@ def rtp_header_length(buf: bytes | bytearray | memoryview, offset: int = 0) -> i
     ``buf``: too short for the fixed header, the CSRC list or the extension,
     version != 2, invalid padding count, or a second byte in 192..223, which
     RFC 5761 reserves for RTCP on a muxed port. The checks match
-    ``aiortc.rtp.RtpPacket.parse``, so whatever passes here the receiver can parse.
+    ``aiortc.rtp.RtpPacket.parse`` for everything outside the extension block;
+    the elements inside it are not looked at (aiortc refuses a packet whose
+    element runs past the block): the edge rebuilds every block with
+    ``duet.edge.header_extensions.ExtensionRewriter`` before a packet leaves.
     """
     n = len(buf) - offset
     if offset < 0 or n < 12:
