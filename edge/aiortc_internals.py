@@ -26,11 +26,16 @@ def intercept_media(
     dtls: RTCDtlsTransport,
     on_rtp: Callable[[bytes, int], Awaitable[None]],
     on_rtcp: Callable[[bytes], Awaitable[None]],
+    on_rtcp_refused: Callable[[Exception], None],
 ) -> None:
     """Route this transport's decrypted RTP to ``on_rtp`` and let ``on_rtcp`` see RTCP first.
 
     RTCP still reaches aiortc afterwards (it keeps its reports); RTP never does.
-    Idempotent, because with BUNDLE every transceiver shares one transport.
+    Whatever aiortc raises on a client's RTCP goes to ``on_rtcp_refused``
+    instead of ending the transport's receive loop (aiortc's router catches
+    only ValueError: a REMB whose SSRC count runs past its end raises
+    struct.error). Idempotent, because with BUNDLE every transceiver shares
+    one transport.
     """
     if getattr(dtls, _INTERCEPTED, False):
         return
@@ -41,7 +46,10 @@ def intercept_media(
 
     async def handle_rtcp_data(data: bytes) -> None:
         await on_rtcp(data)
-        await original_rtcp(data)
+        try:
+            await original_rtcp(data)
+        except Exception as exc:
+            on_rtcp_refused(exc)
 
     dtls._handle_rtp_data = handle_rtp_data  # type: ignore[method-assign]
     dtls._handle_rtcp_data = handle_rtcp_data  # type: ignore[method-assign]

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+import pylibsrtp
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
@@ -199,7 +200,9 @@ class Leg:
             self._kind_by_sender_ssrc[sender_ssrc] = skind
             dtls = t.sender.transport
             self._send[skind] = dtls._send_rtp
-            aiortc_internals.intercept_media(dtls, self._handle_rtp_data, self._handle_rtcp_data)
+            aiortc_internals.intercept_media(
+                dtls, self._handle_rtp_data, self._handle_rtcp_data, self._count_refused_rtcp
+            )
 
         self._timeout_task = asyncio.create_task(self._expire_if_not_connected())
         self._drain_task = asyncio.create_task(self._drain_outbox())
@@ -246,6 +249,10 @@ class Leg:
         # kind_of passed in _handle_rtp_data, so the payload type is one of this leg's.
         packet[1] = (packet[1] & 0x80) | self.payload_types.to_backbone[packet[1] & 0x7F]
         return packet
+
+    def _count_refused_rtcp(self, exc: Exception) -> None:
+        logger.debug("leg %s: aiortc refused the client's RTCP: %r", self.leg_id, exc)
+        self.counters.drop("malformed rtcp")
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         for media_ssrc in parse_keyframe_requests(data):
@@ -297,6 +304,10 @@ class Leg:
                 await self._send[kind](data)
             except ConnectionError:
                 self.counters.drop("leg transport closed")
+            except pylibsrtp.Error:
+                # SRTP refuses an index 1024+ behind the highest sent: a client's very late or
+                # replayed packet, or a new source's packet reordered across a switch.
+                self.counters.drop("srtp refused (packet too old)")
 
     def switch_source(self) -> None:
         """The partner changed: keep this leg's sequence numbers and timestamps continuous."""
