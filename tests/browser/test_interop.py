@@ -337,10 +337,11 @@ PACE_MARGIN_S = 0.05
 # its side (the slow call seen had the sender's edge bridged 6 ms first), it is dropped there as
 # "unknown bridge"; that edge asks again, but the sender's edge passes the ask on only 300 ms after
 # its first one (KEYFRAME_REQUEST_INTERVAL_S), so the first frame takes ~400 ms and the receiver
-# counts the wait as one freeze. Seen in 2 of about 250 paced switches here. Allowed: a freeze only
-# on a page with such a slow switch, and at most two of them in the loop.
+# counts the wait as one freeze. Seen in 5 of about 330 paced switches here (up to 2 in one loop,
+# always the page on fra-1 receiving from sin-1). Allowed until the edge is fixed: a freeze only on a
+# page with such a slow switch, and at most three of them in the loop.
 LOST_KEYFRAME_MS = 250
-MAX_LOST_KEYFRAMES = 2
+MAX_LOST_KEYFRAMES = 3
 MAX_FREEZE_S = 0.6  # one such wait, seen 0.39-0.43 s
 
 # Chromium sends a PLI when it cannot decode what arrived (a lost reference that NACK did not
