@@ -13,11 +13,18 @@ The partner's video is decoded (aiortc always decodes what it receives) and
 every frame goes through the session's :class:`FirstFrameRule`. While a watch
 is armed, the rule's first "this is the new partner" becomes a
 :class:`PartnerFrame` on the session's inbox.
+
+The partner's audio is decoded too (aiortc decodes whatever it receives); the
+leg counts its frames and keeps the last half second of them
+(:data:`RECENT_AUDIO_FRAMES`), so a caller can tell the partner's sound from
+silence without a playback device. Keeping them is an append to a bounded
+deque: nothing is computed on the frames here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -31,7 +38,7 @@ from duet.services.client.first_frame import FirstFrameRule
 from duet.services.client.inbox import DuetClientError, LegState, PartnerFrame, SessionInbox
 from duet.services.client.stages import now_ms
 
-__all__ = ["LEG_CODECS", "VIDEO_CODECS", "MediaLeg"]
+__all__ = ["LEG_CODECS", "RECENT_AUDIO_FRAMES", "VIDEO_CODECS", "MediaLeg"]
 
 logger = logging.getLogger("duet.client")
 
@@ -39,6 +46,10 @@ logger = logging.getLogger("duet.client")
 # them with; offering only these keeps the SDP small and the negotiation unambiguous.
 VIDEO_CODECS = {"VP8": "video/VP8", "H264": "video/H264"}
 LEG_CODECS = {"video": tuple(VIDEO_CODECS.values()), "audio": ("audio/opus",)}
+# The partner's decoded audio kept for callers: aiortc's Opus decoder yields 20 ms
+# frames, so 25 of them are the last half second, enough for a level or a pitch
+# (an FFT over 0.5 s resolves 2 Hz). About 190 kB of 48 kHz stereo s16 per leg.
+RECENT_AUDIO_FRAMES = 25
 
 
 @dataclass
@@ -83,6 +94,8 @@ class MediaLeg:
         self._watch: _Watch | None = None
         self._watches = 0
         self.frames_decoded = 0  # every video frame the decoder produced on this leg
+        self.audio_frames_decoded = 0  # every audio frame the decoder produced on this leg
+        self.recent_audio: collections.deque[av.AudioFrame] = collections.deque(maxlen=RECENT_AUDIO_FRAMES)
 
     @property
     def peer_connection(self) -> RTCPeerConnection | None:
@@ -141,8 +154,7 @@ class MediaLeg:
         if track.kind == "video":
             self._spawn(self._consume_video(track), "video consumer")
         else:
-            # aiortc decodes and queues every frame it receives; drain them.
-            self._spawn(self._drain(track), f"{track.kind} drain")
+            self._spawn(self._consume_audio(track), "audio consumer")
 
     async def _consume_video(self, track: MediaStreamTrack) -> None:
         # Runs for the life of the leg: aiortc queues every decoded frame, unbounded.
@@ -172,13 +184,16 @@ class MediaLeg:
                     )
                 )
 
-    @staticmethod
-    async def _drain(track: MediaStreamTrack) -> None:
+    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+        # aiortc decodes and queues every frame it receives, unbounded: keep taking them.
         while True:
             try:
-                await track.recv()
+                frame = await track.recv()
             except MediaStreamError:
                 return
+            self.audio_frames_decoded += 1
+            if isinstance(frame, av.AudioFrame):
+                self.recent_audio.append(frame)
 
     def _on_connection_state(self) -> None:
         state = self._pc.connectionState if self._pc is not None else "closed"

@@ -27,6 +27,7 @@ import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
+import av
 import grpc
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
@@ -130,6 +131,20 @@ class DuetClient:
     def frames_decoded(self) -> int:
         """Every video frame the leg's decoder produced so far."""
         return self._media.frames_decoded
+
+    @property
+    def audio_frames_decoded(self) -> int:
+        """Every audio frame (20 ms of Opus) the leg's decoder produced so far, from any partner."""
+        return self._media.audio_frames_decoded
+
+    def recent_audio(self) -> list[av.AudioFrame]:
+        """The leg's last decoded audio, oldest first: up to half a second (25 frames of 20 ms).
+
+        A copy, taken now; the frames are aiortc's (48 kHz, s16). Empty before
+        any audio arrived; just after Next it may still hold the previous partner's. For a level or pitch check, e.g.
+        ``duet.services.devkit.fake_capture.dominant_frequency_hz``.
+        """
+        return list(self._media.recent_audio)
 
     # -- lifecycle ---------------------------------------------------------------
 

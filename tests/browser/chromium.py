@@ -1,4 +1,5 @@
-"""Launching Debian's Chromium for browser tests: its flags and one async context manager.
+"""Launching Debian's Chromium for browser tests: its flags, one async context manager, and
+reading the picture a page's ``<video>`` shows (:func:`video_snapshot`).
 
 Playwright drives the browser, but never with a browser of its own
 (``playwright install`` downloads one, and this project installs Chromium
@@ -8,13 +9,17 @@ every browser a fresh temporary profile and removes it on close.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import av
+import numpy as np
 from playwright.async_api import Browser, Page, async_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; $DUET_CHROMIUM names another
@@ -99,3 +104,35 @@ async def blank_page(browser: Browser, html: str = BLANK_PAGE) -> Page:
     await page.route(PAGE_URL, lambda route: route.fulfill(body=html, content_type="text/html"))
     await page.goto(PAGE_URL)
     return page
+
+
+# The picture a <video> element shows now, as RGBA, base64: drawn into a canvas at the
+# video's own size (no scaling, so a marker reads back exactly). Waits for a first frame.
+SNAPSHOT_JS = """
+async (selector) => {
+  const video = document.querySelector(selector);
+  if (!(video instanceof HTMLVideoElement)) throw new Error(`no <video> element matches ${selector}`);
+  while (video.videoWidth === 0 || video.readyState < 2) await new Promise((r) => setTimeout(r, 20));
+  const canvas = document.createElement('canvas');
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(video, 0, 0);
+  const rgba = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let bin = '';
+  for (let i = 0; i < rgba.length; i += 0x8000) bin += String.fromCharCode(...rgba.subarray(i, i + 0x8000));
+  return {width: canvas.width, height: canvas.height, rgba: btoa(bin)};
+}
+"""
+
+
+async def video_snapshot(page: Page, selector: str) -> av.VideoFrame:
+    """The picture the ``<video>`` matching ``selector`` shows now, as a yuv420p frame.
+
+    Waits (in the page) until the element has a frame; bound it with
+    ``asyncio.wait_for``. ``duet.services.devkit.synthetic_media.read_marker``
+    reads the sender's tag off it.
+    """
+    shot: dict[str, Any] = await page.evaluate(SNAPSHOT_JS, selector)
+    rgba = np.frombuffer(base64.b64decode(shot["rgba"]), dtype=np.uint8).reshape(shot["height"], shot["width"], 4)
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgba[:, :, :3]), format="rgb24").reformat(format="yuv420p")

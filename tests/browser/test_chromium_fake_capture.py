@@ -10,7 +10,6 @@ No Duet server is involved: the two peers meet directly on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
 import itertools
@@ -25,7 +24,6 @@ import av
 import numpy as np
 import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from playwright.async_api import Page
 
 from duet.edge.ice_hosts import restore_ice_defaults, restrict_ice_to
 from duet.services.client import NewPartner
@@ -37,7 +35,7 @@ from duet.services.devkit.synthetic_media import (
     SyntheticMicrophone,
     read_marker,
 )
-from tests.browser.chromium import blank_page, chromium_args, launch_chromium
+from tests.browser.chromium import blank_page, chromium_args, launch_chromium, video_snapshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -58,8 +56,14 @@ async () => {
   });
   const pc = new RTCPeerConnection();
   window.duetPc = pc;
-  window.duetRemote = new MediaStream();
-  pc.addEventListener('track', (e) => window.duetRemote.addTrack(e.track));
+  const remote = new MediaStream();
+  const video = document.createElement('video');
+  video.id = 'remote-video';
+  video.muted = true;
+  video.autoplay = true;
+  video.srcObject = remote;
+  document.body.appendChild(video);
+  pc.addEventListener('track', (e) => remote.addTrack(e.track));
   for (const track of stream.getTracks()) pc.addTrack(track, stream);
   await pc.setLocalDescription(await pc.createOffer());
   if (pc.iceGatheringState !== 'complete') {
@@ -102,30 +106,6 @@ async () => {
     if (s.type === 'codec') { out[s.id] = s.mimeType; }
   });
   return out;
-}
-"""
-
-# The picture Chromium shows for the remote video, as RGBA, base64.
-SNAPSHOT_JS = """
-async () => {
-  let video = document.querySelector('video');
-  if (!video) {
-    video = document.createElement('video');
-    video.muted = true;
-    video.srcObject = window.duetRemote;
-    document.body.appendChild(video);
-    await video.play();
-  }
-  while (video.videoWidth === 0 || video.readyState < 2) await new Promise((r) => setTimeout(r, 20));
-  const canvas = document.createElement('canvas');
-  canvas.width = video.videoWidth;
-  canvas.height = video.videoHeight;
-  const ctx = canvas.getContext('2d');
-  ctx.drawImage(video, 0, 0);
-  const rgba = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-  let bin = '';
-  for (let i = 0; i < rgba.length; i += 0x8000) bin += String.fromCharCode(...rgba.subarray(i, i + 0x8000));
-  return {width: canvas.width, height: canvas.height, rgba: btoa(bin)};
 }
 """
 
@@ -225,12 +205,6 @@ def summarise_offer(sdp: str) -> str:
     return "\n".join(out)
 
 
-async def chromium_snapshot(page: Page) -> av.VideoFrame:
-    shot: dict[str, Any] = await page.evaluate(SNAPSHOT_JS)
-    rgba = np.frombuffer(base64.b64decode(shot["rgba"]), dtype=np.uint8).reshape(shot["height"], shot["width"], 4)
-    return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgba[:, :, :3]), format="rgb24").reformat(format="yuv420p")
-
-
 @dataclass
 class ChromiumCall:
     """One call's outcome and timings (seconds), for the assertions and the printed figures."""
@@ -292,7 +266,7 @@ async def call_chromium(files: FakeCaptureFiles) -> ChromiumCall:
             if stats.get("inbound", {}).get("framesDecoded", 0) > 0:
                 break
             await asyncio.sleep(0.1)
-        shown = read_marker(await asyncio.wait_for(chromium_snapshot(page), TIMEOUT_S))
+        shown = read_marker(await asyncio.wait_for(video_snapshot(page, "#remote-video"), TIMEOUT_S))
     assert received.first_video_at is not None
     return ChromiumCall(
         version=chromium.browser.version,

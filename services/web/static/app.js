@@ -17,9 +17,13 @@
 //   window.duetState.breakdowns   every such call so far, oldest first
 //   window.duetState.error        the error shown to the person, or ""
 //   window.duetState.edge         the assigned edge {edgeId, region}, or null
-//   window.duetState.mediaStats() a Promise of the leg's inbound figures:
-//                                 {video: {framesDecoded, freezeCount, totalFreezesDuration},
-//                                  audio: {totalSamplesReceived, concealedSamples}} (null before a leg)
+//   window.duetState.mediaStats() a Promise of the leg's inbound figures (getStats' inbound-rtp,
+//                                 0 or "" until the kind's first packet; null before a leg):
+//                                 {video: {framesDecoded, framesReceived, framesDropped, keyFramesDecoded,
+//                                          freezeCount, totalFreezesDuration (s), pliCount, nackCount,
+//                                          codec (mime type, e.g. "video/VP8"), decoderImplementation},
+//                                  audio: {totalSamplesReceived, concealedSamples, totalAudioEnergy,
+//                                          totalSamplesDuration (s), audioLevel (0..1), codec}}
 
 // The connect-path stages in order, as services/client/stages.py names them and `duet call` prints them.
 const STAGES = [
@@ -440,19 +444,34 @@ function watchFirstFrame(owner, call) {
 
 async function inboundStats(pc) {
   const out = {
-    video: { framesDecoded: 0, freezeCount: 0, totalFreezesDuration: 0 },
-    audio: { totalSamplesReceived: 0, concealedSamples: 0 },
+    video: {
+      framesDecoded: 0, framesReceived: 0, framesDropped: 0, keyFramesDecoded: 0, freezeCount: 0,
+      totalFreezesDuration: 0, pliCount: 0, nackCount: 0, codec: "", decoderImplementation: "",
+    },
+    audio: {
+      totalSamplesReceived: 0, concealedSamples: 0, totalAudioEnergy: 0, totalSamplesDuration: 0, audioLevel: 0,
+      codec: "",
+    },
   };
   if (!pc) return out;
-  (await pc.getStats()).forEach((s) => {
+  const report = await pc.getStats();
+  const codec = (s) => report.get(s.codecId)?.mimeType || "";
+  report.forEach((s) => {
     if (s.type !== "inbound-rtp") return;
     if (s.kind === "video") {
       out.video = {
-        framesDecoded: s.framesDecoded || 0, freezeCount: s.freezeCount || 0,
-        totalFreezesDuration: s.totalFreezesDuration || 0,
+        framesDecoded: s.framesDecoded || 0, framesReceived: s.framesReceived || 0,
+        framesDropped: s.framesDropped || 0, keyFramesDecoded: s.keyFramesDecoded || 0,
+        freezeCount: s.freezeCount || 0, totalFreezesDuration: s.totalFreezesDuration || 0,
+        pliCount: s.pliCount || 0, nackCount: s.nackCount || 0,
+        codec: codec(s), decoderImplementation: s.decoderImplementation || "",
       };
     } else if (s.kind === "audio") {
-      out.audio = { totalSamplesReceived: s.totalSamplesReceived || 0, concealedSamples: s.concealedSamples || 0 };
+      out.audio = {
+        totalSamplesReceived: s.totalSamplesReceived || 0, concealedSamples: s.concealedSamples || 0,
+        totalAudioEnergy: s.totalAudioEnergy || 0, totalSamplesDuration: s.totalSamplesDuration || 0,
+        audioLevel: s.audioLevel || 0, codec: codec(s),
+      };
     }
   });
   return out;
