@@ -18,6 +18,25 @@ from duet.edge.leg import KEYFRAME_REQUEST_INTERVAL_S, Leg
 
 logger = logging.getLogger("duet.edge")
 
+# The two edges of a call install their bridge sides concurrently, and each asks its own
+# client for a keyframe the moment its side is in. The sender's keyframe can therefore reach
+# the partner's edge before that edge has its side: held here briefly and replayed when the
+# side is installed, it is not lost (losing it costs the receiver a retry 0.3 s later, and
+# libwebrtc honours one keyframe request per 300 ms anyway). Bounded: a bridge that never
+# comes (or one that just ended) only costs memory for this long.
+EARLY_MEDIA_HOLD_S = 1.0
+EARLY_MEDIA_MAX_PACKETS = 256  # per bridge side: a keyframe at 640x480 is ~10-40 packets
+EARLY_MEDIA_MAX_SIDES = 64
+
+
+@dataclass
+class _EarlyMedia:
+    """Media for a bridge side this edge does not hold (yet)."""
+
+    since: float  # monotonic
+    src_edge: int
+    packets: list[tuple[StreamKind, bytearray]] = field(default_factory=list)
+
 
 class EdgeError(Exception):
     """Base of the errors the control API turns into gRPC statuses."""
@@ -79,6 +98,7 @@ class EdgeRelay:
         self.backbone_address: Address | None = None
         self._dropped: dict[str, int] = {}
         self._closed_legs_dropped: dict[str, int] = {}
+        self._early: dict[tuple[int, int], _EarlyMedia] = {}
 
     def assign_number(self, number: int) -> None:
         """Set the backbone number the routing service gave this edge at registration."""
@@ -170,6 +190,7 @@ class EdgeRelay:
         leg.switch_source()
         # The partner can only decode from a keyframe: ask our client for one now.
         leg.request_keyframe(StreamKind.VIDEO, force=True)
+        self._replay_early(bside)
         logger.info(
             "edge %s: bridge %d side %d -> leg %s, peer on %s", self.edge_id, bridge_id, side, leg_id, peer_edge_id
         )
@@ -217,15 +238,60 @@ class EdgeRelay:
     def _deliver_local(self, bridge_id: int, side: int, kind: StreamKind, packet: bytearray) -> None:
         target = self.bridges.get(bridge_id, side)
         if target is None:
-            self._drop("unknown bridge")
+            self._hold_early(bridge_id, side, self.number, kind, packet)
             return
         self._deliver(target, kind, packet)
 
-    def _deliver(self, target: BridgeSide, kind: StreamKind, packet: bytearray) -> None:
+    def _hold_early(self, bridge_id: int, side: int, src_edge: int, kind: StreamKind, packet: bytearray) -> None:
+        """Media for a side not installed (yet): kept for EARLY_MEDIA_HOLD_S in case it is about to be."""
+        now = time.monotonic()
+        self._expire_early(now)
+        key = (bridge_id, side)
+        early = self._early.get(key)
+        if early is None:
+            if len(self._early) >= EARLY_MEDIA_MAX_SIDES:
+                self._drop("unknown bridge")
+                return
+            early = self._early[key] = _EarlyMedia(since=now, src_edge=src_edge)
+        if early.src_edge != src_edge or len(early.packets) >= EARLY_MEDIA_MAX_PACKETS:
+            self._drop("unknown bridge")
+            return
+        early.packets.append((kind, packet))
+
+    def _expire_early(self, now: float) -> None:
+        for key in [k for k, e in self._early.items() if now - e.since > EARLY_MEDIA_HOLD_S]:
+            for _ in self._early.pop(key).packets:
+                self._drop("unknown bridge")
+
+    def _replay_early(self, bside: BridgeSide) -> None:
+        early = self._early.pop((bside.bridge_id, bside.side), None)
+        self._expire_early(time.monotonic())
+        if early is None:
+            return
+        if early.src_edge != bside.peer_edge_number:
+            for _ in early.packets:
+                self._drop("bridge/peer mismatch")
+            return
+        logger.debug(
+            "edge %s: bridge %d side %d: %d early packets replayed",
+            self.edge_id,
+            bside.bridge_id,
+            bside.side,
+            len(early.packets),
+        )
+        for kind, packet in early.packets:
+            # What came before the keyframe is stale: dropped without asking the sender again.
+            self._deliver(bside, kind, packet, ask_for_keyframe=False)
+
+    def _deliver(
+        self, target: BridgeSide, kind: StreamKind, packet: bytearray, *, ask_for_keyframe: bool = True
+    ) -> None:
         """Partner media into ``target``'s leg, video held back until a keyframe starts."""
         if kind == StreamKind.VIDEO and target.awaiting_keyframe:
             if not is_keyframe_start(packet):
                 self._drop("video before keyframe")
+                if not ask_for_keyframe:
+                    return
                 now = time.monotonic()
                 if now - target.last_keyframe_ask >= KEYFRAME_REQUEST_INTERVAL_S:
                     target.last_keyframe_ask = now
@@ -250,7 +316,10 @@ class EdgeRelay:
     def _deliver_from_backbone(self, header: BackboneHeader, payload: memoryview) -> None:
         target = self.bridges.get(header.bridge_id, header.side)
         if target is None:
-            self._drop("unknown bridge")
+            if header.ptype == PacketType.MEDIA:
+                self._hold_early(header.bridge_id, header.side, header.src_edge, header.kind, bytearray(payload))
+            else:
+                self._drop("unknown bridge")
             return
         if target.peer_edge_number != header.src_edge:
             # A leg carries only its own bridge's media.

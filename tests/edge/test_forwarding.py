@@ -71,3 +71,24 @@ async def test_media_from_an_unbridged_leg_is_dropped_and_counted() -> None:
             assert e1.stats().dropped.get("media from unbridged leg", 0) > 0
         finally:
             await close_client(a)
+
+
+async def test_a_keyframe_that_beats_the_partner_edges_bridge_call_is_held_and_replayed() -> None:
+    # The two edges install their sides concurrently; here fra-1's side goes in well before
+    # vir-1's, so a's keyframe (asked for by fra-1 at once) reaches vir-1 before its side exists.
+    async with two_edges() as (e1, e2):
+        a, leg_a = await make_client(e1, tag=71)
+        b, leg_b = await make_client(e2, tag=72)
+        try:
+            e1.bridge(8, leg_a, 0, "vir-1")
+            await asyncio.sleep(0.25)
+            side_b = e2.bridge(8, leg_b, 1, "fra-1")
+            got = await b.wait_for_tag(71, timeout=5)
+            assert got.tag == 71
+            # b's first frame came from the held keyframe: vir-1 never had to ask fra-1 again,
+            # and nothing it held was thrown away.
+            assert side_b.keyframe_requests_relayed == 0
+            assert "unknown bridge" not in e2.stats().dropped
+        finally:
+            await close_client(a)
+            await close_client(b)
