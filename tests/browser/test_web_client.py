@@ -11,24 +11,13 @@ import grpc
 import pytest
 from playwright.async_api import Page
 
+from duet.services.client import STAGES
 from duet.services.rpc.server import start_server
 from duet.services.web.app import WebServer
 from duet.v1 import matchmaker_pb2_grpc
 from tests.browser.conftest import OpenPage, WebCluster
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
-
-STAGES = [
-    "session_open",
-    "edge_assigned",
-    "leg_connected",
-    "queued",
-    "matched",
-    "route_picked",
-    "bridged",
-    "first_packet_at_edge",
-    "first_frame",
-]
 
 
 async def wait_state(page: Page, *states: str, timeout_s: float = 20.0) -> dict[str, Any]:
@@ -60,7 +49,7 @@ async def shown_breakdown(page: Page) -> dict[str, list[str]]:
 
 def check_breakdown(breakdown: dict[str, Any], shown: dict[str, list[str]]) -> None:
     assert breakdown["connected"] is True
-    assert list(shown) == STAGES  # the CLI's stages, in its order
+    assert list(shown) == list(STAGES)  # the CLI's stages, in its order
     stages = breakdown["stages"]
     for name in STAGES:
         if name == "first_packet_at_edge":
