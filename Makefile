@@ -8,7 +8,7 @@ PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
 .PHONY: help venv postgres-binaries chromium run demo test test-fast check format protos check-protos clean
 
 help:
-	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges), place demo calls, serve until Ctrl-C"
+	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges) and the web client, place demo calls, serve until Ctrl-C"
 	@echo "make demo         the same demo calls, then exit; last line is a JSON summary"
 	@echo "make test         unit, property, integration and browser tests (starts its own PostgreSQL; installs chromium if missing)"
 	@echo "make test-fast    the tests not marked slow"
