@@ -28,7 +28,12 @@ class BridgeSide:
     keyframe_requests_relayed: int = 0
     # Partner video is held back until a keyframe starts (see edge/keyframe.py).
     awaiting_keyframe: bool = True
+    # The partner's video so far is a keyframe replayed from its edge's cache: live video
+    # waits for a fresh keyframe (see edge/keyframe_cache.py).
+    video_from_cache: bool = False
     last_keyframe_ask: float = 0.0
+    # This leg's client video replayed to the partner from the keyframe cache at bridge time.
+    cache_packets_replayed: int = 0
 
     @property
     def peer_side(self) -> int:

@@ -28,7 +28,15 @@ def is_keyframe_start(buf: bytes | bytearray | memoryview, offset: int = 0) -> b
     """True when this RTP packet (in backbone payload types) starts a keyframe; RTX never does."""
     if len(buf) - offset < 12:
         return False
-    found = codec_by_backbone_pt(buf[offset + 1] & 0x7F)
+    return starts_keyframe_as(buf[offset + 1] & 0x7F, buf, offset)
+
+
+def starts_keyframe_as(backbone_pt: int, buf: bytes | bytearray | memoryview, offset: int = 0) -> bool:
+    """True when this RTP packet starts a keyframe of the codec ``backbone_pt`` stands for.
+
+    For packets still in a client's payload types (the leg maps the number first).
+    """
+    found = codec_by_backbone_pt(backbone_pt)
     if found is None or found[1]:
         return False
     name = found[0].name

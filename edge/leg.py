@@ -26,6 +26,8 @@ from aiortc.sdp import SessionDescription
 from duet.edge import aiortc_internals
 from duet.edge.backbone_wire import StreamKind
 from duet.edge.header_extensions import BACKBONE_IDS, MID, ExtensionRewriter
+from duet.edge.keyframe import starts_keyframe_as
+from duet.edge.keyframe_cache import KeyframeCache
 from duet.edge.payload_types import BACKBONE_CODECS, NegotiatedCodec, PayloadTypeMap, codec_name
 from duet.edge.rtp_rewrite import StreamRewriter, build_pli, parse_keyframe_requests, rtp_header_length
 
@@ -114,6 +116,8 @@ class Leg:
         self._streams: dict[StreamKind, _Stream] = {}
         # This leg's payload types <-> the backbone's; also what its client sends and decodes.
         self.payload_types = PayloadTypeMap()
+        # The client's latest keyframe and what followed, for a new partner (edge/keyframe_cache.py).
+        self.keyframe_cache = KeyframeCache(self._starts_keyframe)
         self._kind_by_sender_ssrc: dict[int, StreamKind] = {}
         self._send: dict[StreamKind, Callable[[bytes], Awaitable[None]]] = {}
         self._closed = False
@@ -234,7 +238,17 @@ class Leg:
         stream.packets_from_client += 1
         if stream.client_ssrc is None:
             stream.client_ssrc = int.from_bytes(data[8:12], "big")
+        if kind == StreamKind.VIDEO:
+            self.keyframe_cache.add(data)
         self._on_rtp(self, kind, data)
+
+    def _starts_keyframe(self, packet: bytes) -> bool:
+        backbone_pt = self.payload_types.to_backbone.get(packet[1] & 0x7F)
+        return backbone_pt is not None and starts_keyframe_as(backbone_pt, packet)
+
+    def cached_keyframe(self) -> list[bytes]:
+        """This client's latest keyframe (its packets, client terms), for a new partner; may be empty."""
+        return self.keyframe_cache.replay()
 
     def to_backbone(self, kind: StreamKind, data: bytes) -> bytearray | None:
         """This client's RTP in backbone terms (header extension IDs, payload type): a private copy, or None to drop.
@@ -309,9 +323,14 @@ class Leg:
                 # replayed packet, or a new source's packet reordered across a switch.
                 self.counters.drop("srtp refused (packet too old)")
 
-    def switch_source(self) -> None:
-        """The partner changed: keep this leg's sequence numbers and timestamps continuous."""
+    def switch_source(self, kind: StreamKind | None = None) -> None:
+        """The partner changed (or its stream restarts): keep this leg's numbers continuous.
+
+        ``kind``: only that stream (None: all of them).
+        """
         for stream in self._streams.values():
+            if kind is not None and stream.kind != kind:
+                continue
             stream.rewriter.switch_source()
             if stream.rtx_rewriter is not None:
                 stream.rtx_rewriter.switch_source()

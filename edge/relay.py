@@ -35,7 +35,7 @@ class _EarlyMedia:
 
     since: float  # monotonic
     src_edge: int
-    packets: list[tuple[StreamKind, bytearray]] = field(default_factory=list)
+    packets: list[tuple[StreamKind, bytearray, bool]] = field(default_factory=list)  # kind, packet, cached
 
 
 class EdgeError(Exception):
@@ -188,8 +188,10 @@ class EdgeRelay:
         self.bridges.add(bside)
         # A new partner feeds this leg now: keep its seq/timestamps continuous.
         leg.switch_source()
-        # The partner can only decode from a keyframe: ask our client for one now.
+        # The partner can only decode from a keyframe: ask our client for one now, and meanwhile
+        # give the partner the one we keep (edge/keyframe_cache.py).
         leg.request_keyframe(StreamKind.VIDEO, force=True)
+        self._replay_cached_keyframe(bside)
         self._replay_early(bside)
         logger.info(
             "edge %s: bridge %d side %d -> leg %s, peer on %s", self.edge_id, bridge_id, side, leg_id, peer_edge_id
@@ -235,14 +237,30 @@ class EdgeRelay:
         )
         self.backbone.send(header, payload)
 
-    def _deliver_local(self, bridge_id: int, side: int, kind: StreamKind, packet: bytearray) -> None:
+    def _replay_cached_keyframe(self, bside: BridgeSide) -> None:
+        """This leg's cached keyframe to the new partner, now (the partner's edge holds live video after it)."""
+        for raw in bside.leg.cached_keyframe():
+            packet = bside.leg.to_backbone(StreamKind.VIDEO, raw)
+            if packet is None:
+                continue
+            bside.cache_packets_replayed += 1
+            if bside.peer_edge_number == self.number:
+                self._deliver_local(bside.bridge_id, bside.peer_side, StreamKind.VIDEO, packet, cached=True)
+            else:
+                self._send_to_peer(bside, PacketType.CACHED_MEDIA, StreamKind.VIDEO, packet)
+
+    def _deliver_local(
+        self, bridge_id: int, side: int, kind: StreamKind, packet: bytearray, *, cached: bool = False
+    ) -> None:
         target = self.bridges.get(bridge_id, side)
         if target is None:
-            self._hold_early(bridge_id, side, self.number, kind, packet)
+            self._hold_early(bridge_id, side, self.number, kind, packet, cached)
             return
-        self._deliver(target, kind, packet)
+        self._deliver(target, kind, packet, cached=cached)
 
-    def _hold_early(self, bridge_id: int, side: int, src_edge: int, kind: StreamKind, packet: bytearray) -> None:
+    def _hold_early(
+        self, bridge_id: int, side: int, src_edge: int, kind: StreamKind, packet: bytearray, cached: bool = False
+    ) -> None:
         """Media for a side not installed (yet): kept for EARLY_MEDIA_HOLD_S in case it is about to be."""
         now = time.monotonic()
         self._expire_early(now)
@@ -256,7 +274,7 @@ class EdgeRelay:
         if early.src_edge != src_edge or len(early.packets) >= EARLY_MEDIA_MAX_PACKETS:
             self._drop("unknown bridge")
             return
-        early.packets.append((kind, packet))
+        early.packets.append((kind, packet, cached))
 
     def _expire_early(self, now: float) -> None:
         for key in [k for k, e in self._early.items() if now - e.since > EARLY_MEDIA_HOLD_S]:
@@ -279,27 +297,53 @@ class EdgeRelay:
             bside.side,
             len(early.packets),
         )
-        for kind, packet in early.packets:
+        for kind, packet, cached in early.packets:
             # What came before the keyframe is stale: dropped without asking the sender again.
-            self._deliver(bside, kind, packet, ask_for_keyframe=False)
+            self._deliver(bside, kind, packet, ask_for_keyframe=False, cached=cached)
 
     def _deliver(
-        self, target: BridgeSide, kind: StreamKind, packet: bytearray, *, ask_for_keyframe: bool = True
+        self,
+        target: BridgeSide,
+        kind: StreamKind,
+        packet: bytearray,
+        *,
+        ask_for_keyframe: bool = True,
+        cached: bool = False,
     ) -> None:
-        """Partner media into ``target``'s leg, video held back until a keyframe starts."""
-        if kind == StreamKind.VIDEO and target.awaiting_keyframe:
-            if not is_keyframe_start(packet):
-                self._drop("video before keyframe")
-                if not ask_for_keyframe:
+        """Partner media into ``target``'s leg, video held back until a keyframe starts.
+
+        ``cached``: a keyframe replayed from the partner's edge cache. The live
+        video after it refers to pictures this leg never got, so it is held
+        back in turn until a fresh keyframe, where the leg's stream restarts.
+        """
+        if kind == StreamKind.VIDEO:
+            if target.awaiting_keyframe:
+                if not is_keyframe_start(packet):
+                    self._drop("video before keyframe")
+                    if ask_for_keyframe:
+                        self._ask_for_keyframe(target)
                     return
-                now = time.monotonic()
-                if now - target.last_keyframe_ask >= KEYFRAME_REQUEST_INTERVAL_S:
-                    target.last_keyframe_ask = now
-                    self._relay_keyframe_request(target.leg, kind)
-                return
-            target.awaiting_keyframe = False
+                target.awaiting_keyframe = False
+                target.video_from_cache = cached
+            elif cached != target.video_from_cache:
+                if cached:
+                    self._drop("cached keyframe after live video")
+                    return
+                if not is_keyframe_start(packet):
+                    self._drop("video after cached keyframe")
+                    self._ask_for_keyframe(target)
+                    return
+                target.video_from_cache = False
+                target.leg.switch_source(StreamKind.VIDEO)  # the fresh keyframe restarts the stream
         if target.leg.send_rtp(kind, packet):
             target.note_packet_out(video=kind == StreamKind.VIDEO)
+
+    def _ask_for_keyframe(self, target: BridgeSide) -> None:
+        """Ask the partner's sender for a keyframe for ``target``, at most once per interval."""
+        now = time.monotonic()
+        if now - target.last_keyframe_ask >= KEYFRAME_REQUEST_INTERVAL_S:
+            target.last_keyframe_ask = now
+            self._relay_keyframe_request(target.leg, StreamKind.VIDEO)
 
     def _relay_keyframe_request(self, leg: Leg, kind: StreamKind) -> None:
         bside = self.bridges.of_leg(leg.leg_id)
@@ -315,9 +359,12 @@ class EdgeRelay:
 
     def _deliver_from_backbone(self, header: BackboneHeader, payload: memoryview) -> None:
         target = self.bridges.get(header.bridge_id, header.side)
+        cached = header.ptype == PacketType.CACHED_MEDIA
         if target is None:
-            if header.ptype == PacketType.MEDIA:
-                self._hold_early(header.bridge_id, header.side, header.src_edge, header.kind, bytearray(payload))
+            if header.ptype == PacketType.MEDIA or cached:
+                self._hold_early(
+                    header.bridge_id, header.side, header.src_edge, header.kind, bytearray(payload), cached
+                )
             else:
                 self._drop("unknown bridge")
             return
@@ -325,8 +372,8 @@ class EdgeRelay:
             # A leg carries only its own bridge's media.
             self._drop("bridge/peer mismatch")
             return
-        if header.ptype == PacketType.MEDIA:
-            self._deliver(target, header.kind, bytearray(payload))
+        if header.ptype == PacketType.MEDIA or cached:
+            self._deliver(target, header.kind, bytearray(payload), cached=cached)
         elif header.ptype == PacketType.KEYFRAME_REQUEST:
             target.leg.request_keyframe(header.kind)
         else:

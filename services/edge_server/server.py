@@ -43,6 +43,7 @@ def bridge_stats(s: BridgeSide) -> edge_pb2.BridgeStats:
         packets_out=s.packets_out,
         packets_in=s.packets_in,
         plis_relayed=s.keyframe_requests_relayed,
+        cache_packets_replayed=s.cache_packets_replayed,
     )
 
 

@@ -92,3 +92,50 @@ async def test_a_keyframe_that_beats_the_partner_edges_bridge_call_is_held_and_r
         finally:
             await close_client(a)
             await close_client(b)
+
+
+async def test_a_new_bridge_gets_the_partners_cached_keyframe_at_once() -> None:
+    async with two_edges() as (e1, e2):
+        a, leg_a = await make_client(e1, tag=81)
+        b, leg_b = await make_client(e2, tag=82)
+        c, leg_c = await make_client(e1, tag=83)
+        try:
+            await asyncio.sleep(0.5)  # warm legs waiting in the pool: their edges keep their keyframes
+            # Both edges see the other side's cached video arrive as soon as they bridge.
+            side_a = e1.bridge(9, leg_a, 0, "vir-1")
+            side_b = e2.bridge(9, leg_b, 1, "fra-1")
+            assert side_a.cache_packets_replayed > 0 and side_b.cache_packets_replayed > 0
+            await b.wait_for_tag(81)
+            await a.wait_for_tag(82)
+            # The first partner packet left for b within a few ms of its bridge (no wait for a's encoder).
+            assert side_b.first_packet_at_edge_ms - side_b.bridged_ms < 20, side_b
+            # "next": a switches to c on the same edge; c's picture comes from fra-1's cache too.
+            side_a2 = e1.bridge(10, leg_a, 0, "fra-1")
+            e1.bridge(10, leg_c, 1, "fra-1")
+            assert (await a.wait_for_tag(83)).tag == 83
+            assert side_a2.first_packet_at_edge_ms - side_a2.bridged_ms < 20, side_a2
+        finally:
+            for client in (a, b, c):
+                await close_client(client)
+
+
+async def test_after_a_cached_keyframe_the_live_video_resumes_at_a_fresh_one(caplog: pytest.LogCaptureFixture) -> None:
+    async with two_edges() as (e1, e2):
+        a, leg_a = await make_client(e1, tag=91)
+        b, leg_b = await make_client(e2, tag=92)
+        try:
+            await asyncio.sleep(0.5)
+            assert e1.legs[leg_a].cached_keyframe()
+            with caplog.at_level("WARNING", logger="aiortc.rtcrtpreceiver"):
+                e1.bridge(11, leg_a, 0, "vir-1")
+                side_b = e2.bridge(11, leg_b, 1, "fra-1")
+                first = await b.wait_for_tag(91)
+                await asyncio.sleep(0.6)
+            # The cached picture first, then live frames after a's fresh keyframe; nothing b could not decode.
+            counters = [m.counter for m in b.markers if m.tag == 91]
+            assert counters[-1] > first.counter
+            assert "failed to decode" not in caplog.text
+            assert not side_b.awaiting_keyframe and not side_b.video_from_cache
+        finally:
+            await close_client(a)
+            await close_client(b)

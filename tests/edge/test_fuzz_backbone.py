@@ -65,7 +65,7 @@ def datagrams(draw: st.DrawFn) -> bytes:
             [
                 st.sampled_from([b"DV", b"\0\0"]),
                 st.integers(0, 255),
-                st.integers(5, 255),
+                st.integers(max(PacketType) + 1, 255),
                 st.integers(2, 255),
                 st.integers(2, 255),
             ][at]

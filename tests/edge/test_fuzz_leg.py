@@ -58,6 +58,8 @@ PACKET_DROPS = {
     "codec not negotiated by receiver",
     "malformed rtx",
     "rtx of a packet not sent on this leg",
+    "video after cached keyframe",
+    "cached keyframe after live video",
     "delivery error",  # the backbone's catch-all: must stay 0 (asserted below)
 }
 # Counted per extension element (the packet itself goes on), or for keyframe requests.

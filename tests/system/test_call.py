@@ -15,7 +15,7 @@ import pytest_asyncio
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
 from duet.services.devkit.synthetic_media import synthetic_client
-from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
+from duet.v1 import edge_pb2, edge_pb2_grpc, matchmaker_pb2, matchmaker_pb2_grpc
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -40,6 +40,12 @@ async def test_two_clients_in_different_regions_see_each_other(cluster: ClusterI
         assert ana.edge is not None and ben.edge is not None
         assert (ana.edge.edge_id, ben.edge.edge_id) == ("fra-1", "vir-1")
         ra, rb = await asyncio.gather(ana.find_partner(), ben.find_partner())
+        # The edge's figures for ana's side: ben's video went out, and ana's cached keyframe was replayed.
+        async with grpc.aio.insecure_channel(cluster.edges["fra-1"]) as channel:
+            stats = await edge_pb2_grpc.EdgeControlStub(channel).GetStats(edge_pb2.GetStatsRequest())
+        side = next(b for b in stats.bridges if b.leg_id == ana.leg_id)
+        assert side.packets_out > 0 and side.packets_in > 0 and side.first_packet_at_edge > side.bridged
+        assert side.cache_packets_replayed > 0
     finally:
         await asyncio.gather(ana.leave(), ben.leave())
 

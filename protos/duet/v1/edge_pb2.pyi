@@ -75,7 +75,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self, bridge_id: _Optional[int] = ...) -> None: ...
 
 class BridgeStats(_message.Message):
-    __slots__ = ("bridge_id", "side", "leg_id", "bridged", "first_packet_at_edge", "packets_out", "packets_in", "plis_relayed")
+    __slots__ = ("bridge_id", "side", "leg_id", "bridged", "first_packet_at_edge", "packets_out", "packets_in", "plis_relayed", "cache_packets_replayed")
     BRIDGE_ID_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
     LEG_ID_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class BridgeStats(_message.Message):
     PACKETS_OUT_FIELD_NUMBER: _ClassVar[int]
     PACKETS_IN_FIELD_NUMBER: _ClassVar[int]
     PLIS_RELAYED_FIELD_NUMBER: _ClassVar[int]
+    CACHE_PACKETS_REPLAYED_FIELD_NUMBER: _ClassVar[int]
     bridge_id: int
     side: int
     leg_id: str
@@ -92,7 +93,8 @@ class BridgeStats(_message.Message):
     packets_out: int
     packets_in: int
     plis_relayed: int
-    def __init__(self, bridge_id: _Optional[int] = ..., side: _Optional[int] = ..., leg_id: _Optional[str] = ..., bridged: _Optional[float] = ..., first_packet_at_edge: _Optional[float] = ..., packets_out: _Optional[int] = ..., packets_in: _Optional[int] = ..., plis_relayed: _Optional[int] = ...) -> None: ...
+    cache_packets_replayed: int
+    def __init__(self, bridge_id: _Optional[int] = ..., side: _Optional[int] = ..., leg_id: _Optional[str] = ..., bridged: _Optional[float] = ..., first_packet_at_edge: _Optional[float] = ..., packets_out: _Optional[int] = ..., packets_in: _Optional[int] = ..., plis_relayed: _Optional[int] = ..., cache_packets_replayed: _Optional[int] = ...) -> None: ...
 
 class EdgeStats(_message.Message):
     __slots__ = ("edge_id", "legs", "bridges", "dropped", "backbone_packets_in", "backbone_packets_out")

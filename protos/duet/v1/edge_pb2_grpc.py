@@ -125,8 +125,10 @@ class EdgeControlServicer:
         """Puts a connected leg on one side of a bridge. If the leg was on another
         bridge before (a "next"), that side is replaced: the leg's outgoing
         sequence numbers and timestamps continue across the switch. The edge asks
-        its own client for a keyframe at once (RTCP PLI) and holds the partner's
-        video back until a keyframe starts.
+        its own client for a keyframe at once (RTCP PLI), sends the partner the
+        client's latest keyframe from its cache meanwhile, and holds the
+        partner's video back until a keyframe starts (after a cached keyframe,
+        until a fresh one).
 
         Statuses:
         - INVALID_ARGUMENT: leg_id or peer_edge_id is empty; bridge_id is 0;
