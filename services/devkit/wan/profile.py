@@ -72,12 +72,10 @@ class LinkProfile:
     def from_dict(cls, doc: Any, where: str) -> LinkProfile:
         """From ``{"delay_ms": 50, "jitter_ms": 5, "loss": 0.01, "seed": 1, "reorder": false}``."""
         if not isinstance(doc, Mapping):
-            raise ValueError(f"{where}: expected an object like {{\"delay_ms\": 15}}, got {doc!r}")
+            raise ValueError(f'{where}: expected an object like {{"delay_ms": 15}}, got {doc!r}')
         unknown = set(doc) - {"delay_ms", "jitter_ms", "loss", "seed", "reorder"}
         if unknown:
-            raise ValueError(
-                f"{where}: unknown keys {sorted(unknown)}; use delay_ms, jitter_ms, loss, seed, reorder"
-            )
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; use delay_ms, jitter_ms, loss, seed, reorder")
         try:
             return cls(**doc)
         except (TypeError, ValueError) as exc:
@@ -164,9 +162,7 @@ class WanConfig:
         sessions_doc = doc.get("sessions", {})
         if not isinstance(sessions_doc, Mapping):
             raise ValueError(f"{where}.sessions: expected an object of session id -> profile")
-        sessions = {
-            str(sid): LinkProfile.from_dict(p, f"{where}.sessions[{sid!r}]") for sid, p in sessions_doc.items()
-        }
+        sessions = {str(sid): LinkProfile.from_dict(p, f"{where}.sessions[{sid!r}]") for sid, p in sessions_doc.items()}
         return cls(backbone=backbone, legs=legs, sessions=sessions)
 
     @classmethod
@@ -208,11 +204,11 @@ def _backbone_from(doc: Any, where: str) -> dict[LinkKey, LinkProfile]:
             raise ValueError(f"{where}: {exc}") from exc
     links = doc.get("links", {})
     if not isinstance(links, Mapping):
-        raise ValueError(f"{where}.links: expected an object of \"from>to\" -> profile")
+        raise ValueError(f'{where}.links: expected an object of "from>to" -> profile')
     for key, p in links.items():
         a, sep, b = str(key).partition(">")
         if not sep or not a.strip() or not b.strip():
-            raise ValueError(f"{where}.links: key {key!r} must name two edges as \"from>to\", e.g. \"fra-1>vir-1\"")
+            raise ValueError(f'{where}.links: key {key!r} must name two edges as "from>to", e.g. "fra-1>vir-1"')
         profiles[(a.strip(), b.strip())] = LinkProfile.from_dict(p, f"{where}.links[{key!r}]")
     return profiles
 
@@ -221,7 +217,7 @@ def _load_topology(source: Any, where: str) -> Topology:
     if source == "default":
         return default_topology()
     if not isinstance(source, str):
-        raise ValueError(f"{where}: expected \"default\" or the path of a topology JSON file, got {source!r}")
+        raise ValueError(f'{where}: expected "default" or the path of a topology JSON file, got {source!r}')
     try:
         return Topology.from_dict(json.loads(Path(source).read_text()))
     except OSError as exc:

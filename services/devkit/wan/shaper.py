@@ -212,7 +212,8 @@ class EmulatedDatagramTransport(asyncio.DatagramTransport):
         return self.inner.get_extra_info(name, default)
 
     def get_write_buffer_size(self) -> int:
-        return self.inner.get_write_buffer_size()
+        size: int = getattr(self.inner, "get_write_buffer_size", lambda: 0)()
+        return size
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self.inner.set_protocol(protocol)
