@@ -88,6 +88,17 @@ class Backbone(asyncio.DatagramProtocol):
             self._transport.close()
             self._transport = None
 
+    def wrap_transport(self, wrap: Callable[[asyncio.DatagramTransport], asyncio.DatagramTransport]) -> None:
+        """Send (and relay) through ``wrap(current transport)`` from now on; close() closes the wrapper.
+
+        Hook for the WAN emulation test facility (``duet.services.devkit.wan``),
+        which delays and drops datagrams per next hop. Nothing calls it unless
+        emulation is configured, so normally nothing sits in the send path.
+        """
+        if self._transport is None:
+            raise RuntimeError("start the backbone before wrapping its transport")
+        self._transport = wrap(self._transport)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 

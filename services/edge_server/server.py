@@ -17,6 +17,9 @@ from duet.edge.bridge import BridgeSide
 from duet.edge.ice_hosts import restrict_ice_to
 from duet.edge.leg import OfferError
 from duet.edge.relay import EdgeRelay, LegNotReady, UnknownBridge, UnknownLeg, UnknownPeer
+from duet.services.devkit.errors import SetupError
+from duet.services.devkit.wan.edge import emulate_edge
+from duet.services.devkit.wan.profile import WanConfig
 from duet.services.rpc.errors import map_errors
 from duet.services.rpc.server import start_server
 from duet.v1 import edge_pb2, edge_pb2_grpc, routing_pb2, routing_pb2_grpc
@@ -179,9 +182,14 @@ async def serve_edge(
     stop: asyncio.Event | None = None,
 ) -> None:
     stop = stop or asyncio.Event()
+    try:  # WAN emulation: a test facility, off unless $DUET_WAN says otherwise
+        wan = WanConfig.from_env()
+    except ValueError as exc:
+        raise SetupError(str(exc)) from exc
     restrict_ice_to([host])
     node = EdgeRelay(edge_id, 0, cluster_key)
     backbone = await node.start(host, backbone_port)
+    emulate_edge(node, wan)
     server, control_address = await start_server(
         f"{host}:{control_port}",
         lambda s: edge_pb2_grpc.add_EdgeControlServicer_to_server(EdgeControlServicer(node), s),
