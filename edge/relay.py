@@ -331,7 +331,8 @@ class EdgeRelay:
                     return
                 if not is_keyframe_start(packet):
                     self._drop("video after cached keyframe")
-                    self._ask_for_keyframe(target)
+                    if ask_for_keyframe:
+                        self._ask_for_keyframe(target)
                     return
                 target.video_from_cache = False
                 target.leg.switch_source(StreamKind.VIDEO)  # the fresh keyframe restarts the stream
