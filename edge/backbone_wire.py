@@ -12,7 +12,8 @@ Layout (big-endian, 27 bytes before the payload)::
    10  bridge_id  8
    18  ttl        1  hops left; relays decrement it
    19  tag        8  HMAC-SHA256(cluster key, bytes 0..17 || payload), truncated
-   27  payload       MEDIA, CACHED_MEDIA: one RTP packet; KEYFRAME_REQUEST: empty
+   27  payload       MEDIA, CACHED_MEDIA: one RTP packet; KEYFRAME_REQUEST: empty;
+                     NACK: sequence numbers, 2 bytes each
 
 The TTL is the last header byte and the only one the tag does not cover, so a
 relay can decrement it in place without the key's signing step (it still
@@ -67,6 +68,9 @@ class PacketType(enum.IntEnum):
     # A keyframe replayed from the sender's edge cache: the live video after it does not
     # follow on from it, so the receiving edge holds that back until a fresh keyframe.
     CACHED_MEDIA = 5
+    # A receiver lost packets its edge does not hold: their numbers in the sender's numbering,
+    # 2 bytes each, for the sender's edge to ask its client (edge/retransmission.py).
+    NACK = 6
 
 
 class StreamKind(enum.IntEnum):

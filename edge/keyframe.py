@@ -25,7 +25,7 @@ _H264_FU_A = 28
 
 
 def is_keyframe_start(buf: bytes | bytearray | memoryview, offset: int = 0) -> bool:
-    """True when this RTP packet (in backbone payload types) starts a keyframe; RTX never does."""
+    """True when this RTP packet (in backbone payload types) starts a keyframe."""
     if len(buf) - offset < 12:
         return False
     return starts_keyframe_as(buf[offset + 1] & 0x7F, buf, offset)
@@ -36,10 +36,10 @@ def starts_keyframe_as(backbone_pt: int, buf: bytes | bytearray | memoryview, of
 
     For packets still in a client's payload types (the leg maps the number first).
     """
-    found = codec_by_backbone_pt(backbone_pt)
-    if found is None or found[1]:
+    codec = codec_by_backbone_pt(backbone_pt)
+    if codec is None:
         return False
-    name = found[0].name
+    name = codec.name
     if name == "VP8":
         return is_vp8_keyframe_start(buf, offset)
     if name.startswith("H264"):

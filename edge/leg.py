@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,7 +30,8 @@ from duet.edge.header_extensions import BACKBONE_IDS, MID, ExtensionRewriter
 from duet.edge.keyframe import starts_keyframe_as
 from duet.edge.keyframe_cache import KeyframeCache
 from duet.edge.payload_types import BACKBONE_CODECS, NegotiatedCodec, PayloadTypeMap, codec_name
-from duet.edge.rtp_rewrite import StreamRewriter, build_pli, parse_keyframe_requests, rtp_header_length
+from duet.edge.retransmission import SentHistory, UpstreamRequests, build_nack, build_rtx, parse_nacks, unwrap_rtx
+from duet.edge.rtp_rewrite import StreamRewriter, build_pli, parse_keyframe_requests
 
 logger = logging.getLogger("duet.edge.leg")
 
@@ -46,6 +48,8 @@ OUTBOX_PACKETS = 512
 
 RtpHandler = Callable[["Leg", StreamKind, bytes], None]
 KeyframeHandler = Callable[["Leg", StreamKind], None]
+# Packets of the partner's stream this leg's client lost and this edge does not hold (sender numbering).
+NackHandler = Callable[["Leg", StreamKind, list[int]], None]
 ClosedHandler = Callable[["Leg"], Awaitable[None]]
 
 
@@ -74,8 +78,13 @@ class _Stream:
 
     kind: StreamKind
     rewriter: StreamRewriter
-    # RTX (RFC 4588) into this leg: its own SSRC and sequence space; None when not negotiated.
-    rtx_rewriter: StreamRewriter | None
+    # What was sent into this leg, for answering the client's NACKs (video only).
+    history: SentHistory | None
+    # Client repairs this edge asked for (client numbering): their RTX may pass.
+    upstream: UpstreamRequests
+    # RTX into this leg (when negotiated): the SSRC the answer announced, its own numbers.
+    rtx_ssrc: int
+    rtx_seq: int
     # Header extensions: the client's IDs -> the backbone's on the way in, back into the client's on the way out.
     from_client: ExtensionRewriter
     to_client: ExtensionRewriter
@@ -89,9 +98,18 @@ class _Stream:
 @dataclass
 class LegCounters:
     dropped: dict[str, int] = field(default_factory=dict)
+    # Loss recovery, by event: "nacked" (packets the client asked for), "resent" (answered from
+    # this leg's history; "resent as rtx": as RTX), "nack suppressed" (asked again too soon),
+    # "asked upstream" (not held here: asked of the sender), "repaired by client" (this client's
+    # RTX answers, passed on as the packets they carry), "repair passed on" (such a repair sent
+    # into this leg; "... as rtx": as RTX).
+    recovery: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def count(self, event: str, n: int = 1) -> None:
+        self.recovery[event] = self.recovery.get(event, 0) + n
 
 
 class Leg:
@@ -102,6 +120,7 @@ class Leg:
         on_rtp: RtpHandler,
         on_keyframe_request: KeyframeHandler,
         on_closed: ClosedHandler,
+        on_nack_upstream: NackHandler | None = None,
         connect_timeout_s: float = 30.0,
     ) -> None:
         self.leg_id = uuid.uuid4().hex[:16]
@@ -110,6 +129,7 @@ class Leg:
         self.counters = LegCounters()
         self._on_rtp = on_rtp
         self._on_keyframe_request = on_keyframe_request
+        self._on_nack_upstream = on_nack_upstream
         self._on_closed = on_closed
         self._connect_timeout_s = connect_timeout_s
         self._pc = RTCPeerConnection()
@@ -175,20 +195,16 @@ class Leg:
             media = next((m for m in remote.media if m.kind == kind), None)
             client_ssrc = _client_media_ssrc(media)
             sender_ssrc = aiortc_internals.sender_ssrc(t.sender)
-            rtx_pt = next((pt for pt in self.payload_types.rtx if self.payload_types.kind_of[pt] == skind), None)
             extensions = aiortc_internals.negotiated_header_extensions(t)
             self._streams[skind] = _Stream(
                 kind=skind,
                 rewriter=StreamRewriter(
                     ssrc=sender_ssrc, payload_type=own_pt, clock_rate=self.payload_types.clock_rate[skind]
                 ),
-                rtx_rewriter=None
-                if rtx_pt is None
-                else StreamRewriter(
-                    ssrc=aiortc_internals.sender_rtx_ssrc(t.sender),
-                    payload_type=rtx_pt,
-                    clock_rate=self.payload_types.clock_rate[skind],
-                ),
+                history=SentHistory() if skind == StreamKind.VIDEO else None,
+                upstream=UpstreamRequests(),
+                rtx_ssrc=aiortc_internals.sender_rtx_ssrc(t.sender),
+                rtx_seq=secrets.randbits(16),
                 from_client=ExtensionRewriter(extensions, BACKBONE_IDS, two_byte=True, dropped=self.counters.dropped),
                 to_client=ExtensionRewriter(
                     _BACKBONE_URIS,
@@ -227,14 +243,19 @@ class Leg:
         if kind is None:
             self.counters.drop("unknown payload type")
             return
-        if pt in self.payload_types.rtx:
-            # A client sends RTX to repair a loss someone NACKed (the edge relays no NACK yet) or
-            # to probe its own uplink with old packets. Probes belong to this hop only: forwarded,
-            # a repair of a packet 100+ behind makes an aiortc receiver reset its jitter buffer
-            # and fail to decode (measured with Chromium's start-of-call probes).
-            self.counters.drop("rtx not requested")
-            return
         stream = self._streams[kind]
+        if pt in self.payload_types.rtx:
+            # The client's RTX: a repair this edge asked for goes on as the packet it carries.
+            # Anything else is the client probing its own uplink with old packets, which belongs
+            # to this hop only: forwarded, a repair 100+ packets behind makes an aiortc receiver
+            # reset its jitter buffer and fail to decode (measured with Chromium's probes).
+            original = unwrap_rtx(data, self.payload_types.apt_of[pt], stream.client_ssrc or 0)
+            if original is None or not stream.upstream.answered((original[2] << 8) | original[3], time.monotonic()):
+                self.counters.drop("rtx not requested")
+                return
+            self.counters.count("repaired by client")
+            self._on_rtp(self, kind, original)
+            return
         stream.packets_from_client += 1
         if stream.client_ssrc is None:
             stream.client_ssrc = int.from_bytes(data[8:12], "big")
@@ -273,6 +294,60 @@ class Leg:
             kind = self._kind_by_sender_ssrc.get(media_ssrc)
             if kind is not None:
                 self._on_keyframe_request(self, kind)
+        for media_ssrc, seqs in parse_nacks(data).items():
+            kind = self._kind_by_sender_ssrc.get(media_ssrc)
+            if kind is not None:
+                self._answer_nack(kind, seqs)
+
+    def _answer_nack(self, kind: StreamKind, seqs: list[int]) -> None:
+        """Resend what this leg sent and still holds; ask the partner's sender for the rest."""
+        stream = self._streams[kind]
+        if stream.history is None or not self.connected:
+            return
+        self.counters.count("nacked", len(seqs))
+        now = time.monotonic()
+        missing = []
+        for seq in seqs:
+            packet = stream.history.for_resend(seq, now)
+            if packet is False:
+                self.counters.count("nack suppressed")
+                continue
+            if packet is None:
+                missing.append(seq)
+                continue
+            assert isinstance(packet, bytes)
+            self._resend(stream, packet, "resent")
+        upstream = [s for s in (stream.rewriter.input_seq(m) for m in missing) if s is not None]
+        if upstream and self._on_nack_upstream is not None:
+            self.counters.count("asked upstream", len(upstream))
+            self._on_nack_upstream(self, kind, upstream)
+
+    def _resend(self, stream: _Stream, packet: bytes, event: str) -> bool:
+        """A packet of this leg's stream again: as RTX when the leg negotiated it for the codec.
+
+        ``event`` names it in the recovery counters ("<event>", "<event> as rtx").
+        """
+        rtx_pt = self.payload_types.rtx_for.get(packet[1] & 0x7F)
+        if rtx_pt is not None:
+            rtx = build_rtx(packet, rtx_pt, stream.rtx_ssrc, stream.rtx_seq)
+            if rtx is None:
+                return False
+            stream.rtx_seq = (stream.rtx_seq + 1) & 0xFFFF
+            packet = rtx
+            self.counters.count(f"{event} as rtx")
+        if not self._enqueue(stream.kind, packet):
+            return False
+        self.counters.count(event)
+        return True
+
+    def request_retransmission(self, kind: StreamKind, seqs: list[int]) -> None:
+        """Ask this leg's client to resend packets (its numbering) a partner lost upstream of its edge."""
+        stream = self._streams.get(kind)
+        if stream is None or stream.client_ssrc is None or not self.connected:
+            return
+        fresh = stream.upstream.ask(seqs, time.monotonic())
+        if fresh:
+            self._enqueue(kind, build_nack(stream.sender_ssrc, stream.client_ssrc, fresh))
 
     def send_rtp(self, kind: StreamKind, packet: bytearray) -> bool:
         """Rewrite a partner's RTP packet for this leg (in place) and queue it for sending."""
@@ -290,15 +365,21 @@ class Leg:
         if out is None:
             self.counters.drop("malformed rtp")
             return False
-        if own_pt in self.payload_types.rtx:
-            problem = _rewrite_rtx(out, stream, own_pt)
-            if problem is not None:
-                self.counters.drop(problem)
-                return False
-        elif not stream.rewriter.rewrite(out, payload_type=own_pt):
+        if not stream.rewriter.rewrite(out, payload_type=own_pt):
             self.counters.drop("malformed rtp")
             return False
-        if not self._enqueue(kind, bytes(out)):
+        data = bytes(out)
+        if stream.history is not None:
+            seq = (data[2] << 8) | data[3]
+            stream.history.add(seq, data)
+            if seq != stream.rewriter.last_seq:
+                # Older than what this leg already carried: a repair coming through (or a late
+                # packet), which a receiver that negotiated RTX expects as RTX.
+                if not self._resend(stream, data, "repair passed on"):
+                    return False
+                stream.packets_to_client += 1
+                return True
+        if not self._enqueue(kind, data):
             return False
         stream.packets_to_client += 1
         return True
@@ -332,8 +413,6 @@ class Leg:
             if kind is not None and stream.kind != kind:
                 continue
             stream.rewriter.switch_source()
-            if stream.rtx_rewriter is not None:
-                stream.rtx_rewriter.switch_source()
 
     def request_keyframe(self, kind: StreamKind = StreamKind.VIDEO, *, force: bool = False) -> bool:
         """Ask this leg's client for a keyframe (RTCP PLI), rate-limited unless forced."""
@@ -393,29 +472,6 @@ def _client_media_ssrc(media: Any) -> int | None:
         if group.semantic == "FID" and group.items:
             return int(group.items[0])
     return int(media.ssrc[0].ssrc)
-
-
-def _rewrite_rtx(packet: bytearray, stream: _Stream, own_pt: int) -> str | None:
-    """An RTX packet into this leg: its RTX SSRC and sequence space, the repaired packet's number mapped.
-
-    The original sequence number (the payload's first two bytes, RFC 4588)
-    names the packet in the sender's numbering; the receiver knows it by the
-    number this leg's media rewriter gave it. A repair of a packet this leg
-    never carried is dropped: an aiortc receiver decodes it into the stream
-    and fails. Padding-only RTX (bandwidth probes) has no original sequence
-    number. Returns the drop reason, or None when the packet is ready.
-    """
-    header = rtp_header_length(packet)
-    if stream.rtx_rewriter is None or header < 0:
-        return "malformed rtx"
-    end = len(packet) - (packet[-1] if packet[0] & 0x20 else 0)
-    if end - header >= 2:
-        original = stream.rewriter.output_seq((packet[header] << 8) | packet[header + 1])
-        if original is None:
-            return "rtx of a packet not sent on this leg"
-        packet[header] = original >> 8
-        packet[header + 1] = original & 0xFF
-    return None if stream.rtx_rewriter.rewrite(packet, payload_type=own_pt) else "malformed rtx"
 
 
 def _validate_offer(offer_sdp: str) -> list[str]:

@@ -48,21 +48,23 @@ class BackboneCodec:
     mime_type: str  # as aiortc's capabilities spell it
     parameters: tuple[tuple[str, str], ...]  # fmtp parameters as aiortc's capabilities hold them
     pt: int
-    rtx_pt: int | None  # None: no RTX for this codec (audio)
+    # Whether a leg may negotiate RTX for it. RTX itself never crosses the backbone: a client's
+    # repair is turned back into the packet it carries at its own edge (edge/retransmission.py).
+    rtx: bool
 
 
 # Preference order within a kind: the first one a client offers is what it will send.
 # VP8 first because every WebRTC endpoint must receive it (RFC 7742) and it is the
 # codec the project's own clients encode cheapest; H.264 Constrained Baseline next.
 BACKBONE_CODECS: tuple[BackboneCodec, ...] = (
-    BackboneCodec("VP8", StreamKind.VIDEO, "video/VP8", (), 96, 97),
+    BackboneCodec("VP8", StreamKind.VIDEO, "video/VP8", (), 96, rtx=True),
     BackboneCodec(
         "H264/42e01f",
         StreamKind.VIDEO,
         "video/H264",
         (("level-asymmetry-allowed", "1"), ("packetization-mode", "1"), ("profile-level-id", "42e01f")),
         102,
-        103,
+        rtx=True,
     ),
     BackboneCodec(
         "H264/42001f",
@@ -70,22 +72,17 @@ BACKBONE_CODECS: tuple[BackboneCodec, ...] = (
         "video/H264",
         (("level-asymmetry-allowed", "1"), ("packetization-mode", "1"), ("profile-level-id", "42001f")),
         104,
-        105,
+        rtx=True,
     ),
-    BackboneCodec("opus", StreamKind.AUDIO, "audio/opus", (), 111, None),
+    BackboneCodec("opus", StreamKind.AUDIO, "audio/opus", (), 111, rtx=False),
 )
 
 _BY_PT: dict[int, BackboneCodec] = {c.pt: c for c in BACKBONE_CODECS}
-_BY_RTX_PT: dict[int, BackboneCodec] = {c.rtx_pt: c for c in BACKBONE_CODECS if c.rtx_pt is not None}
 
 
-def codec_by_backbone_pt(pt: int) -> tuple[BackboneCodec, bool] | None:
-    """The codec a backbone payload type stands for, and whether it is its RTX; None if unknown."""
-    codec = _BY_PT.get(pt)
-    if codec is not None:
-        return codec, False
-    rtx = _BY_RTX_PT.get(pt)
-    return (rtx, True) if rtx is not None else None
+def codec_by_backbone_pt(pt: int) -> BackboneCodec | None:
+    """The codec a backbone payload type stands for; None if unknown."""
+    return _BY_PT.get(pt)
 
 
 def codec_name(mime_type: str, parameters: Mapping[str, Any]) -> str | None:
@@ -124,15 +121,18 @@ class PayloadTypeMap:
     """One leg's payload types <-> the backbone's, built from its negotiated codecs.
 
     ``to_backbone`` maps what the client sends; ``from_backbone`` maps what the
-    leg may carry to its client. ``send`` is the codec the client sends per
-    kind (the first of the answer: a WebRTC sender uses the answer's first
-    codec); ``receive`` every codec it decodes.
+    leg may carry to its client (media codecs only). ``send`` is the codec the
+    client sends per kind (the first of the answer: a WebRTC sender uses the
+    answer's first codec); ``receive`` every codec it decodes. RTX payload
+    types: ``rtx_for`` (media -> its RTX) and ``apt_of`` (RTX -> its media).
     """
 
     to_backbone: dict[int, int] = field(default_factory=dict)
     from_backbone: dict[int, int] = field(default_factory=dict)
     kind_of: dict[int, StreamKind] = field(default_factory=dict)  # leg payload type -> kind
     rtx: set[int] = field(default_factory=set)  # leg payload types that are RTX
+    rtx_for: dict[int, int] = field(default_factory=dict)
+    apt_of: dict[int, int] = field(default_factory=dict)
     send: dict[StreamKind, str] = field(default_factory=dict)
     receive: dict[StreamKind, list[str]] = field(default_factory=dict)
     clock_rate: dict[StreamKind, int] = field(default_factory=dict)
@@ -165,12 +165,12 @@ class PayloadTypeMap:
             except (TypeError, ValueError):
                 continue
             base = media_by_pt.get(apt)
-            if base is None or base.rtx_pt is None:
+            if base is None or not base.rtx:
                 continue
-            self.to_backbone[c.payload_type] = base.rtx_pt
-            self.from_backbone.setdefault(base.rtx_pt, c.payload_type)
             self.kind_of[c.payload_type] = kind
             self.rtx.add(c.payload_type)
+            self.rtx_for.setdefault(apt, c.payload_type)
+            self.apt_of[c.payload_type] = apt
 
     def has_rtx(self) -> bool:
         return bool(self.rtx)

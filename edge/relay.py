@@ -73,6 +73,7 @@ class EdgeStatsSnapshot:
     dropped: dict[str, int] = field(default_factory=dict)
     backbone_packets_in: int = 0
     backbone_packets_out: int = 0
+    recovery: dict[str, int] = field(default_factory=dict)  # loss recovery events (LegCounters.recovery)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class EdgeRelay:
         self.backbone_address: Address | None = None
         self._dropped: dict[str, int] = {}
         self._closed_legs_dropped: dict[str, int] = {}
+        self._closed_legs_recovery: dict[str, int] = {}
         self._early: dict[tuple[int, int], _EarlyMedia] = {}
 
     def assign_number(self, number: int) -> None:
@@ -129,6 +131,7 @@ class EdgeRelay:
             on_rtp=self._forward_from_leg,
             on_keyframe_request=self._relay_keyframe_request,
             on_closed=self._forget_leg,
+            on_nack_upstream=self._relay_nack,
         )
         answer = await leg.accept(offer_sdp)
         self.legs[leg.leg_id] = leg
@@ -160,6 +163,8 @@ class EdgeRelay:
         self.bridges.remove_leg(leg.leg_id)
         for reason, n in leg.counters.dropped.items():
             self._closed_legs_dropped[reason] = self._closed_legs_dropped.get(reason, 0) + n
+        for event, n in leg.counters.recovery.items():
+            self._closed_legs_recovery[event] = self._closed_legs_recovery.get(event, 0) + n
 
     # -- bridges ----------------------------------------------------------
 
@@ -346,6 +351,18 @@ class EdgeRelay:
             target.last_keyframe_ask = now
             self._relay_keyframe_request(target.leg, StreamKind.VIDEO)
 
+    def _relay_nack(self, leg: Leg, kind: StreamKind, seqs: list[int]) -> None:
+        """``leg``'s client lost partner packets this edge never had: ask the partner's sender."""
+        bside = self.bridges.of_leg(leg.leg_id)
+        if bside is None:
+            return
+        if bside.peer_edge_number == self.number:
+            target = self.bridges.get(bside.bridge_id, bside.peer_side)
+            if target is not None:
+                target.leg.request_retransmission(kind, seqs)
+            return
+        self._send_to_peer(bside, PacketType.NACK, kind, b"".join(s.to_bytes(2, "big") for s in seqs[:256]))
+
     def _relay_keyframe_request(self, leg: Leg, kind: StreamKind) -> None:
         bside = self.bridges.of_leg(leg.leg_id)
         if bside is None:
@@ -377,6 +394,10 @@ class EdgeRelay:
             self._deliver(target, header.kind, bytearray(payload), cached=cached)
         elif header.ptype == PacketType.KEYFRAME_REQUEST:
             target.leg.request_keyframe(header.kind)
+        elif header.ptype == PacketType.NACK:
+            seqs = [(payload[i] << 8) | payload[i + 1] for i in range(0, len(payload) - 1, 2)]
+            if seqs:
+                target.leg.request_retransmission(header.kind, seqs)
         else:
             self._drop("unexpected packet type")
 
@@ -389,8 +410,13 @@ class EdgeRelay:
         ]:
             for reason, n in source.items():
                 dropped[reason] = dropped.get(reason, 0) + n
+        recovery = dict(self._closed_legs_recovery)
+        for leg in self.legs.values():
+            for event, n in leg.counters.recovery.items():
+                recovery[event] = recovery.get(event, 0) + n
         sides = [s for s in self.bridges.all() if bridge_id in (0, s.bridge_id)]
         return EdgeStatsSnapshot(
+            recovery=recovery,
             edge_id=self.edge_id,
             legs=len(self.legs),
             bridges=sides,

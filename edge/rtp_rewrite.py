@@ -200,6 +200,12 @@ class StreamRewriter:
             return None
         return out
 
+    def input_seq(self, out: int) -> int | None:
+        """The current source's own number for this leg's packet ``out``; None if not sent here."""
+        if not self.sources_seen or (out - self._first_seq) & _M16 > (self._hi_seq - self._first_seq) & _M16:
+            return None
+        return (out - self._seq_off) & _M16
+
     def rewrite(self, buf: bytearray, offset: int = 0, now: float | None = None, payload_type: int = -1) -> bool:
         """Rewrite the RTP packet at ``buf[offset:]`` in place for this leg.
 

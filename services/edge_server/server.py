@@ -107,6 +107,7 @@ class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
             dropped=snap.dropped,
             backbone_packets_in=snap.backbone_packets_in,
             backbone_packets_out=snap.backbone_packets_out,
+            recovery=snap.recovery,
         )
 
 

@@ -97,8 +97,15 @@ class BridgeStats(_message.Message):
     def __init__(self, bridge_id: _Optional[int] = ..., side: _Optional[int] = ..., leg_id: _Optional[str] = ..., bridged: _Optional[float] = ..., first_packet_at_edge: _Optional[float] = ..., packets_out: _Optional[int] = ..., packets_in: _Optional[int] = ..., plis_relayed: _Optional[int] = ..., cache_packets_replayed: _Optional[int] = ...) -> None: ...
 
 class EdgeStats(_message.Message):
-    __slots__ = ("edge_id", "legs", "bridges", "dropped", "backbone_packets_in", "backbone_packets_out")
+    __slots__ = ("edge_id", "legs", "bridges", "dropped", "backbone_packets_in", "backbone_packets_out", "recovery")
     class DroppedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class RecoveryEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -111,10 +118,12 @@ class EdgeStats(_message.Message):
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_PACKETS_IN_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_PACKETS_OUT_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_FIELD_NUMBER: _ClassVar[int]
     edge_id: str
     legs: int
     bridges: _containers.RepeatedCompositeFieldContainer[BridgeStats]
     dropped: _containers.ScalarMap[str, int]
     backbone_packets_in: int
     backbone_packets_out: int
-    def __init__(self, edge_id: _Optional[str] = ..., legs: _Optional[int] = ..., bridges: _Optional[_Iterable[_Union[BridgeStats, _Mapping]]] = ..., dropped: _Optional[_Mapping[str, int]] = ..., backbone_packets_in: _Optional[int] = ..., backbone_packets_out: _Optional[int] = ...) -> None: ...
+    recovery: _containers.ScalarMap[str, int]
+    def __init__(self, edge_id: _Optional[str] = ..., legs: _Optional[int] = ..., bridges: _Optional[_Iterable[_Union[BridgeStats, _Mapping]]] = ..., dropped: _Optional[_Mapping[str, int]] = ..., backbone_packets_in: _Optional[int] = ..., backbone_packets_out: _Optional[int] = ..., recovery: _Optional[_Mapping[str, int]] = ...) -> None: ...

@@ -1,0 +1,199 @@
+"""Loss recovery at the edge: NACKs answered from what a leg sent, and repairs asked upstream.
+
+A receiver that lost a packet sends a generic NACK (RFC 4585 RTPFB FMT=1)
+naming it. The edge that feeds that receiver keeps the packets it sent into
+the leg (``SentHistory``, in the leg's own numbering) and answers at once:
+as RTX (RFC 4588) when the leg negotiated it, else by sending the packet
+again. What it does not hold was lost before it reached this edge: the
+numbers are translated into the sender's and the sender is asked
+(``build_nack``) through its own edge, which lets the client's RTX answer
+through (``UpstreamRequests``), turned back into the original packet
+(``unwrap_rtx``); from there it travels as the media it repairs.
+
+Pure and transport-free: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+__all__ = [
+    "HISTORY_PACKETS",
+    "RESEND_GUARD_S",
+    "SentHistory",
+    "UpstreamRequests",
+    "build_nack",
+    "build_rtx",
+    "parse_nacks",
+    "unwrap_rtx",
+]
+
+_RTCP_RTPFB = 205
+_RTPFB_NACK = 1
+_RTCP_HEADER = struct.Struct("!BBH")
+_U32 = struct.Struct("!I")
+_NACK_HEAD = struct.Struct("!BBHII")
+_FCI = struct.Struct("!HH")
+_RTP_FIXED = struct.Struct("!BBHII")
+
+# ~5 s of 1 Mbit/s video: more than any receiver's NACK horizon (libwebrtc gives up on a
+# packet after about 1 s), a power of two so the slot is seq & mask.
+HISTORY_PACKETS = 512
+# A receiver repeats its NACK until the packet arrives; one answer per RTT is enough. Loopback
+# RTTs are well under this; a repeat after it is answered again (the first answer was lost).
+RESEND_GUARD_S = 0.05
+
+
+def parse_nacks(rtcp: bytes | bytearray | memoryview) -> dict[int, list[int]]:
+    """Sequence numbers asked for by the generic NACKs in a compound RTCP packet, by media SSRC.
+
+    Never raises: parsing stops at the first malformed part and what was found
+    before it is returned. Each number appears once per SSRC, in order.
+    """
+    found: dict[int, list[int]] = {}
+    try:
+        n = len(rtcp)
+        pos = 0
+        while pos + 4 <= n:
+            b0, ptype, words = _RTCP_HEADER.unpack_from(rtcp, pos)
+            end = pos + 4 + (words << 2)
+            if b0 & 0xC0 != 0x80 or end > n:
+                break
+            if ptype == _RTCP_RTPFB and b0 & 0x1F == _RTPFB_NACK and end - pos >= 12:
+                body_end = end
+                if b0 & 0x20:
+                    pad = rtcp[end - 1]
+                    if pad == 0 or pad > words << 2:
+                        break
+                    body_end -= pad
+                media_ssrc = _U32.unpack_from(rtcp, pos + 8)[0]
+                seqs = found.setdefault(media_ssrc, [])
+                entry = pos + 12
+                while entry + 4 <= body_end:
+                    pid, blp = _FCI.unpack_from(rtcp, entry)
+                    for seq in [pid] + [(pid + d + 1) & 0xFFFF for d in range(16) if blp >> d & 1]:
+                        if seq not in seqs:
+                            seqs.append(seq)
+                    entry += 4
+            pos = end
+    except Exception:  # never let odd input (or an odd buffer type) escape the RTCP handler
+        pass
+    return {ssrc: seqs for ssrc, seqs in found.items() if seqs}
+
+
+def build_nack(sender_ssrc: int, media_ssrc: int, seqs: list[int]) -> bytes:
+    """A generic NACK naming ``seqs`` (any order), packed into as few PID+BLP entries as they allow."""
+    fci = b""
+    pending = sorted({s & 0xFFFF for s in seqs})
+    while pending:
+        pid = pending.pop(0)
+        blp = 0
+        while pending and 0 < (pending[0] - pid) & 0xFFFF <= 16:
+            blp |= 1 << (((pending.pop(0) - pid) & 0xFFFF) - 1)
+        fci += _FCI.pack(pid, blp)
+    words = 2 + len(fci) // 4
+    return _NACK_HEAD.pack(0x80 | _RTPFB_NACK, _RTCP_RTPFB, words, sender_ssrc, media_ssrc) + fci
+
+
+def _header_and_payload_end(packet: bytes | bytearray) -> tuple[int, int] | None:
+    """(header length, end of payload before padding), or None when not well-formed RTP."""
+    n = len(packet)
+    if n < 12 or packet[0] & 0xC0 != 0x80:
+        return None
+    hlen = 12 + ((packet[0] & 0x0F) << 2)
+    if packet[0] & 0x10:
+        if n < hlen + 4:
+            return None
+        hlen += 4 + (((packet[hlen + 2] << 8) | packet[hlen + 3]) << 2)
+    end = n - (packet[-1] if packet[0] & 0x20 else 0)
+    if hlen > n or end < hlen:
+        return None
+    return hlen, end
+
+
+def build_rtx(packet: bytes | bytearray, rtx_pt: int, rtx_ssrc: int, rtx_seq: int) -> bytes | None:
+    """The RTX packet (RFC 4588) repairing ``packet``: same timestamp, marker, CSRCs and extensions,
+    payload prefixed with the original sequence number, padding dropped. None if not RTP."""
+    bounds = _header_and_payload_end(packet)
+    if bounds is None:
+        return None
+    hlen, end = bounds
+    b0, b1, seq, ts, _ = _RTP_FIXED.unpack_from(packet, 0)
+    head = _RTP_FIXED.pack(b0 & ~0x20 & 0xFF, (b1 & 0x80) | rtx_pt, rtx_seq & 0xFFFF, ts, rtx_ssrc)
+    return head + bytes(packet[12:hlen]) + struct.pack("!H", seq) + bytes(packet[hlen:end])
+
+
+def unwrap_rtx(packet: bytes | bytearray, media_pt: int, media_ssrc: int) -> bytes | None:
+    """The original packet an RTX packet carries (its number, the media SSRC and payload type);
+    None when not RTP or with no original sequence number (padding only)."""
+    bounds = _header_and_payload_end(packet)
+    if bounds is None:
+        return None
+    hlen, end = bounds
+    if end - hlen < 2:
+        return None
+    b0, b1, _, ts, _ = _RTP_FIXED.unpack_from(packet, 0)
+    original = (packet[hlen] << 8) | packet[hlen + 1]
+    head = _RTP_FIXED.pack(b0 & ~0x20 & 0xFF, (b1 & 0x80) | media_pt, original, ts, media_ssrc)
+    return head + bytes(packet[12:hlen]) + bytes(packet[hlen + 2 : end])
+
+
+@dataclass
+class SentHistory:
+    """The last HISTORY_PACKETS packets sent into a leg, by their (leg) sequence number."""
+
+    size: int = HISTORY_PACKETS
+    _slots: list[tuple[int, bytes, float] | None] = field(init=False, repr=False)  # seq, packet, last resent
+    _mask: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.size <= 0 or self.size & (self.size - 1):
+            raise ValueError(f"history size must be a power of two, got {self.size}")
+        self._slots = [None] * self.size
+        self._mask = self.size - 1
+
+    def add(self, seq: int, packet: bytes) -> None:
+        self._slots[seq & self._mask] = (seq, packet, -RESEND_GUARD_S)
+
+    def get(self, seq: int) -> bytes | None:
+        """The packet sent under ``seq``, if still held."""
+        slot = self._slots[seq & self._mask]
+        return slot[1] if slot is not None and slot[0] == seq else None
+
+    def for_resend(self, seq: int, now: float) -> bytes | bool | None:
+        """The packet to send again; None if not held; False if it was resent less than RESEND_GUARD_S ago."""
+        slot = self._slots[seq & self._mask]
+        if slot is None or slot[0] != seq:
+            return None
+        if now - slot[2] < RESEND_GUARD_S:
+            return False
+        self._slots[seq & self._mask] = (seq, slot[1], now)
+        return slot[1]
+
+
+@dataclass
+class UpstreamRequests:
+    """Packets this edge asked its client to resend (client numbering), so their RTX may pass.
+
+    A request is good for ``ttl_s``; asking again for a number already asked
+    within ``guard_s`` is suppressed (receivers repeat their NACKs).
+    """
+
+    ttl_s: float = 1.0
+    guard_s: float = RESEND_GUARD_S
+    _asked: dict[int, float] = field(default_factory=dict, repr=False)
+
+    def ask(self, seqs: list[int], now: float) -> list[int]:
+        """Of ``seqs``, those to ask for now."""
+        if len(self._asked) > 4 * HISTORY_PACKETS:
+            self._asked = {s: t for s, t in self._asked.items() if now - t < self.ttl_s}
+        fresh = [s for s in seqs if now - self._asked.get(s, -1e9) >= self.guard_s]
+        for s in fresh:
+            self._asked[s] = now
+        return fresh
+
+    def answered(self, seq: int, now: float) -> bool:
+        """True (once) when ``seq`` was asked for within ttl_s: its repair may pass."""
+        asked = self._asked.pop(seq, None)
+        return asked is not None and now - asked < self.ttl_s
