@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.edge.cpu import cpu_seconds
+from bench.edge.cpu import cpu_seconds, udp_receive_buffer_errors
 from bench.edge.decodes import decoders_created, install_decode_counter
 from bench.edge.processes import REPO_ROOT
 from bench.edge.scenarios import EdgePath, Floor, Load, Scenario
@@ -51,6 +51,8 @@ class Step:
     latency_p99_us: float
     generator_cpu_pct: float
     generator_bound: bool
+    drops: dict[str, int]  # what the processes under test dropped during the window, by reason
+    load_average: float  # the machine's 1-minute load average at the end of the window (2 cores here)
 
     @property
     def lossless(self) -> bool:
@@ -76,6 +78,8 @@ async def measure(scenario: Scenario, load: Load, seconds: float) -> Step:
     global _next_step
     step, _next_step = _next_step, _next_step + 1
     me = os.getpid()
+    drops0 = await scenario.drops()
+    rcvbuf0 = udp_receive_buffer_errors()
     cpu0 = [c.cpu() for c in scenario.children]
     gen0, t0 = cpu_seconds(me), time.perf_counter()
     load.step = step
@@ -85,6 +89,10 @@ async def measure(scenario: Scenario, load: Load, seconds: float) -> Step:
     cpu1 = [c.cpu() for c in scenario.children]
     generator = (cpu_seconds(me) - gen0) / elapsed
     await asyncio.sleep(STRAGGLER_WAIT_S)
+    drops = {k: n - drops0.get(k, 0) for k, n in (await scenario.drops()).items() if n > drops0.get(k, 0)}
+    if rcvbuf := udp_receive_buffer_errors() - rcvbuf0:
+        # A receiver (edge, floor or load process) was off the CPU while its socket buffer filled.
+        drops["kernel: socket receive buffer full"] = rcvbuf
     sent = load.sent.get(step, 0)
     received = load.tally.received.get(step, 0)
     latencies = load.tally.latency_us.pop(step, [])
@@ -105,22 +113,26 @@ async def measure(scenario: Scenario, load: Load, seconds: float) -> Step:
         latency_p99_us=round(_percentile(latencies, 99), 1),
         generator_cpu_pct=round(100 * generator, 1),
         generator_bound=sent < GENERATOR_MIN_SENT * offered * elapsed or generator > GENERATOR_MAX_CPU,
+        drops=drops,
+        load_average=round(os.getloadavg()[0], 2),
     )
 
 
 HEADER = (
     f"{'scenario':<12}{'calls':>6}{'offered':>9}{'sent':>9}{'fwd pps':>9}{'loss':>8}{'CPU %':>16}"
-    f"{'us/pkt':>8}{'p50 us':>8}{'p99 us':>8}{'gen %':>7}"
+    f"{'us/pkt':>8}{'p50 us':>8}{'p99 us':>8}{'gen %':>7}{'load':>6}"
 )
 
 
 def row(s: Step) -> str:
     cpu = "+".join(f"{c:.0f}" for c in s.cpu_pct)
     flag = "  generator-bound" if s.generator_bound else ("" if s.lossless else "  LOSS")
+    if s.drops:
+        flag += "  dropped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(s.drops.items()))
     return (
         f"{s.scenario:<12}{s.calls:>6}{s.offered_pps:>9.0f}{s.sent_pps:>9.0f}{s.forwarded_pps:>9.0f}"
         f"{100 * s.loss:>7.2f}%{cpu:>16}{s.us_per_packet:>8.1f}{s.latency_p50_us:>8.0f}{s.latency_p99_us:>8.0f}"
-        f"{s.generator_cpu_pct:>7.0f}{flag}"
+        f"{s.generator_cpu_pct:>7.0f}{s.load_average:>6.1f}{flag}"
     )
 
 

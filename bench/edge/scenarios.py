@@ -76,6 +76,10 @@ class Scenario:
     async def decodes(self) -> int:
         return 0
 
+    async def drops(self) -> dict[str, int]:
+        """What the processes under test dropped so far, by reason (cumulative)."""
+        return {}
+
     async def close(self) -> None:
         for child in self.children:
             await child.stop()
@@ -144,6 +148,14 @@ class EdgePath(Scenario):
     async def decodes(self) -> int:
         return sum([(await e.command(cmd="decodes"))["decodes"] for e in self.children])
 
+    async def drops(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for stub in self._stubs:
+            stats = await stub.GetStats(edge_pb2.GetStatsRequest())
+            for reason, n in stats.dropped.items():
+                total[reason] = total.get(reason, 0) + n
+        return total
+
     async def close(self) -> None:
         for channel in self._channels:
             await channel.close()
@@ -175,3 +187,7 @@ class Floor(Scenario):
         await self.children[0].command(cmd="pair", a=specs[0], b=specs[1])
         load.endpoints += ends
         self.calls += 1
+
+    async def drops(self) -> dict[str, int]:
+        dropped = int((await self.children[0].command(cmd="stats"))["dropped"])
+        return {"unpaired or refused": dropped} if dropped else {}
