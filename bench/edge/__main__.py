@@ -29,7 +29,10 @@ from bench.edge.processes import REPO_ROOT
 from bench.edge.scenarios import EdgePath, Floor, Load, Scenario
 from bench.edge.traffic import PACKETS_PER_CALL_DIRECTION, WARMUP_STEP
 
-LOSSLESS_MAX = 0.001  # a step is lossless when under 0.1% of its packets are lost
+LOSSLESS_MAX = 0.001  # a step is lossless when under 0.1% of its packets are lost ...
+# ... and its p99 latency is under this: a packet later than that misses a real receiver's
+# jitter buffer, so it is lost to the call (and a growing queue means the loop is behind).
+LATE_P99_US = 100_000
 GENERATOR_MIN_SENT = 0.97  # the load process is the limit when it sends less than this share of the offered rate
 GENERATOR_MAX_CPU = 0.90  # ... or uses more than this share of a core
 STRAGGLER_WAIT_S = 0.4
@@ -56,19 +59,23 @@ class Step:
 
     @property
     def lossless(self) -> bool:
-        return self.forwarded_pps > 0 and self.loss < LOSSLESS_MAX
+        return self.forwarded_pps > 0 and self.loss < LOSSLESS_MAX and not self.late
+
+    @property
+    def late(self) -> bool:
+        return not self.latency_p99_us < LATE_P99_US
 
     @property
     def cpu_fraction(self) -> float:
         return sum(self.cpu_pct) / 100
 
 
-def _percentile(values: list[float], q: float) -> float:
+def _percentile(values: list[float], q: int) -> float:
     if not values:
         return float("nan")
     if len(values) == 1:
         return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if isinstance(q, int) else float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 _next_step = WARMUP_STEP + 1
@@ -126,7 +133,8 @@ HEADER = (
 
 def row(s: Step) -> str:
     cpu = "+".join(f"{c:.0f}" for c in s.cpu_pct)
-    flag = "  generator-bound" if s.generator_bound else ("" if s.lossless else "  LOSS")
+    flag = "  generator-bound" if s.generator_bound else ""
+    flag += "  LOSS" if s.loss >= LOSSLESS_MAX else ("  LATE" if s.late else "")
     if s.drops:
         flag += "  dropped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(s.drops.items()))
     return (
