@@ -12,6 +12,7 @@ import asyncio
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NoReturn, Protocol, cast
 
@@ -59,7 +60,7 @@ class AiortcClient:
     tally: Tally
     leg_id: str = ""
     streams: list[OutStream] = field(default_factory=list)
-    _send_rtp: object = None
+    _send_rtp: Callable[[bytes], Awaitable[None]] | None = None
     _received_seq: dict[int, int] = field(default_factory=dict)
 
     @classmethod
@@ -120,8 +121,9 @@ class AiortcClient:
 
     async def send(self, packets: list[bytes]) -> None:
         send = self._send_rtp
+        assert send is not None  # set by attach()
         for packet in packets:
-            await send(packet)  # type: ignore[operator]
+            await send(packet)
 
     async def send_rtcp(self) -> None:
         ntp = int((time.time() + 2208988800) * (1 << 32))
@@ -144,7 +146,8 @@ class AiortcClient:
             )
             for i, s in enumerate(self.streams)
         )
-        await self._send_rtp(compound)  # type: ignore[operator]
+        assert self._send_rtp is not None
+        await self._send_rtp(compound)
 
     async def close(self) -> None:
         await self.pc.close()

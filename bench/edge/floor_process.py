@@ -4,7 +4,8 @@ Receive a UDP datagram, SRTP-unprotect it with the sender's session, SRTP-protec
 it with the receiver's, send it on; or, for a pair given no keys, only receive and send. Same libraries as aiortc (asyncio datagram endpoints, pylibsrtp,
 the SRTP profile two aiortc peers negotiate). Controlled like the bench edge:
 JSON lines on stdin ({"cmd": "pair", "a": [host, port, rx_key_hex, tx_key_hex],
-"b": [...]}: forward a's packets to b and b's to a), replies on stdout.
+"b": [...]}: forward a's packets to b and b's to a; {"cmd": "stats"}: packets dropped),
+replies on stdout.
 """
 
 from __future__ import annotations
