@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
 
-.PHONY: help venv postgres-binaries chromium run demo test test-fast check format protos check-protos clean
+.PHONY: help venv postgres-binaries chromium run demo test test-fast check format protos check-protos clean bench-edge
 
 help:
 	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges) and the web client, place demo calls, serve until Ctrl-C"
 	@echo "make demo         the same demo calls, then exit; last line is a JSON summary"
 	@echo "make test         unit, property, integration and browser tests (starts its own PostgreSQL; installs chromium if missing)"
 	@echo "make test-fast    the tests not marked slow"
+	@echo "make bench-edge   the edge's CPU per forwarded packet and its lossless calls per core, against a bare Python loop (BENCH_ARGS=--quick)"
 	@echo "make check        lint and format check (ruff) and static types (mypy); part of make test"
 	@echo "make format       apply ruff's fixes and formatting"
 	@echo "make protos       regenerate the gRPC/protobuf Python code from protos/"
@@ -70,6 +71,8 @@ check: $(STAMP)
 	@$(BIN)/mypy -p duet > $(TYPECHECK)/report.txt 2>&1; status=$$?; \
 	  sed -e 's#^$(TYPECHECK)/duet/v1/#protos/duet/v1/#' -e 's#^$(TYPECHECK)/duet/__init__#protos/duet/__init__#' -e 's#^$(TYPECHECK)/duet/##' $(TYPECHECK)/report.txt; \
 	  exit $$status
+	@echo "$(BIN)/mypy bench"
+	@$(BIN)/mypy bench
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -86,6 +89,11 @@ test: $(STAMP) postgres-binaries chromium check-protos check
 
 test-fast: $(STAMP) postgres-binaries chromium check-protos check
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Synthetic calls through bench edge processes and the bare-loop floor (docs/benchmarks.md);
+# the last line is a JSON summary. BENCH_ARGS=--quick for a shorter run.
+bench-edge: $(STAMP)
+	$(BIN)/python -m bench.edge $(BENCH_ARGS)
 
 # Also the PostgreSQL data that had to live outside the checkout (see README).
 clean:

@@ -1,0 +1,1 @@
+"""Benchmarks: measured runs of the real system (``make bench-edge``), never timed unit tests."""
