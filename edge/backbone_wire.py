@@ -13,7 +13,7 @@ Layout (big-endian, 27 bytes before the payload)::
    18  ttl        1  hops left; relays decrement it
    19  tag        8  HMAC-SHA256(cluster key, bytes 0..17 || payload), truncated
    27  payload       MEDIA, CACHED_MEDIA: one RTP packet; KEYFRAME_REQUEST: empty;
-                     NACK: sequence numbers, 2 bytes each
+                     NACK: sequence numbers, 2 bytes each; BITRATE: 4 bytes, bit/s
 
 The TTL is the last header byte and the only one the tag does not cover, so a
 relay can decrement it in place without the key's signing step (it still
@@ -71,6 +71,9 @@ class PacketType(enum.IntEnum):
     # A receiver lost packets its edge does not hold: their numbers in the sender's numbering,
     # 2 bytes each, for the sender's edge to ask its client (edge/retransmission.py).
     NACK = 6
+    # A receiver's estimate of the bitrate it can take (its REMB), 4 bytes, bit/s, for the
+    # sender's edge to pass on to its client (edge/bandwidth.py).
+    BITRATE = 7
 
 
 class StreamKind(enum.IntEnum):

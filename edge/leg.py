@@ -26,6 +26,7 @@ from aiortc.sdp import SessionDescription
 
 from duet.edge import aiortc_internals
 from duet.edge.backbone_wire import StreamKind
+from duet.edge.bandwidth import build_remb, parse_rembs
 from duet.edge.header_extensions import BACKBONE_IDS, MID, ExtensionRewriter
 from duet.edge.keyframe import starts_keyframe_as
 from duet.edge.keyframe_cache import KeyframeCache
@@ -50,6 +51,12 @@ RtpHandler = Callable[["Leg", StreamKind, bytes], None]
 KeyframeHandler = Callable[["Leg", StreamKind], None]
 # Packets of the partner's stream this leg's client lost and this edge does not hold (sender numbering).
 NackHandler = Callable[["Leg", StreamKind, list[int]], None]
+# The bitrate (bit/s) this leg's client says it can receive, for the partner's sender.
+BitrateHandler = Callable[["Leg", int], None]
+
+# A receiver reports its estimate about once a second, more often when it drops; passing on
+# more than one per this interval would only add RTCP.
+BITRATE_INTERVAL_S = 0.1
 ClosedHandler = Callable[["Leg"], Awaitable[None]]
 
 
@@ -104,12 +111,18 @@ class LegCounters:
     # RTX answers, passed on as the packets they carry), "repair passed on" (such a repair sent
     # into this leg; "... as rtx": as RTX).
     recovery: dict[str, int] = field(default_factory=dict)
+    # Bandwidth feedback: "remb from client" (its receiver's estimates), "remb to client" (its
+    # partner's, passed on), "remb rate-limited".
+    feedback: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
     def count(self, event: str, n: int = 1) -> None:
         self.recovery[event] = self.recovery.get(event, 0) + n
+
+    def count_feedback(self, event: str) -> None:
+        self.feedback[event] = self.feedback.get(event, 0) + 1
 
 
 class Leg:
@@ -121,6 +134,7 @@ class Leg:
         on_keyframe_request: KeyframeHandler,
         on_closed: ClosedHandler,
         on_nack_upstream: NackHandler | None = None,
+        on_bitrate: BitrateHandler | None = None,
         connect_timeout_s: float = 30.0,
     ) -> None:
         self.leg_id = uuid.uuid4().hex[:16]
@@ -130,6 +144,8 @@ class Leg:
         self._on_rtp = on_rtp
         self._on_keyframe_request = on_keyframe_request
         self._on_nack_upstream = on_nack_upstream
+        self._on_bitrate = on_bitrate
+        self._last_bitrate_sent = 0.0
         self._on_closed = on_closed
         self._connect_timeout_s = connect_timeout_s
         self._pc = RTCPeerConnection()
@@ -298,6 +314,24 @@ class Leg:
             kind = self._kind_by_sender_ssrc.get(media_ssrc)
             if kind is not None:
                 self._answer_nack(kind, seqs)
+        for bitrate, ssrcs in parse_rembs(data):
+            if any(self._kind_by_sender_ssrc.get(s) == StreamKind.VIDEO for s in ssrcs):
+                self.counters.count_feedback("remb from client")
+                if self._on_bitrate is not None:
+                    self._on_bitrate(self, bitrate)
+
+    def apply_bitrate(self, bitrate: int) -> None:
+        """Tell this leg's client what its partner can take (REMB about the client's own video SSRC)."""
+        stream = self._streams.get(StreamKind.VIDEO)
+        if stream is None or stream.client_ssrc is None or not self.connected:
+            return
+        now = time.monotonic()
+        if now - self._last_bitrate_sent < BITRATE_INTERVAL_S:
+            self.counters.count_feedback("remb rate-limited")
+            return
+        self._last_bitrate_sent = now
+        if self._enqueue(StreamKind.VIDEO, build_remb(stream.sender_ssrc, bitrate, [stream.client_ssrc])):
+            self.counters.count_feedback("remb to client")
 
     def _answer_nack(self, kind: StreamKind, seqs: list[int]) -> None:
         """Resend what this leg sent and still holds; ask the partner's sender for the rest."""

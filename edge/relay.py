@@ -74,6 +74,7 @@ class EdgeStatsSnapshot:
     backbone_packets_in: int = 0
     backbone_packets_out: int = 0
     recovery: dict[str, int] = field(default_factory=dict)  # loss recovery events (LegCounters.recovery)
+    feedback: dict[str, int] = field(default_factory=dict)  # bandwidth feedback events (LegCounters.feedback)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class EdgeRelay:
         self._dropped: dict[str, int] = {}
         self._closed_legs_dropped: dict[str, int] = {}
         self._closed_legs_recovery: dict[str, int] = {}
+        self._closed_legs_feedback: dict[str, int] = {}
         self._early: dict[tuple[int, int], _EarlyMedia] = {}
 
     def assign_number(self, number: int) -> None:
@@ -132,6 +134,7 @@ class EdgeRelay:
             on_keyframe_request=self._relay_keyframe_request,
             on_closed=self._forget_leg,
             on_nack_upstream=self._relay_nack,
+            on_bitrate=self._relay_bitrate,
         )
         answer = await leg.accept(offer_sdp)
         self.legs[leg.leg_id] = leg
@@ -165,6 +168,8 @@ class EdgeRelay:
             self._closed_legs_dropped[reason] = self._closed_legs_dropped.get(reason, 0) + n
         for event, n in leg.counters.recovery.items():
             self._closed_legs_recovery[event] = self._closed_legs_recovery.get(event, 0) + n
+        for event, n in leg.counters.feedback.items():
+            self._closed_legs_feedback[event] = self._closed_legs_feedback.get(event, 0) + n
 
     # -- bridges ----------------------------------------------------------
 
@@ -363,6 +368,19 @@ class EdgeRelay:
             return
         self._send_to_peer(bside, PacketType.NACK, kind, b"".join(s.to_bytes(2, "big") for s in seqs[:256]))
 
+    def _relay_bitrate(self, leg: Leg, bitrate: int) -> None:
+        """``leg``'s client can take ``bitrate``: tell the partner's sender."""
+        bside = self.bridges.of_leg(leg.leg_id)
+        if bside is None:
+            return
+        if bside.peer_edge_number == self.number:
+            target = self.bridges.get(bside.bridge_id, bside.peer_side)
+            if target is not None:
+                target.leg.apply_bitrate(bitrate)
+            return
+        payload = min(bitrate, 0xFFFFFFFF).to_bytes(4, "big")
+        self._send_to_peer(bside, PacketType.BITRATE, StreamKind.VIDEO, payload)
+
     def _relay_keyframe_request(self, leg: Leg, kind: StreamKind) -> None:
         bside = self.bridges.of_leg(leg.leg_id)
         if bside is None:
@@ -394,6 +412,9 @@ class EdgeRelay:
             self._deliver(target, header.kind, bytearray(payload), cached=cached)
         elif header.ptype == PacketType.KEYFRAME_REQUEST:
             target.leg.request_keyframe(header.kind)
+        elif header.ptype == PacketType.BITRATE:
+            if len(payload) == 4:
+                target.leg.apply_bitrate(int.from_bytes(payload, "big"))
         elif header.ptype == PacketType.NACK:
             seqs = [(payload[i] << 8) | payload[i + 1] for i in range(0, len(payload) - 1, 2)]
             if seqs:
@@ -411,12 +432,16 @@ class EdgeRelay:
             for reason, n in source.items():
                 dropped[reason] = dropped.get(reason, 0) + n
         recovery = dict(self._closed_legs_recovery)
+        feedback = dict(self._closed_legs_feedback)
         for leg in self.legs.values():
             for event, n in leg.counters.recovery.items():
                 recovery[event] = recovery.get(event, 0) + n
+            for event, n in leg.counters.feedback.items():
+                feedback[event] = feedback.get(event, 0) + n
         sides = [s for s in self.bridges.all() if bridge_id in (0, s.bridge_id)]
         return EdgeStatsSnapshot(
             recovery=recovery,
+            feedback=feedback,
             edge_id=self.edge_id,
             legs=len(self.legs),
             bridges=sides,

@@ -108,6 +108,7 @@ class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
             backbone_packets_in=snap.backbone_packets_in,
             backbone_packets_out=snap.backbone_packets_out,
             recovery=snap.recovery,
+            feedback=snap.feedback,
         )
 
 

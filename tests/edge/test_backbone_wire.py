@@ -176,7 +176,7 @@ def test_odd_buffer_types_only_raise_backbone_error() -> None:
     ("raw", "reason"),
     [
         (b"DU\x01\x00\x01\x00" + bytes(12), "type"),
-        (b"DU\x01\x07\x01\x00" + bytes(12), "type"),
+        (b"DU\x01\x08\x01\x00" + bytes(12), "type"),
         (b"DU\x01\x01\x02\x00" + bytes(12), "kind"),
         (b"DU\x01\x01\x01\x02" + bytes(12), "side"),
     ],

@@ -97,7 +97,7 @@ class BridgeStats(_message.Message):
     def __init__(self, bridge_id: _Optional[int] = ..., side: _Optional[int] = ..., leg_id: _Optional[str] = ..., bridged: _Optional[float] = ..., first_packet_at_edge: _Optional[float] = ..., packets_out: _Optional[int] = ..., packets_in: _Optional[int] = ..., plis_relayed: _Optional[int] = ..., cache_packets_replayed: _Optional[int] = ...) -> None: ...
 
 class EdgeStats(_message.Message):
-    __slots__ = ("edge_id", "legs", "bridges", "dropped", "backbone_packets_in", "backbone_packets_out", "recovery")
+    __slots__ = ("edge_id", "legs", "bridges", "dropped", "backbone_packets_in", "backbone_packets_out", "recovery", "feedback")
     class DroppedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +112,13 @@ class EdgeStats(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class FeedbackEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     LEGS_FIELD_NUMBER: _ClassVar[int]
     BRIDGES_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +126,7 @@ class EdgeStats(_message.Message):
     BACKBONE_PACKETS_IN_FIELD_NUMBER: _ClassVar[int]
     BACKBONE_PACKETS_OUT_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     edge_id: str
     legs: int
     bridges: _containers.RepeatedCompositeFieldContainer[BridgeStats]
@@ -126,4 +134,5 @@ class EdgeStats(_message.Message):
     backbone_packets_in: int
     backbone_packets_out: int
     recovery: _containers.ScalarMap[str, int]
-    def __init__(self, edge_id: _Optional[str] = ..., legs: _Optional[int] = ..., bridges: _Optional[_Iterable[_Union[BridgeStats, _Mapping]]] = ..., dropped: _Optional[_Mapping[str, int]] = ..., backbone_packets_in: _Optional[int] = ..., backbone_packets_out: _Optional[int] = ..., recovery: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    feedback: _containers.ScalarMap[str, int]
+    def __init__(self, edge_id: _Optional[str] = ..., legs: _Optional[int] = ..., bridges: _Optional[_Iterable[_Union[BridgeStats, _Mapping]]] = ..., dropped: _Optional[_Mapping[str, int]] = ..., backbone_packets_in: _Optional[int] = ..., backbone_packets_out: _Optional[int] = ..., recovery: _Optional[_Mapping[str, int]] = ..., feedback: _Optional[_Mapping[str, int]] = ...) -> None: ...
