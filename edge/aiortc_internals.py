@@ -8,16 +8,26 @@ sends with ``RTCDtlsTransport._send_rtp(bytes)``, which SRTP-protects RTP or
 RTCP and sends it on the leg. aiortc is pinned exactly in pyproject.toml and
 tests/edge/test_aiortc_internals.py checks these hooks still exist, so an
 upgrade that moves them fails loudly instead of silently decoding.
+
+Once DTLS is up, ``fast_media_path`` takes the per-packet work off aiortc's
+and aioice's asyncio plumbing: a received SRTP packet would otherwise go
+through aioice's queue and wake the DTLS transport's task, and a sent one
+through three awaits; here RTP is unprotected and handed over inside the
+socket callback, and packets are protected and written to the selected
+pair's socket in the caller's call. RTCP and DTLS keep aiortc's path.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pylibsrtp
 from aiortc import RTCRtpSender
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtp import is_rtcp
 
 _INTERCEPTED = "_duet_intercepted"
 
@@ -74,3 +84,56 @@ def sender_ssrc(sender: RTCRtpSender) -> int:
 def sender_rtx_ssrc(sender: RTCRtpSender) -> int:
     """The RTX SSRC this sender announces (ssrc-group FID) when RTX was negotiated."""
     return int(sender._rtx_ssrc)
+
+
+logger = logging.getLogger("duet.edge.fast_path")
+
+SyncSender = Callable[[bytes], None]
+
+
+def fast_media_path(
+    dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None], on_drop: Callable[[str], None]
+) -> SyncSender:
+    """After DTLS: decrypted RTP straight to ``on_rtp`` from the socket; returns a synchronous sender.
+
+    The sender SRTP-protects RTP or RTCP and writes it to the selected
+    candidate pair's socket (whatever wraps that socket's transport still
+    applies); it raises ConnectionError when the leg is not connected and
+    pylibsrtp.Error when SRTP refuses the packet, like ``_send_rtp``. On the
+    receiving side nothing ``on_rtp`` raises reaches the socket callback
+    (asyncio would close the socket): it is logged and counted.
+    """
+    if dtls._state != State.CONNECTED:
+        raise ConnectionError("the fast path needs a connected DTLS transport")
+    connection = dtls.transport._connection
+    tx, rx = dtls._tx_srtp, dtls._rx_srtp
+    original = connection.data_received
+
+    def send(data: bytes) -> None:
+        if dtls._state != State.CONNECTED:
+            raise ConnectionError("the leg's DTLS transport is closed")
+        pair = connection._nominated.get(1)
+        if pair is None:
+            raise ConnectionError("the leg has no selected candidate pair")
+        packet = tx.protect_rtcp(data) if is_rtcp(data) else tx.protect(data)
+        pair.protocol.transport.sendto(packet, pair.remote_addr)
+
+    def data_received(data: bytes, component: int) -> None:
+        # RTP only (RFC 7983: first byte 128-191; RTCP by its packet type): DTLS, STUN and RTCP
+        # keep aiortc's path, which RTCP needs for its reports.
+        if len(data) < 12 or not 127 < data[0] < 192 or 192 <= data[1] <= 223 or dtls._state != State.CONNECTED:
+            original(data, component)
+            return
+        try:
+            plain = rx.unprotect(data)
+        except pylibsrtp.Error:
+            on_drop("srtp unprotect failed")
+            return
+        try:
+            on_rtp(plain)
+        except Exception:
+            logger.exception("fast path: handling a received RTP packet failed")
+            on_drop("fast path error")
+
+    connection.data_received = data_received  # type: ignore[method-assign]
+    return send

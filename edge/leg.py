@@ -156,6 +156,9 @@ class Leg:
         self.keyframe_cache = KeyframeCache(self._starts_keyframe)
         self._kind_by_sender_ssrc: dict[int, StreamKind] = {}
         self._send: dict[StreamKind, Callable[[bytes], Awaitable[None]]] = {}
+        # Once connected: the synchronous sender of the fast path, per kind (aiortc_internals).
+        self._send_now: dict[StreamKind, aiortc_internals.SyncSender] = {}
+        self._dtls: dict[StreamKind, Any] = {}
         self._closed = False
         self._timeout_task: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[tuple[StreamKind, bytes]] = asyncio.Queue(maxsize=OUTBOX_PACKETS)
@@ -178,6 +181,7 @@ class Leg:
         async def _on_state() -> None:
             state = self._pc.connectionState
             if state == "connected" and self.connected_at is None:
+                self._take_fast_path()
                 self.connected_at = time.time() * 1000
                 logger.info("leg %s connected (session %s)", self.leg_id, self.session_id)
             elif state in ("failed", "closed"):
@@ -235,6 +239,7 @@ class Leg:
             )
             self._kind_by_sender_ssrc[sender_ssrc] = skind
             dtls = t.sender.transport
+            self._dtls[skind] = dtls
             self._send[skind] = dtls._send_rtp
             aiortc_internals.intercept_media(
                 dtls, self._handle_rtp_data, self._handle_rtcp_data, self._count_refused_rtcp
@@ -250,7 +255,22 @@ class Leg:
             logger.warning("leg %s did not connect within %.0f s; closing", self.leg_id, self._connect_timeout_s)
             await self.close(reason="connect timeout")
 
+    def _take_fast_path(self) -> None:
+        """After ICE and DTLS: RTP in and everything out without aiortc's queues (aiortc_internals)."""
+        senders: dict[int, aiortc_internals.SyncSender] = {}
+        for kind, dtls in self._dtls.items():
+            if id(dtls) not in senders:  # BUNDLE: one transport for both kinds
+                try:
+                    senders[id(dtls)] = aiortc_internals.fast_media_path(dtls, self._receive_rtp, self.counters.drop)
+                except ConnectionError:
+                    logger.warning("leg %s: transport not connected; media stays on aiortc's path", self.leg_id)
+                    return
+            self._send_now[kind] = senders[id(dtls)]
+
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int = 0) -> None:
+        self._receive_rtp(data)
+
+    def _receive_rtp(self, data: bytes) -> None:
         if len(data) < 12:
             self.counters.drop("short rtp")
             return
@@ -419,6 +439,19 @@ class Leg:
         return True
 
     def _enqueue(self, kind: StreamKind, data: bytes) -> bool:
+        send = self._send_now.get(kind)
+        if send is not None:
+            try:
+                send(data)
+            except ConnectionError:
+                self.counters.drop("leg transport closed")
+                return False
+            except pylibsrtp.Error:
+                # SRTP refuses an index 1024+ behind the highest sent: a client's very late or
+                # replayed packet, or a new source's packet reordered across a switch.
+                self.counters.drop("srtp refused (packet too old)")
+                return False
+            return True
         if self._outbox.full():
             self.counters.drop("leg send queue full")
             return False

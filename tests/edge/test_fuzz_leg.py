@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -157,23 +157,23 @@ async def _call(across_backbone: bool) -> AsyncIterator[Call]:
             dtls_a = leg_a._pc.getTransceivers()[0].sender.transport  # BUNDLE: one transport per leg
             view_a, view_b = LegView.from_answer(answer_a), LegView.from_answer(answer_b)
             call = Call((e1, e2), leg_a, dtls_a, view_a, view_b, [pc_a, pc_b])
-            # Record what reaches leg B's send path (SRTP and the socket), then send it on to client B.
-            for kind, send in list(leg_b._send.items()):
-                leg_b._send[kind] = _recording(call, kind, send)
+            # Record what reaches leg B's send path (SRTP and the socket: the connected leg's fast
+            # path, edge/aiortc_internals.py), then send it on to client B.
+            assert leg_b._send_now, "leg B is connected but not on the fast path"
+            for kind, send in list(leg_b._send_now.items()):
+                leg_b._send_now[kind] = _recording(call, kind, send)
             yield call
         finally:
             await pc_a.close()
             await pc_b.close()
 
 
-def _recording(
-    call: Call, kind: StreamKind, send: Callable[[bytes], Awaitable[None]]
-) -> Callable[[bytes], Awaitable[None]]:
+def _recording(call: Call, kind: StreamKind, send: Callable[[bytes], None]) -> Callable[[bytes], None]:
     """Records each packet leg B sends, then sends it (SRTP may still refuse it: the leg counts that)."""
 
-    async def record_and_send(data: bytes) -> None:
+    def record_and_send(data: bytes) -> None:
         call.sent_to_b.append((kind, data))
-        await send(data)
+        send(data)
 
     return record_and_send
 
