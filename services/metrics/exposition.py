@@ -5,18 +5,26 @@ aiohttp inside the service's own event loop, not in prometheus_client's
 thread server: collectors then read the service's state on the loop that
 changes it, so a scrape never walks a dict while a packet handler resizes it,
 and the server starts and stops with the service like every other task.
-prometheus_client's aiohttp handler does the content negotiation (text
-format or OpenMetrics) and compression.
+Only the collection runs on the loop; encoding the text (most of a scrape's
+CPU: 55 of 65 ms for an edge with 1000 bridge sides) runs in a worker thread,
+where it has to give the loop the GIL back at each switch interval. Measured
+with 1000 sides and curl as the scraper, the loop's longest stall went from
+66-110 ms to 47-50 ms; with 100 sides a whole scrape costs about 6.5 ms. prometheus_client chooses the format (text or OpenMetrics)
+from the Accept header.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
+from collections.abc import Iterable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry
-from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from duet.services.rpc.server import CannotListen
 
@@ -31,6 +39,16 @@ METRICS_PATH = "/metrics"
 
 async def _index(request: web.Request) -> web.Response:
     return web.Response(text=f"metrics are at {METRICS_PATH}\n")
+
+
+class _Collected(Collector):
+    """Families already collected, for an encoder to walk off the loop."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
 class MetricsServer:
@@ -50,7 +68,7 @@ class MetricsServer:
 
     async def __aenter__(self) -> str:
         app = web.Application()
-        app.router.add_get(METRICS_PATH, make_aiohttp_handler(self.registry))
+        app.router.add_get(METRICS_PATH, self._scrape)
         app.router.add_get("/", _index)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None, handle_signals=False)
         try:
@@ -70,6 +88,14 @@ class MetricsServer:
         self.url = f"http://{shown}:{bound_port}{METRICS_PATH}"
         logger.info("metrics at %s", self.url)
         return self.url
+
+    async def _scrape(self, request: web.Request) -> web.Response:
+        encode, content_type = choose_encoder(",".join(request.headers.getall(hdrs.ACCEPT, [])))
+        families = list(self.registry.collect())  # on the loop: collectors read the service's live state
+        body = await asyncio.to_thread(encode, _Collected(families))
+        response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+        response.enable_compression()  # when the scraper accepts it (Prometheus does)
+        return response
 
     async def __aexit__(self, *exc: object) -> None:
         await self._close()
