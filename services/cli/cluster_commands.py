@@ -103,6 +103,7 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
                     raise CannotListen(f"{exc} (choose another with --web-port PORT, 0 = any free port)") from exc
                 print(f"web client {web_url}")
             print("edges " + "   ".join(f"{k} {v}" for k, v in info.edges.items()))
+            print("edge metrics " + "   ".join(f"{k} {v}" for k, v in info.edge_metrics.items()))
             if info.database_where:
                 print(info.database_where)
             print(f"service logs in {info.log_dir}/", flush=True)

@@ -14,6 +14,7 @@ from duet.services.devkit.embedded_postgres import database_url
 from duet.services.edge_server.server import serve_edge
 from duet.services.matchmaker.core import RECENT_PARTNERS
 from duet.services.matchmaker.server import serve_matchmaker
+from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, METRICS_PATH
 from duet.services.routing_server.server import serve_routing
 from duet.services.rpc.server import install_stop_signals
 
@@ -31,6 +32,22 @@ def serve_until_stopped(log_level: str, serve: Callable[[asyncio.Event], Awaitab
 
     asyncio.run(main())
     return 0
+
+
+def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port`` / ``--metrics-host``: where the service serves Prometheus metrics (off by default)."""
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help=f"serve Prometheus metrics at http://HOST:PORT{METRICS_PATH}, 0 = any free port (default: off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=DEFAULT_METRICS_HOST,
+        help="address to serve metrics on (default: %(default)s: they describe live calls, keep them private)",
+    )
 
 
 def load_topology(path: Path | None) -> Topology:
@@ -129,6 +146,16 @@ def _non_negative(value: str) -> int:
     return n
 
 
+def _port(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a port number (0-65535; 0 = any free port)")
+    return n
+
+
 def run_matchmaker(args: argparse.Namespace) -> int:
     async def serve(stop: asyncio.Event) -> None:
         async with database_url(args.database_url) as dsn:
@@ -157,6 +184,7 @@ def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--control-port", type=int, default=0, help="EdgeControl gRPC port (default: any free port)")
     parser.add_argument("--backbone-port", type=int, default=0, help="backbone UDP port (default: any free port)")
+    add_metrics_arguments(parser)
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -175,6 +203,8 @@ def run_edge(args: argparse.Namespace) -> int:
             host=args.host,
             control_port=args.control_port,
             backbone_port=args.backbone_port,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
             stop=stop,
         )
 

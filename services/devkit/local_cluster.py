@@ -69,6 +69,7 @@ class ClusterInfo:
     matchmaker: str
     routing: str
     edges: dict[str, str] = field(default_factory=dict)  # edge id -> control address
+    edge_metrics: dict[str, str] = field(default_factory=dict)  # edge id -> Prometheus scrape URL
     database_url: str = ""
     log_dir: Path = Path(".duet/logs")
     database_where: str | None = None  # where the private cluster's data is (None: a given URL)
@@ -142,7 +143,10 @@ class LocalCluster:
         edges = await asyncio.gather(
             *(
                 self._spawn(
-                    f"edge-{e.edge_id}", ["edge", "--edge-id", e.edge_id, "--routing", routing_address], env, log_dir
+                    f"edge-{e.edge_id}",
+                    ["edge", "--edge-id", e.edge_id, "--routing", routing_address, "--metrics-port", "0"],
+                    env,
+                    log_dir,
                 )
                 for e in topology.edges
             )
@@ -167,6 +171,7 @@ class LocalCluster:
             matchmaker=_field(mm.ready_line, "address"),
             routing=routing_address,
             edges={c.name.removeprefix("edge-"): _field(c.ready_line, "control") for c in edges},
+            edge_metrics={c.name.removeprefix("edge-"): _field(c.ready_line, "metrics") for c in edges},
             database_url=dsn,
             log_dir=log_dir,
             database_where=db.describe(),

@@ -8,6 +8,7 @@ the routing service (which gives it its backbone number), and keeps a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import grpc
@@ -20,6 +21,8 @@ from duet.edge.relay import EdgeRelay, LegNotReady, UnknownBridge, UnknownLeg, U
 from duet.services.devkit.errors import SetupError
 from duet.services.devkit.wan.edge import emulate_edge
 from duet.services.devkit.wan.profile import WanConfig
+from duet.services.edge_server.metrics import edge_registry
+from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
 from duet.services.rpc.errors import map_errors
 from duet.services.rpc.server import start_server
 from duet.v1 import edge_pb2, edge_pb2_grpc, routing_pb2, routing_pb2_grpc
@@ -181,8 +184,11 @@ async def serve_edge(
     host: str = "127.0.0.1",
     control_port: int = 0,
     backbone_port: int = 0,
+    metrics_port: int | None = None,
+    metrics_host: str = DEFAULT_METRICS_HOST,
     stop: asyncio.Event | None = None,
 ) -> None:
+    """Serve until ``stop`` is set; ``metrics_port`` (0 = any free) also serves Prometheus metrics (None: off)."""
     stop = stop or asyncio.Event()
     try:  # WAN emulation: a test facility, off unless $DUET_WAN says otherwise
         wan = WanConfig.from_env()
@@ -198,7 +204,14 @@ async def serve_edge(
     )
     channel = grpc.aio.insecure_channel(routing_address)
     watch: asyncio.Task[None] | None = None
+    extras = contextlib.AsyncExitStack()
     try:
+        metrics = ""
+        if metrics_port is not None:
+            url = await extras.enter_async_context(
+                MetricsServer(edge_registry(node), host=metrics_host, port=metrics_port)
+            )
+            metrics = f" metrics={url}"
         stub = routing_pb2_grpc.RoutingStub(channel)
         registration = routing_pb2.RegisterEdgeRequest(
             edge_id=edge_id,
@@ -210,10 +223,13 @@ async def serve_edge(
         node.assign_number(reply.edge.number)
         watch = asyncio.create_task(_stay_registered(stub, node, registration))
         logger.info("edge %s (#%d, %s) serving control on %s", edge_id, node.number, reply.edge.region, control_address)
-        print(f"edge {edge_id} ready control={control_address} backbone={backbone[0]}:{backbone[1]}", flush=True)
+        print(
+            f"edge {edge_id} ready control={control_address} backbone={backbone[0]}:{backbone[1]}{metrics}", flush=True
+        )
         await stop.wait()
     finally:
         logger.info("edge %s shutting down", edge_id)
+        await extras.aclose()
         if watch is not None:
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)

@@ -7,10 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import grpc
 import pytest
 import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
 
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
@@ -46,6 +48,17 @@ async def test_two_clients_in_different_regions_see_each_other(cluster: ClusterI
         side = next(b for b in stats.bridges if b.leg_id == ana.leg_id)
         assert side.packets_out > 0 and side.packets_in > 0 and side.first_packet_at_edge > side.bridged
         assert side.cache_packets_replayed > 0
+        # The same side in fra-1's Prometheus metrics (duet edge --metrics-port, given by the cluster).
+        async with aiohttp.ClientSession() as http, http.get(cluster.edge_metrics["fra-1"]) as response:
+            scraped = await response.text()
+        side_labels = {"edge": "fra-1", "bridge_id": str(side.bridge_id), "side": str(side.side), "peer_edge": "vir-1"}
+        (to_client,) = [
+            s.value
+            for family in text_string_to_metric_families(scraped)
+            for s in family.samples
+            if s.name == "duet_edge_bridge_to_client_packets_total" and s.labels == side_labels
+        ]
+        assert to_client >= side.packets_out  # scraped after GetStats: the counter only grows
     finally:
         await asyncio.gather(ana.leave(), ben.leave())
 
