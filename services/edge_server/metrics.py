@@ -78,6 +78,13 @@ class EdgeCollector(Collector):
         )
         for event, n in sorted(snap.recovery.items()):
             recovery.add_metric([*edge, event], n)
+        feedback = CounterMetricFamily(
+            "duet_edge_feedback_events",
+            "bandwidth feedback events (receivers' REMBs, passed on to senders, rate-limited), by event",
+            labels=["edge", "event"],
+        )
+        for event, n in sorted(snap.feedback.items()):
+            feedback.add_metric([*edge, event], n)
 
         from_client = CounterMetricFamily(
             "duet_edge_bridge_from_client_packets",
@@ -110,7 +117,19 @@ class EdgeCollector(Collector):
             keyframe_requests.add_metric(labels, s.keyframe_requests_relayed, created=created)
             replayed.add_metric(labels, s.cache_packets_replayed, created=created)
 
-        return [legs, sides, received, sent, dropped, recovery, from_client, to_client, keyframe_requests, replayed]
+        return [
+            legs,
+            sides,
+            received,
+            sent,
+            dropped,
+            recovery,
+            feedback,
+            from_client,
+            to_client,
+            keyframe_requests,
+            replayed,
+        ]
 
 
 def edge_registry(source: StatsSource) -> CollectorRegistry:

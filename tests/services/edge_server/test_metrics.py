@@ -58,6 +58,7 @@ def test_every_family_carries_the_snapshots_figures_with_their_labels() -> None:
             backbone_packets_in=800,
             backbone_packets_out=650,
             recovery={"nacked": 6, "resent as rtx": 5, "asked upstream": 1},
+            feedback={"remb from client": 3},
         )
     )
     got = _samples(generate_latest(edge_registry(edge)).decode())
@@ -71,6 +72,7 @@ def test_every_family_carries_the_snapshots_figures_with_their_labels() -> None:
     assert got[("duet_edge_recovery_events_total", _labels(edge="fra-1", event="nacked"))] == 6
     assert got[("duet_edge_recovery_events_total", _labels(edge="fra-1", event="resent as rtx"))] == 5
     assert got[("duet_edge_recovery_events_total", _labels(edge="fra-1", event="asked upstream"))] == 1
+    assert got[("duet_edge_feedback_events_total", _labels(edge="fra-1", event="remb from client"))] == 3
     side7 = _labels(edge="fra-1", bridge_id="7", side="0", peer_edge="vir-1")
     side9 = _labels(edge="fra-1", bridge_id="9", side="1", peer_edge="fra-1")
     assert got[("duet_edge_bridge_from_client_packets_total", side7)] == 120
