@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import struct
 
+from duet.edge.rtcp import rtcp_parts
+
 __all__ = ["MAX_BITRATE", "build_remb", "parse_rembs"]
 
 _RTCP_PSFB = 206
 _PSFB_AFB = 15  # application layer feedback; REMB is the one carrying "REMB"
-_RTCP_HEADER = struct.Struct("!BBH")
 _HEAD = struct.Struct("!BBHII")
 MAX_BITRATE = 0x3FFFF << 63  # what 18 bits of mantissa and 6 of exponent can say
 
@@ -30,29 +31,15 @@ MAX_BITRATE = 0x3FFFF << 63  # what 18 bits of mantissa and 6 of exponent can sa
 def parse_rembs(rtcp: bytes | bytearray | memoryview) -> list[tuple[int, list[int]]]:
     """(bitrate in bit/s, SSRCs) of each REMB in a compound RTCP packet. Never raises."""
     found: list[tuple[int, list[int]]] = []
-    try:
-        n = len(rtcp)
-        pos = 0
-        while pos + 4 <= n:
-            b0, ptype, words = _RTCP_HEADER.unpack_from(rtcp, pos)
-            end = pos + 4 + (words << 2)
-            if b0 & 0xC0 != 0x80 or end > n:
-                break
-            if (
-                ptype == _RTCP_PSFB
-                and b0 & 0x1F == _PSFB_AFB
-                and end - pos >= 20
-                and rtcp[pos + 12 : pos + 16] == b"REMB"
-            ):
-                count = rtcp[pos + 16]
-                exponent = rtcp[pos + 17] >> 2
-                mantissa = ((rtcp[pos + 17] & 0x03) << 16) | (rtcp[pos + 18] << 8) | rtcp[pos + 19]
-                if pos + 20 + 4 * count <= end:
-                    ssrcs = [int.from_bytes(rtcp[pos + 20 + 4 * i : pos + 24 + 4 * i], "big") for i in range(count)]
-                    found.append((mantissa << exponent, ssrcs))
-            pos = end
-    except Exception:  # never let odd input (or an odd buffer type) escape the RTCP handler
-        pass
+    for part in rtcp_parts(rtcp):
+        data = part.data
+        if part.ptype != _RTCP_PSFB or part.fmt != _PSFB_AFB or len(data) < 20 or data[12:16] != b"REMB":
+            continue
+        count, exponent = data[16], data[17] >> 2
+        mantissa = ((data[17] & 0x03) << 16) | (data[18] << 8) | data[19]
+        if 20 + 4 * count <= len(data):
+            ssrcs = [int.from_bytes(data[20 + 4 * i : 24 + 4 * i], "big") for i in range(count)]
+            found.append((mantissa << exponent, ssrcs))
     return found
 
 

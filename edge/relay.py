@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from duet.edge.backbone import Address, Backbone, RouteEntry
@@ -356,42 +357,47 @@ class EdgeRelay:
             target.last_keyframe_ask = now
             self._relay_keyframe_request(target.leg, StreamKind.VIDEO)
 
-    def _relay_nack(self, leg: Leg, kind: StreamKind, seqs: list[int]) -> None:
-        """``leg``'s client lost partner packets this edge never had: ask the partner's sender."""
+    def _toward_sender(
+        self,
+        leg: Leg,
+        local: Callable[[Leg], object],
+        ptype: PacketType,
+        kind: StreamKind,
+        payload: bytes,
+    ) -> BridgeSide | None:
+        """Feedback from ``leg``'s client for its partner's sender: to that leg if it is on this
+        edge (``local``), else over the backbone to the partner's edge. The side, if bridged."""
         bside = self.bridges.of_leg(leg.leg_id)
         if bside is None:
-            return
+            return None
         if bside.peer_edge_number == self.number:
             target = self.bridges.get(bside.bridge_id, bside.peer_side)
             if target is not None:
-                target.leg.request_retransmission(kind, seqs)
-            return
-        self._send_to_peer(bside, PacketType.NACK, kind, b"".join(s.to_bytes(2, "big") for s in seqs[:256]))
+                local(target.leg)
+        else:
+            self._send_to_peer(bside, ptype, kind, payload)
+        return bside
+
+    def _relay_nack(self, leg: Leg, kind: StreamKind, seqs: list[int]) -> None:
+        """``leg``'s client lost partner packets this edge never had: ask the partner's sender."""
+        payload = b"".join(s.to_bytes(2, "big") for s in seqs[:256])
+        self._toward_sender(
+            leg, lambda sender: sender.request_retransmission(kind, seqs), PacketType.NACK, kind, payload
+        )
 
     def _relay_bitrate(self, leg: Leg, bitrate: int) -> None:
         """``leg``'s client can take ``bitrate``: tell the partner's sender."""
-        bside = self.bridges.of_leg(leg.leg_id)
-        if bside is None:
-            return
-        if bside.peer_edge_number == self.number:
-            target = self.bridges.get(bside.bridge_id, bside.peer_side)
-            if target is not None:
-                target.leg.apply_bitrate(bitrate)
-            return
         payload = min(bitrate, 0xFFFFFFFF).to_bytes(4, "big")
-        self._send_to_peer(bside, PacketType.BITRATE, StreamKind.VIDEO, payload)
+        self._toward_sender(
+            leg, lambda sender: sender.apply_bitrate(bitrate), PacketType.BITRATE, StreamKind.VIDEO, payload
+        )
 
     def _relay_keyframe_request(self, leg: Leg, kind: StreamKind) -> None:
-        bside = self.bridges.of_leg(leg.leg_id)
-        if bside is None:
-            return
-        bside.keyframe_requests_relayed += 1
-        if bside.peer_edge_number == self.number:
-            target = self.bridges.get(bside.bridge_id, bside.peer_side)
-            if target is not None:
-                target.leg.request_keyframe(kind)
-            return
-        self._send_to_peer(bside, PacketType.KEYFRAME_REQUEST, kind, b"")
+        bside = self._toward_sender(
+            leg, lambda sender: sender.request_keyframe(kind), PacketType.KEYFRAME_REQUEST, kind, b""
+        )
+        if bside is not None:
+            bside.keyframe_requests_relayed += 1
 
     def _deliver_from_backbone(self, header: BackboneHeader, payload: memoryview) -> None:
         target = self.bridges.get(header.bridge_id, header.side)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from duet.edge.rtcp import rtcp_parts
+
 __all__ = [
     "HISTORY_PACKETS",
     "RESEND_GUARD_S",
@@ -31,7 +33,6 @@ __all__ = [
 
 _RTCP_RTPFB = 205
 _RTPFB_NACK = 1
-_RTCP_HEADER = struct.Struct("!BBH")
 _U32 = struct.Struct("!I")
 _NACK_HEAD = struct.Struct("!BBHII")
 _FCI = struct.Struct("!HH")
@@ -52,33 +53,15 @@ def parse_nacks(rtcp: bytes | bytearray | memoryview) -> dict[int, list[int]]:
     before it is returned. Each number appears once per SSRC, in order.
     """
     found: dict[int, list[int]] = {}
-    try:
-        n = len(rtcp)
-        pos = 0
-        while pos + 4 <= n:
-            b0, ptype, words = _RTCP_HEADER.unpack_from(rtcp, pos)
-            end = pos + 4 + (words << 2)
-            if b0 & 0xC0 != 0x80 or end > n:
-                break
-            if ptype == _RTCP_RTPFB and b0 & 0x1F == _RTPFB_NACK and end - pos >= 12:
-                body_end = end
-                if b0 & 0x20:
-                    pad = rtcp[end - 1]
-                    if pad == 0 or pad > words << 2:
-                        break
-                    body_end -= pad
-                media_ssrc = _U32.unpack_from(rtcp, pos + 8)[0]
-                seqs = found.setdefault(media_ssrc, [])
-                entry = pos + 12
-                while entry + 4 <= body_end:
-                    pid, blp = _FCI.unpack_from(rtcp, entry)
-                    for seq in [pid] + [(pid + d + 1) & 0xFFFF for d in range(16) if blp >> d & 1]:
-                        if seq not in seqs:
-                            seqs.append(seq)
-                    entry += 4
-            pos = end
-    except Exception:  # never let odd input (or an odd buffer type) escape the RTCP handler
-        pass
+    for part in rtcp_parts(rtcp):
+        if part.ptype != _RTCP_RTPFB or part.fmt != _RTPFB_NACK or len(part.data) < 12:
+            continue
+        seqs = found.setdefault(_U32.unpack_from(part.data, 8)[0], [])
+        for entry in range(12, len(part.data) - 3, 4):
+            pid, blp = _FCI.unpack_from(part.data, entry)
+            for seq in [pid] + [(pid + d + 1) & 0xFFFF for d in range(16) if blp >> d & 1]:
+                if seq not in seqs:
+                    seqs.append(seq)
     return {ssrc: seqs for ssrc, seqs in found.items() if seqs}
 
 

@@ -19,6 +19,8 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from duet.edge.rtcp import rtcp_parts
+
 __all__ = [
     "StreamRewriter",
     "bench_rewrite",
@@ -281,7 +283,6 @@ class StreamRewriter:
 _RTCP_PSFB = 206
 _PSFB_PLI = 1  # RFC 4585 section 6.3.1
 _PSFB_FIR = 4  # RFC 5104 section 4.3.1
-_RTCP_HEADER = struct.Struct("!BBH")
 _PLI = struct.Struct("!BBHII")
 _FIR_ENTRY = struct.Struct("!IB3x")
 
@@ -311,36 +312,19 @@ def parse_keyframe_requests(rtcp: bytes | bytearray | memoryview) -> list[int]:
     found before it is returned.
     """
     found: list[int] = []
-    try:
-        n = len(rtcp)
-        pos = 0
-        while pos + 4 <= n:
-            b0, ptype, words = _RTCP_HEADER.unpack_from(rtcp, pos)
-            end = pos + 4 + (words << 2)
-            if b0 & 0xC0 != 0x80 or end > n:
-                break
-            if ptype == _RTCP_PSFB:
-                body_end = end
-                if b0 & 0x20:  # padding: the count is the packet's last byte
-                    pad = rtcp[end - 1]
-                    if pad == 0 or pad > words << 2:
-                        break
-                    body_end -= pad
-                fmt = b0 & 0x1F
-                if fmt == _PSFB_PLI and body_end - pos >= 12:
-                    ssrc = _U32.unpack_from(rtcp, pos + 8)[0]
-                    if ssrc not in found:
-                        found.append(ssrc)
-                elif fmt == _PSFB_FIR:
-                    entry = pos + 12
-                    while entry + 8 <= body_end:
-                        ssrc = _U32.unpack_from(rtcp, entry)[0]
-                        if ssrc not in found:
-                            found.append(ssrc)
-                        entry += 8
-            pos = end
-    except Exception:  # never let odd input (or an odd buffer type) escape the RTCP handler
-        pass
+    for part in rtcp_parts(rtcp):
+        if part.ptype != _RTCP_PSFB:
+            continue
+        data = part.data
+        if part.fmt == _PSFB_PLI and len(data) >= 12:
+            ssrcs = [_U32.unpack_from(data, 8)[0]]
+        elif part.fmt == _PSFB_FIR:
+            ssrcs = [_U32.unpack_from(data, entry)[0] for entry in range(12, len(data) - 7, 8)]
+        else:
+            continue
+        for ssrc in ssrcs:
+            if ssrc not in found:
+                found.append(ssrc)
     return found
 
 

@@ -16,7 +16,6 @@ from the Accept header.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 from collections.abc import Iterable
 
@@ -26,7 +25,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from duet.services.rpc.server import CannotListen
+from duet.services.rpc.http import start_site
 
 __all__ = ["DEFAULT_METRICS_HOST", "METRICS_PATH", "MetricsServer"]
 
@@ -70,22 +69,8 @@ class MetricsServer:
         app = web.Application()
         app.router.add_get(METRICS_PATH, self._scrape)
         app.router.add_get("/", _index)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None, handle_signals=False)
-        try:
-            await self._runner.setup()
-            # No SO_REUSEPORT: a second service on a taken port must fail, not share it silently.
-            site = web.TCPSite(self._runner, self.host, self.port, reuse_port=False)
-            try:
-                await site.start()
-            except OSError as exc:
-                why = "the port is taken" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc)).lower()
-                raise CannotListen(f"cannot serve metrics on {self.host}:{self.port}: {why}") from exc
-        except BaseException:
-            await self._close()
-            raise
-        bound_host, bound_port = self._runner.addresses[0][:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self.url = f"http://{shown}:{bound_port}{METRICS_PATH}"
+        self._runner, base = await start_site(app, self.host, self.port, what="metrics", shutdown_timeout=1.0)
+        self.url = f"{base}{METRICS_PATH}"
         logger.info("metrics at %s", self.url)
         return self.url
 

@@ -9,12 +9,12 @@ a TCP port inside the caller's event loop (``duet web`` and ``duet up``).
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 from pathlib import Path
 
 from aiohttp import web
 
+from duet.services.rpc.http import start_site
 from duet.services.rpc.server import CannotListen
 from duet.services.web.demo_regions import DemoRegions, UnknownRegion
 from duet.services.web.gateway import Closed, SessionGateway
@@ -116,23 +116,14 @@ class WebServer:
         except ValueError:
             raise CannotListen(f"cannot listen on {self.listen!r}: give HOST:PORT, e.g. 127.0.0.1:8080") from None
         self.gateway = SessionGateway(self.matchmaker)
-        self._runner = web.AppRunner(
-            build_app(self.gateway, self.demo_regions), shutdown_timeout=5.0, access_log=None, handle_signals=False
-        )
         try:
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, host, port, reuse_port=False)
-            try:
-                await site.start()
-            except OSError as exc:
-                why = "the port is taken" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc)).lower()
-                raise CannotListen(f"cannot serve the web client on {host}:{port}: {why}") from exc
+            self._runner, base = await start_site(
+                build_app(self.gateway, self.demo_regions), host, port, what="the web client", shutdown_timeout=5.0
+            )
         except BaseException:
             await self._close()
             raise
-        bound_host, bound_port = self._runner.addresses[0][:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self.url = f"http://{shown}:{bound_port}/"
+        self.url = f"{base}/"
         logger.info("web client at %s (matchmaker %s)", self.url, self.matchmaker)
         return self.url
 
