@@ -52,8 +52,18 @@ PLAYOUT_DELAY = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
 ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time"
 
 
+@dataclass(frozen=True)
+class _Length:
+    """A value rule: one of these lengths (the fast path knows single-length rules)."""
+
+    allowed: tuple[int, ...]
+
+    def __call__(self, value: bytes) -> bool:
+        return len(value) in self.allowed
+
+
 def _length(*allowed: int) -> Callable[[bytes], bool]:
-    return lambda value: len(value) in allowed
+    return _Length(allowed)
 
 
 def _text(encoding: str) -> Callable[[bytes], bool]:
@@ -164,6 +174,8 @@ class ExtensionRewriter:
     replace: Mapping[str, bytes] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> count, elements and blocks
     _table: dict[int, tuple[int, Callable[[bytes], bool] | None, bytes | None]] = field(init=False, repr=False)
+    # In ID -> (out ID, the one valid length) for elements a one-byte block can keep in place.
+    _in_place: dict[int, tuple[int, int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         for uri, out_id in self.outgoing.items():
@@ -179,6 +191,17 @@ class ExtensionRewriter:
             for in_id, uri in self.incoming.items()
             if uri in self.outgoing
         }
+        self._in_place = {}
+        for in_id, (out_id, rule, replacement) in self._table.items():
+            if (
+                replacement is None
+                and isinstance(rule, _Length)
+                and len(rule.allowed) == 1
+                and 1 <= rule.allowed[0] <= _ONE_BYTE_MAX_LEN
+                and 1 <= in_id <= _ONE_BYTE_MAX_ID
+                and out_id <= _ONE_BYTE_MAX_ID
+            ):
+                self._in_place[in_id] = (out_id, rule.allowed[0])
 
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -207,6 +230,10 @@ class ExtensionRewriter:
             return None  # truncated, or a padding count the receiver would refuse
         if not extended:
             return bytearray(packet)
+        if profile == ONE_BYTE_PROFILE and self._in_place:
+            out = self._rewrite_in_place(packet, start + 4, end)
+            if out is not None:
+                return out
         kept: list[tuple[int, bytes]] = []
         try:
             for in_id, value in elements(profile, memoryview(packet)[start + 4 : end]):
@@ -231,6 +258,26 @@ class ExtensionRewriter:
         else:
             out[0] &= ~0x10 & 0xFF
         out += packet[end:]
+        return out
+
+    def _rewrite_in_place(self, packet: bytes | bytearray | memoryview, pos: int, end: int) -> bytearray | None:
+        """The common case, without rebuilding the block: a one-byte block whose every element
+        is negotiated on both sides, has its one valid length and needs no replacement. Only the
+        IDs change (same lengths, same places), so the copy is the result. None: take the long way.
+        """
+        table = self._in_place
+        out = bytearray(packet)
+        while pos < end:
+            head = out[pos]
+            if head == 0:
+                pos += 1  # padding
+                continue
+            entry = table.get(head >> 4)
+            length = (head & 0x0F) + 1
+            if entry is None or entry[1] != length or pos + 1 + length > end:
+                return None
+            out[pos] = (entry[0] << 4) | (head & 0x0F)
+            pos += 1 + length
         return out
 
     def _block(self, kept: list[tuple[int, bytes]]) -> bytes:

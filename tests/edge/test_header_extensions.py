@@ -201,3 +201,36 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
     out = rw.rewrite(data)
     if out is not None:
         RtpPacket.parse(bytes(out), receiver_map({ABS_SEND_TIME: 3, MID: 1}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sender=id_maps(max_id=14),
+    receiver=id_maps(max_id=14),
+    block=blocks(),
+    padding=st.integers(0, 8),
+    payload=st.binary(max_size=40),
+)
+def test_the_in_place_shortcut_means_what_the_general_rewrite_means(
+    sender: dict[str, int], receiver: dict[str, int], block: tuple[int, bytes], padding: int, payload: bytes
+) -> None:
+    profile, body = block
+    src = rtp(body, profile=profile, payload=payload, padding=padding)
+    incoming = {i: u for u, i in sender.items()}
+    fast = ExtensionRewriter(incoming, receiver)
+    general = ExtensionRewriter(incoming, receiver)
+    general._in_place = {}  # always the long way
+    a, b = fast.rewrite(src), general.rewrite(src)
+    assert a is not None and b is not None
+    hmap = receiver_map(receiver)
+    pa, pb = RtpPacket.parse(bytes(a), hmap), RtpPacket.parse(bytes(b), hmap)
+    assert (pa.extensions, pa.payload, pa.padding_size) == (pb.extensions, pb.payload, pb.padding_size)
+    assert fast.dropped == general.dropped
+
+
+def test_in_place_keeps_the_block_and_only_renumbers() -> None:
+    rw = ExtensionRewriter({3: ABS_SEND_TIME, 5: TRANSPORT_CC}, {ABS_SEND_TIME: 2, TRANSPORT_CC: 9})
+    src = rtp(one_byte(3, b"\x01\x02\x03") + b"\0" + one_byte(5, b"\x04\x05"))
+    out = rw.rewrite(src)
+    assert out is not None and len(out) == len(src)
+    assert bytes(out[16:24]) == one_byte(2, b"\x01\x02\x03") + b"\0" + one_byte(9, b"\x04\x05")
