@@ -267,6 +267,7 @@ class ExtensionRewriter:
         """
         table = self._in_place
         out = bytearray(packet)
+        seen = False
         while pos < end:
             head = out[pos]
             if head == 0:
@@ -278,7 +279,8 @@ class ExtensionRewriter:
                 return None
             out[pos] = (entry[0] << 4) | (head & 0x0F)
             pos += 1 + length
-        return out
+            seen = True
+        return out if seen else None  # padding alone: the long way removes the block
 
     def _block(self, kept: list[tuple[int, bytes]]) -> bytes:
         """Profile, length and elements, padded to 32 bits; b"" when nothing is kept."""

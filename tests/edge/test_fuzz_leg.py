@@ -107,6 +107,7 @@ class LegView:
 class Call:
     edges: tuple[EdgeRelay, ...]
     leg_a: Leg
+    leg_b: Leg
     dtls_a: RTCDtlsTransport  # leg A's transport: its RTP handler is the one the edge installed
     view_a: LegView
     view_b: LegView
@@ -156,7 +157,7 @@ async def _call(across_backbone: bool) -> AsyncIterator[Call]:
             edge_b.bridge(1, leg_b_id, 1, e1.edge_id)
             dtls_a = leg_a._pc.getTransceivers()[0].sender.transport  # BUNDLE: one transport per leg
             view_a, view_b = LegView.from_answer(answer_a), LegView.from_answer(answer_b)
-            call = Call((e1, e2), leg_a, dtls_a, view_a, view_b, [pc_a, pc_b])
+            call = Call((e1, e2), leg_a, leg_b, dtls_a, view_a, view_b, [pc_a, pc_b])
             # Record what reaches leg B's send path (SRTP and the socket: the connected leg's fast
             # path, edge/aiortc_internals.py), then send it on to client B.
             assert leg_b._send_now, "leg B is connected but not on the fast path"
@@ -298,6 +299,9 @@ def test_a_packet_far_behind_does_not_stop_the_partner_legs_sender() -> None:
         call = runner.run(cm.__aenter__())
         try:
             pt = call.view_a.pt[StreamKind.AUDIO]  # audio: no keyframe gate in the way
+            # B's leg numbers its first packet at random; started below 2000, the old packet's
+            # number would wrap and look far *ahead* to SRTP, which then accepts it.
+            call.leg_b._streams[StreamKind.AUDIO].rewriter.initial_seq = 30000
             first = struct.pack("!BBHII", 0x80, pt, 5000, 960, 0x1234) + b"\x01\x02"
             far_behind = struct.pack("!BBHII", 0x80, pt, 3000, 0, 0x1234) + b"\x05"
             next_one = struct.pack("!BBHII", 0x80, pt, 5001, 1920, 0x1234) + b"\x03\x04"
