@@ -174,8 +174,9 @@ class ExtensionRewriter:
     replace: Mapping[str, bytes] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> count, elements and blocks
     _table: dict[int, tuple[int, Callable[[bytes], bool] | None, bytes | None]] = field(init=False, repr=False)
-    # In ID -> (out ID, the one valid length) for elements a one-byte block can keep in place.
-    _in_place: dict[int, tuple[int, int]] = field(init=False, repr=False)
+    # In ID -> (out ID, the one valid length or 0, value rule, replacement) for elements a one-byte
+    # block can keep in place (same length in and out).
+    _in_place: dict[int, tuple[int, int, Callable[[bytes], bool] | None, bytes | None]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         for uri, out_id in self.outgoing.items():
@@ -193,15 +194,13 @@ class ExtensionRewriter:
         }
         self._in_place = {}
         for in_id, (out_id, rule, replacement) in self._table.items():
-            if (
-                replacement is None
-                and isinstance(rule, _Length)
-                and len(rule.allowed) == 1
-                and 1 <= rule.allowed[0] <= _ONE_BYTE_MAX_LEN
-                and 1 <= in_id <= _ONE_BYTE_MAX_ID
-                and out_id <= _ONE_BYTE_MAX_ID
-            ):
-                self._in_place[in_id] = (out_id, rule.allowed[0])
+            if not (1 <= in_id <= _ONE_BYTE_MAX_ID and out_id <= _ONE_BYTE_MAX_ID):
+                continue
+            if replacement is not None and not 1 <= len(replacement) <= _ONE_BYTE_MAX_LEN:
+                continue
+            single = isinstance(rule, _Length) and len(rule.allowed) == 1
+            need = rule.allowed[0] if single and isinstance(rule, _Length) else 0
+            self._in_place[in_id] = (out_id, need, None if single else rule, replacement)
 
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
@@ -262,8 +261,9 @@ class ExtensionRewriter:
 
     def _rewrite_in_place(self, packet: bytes | bytearray | memoryview, pos: int, end: int) -> bytearray | None:
         """The common case, without rebuilding the block: a one-byte block whose every element
-        is negotiated on both sides, has its one valid length and needs no replacement. Only the
-        IDs change (same lengths, same places), so the copy is the result. None: take the long way.
+        is negotiated on both sides and well-formed, and whose replacement (the MID) is as long as
+        what it replaces. Only IDs (and replaced values) change, lengths and places stay, so the
+        copy is the result. None: take the long way.
         """
         table = self._in_place
         out = bytearray(packet)
@@ -275,9 +275,19 @@ class ExtensionRewriter:
                 continue
             entry = table.get(head >> 4)
             length = (head & 0x0F) + 1
-            if entry is None or entry[1] != length or pos + 1 + length > end:
+            if entry is None or pos + 1 + length > end:
                 return None
-            out[pos] = (entry[0] << 4) | (head & 0x0F)
+            out_id, need, valid, replacement = entry
+            if replacement is not None:
+                if len(replacement) != length:
+                    return None
+                out[pos + 1 : pos + 1 + length] = replacement
+            elif need:
+                if need != length:
+                    return None
+            elif valid is not None and not valid(bytes(out[pos + 1 : pos + 1 + length])):
+                return None
+            out[pos] = (out_id << 4) | (head & 0x0F)
             pos += 1 + length
             seen = True
         return out if seen else None  # padding alone: the long way removes the block

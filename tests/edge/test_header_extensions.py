@@ -210,15 +210,22 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
     block=blocks(),
     padding=st.integers(0, 8),
     payload=st.binary(max_size=40),
+    mid=st.one_of(st.none(), st.sampled_from([b"0", b"1", b"video", b"a" * 16, b"a" * 17])),
 )
 def test_the_in_place_shortcut_means_what_the_general_rewrite_means(
-    sender: dict[str, int], receiver: dict[str, int], block: tuple[int, bytes], padding: int, payload: bytes
+    sender: dict[str, int],
+    receiver: dict[str, int],
+    block: tuple[int, bytes],
+    padding: int,
+    payload: bytes,
+    mid: bytes | None,
 ) -> None:
     profile, body = block
     src = rtp(body, profile=profile, payload=payload, padding=padding)
     incoming = {i: u for u, i in sender.items()}
-    fast = ExtensionRewriter(incoming, receiver)
-    general = ExtensionRewriter(incoming, receiver)
+    replace = {MID: mid} if mid is not None else {}
+    fast = ExtensionRewriter(incoming, receiver, replace=replace)
+    general = ExtensionRewriter(incoming, receiver, replace=replace)
     general._in_place = {}  # always the long way
     a, b = fast.rewrite(src), general.rewrite(src)
     assert a is not None and b is not None
