@@ -16,7 +16,7 @@ Packets on the backbone carry backbone payload types
 from __future__ import annotations
 
 from duet.edge.payload_types import codec_by_backbone_pt
-from duet.edge.rtp_rewrite import rtp_header_length
+from duet.edge.rtp_rewrite import rtp_payload_bounds
 
 _H264_IDR = 5
 _H264_SPS = 7
@@ -47,20 +47,10 @@ def starts_keyframe_as(backbone_pt: int, buf: bytes | bytearray | memoryview, of
     return False
 
 
-def _payload_bounds(buf: bytes | bytearray | memoryview, offset: int) -> tuple[int, int] | None:
-    header = rtp_header_length(buf, offset)
-    if header < 0:
-        return None
-    start, end = offset + header, len(buf)
-    if buf[offset] & 0x20:  # RTP padding: the last byte counts padding bytes
-        end -= buf[end - 1]
-    return (start, end) if start < end else None
-
-
 def is_h264_keyframe_start(buf: bytes | bytearray | memoryview, offset: int = 0) -> bool:
     """True when this RTP packet carries an H.264 SPS or the start of an IDR slice."""
-    bounds = _payload_bounds(buf, offset)
-    if bounds is None:
+    bounds = rtp_payload_bounds(buf, offset)
+    if bounds is None or bounds[0] >= bounds[1]:
         return False
     i, end = bounds
     nal_type = buf[i] & 0x1F
@@ -85,15 +75,10 @@ def is_h264_keyframe_start(buf: bytes | bytearray | memoryview, offset: int = 0)
 
 def is_vp8_keyframe_start(buf: bytes | bytearray | memoryview, offset: int = 0) -> bool:
     """True when this RTP packet carries the first bytes of a VP8 keyframe."""
-    header = rtp_header_length(buf, offset)
-    if header < 0:
+    bounds = rtp_payload_bounds(buf, offset)
+    if bounds is None or bounds[0] >= bounds[1]:
         return False
-    i = offset + header
-    end = len(buf)
-    if buf[offset] & 0x20:  # RTP padding: the last byte counts padding bytes
-        end -= buf[end - 1]
-    if i >= end:
-        return False
+    i, end = bounds
     first = buf[i]
     if not first & 0x10 or first & 0x07:  # S (start of partition) and PID == 0
         return False

@@ -19,6 +19,7 @@ import struct
 from dataclasses import dataclass, field
 
 from duet.edge.rtcp import rtcp_parts
+from duet.edge.rtp_rewrite import rtp_payload_bounds
 
 __all__ = [
     "HISTORY_PACKETS",
@@ -79,26 +80,10 @@ def build_nack(sender_ssrc: int, media_ssrc: int, seqs: list[int]) -> bytes:
     return _NACK_HEAD.pack(0x80 | _RTPFB_NACK, _RTCP_RTPFB, words, sender_ssrc, media_ssrc) + fci
 
 
-def _header_and_payload_end(packet: bytes | bytearray) -> tuple[int, int] | None:
-    """(header length, end of payload before padding), or None when not well-formed RTP."""
-    n = len(packet)
-    if n < 12 or packet[0] & 0xC0 != 0x80:
-        return None
-    hlen = 12 + ((packet[0] & 0x0F) << 2)
-    if packet[0] & 0x10:
-        if n < hlen + 4:
-            return None
-        hlen += 4 + (((packet[hlen + 2] << 8) | packet[hlen + 3]) << 2)
-    end = n - (packet[-1] if packet[0] & 0x20 else 0)
-    if hlen > n or end < hlen:
-        return None
-    return hlen, end
-
-
 def build_rtx(packet: bytes | bytearray, rtx_pt: int, rtx_ssrc: int, rtx_seq: int) -> bytes | None:
     """The RTX packet (RFC 4588) repairing ``packet``: same timestamp, marker, CSRCs and extensions,
     payload prefixed with the original sequence number, padding dropped. None if not RTP."""
-    bounds = _header_and_payload_end(packet)
+    bounds = rtp_payload_bounds(packet)
     if bounds is None:
         return None
     hlen, end = bounds
@@ -110,7 +95,7 @@ def build_rtx(packet: bytes | bytearray, rtx_pt: int, rtx_ssrc: int, rtx_seq: in
 def unwrap_rtx(packet: bytes | bytearray, media_pt: int, media_ssrc: int) -> bytes | None:
     """The original packet an RTX packet carries (its number, the media SSRC and payload type);
     None when not RTP or with no original sequence number (padding only)."""
-    bounds = _header_and_payload_end(packet)
+    bounds = rtp_payload_bounds(packet)
     if bounds is None:
         return None
     hlen, end = bounds

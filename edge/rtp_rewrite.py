@@ -29,6 +29,7 @@ __all__ = [
     "is_rtp",
     "parse_keyframe_requests",
     "rtp_header_length",
+    "rtp_payload_bounds",
     "rtp_ssrc",
 ]
 
@@ -86,6 +87,18 @@ def rtp_header_length(buf: bytes | bytearray | memoryview, offset: int = 0) -> i
         if pad == 0 or pad > n - hlen:
             return -1
     return hlen
+
+
+def rtp_payload_bounds(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int] | None:
+    """(start, end) of the payload of the RTP packet at ``buf[offset:]``, padding excluded; None
+    when it is not well-formed RTP (see ``rtp_header_length``). The payload may be empty."""
+    header = rtp_header_length(buf, offset)
+    if header < 0:
+        return None
+    end = len(buf)
+    if buf[offset] & 0x20:  # RTP padding: the last byte counts padding bytes
+        end -= buf[end - 1]
+    return offset + header, end
 
 
 def is_rtp(buf: bytes | bytearray | memoryview, offset: int = 0) -> bool:
