@@ -337,6 +337,12 @@ PACE_MARGIN_S = 0.05
 # a keyframe, so a switch never reaches the decoder mid-stream). A few are allowed for a loss on a
 # loaded machine; a PLI per switch (20+) is the decode error this guards against.
 MAX_PLI = 3
+# A switch shows the new partner about one connect time after the old picture stopped; Chromium
+# counts a freeze when frames are more than ~200 ms apart at 20 fps. Clean runs here: 0 over 20
+# switches. On a loaded 2-core CI machine one slow switch (262 ms) was seen, so two short freezes
+# are allowed; a switch that waits for the far sender's keyframe freezes every time (20).
+MAX_FREEZES = 2
+MAX_FREEZE_S = 0.4
 # Frames the receiver dropped before decoding: 0 in clean runs; 1 % of what arrived is allowed.
 MAX_DROPPED_SHARE = 0.01
 
@@ -416,9 +422,9 @@ async def test_next_twenty_times_between_two_pages(
             label = p.who.label
             check_calls(label, its_calls, calls)
             connect_ms = [round(c["connectMs"]) for c in its_calls]
-            assert video["freezeCount"] == 0 and video["totalFreezesDuration"] == 0, (
-                f"{label} froze: {video}; connect_ms per call {connect_ms}"
-            )
+            few_freezes = video["freezeCount"] <= MAX_FREEZES
+            short_freezes = video["totalFreezesDuration"] <= MAX_FREEZE_S * max(1, video["freezeCount"])
+            assert few_freezes and short_freezes, f"{label} froze: {video}; connect_ms per call {connect_ms}"
             check_decoding(label, video, calls)
             # Every call showed the partner's own picture just after its first frame.
             assert [m.tag if m else None for m in p.shown] == [p.partner_tag] * calls, f"{label} showed {p.shown}"
