@@ -9,6 +9,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from duet.routing.topology import Topology, TopologyError, default_topology
+from duet.services.auth.secrets import (
+    SECRETS_ENV,
+    SERVICE_SECRET_ENV,
+    SERVICE_TOKEN_ENV,
+    USER_SECRET_ENV,
+    AuthSecrets,
+    find_secrets,
+    load_service_token,
+)
 from duet.services.cli.log_setup import configure_logging
 from duet.services.devkit.embedded_postgres import database_url
 from duet.services.edge_server.server import serve_edge
@@ -50,6 +59,46 @@ def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_auth_arguments(parser: argparse.ArgumentParser, *, own_token: str | None) -> None:
+    """``--auth-secrets`` (the secrets callers' tokens are verified with) and, for a service that
+    calls others, ``--token-file`` (its own service token); ``own_token`` is how to mint one."""
+    parser.add_argument(
+        "--auth-secrets",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=(
+            f"token-signing secrets file (default: ${SECRETS_ENV}, else ${USER_SECRET_ENV} / "
+            f"${SERVICE_SECRET_ENV}); `duet up` makes one in .duet/ and passes it"
+        ),
+    )
+    if own_token is not None:
+        parser.add_argument(
+            "--token-file",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help=f"this service's own token (default: ${SERVICE_TOKEN_ENV}; mint one: {own_token})",
+        )
+
+
+def load_auth_secrets(args: argparse.Namespace) -> AuthSecrets:
+    secrets = find_secrets(args.auth_secrets)
+    if secrets is None:
+        raise SystemExit(
+            f"no token-signing secrets: give --auth-secrets FILE or set ${SECRETS_ENV} "
+            "(`duet up` makes one: .duet/auth-secrets.json)"
+        )
+    return secrets
+
+
+def load_own_token(args: argparse.Namespace, mint: str) -> str:
+    token = load_service_token(args.token_file)
+    if token is None:
+        raise SystemExit(f"no service token: set ${SERVICE_TOKEN_ENV} or give --token-file FILE (mint one: {mint})")
+    return token
+
+
 def load_topology(path: Path | None) -> Topology:
     """The topology file at ``path``, or the 3-region default; a bad file ends the command with its problems."""
     if path is None:
@@ -89,11 +138,13 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url", default=None, help="PostgreSQL URL to record registered edges in (default: none)"
     )
+    add_auth_arguments(parser, own_token=None)
     parser.add_argument("--log-level", default="INFO")
 
 
 def run_routing(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology)
+    secrets = load_auth_secrets(args)
 
     async def serve(stop: asyncio.Event) -> None:
         await serve_routing(
@@ -102,6 +153,7 @@ def run_routing(args: argparse.Namespace) -> int:
             default_region=args.default_region,
             bind=args.bind,
             database=args.database_url,
+            secrets=secrets,
             stop=stop,
         )
 
@@ -111,6 +163,7 @@ def run_routing(args: argparse.Namespace) -> int:
 # -- matchmaker ---------------------------------------------------------------
 
 MATCHMAKER_HELP = "Serve the client Session stream: pairing, SDP relay, bridging, call records."
+MATCHMAKER_MINT = "duet token mint --role matchmaker"
 
 
 def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,6 +186,7 @@ def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="never pair a user again with one of their last N partners (default: %(default)s; 0 allows rematches)",
     )
+    add_auth_arguments(parser, own_token=MATCHMAKER_MINT)
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -157,6 +211,9 @@ def _port(value: str) -> int:
 
 
 def run_matchmaker(args: argparse.Namespace) -> int:
+    secrets = load_auth_secrets(args)
+    token = load_own_token(args, MATCHMAKER_MINT)
+
     async def serve(stop: asyncio.Event) -> None:
         async with database_url(args.database_url) as dsn:
             await serve_matchmaker(
@@ -165,6 +222,8 @@ def run_matchmaker(args: argparse.Namespace) -> int:
                 bind=args.bind,
                 trust_forwarded_for=args.trust_forwarded_for,
                 recent_partners=args.avoid_recent,
+                secrets=secrets,
+                token=token,
                 stop=stop,
             )
 
@@ -185,6 +244,7 @@ def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-port", type=int, default=0, help="EdgeControl gRPC port (default: any free port)")
     parser.add_argument("--backbone-port", type=int, default=0, help="backbone UDP port (default: any free port)")
     add_metrics_arguments(parser)
+    add_auth_arguments(parser, own_token="duet token mint --role edge --edge-id EDGE_ID")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -194,6 +254,8 @@ def run_edge(args: argparse.Namespace) -> int:
         raise SystemExit(
             f"{CLUSTER_KEY_ENV} is not set: edges authenticate backbone packets with the cluster's shared key"
         )
+    secrets = load_auth_secrets(args)
+    token = load_own_token(args, f"duet token mint --role edge --edge-id {args.edge_id}")
 
     async def serve(stop: asyncio.Event) -> None:
         await serve_edge(
@@ -205,6 +267,8 @@ def run_edge(args: argparse.Namespace) -> int:
             backbone_port=args.backbone_port,
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
+            secrets=secrets,
+            token=token,
             stop=stop,
         )
 

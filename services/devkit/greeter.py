@@ -27,6 +27,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from duet.services.auth.sources import TokenSource
 from duet.services.client import DuetClient, DuetClientError
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo
@@ -73,8 +74,11 @@ class Greeter:
         client_ip: str | None = None,
         frame_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        token: TokenSource | None = None,
     ) -> None:
+        """``token``: the bot user's token source (asked for each new session)."""
         self.matchmaker = matchmaker
+        self.token = token
         self.client_ip = client_ip
         self.frame_timeout = frame_timeout
         self.backoff = backoff or Backoff()
@@ -83,7 +87,7 @@ class Greeter:
     @classmethod
     def for_cluster(cls, info: ClusterInfo, regions: Sequence[str]) -> Greeter:
         # Located in the last region, so it is a cross-backbone call for most callers.
-        return cls(info.matchmaker, client_ip=DEMO_CLIENT_IPS.get(regions[-1]))
+        return cls(info.matchmaker, client_ip=DEMO_CLIENT_IPS.get(regions[-1]), token=info.user_tokens(BOT_USER_ID))
 
     def _new_client(self) -> DuetClient:
         """The one place the bot builds its client."""
@@ -95,6 +99,7 @@ class Greeter:
             client_ip=self.client_ip,
             frame_timeout=self.frame_timeout,
             match_timeout=None,  # waiting in the pool is the job; a timeout there would leave us queued
+            token=self.token,
         )
 
     async def run(self) -> None:

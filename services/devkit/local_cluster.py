@@ -30,6 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from duet.routing.topology import default_topology
+from duet.services.auth.secrets import (
+    SECRETS_ENV,
+    SECRETS_FILE_NAME,
+    SERVICE_SECRET_ENV,
+    SERVICE_TOKEN_ENV,
+    USER_SECRET_ENV,
+    AuthSecrets,
+    SecretsError,
+    ensure_secrets_file,
+)
+from duet.services.auth.sources import DevUserTokens
+from duet.services.auth.tokens import DEFAULT_USER_TTL_S, Role, mint_service_token, mint_user_token
 from duet.services.devkit.demo_geo import write_demo_mmdb
 from duet.services.devkit.embedded_postgres import open_database
 from duet.services.devkit.errors import SetupError
@@ -73,6 +85,21 @@ class ClusterInfo:
     database_url: str = ""
     log_dir: Path = Path(".duet/logs")
     database_where: str | None = None  # where the private cluster's data is (None: a given URL)
+    # The token-signing secrets every service was given (file: secrets_path), for minting dev tokens.
+    secrets: AuthSecrets = field(default_factory=lambda: AuthSecrets(None, None, "nowhere"))
+    secrets_path: Path = Path(".duet") / SECRETS_FILE_NAME
+
+    def user_token(self, user_id: str, *, ttl_s: float = DEFAULT_USER_TTL_S) -> str:
+        """A user token the cluster's matchmaker accepts."""
+        return mint_user_token(self.secrets.require_user("minting a user token"), user_id, ttl_s=ttl_s)
+
+    def user_tokens(self, user_id: str) -> DevUserTokens:
+        """A token source for ``user_id``: a fresh token for every session (for DuetClient's ``token``)."""
+        return DevUserTokens(self.secrets.require_user("minting user tokens"), user_id)
+
+    def service_token(self, role: Role, subject: str | None = None) -> str:
+        """A service token the cluster's services accept (``subject``: the edge id for role edge)."""
+        return mint_service_token(self.secrets.require_service("minting a service token"), role, subject)
 
 
 class LocalCluster:
@@ -118,8 +145,18 @@ class LocalCluster:
         topology = default_topology(self.regions)
         topo_path = self.state_dir / "topology.json"
         topo_path.write_text(json.dumps(topology.to_dict(), indent=2))
+        # Kept across runs, so dev tokens minted from it (duet token mint, duet call) stay valid.
+        secrets_path = (self.state_dir / SECRETS_FILE_NAME).absolute()
+        try:
+            auth = ensure_secrets_file(secrets_path)
+        except SecretsError as exc:
+            raise SetupError(str(exc)) from exc
         env = dict(os.environ, DUET_CLUSTER_KEY=secrets.token_hex(32), PYTHONUNBUFFERED="1")
         env[DIE_WITH_PARENT_ENV] = str(os.getpid())
+        env[SECRETS_ENV] = str(secrets_path)
+        for name in (USER_SECRET_ENV, SERVICE_SECRET_ENV, SERVICE_TOKEN_ENV):  # the file above is the one to use
+            env.pop(name, None)
+        service_secret = auth.require_service("the local cluster mints its services' tokens with it")
 
         routing = await self._spawn(
             "routing",
@@ -145,7 +182,7 @@ class LocalCluster:
                 self._spawn(
                     f"edge-{e.edge_id}",
                     ["edge", "--edge-id", e.edge_id, "--routing", routing_address, "--metrics-port", "0"],
-                    env,
+                    {**env, SERVICE_TOKEN_ENV: mint_service_token(service_secret, Role.EDGE, e.edge_id)},
                     log_dir,
                 )
                 for e in topology.edges
@@ -164,7 +201,7 @@ class LocalCluster:
                 "--trust-forwarded-for",
                 *(["--avoid-recent", str(self.avoid_recent)] if self.avoid_recent is not None else []),
             ],
-            env,
+            {**env, SERVICE_TOKEN_ENV: mint_service_token(service_secret, Role.MATCHMAKER)},
             log_dir,
         )
         self.info = ClusterInfo(
@@ -175,6 +212,8 @@ class LocalCluster:
             database_url=dsn,
             log_dir=log_dir,
             database_where=db.describe(),
+            secrets=auth,
+            secrets_path=secrets_path,
         )
         logger.info("cluster up in %.1f s", time.monotonic() - t0)
         return self.info

@@ -20,7 +20,9 @@ from duet.routing.ingress import NoEdgeAvailable, pick_ingress
 from duet.routing.next_hop import next_hop_table
 from duet.routing.paths import NoRoute, shortest_path
 from duet.routing.topology import EdgeNode, EdgeState, Topology, UnknownEdge
+from duet.services.auth.secrets import AuthSecrets
 from duet.services.routing_server.state import RoutingState
+from duet.services.rpc.auth import AuthInterceptor
 from duet.services.rpc.errors import map_errors
 from duet.services.rpc.server import start_server
 from duet.services.store.postgres import EdgeRow, Store
@@ -186,13 +188,16 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
 async def serve_routing(
     topology: Topology,
     *,
+    secrets: AuthSecrets,
     geoip_db: Path | None = None,
     default_region: str | None = None,
     bind: str = "127.0.0.1:0",
     database: str | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
+    """Serve until ``stop`` is set; every caller must present a service token signed with ``secrets``."""
     stop = stop or asyncio.Event()
+    secrets.require_service("the routing service verifies the edges', the matchmaker's and ops tokens with it")
     default_region = default_region or topology.regions[0].name
     if not topology.has_region(default_region):
         raise SystemExit(
@@ -202,7 +207,11 @@ async def serve_routing(
     store = await Store.open(database) if database else None
     state = RoutingState(topology)
     servicer = RoutingServicer(state, geo, default_region, store)
-    server, address = await start_server(bind, lambda s: routing_pb2_grpc.add_RoutingServicer_to_server(servicer, s))
+    server, address = await start_server(
+        bind,
+        lambda s: routing_pb2_grpc.add_RoutingServicer_to_server(servicer, s),
+        interceptors=[AuthInterceptor(secrets)],
+    )
     logger.info(
         "routing serving on %s: %d regions, %d edges, default region %s",
         address,
