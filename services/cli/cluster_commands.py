@@ -96,7 +96,13 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
                 # it holds no state and only relays JSON frames, so a process of its own would cost a
                 # Python start and memory on a small machine for nothing; here a taken port stops
                 # `duet up` at once, and it stops with the rest. Demo regions let a page pick its edge.
-                web = WebServer(info.matchmaker, listen=f"127.0.0.1:{args.web_port}", demo_regions=DemoRegions(regions))
+                # A local cluster has no login: the page signs in as a guest with a token the gateway mints.
+                web = WebServer(
+                    info.matchmaker,
+                    listen=f"127.0.0.1:{args.web_port}",
+                    demo_regions=DemoRegions(regions),
+                    guest_token_secret=info.secrets.require_user("the web client's guests are signed in with it"),
+                )
                 try:
                     web_url = await stack.enter_async_context(web)
                 except CannotListen as exc:
