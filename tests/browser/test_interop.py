@@ -145,7 +145,9 @@ async def web_participant(url: str, files: FakeCaptureFiles, region: str) -> Asy
 
 @contextlib.asynccontextmanager
 async def sdk_participant(cluster: InteropCluster, region: str, user: str) -> AsyncIterator[Participant]:
-    client = synthetic_client(cluster.matchmaker, user, user, tag=SDK_TAG, client_ip=DEMO_CLIENT_IPS[region])
+    client = synthetic_client(
+        cluster.matchmaker, user, user, tag=SDK_TAG, client_ip=DEMO_CLIENT_IPS[region], token=cluster.user_tokens(user)
+    )
     who = Participant(f"sdk({REGION_CODES[region]})", region, SDK_TAG, SyntheticMicrophone.FREQUENCY_HZ, client=client)
     try:
         await client.connect()
