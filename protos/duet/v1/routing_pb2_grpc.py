@@ -33,8 +33,17 @@ class RoutingStub:
     topology version. Only edges that are not DOWN and have registered their
     addresses are in the routing graph.
 
-    Callers: the matchmaker (PickIngress, PickRoute), edge processes
-    (RegisterEdge, WatchRoutes), tools (GetTopology). None is authenticated yet.
+    Callers, each with a service token in 'authorization: Bearer <token>'
+    metadata (docs/architecture.md, "Authentication"): the matchmaker (role
+    matchmaker: PickIngress, PickRoute), edge processes (role edge, bound to
+    one edge id: RegisterEdge and WatchRoutes for that edge only), tools
+    (role ops-read or ops-admin: GetTopology).
+
+    Every RPC also returns, before it looks at the request:
+    - UNAUTHENTICATED: no token, or one that proves nothing (expired, forged,
+    malformed); the message says which.
+    - PERMISSION_DENIED: a valid token that may not call this RPC (a user
+    token, another role, or an edge token naming another edge_id).
 
     Statuses: each RPC lists the statuses the server returns itself. Any call can
     also end with the statuses gRPC produces on its own: UNAVAILABLE when the
@@ -83,8 +92,17 @@ class RoutingServicer:
     topology version. Only edges that are not DOWN and have registered their
     addresses are in the routing graph.
 
-    Callers: the matchmaker (PickIngress, PickRoute), edge processes
-    (RegisterEdge, WatchRoutes), tools (GetTopology). None is authenticated yet.
+    Callers, each with a service token in 'authorization: Bearer <token>'
+    metadata (docs/architecture.md, "Authentication"): the matchmaker (role
+    matchmaker: PickIngress, PickRoute), edge processes (role edge, bound to
+    one edge id: RegisterEdge and WatchRoutes for that edge only), tools
+    (role ops-read or ops-admin: GetTopology).
+
+    Every RPC also returns, before it looks at the request:
+    - UNAUTHENTICATED: no token, or one that proves nothing (expired, forged,
+    malformed); the message says which.
+    - PERMISSION_DENIED: a valid token that may not call this RPC (a user
+    token, another role, or an edge token naming another edge_id).
 
     Statuses: each RPC lists the statuses the server returns itself. Any call can
     also end with the statuses gRPC produces on its own: UNAVAILABLE when the
@@ -218,8 +236,17 @@ class Routing:
     topology version. Only edges that are not DOWN and have registered their
     addresses are in the routing graph.
 
-    Callers: the matchmaker (PickIngress, PickRoute), edge processes
-    (RegisterEdge, WatchRoutes), tools (GetTopology). None is authenticated yet.
+    Callers, each with a service token in 'authorization: Bearer <token>'
+    metadata (docs/architecture.md, "Authentication"): the matchmaker (role
+    matchmaker: PickIngress, PickRoute), edge processes (role edge, bound to
+    one edge id: RegisterEdge and WatchRoutes for that edge only), tools
+    (role ops-read or ops-admin: GetTopology).
+
+    Every RPC also returns, before it looks at the request:
+    - UNAUTHENTICATED: no token, or one that proves nothing (expired, forged,
+    malformed); the message says which.
+    - PERMISSION_DENIED: a valid token that may not call this RPC (a user
+    token, another role, or an edge token naming another edge_id).
 
     Statuses: each RPC lists the statuses the server returns itself. Any call can
     also end with the statuses gRPC produces on its own: UNAVAILABLE when the
