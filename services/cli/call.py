@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import secrets
+import sys
 from pathlib import Path
 
 import av
@@ -17,7 +18,7 @@ from duet.services.auth.secrets import SECRETS_ENV, SECRETS_FILE_NAME, find_secr
 from duet.services.auth.sources import DevUserTokens, StaticToken, TokenSource
 from duet.services.auth.tokens import TokenError, unverified_user_id
 from duet.services.cli.log_setup import configure_logging
-from duet.services.client import STAGES, CallResult, DuetClient
+from duet.services.client import STAGES, CallResult, DuetClient, DuetClientError
 from duet.services.client.media import VIDEO_CODECS
 from duet.services.devkit.synthetic_media import synthetic_client
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
@@ -180,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
             await _add_edge_stages(args.matchmaker, user_id, token, result)
         except TimeoutError:
             print(f"no partner within {args.timeout:.0f} s")
+            return 1
+        except DuetClientError as exc:  # refused (e.g. the token), or the matchmaker went away: in words
+            print(f"duet call: {exc}", file=sys.stderr)
             return 1
         finally:
             await client.leave()

@@ -145,8 +145,10 @@ class LocalCluster:
         topology = default_topology(self.regions)
         topo_path = self.state_dir / "topology.json"
         topo_path.write_text(json.dumps(topology.to_dict(), indent=2))
-        # Kept across runs, so dev tokens minted from it (duet token mint, duet call) stay valid.
-        secrets_path = (self.state_dir / SECRETS_FILE_NAME).absolute()
+        # Kept across runs, so dev tokens minted from it (duet token mint, duet call) stay valid;
+        # $DUET_AUTH_SECRETS names another file (made if missing), as it does for those commands.
+        named = os.environ.get(SECRETS_ENV)
+        secrets_path = (Path(named) if named else self.state_dir / SECRETS_FILE_NAME).absolute()
         try:
             auth = ensure_secrets_file(secrets_path)
         except SecretsError as exc:

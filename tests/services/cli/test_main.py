@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from duet.services.auth.secrets import SERVICE_SECRET_ENV, ensure_secrets_file
-from duet.services.auth.tokens import verify_service_token, verify_user_token
+from duet.services.auth.secrets import SERVICE_SECRET_ENV, AuthSecrets, ensure_secrets_file
+from duet.services.auth.tokens import mint_user_token, verify_service_token, verify_user_token
+from duet.services.matchmaker.core import Matchmaker
+from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemoryStore
+from duet.services.matchmaker.server import MatchmakerServicer
+from duet.services.rpc.auth import AuthInterceptor
+from duet.services.rpc.server import start_server
+from duet.v1 import matchmaker_pb2_grpc
 
 
 def test_a_taken_port_ends_a_service_with_a_message_not_a_traceback() -> None:
@@ -80,3 +87,39 @@ def test_token_mint_prints_tokens_the_services_accept(tmp_path: Path) -> None:
     elsewhere.mkdir()
     proc = duet("token", "mint", "--user", "ana", cwd=str(elsewhere))
     assert proc.returncode != 0 and "no secrets to sign with" in proc.stderr
+
+
+async def test_duet_call_with_a_refused_token_says_why_in_words() -> None:
+    secrets = AuthSecrets(b"u" * 32, b"s" * 32, "test")
+    mm = Matchmaker(InMemoryStore(), FakeRouting([]), FakeEdges())
+    servicer = MatchmakerServicer(mm)
+    server, address = await start_server(
+        "127.0.0.1:0",
+        lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s),
+        interceptors=[AuthInterceptor(secrets)],
+    )
+    forged = mint_user_token(b"x" * 32, "ana")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "duet.services.cli",
+            "call",
+            "--matchmaker",
+            address,
+            "--token",
+            forged,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        await mm.stop()
+        await server.stop(None)
+    assert proc.returncode == 1
+    assert (
+        "duet call: sending Hello failed: UNAUTHENTICATED: Session refused the token: token signature does not match"
+        in (err.decode())
+        or "duet call: the Session stream failed: UNAUTHENTICATED" in err.decode()
+    ), err.decode()
+    assert "Traceback" not in err.decode()
