@@ -117,9 +117,8 @@ async def test_duet_call_with_a_refused_token_says_why_in_words() -> None:
         await mm.stop()
         await server.stop(None)
     assert proc.returncode == 1
-    assert (
-        "duet call: sending Hello failed: UNAUTHENTICATED: Session refused the token: token signature does not match"
-        in (err.decode())
-        or "duet call: the Session stream failed: UNAUTHENTICATED" in err.decode()
-    ), err.decode()
+    said = err.decode()
+    # How far the client got before the refusal arrived varies (the Hello write or the read); the words do not.
+    assert said.startswith("duet call: "), said
+    assert "UNAUTHENTICATED: Session refused the token: token signature does not match" in said, said
     assert "Traceback" not in err.decode()
