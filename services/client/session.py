@@ -23,6 +23,7 @@ each step of the protocol waits on it for what it expects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
@@ -390,7 +391,13 @@ class DuetClient:
         try:
             await call.write(message)
         except grpc.aio.AioRpcError as exc:
-            raise DuetClientError.from_rpc(exc, f"sending {what} failed") from exc
+            # A stream the server ended at once (e.g. a refused token) can fail the write with gRPC's own
+            # "Internal error from Core"; the server's status says why.
+            code, details = exc.code(), exc.details() or ""
+            with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
+                code = await asyncio.wait_for(call.code(), 1.0)
+                details = await call.details() or ""
+            raise DuetClientError(f"sending {what} failed: {code.name}: {details}", code=code, details=details) from exc
         except asyncio.InvalidStateError as exc:
             # The stream is already over; report how it ended.
             code = await call.code()
