@@ -26,7 +26,9 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from duet.services.auth.secrets import SECRETS_ENV, SECRETS_FILE_NAME
 from duet.services.auth.sources import TokenSource
 from duet.services.client import DuetClient, DuetClientError
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
@@ -169,8 +171,11 @@ async def serve_forever(info: ClusterInfo, regions: Sequence[str], *, stop: asyn
     print(f"\nserving: matchmaker at {info.matchmaker} (Ctrl-C to stop)")
     task = None
     if bot:
+        # `duet call` mints its token from .duet/auth-secrets.json; name the file when it is elsewhere.
+        default = (Path(".duet") / SECRETS_FILE_NAME).absolute()
+        secrets = "" if info.secrets_path == default else f"{SECRETS_ENV}={info.secrets_path} "
         print(
-            f"a greeter bot is waiting; in another terminal: .venv/bin/duet call --matchmaker {info.matchmaker}",
+            f"a greeter bot is waiting; in another terminal: {secrets}.venv/bin/duet call --matchmaker {info.matchmaker}",
             flush=True,
         )
         task = asyncio.create_task(Greeter.for_cluster(info, regions).run(), name="greeter bot")

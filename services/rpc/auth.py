@@ -17,7 +17,6 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -58,12 +57,13 @@ def current_who() -> str:
     return principal.name if principal is not None else "anonymous"
 
 
-@dataclass(frozen=True)
 class Refusal(Exception):
     """Why a call is refused, with its status."""
 
-    code: grpc.StatusCode
-    details: str
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc has no type information
