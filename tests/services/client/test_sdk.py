@@ -471,3 +471,24 @@ async def test_any_tracks_or_none_and_the_default_rule_across_next(fake) -> None
 def test_a_track_of_the_wrong_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="video= takes a video track, not audio"):
         DuetClient("127.0.0.1:1", "u9", "x", video=SyntheticMicrophone())
+
+
+async def test_the_token_goes_with_the_session_and_a_source_is_asked_per_connect(fake) -> None:
+    servicer, address = await fake()
+    asked: list[str] = []
+
+    async def source() -> str:
+        asked.append(f"minted-{len(asked) + 1}")
+        return asked[-1]
+
+    async with synthetic_client(address, "u10", "x", tag=47, token="given.token.value"):
+        pass
+    for _ in range(2):
+        async with synthetic_client(address, "u11", "x", tag=48, token=source):
+            pass
+    assert [m.get("authorization") for m in servicer.metadata] == [
+        "Bearer given.token.value",
+        "Bearer minted-1",
+        "Bearer minted-2",
+    ]
+    assert asked == ["minted-1", "minted-2"]
