@@ -4,6 +4,7 @@ streaming, and tasks they start); unlisted methods and unverifiable kinds are re
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -11,9 +12,9 @@ import pytest
 
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.secrets import AuthSecrets
-from duet.services.auth.tokens import Role, mint_service_token, mint_user_token
+from duet.services.auth.tokens import LEEWAY_S, Role, mint_service_token, mint_user_token
 from duet.services.rpc.access_policy import POLICY, services, users
-from duet.services.rpc.auth import AuthInterceptor, current_principal, current_who
+from duet.services.rpc.auth import AuthInterceptor, Refusal, current_principal, current_who
 from duet.services.rpc.server import start_server
 from duet.v1 import routing_pb2, routing_pb2_grpc
 
@@ -121,3 +122,21 @@ async def test_a_malformed_authorization_value_counts_as_no_token() -> None:
             assert (info.value.details() or "").startswith("no token: GetTopology needs a service token")
     finally:
         await server.stop(None)
+
+
+async def test_a_remembered_token_still_expires() -> None:
+    now = [time.time()]
+    secrets = AuthSecrets(USER, SERVICE, "test")
+    interceptor = AuthInterceptor(secrets, clock=lambda: now[0])
+    access = POLICY["/duet.v1.Routing/GetTopology"]
+    token = mint_service_token(SERVICE, Role.OPS_READ, "alice", ttl_s=60)
+    first = interceptor.authenticate("/duet.v1.Routing/GetTopology", access, token)
+    assert interceptor.authenticate("/duet.v1.Routing/GetTopology", access, token) is first  # remembered
+    # A remembered token is still checked against each method's policy.
+    with pytest.raises(Refusal) as info:
+        interceptor.authenticate("/duet.v1.EdgeControl/Bridge", POLICY["/duet.v1.EdgeControl/Bridge"], token)
+    assert info.value.code == Code.PERMISSION_DENIED and "role ops-read" in info.value.details
+    now[0] += 60 + LEEWAY_S + 1
+    with pytest.raises(Refusal) as info:
+        interceptor.authenticate("/duet.v1.Routing/GetTopology", access, token)
+    assert info.value.code == Code.UNAUTHENTICATED and "token expired at" in info.value.details
