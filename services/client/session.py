@@ -23,7 +23,6 @@ each step of the protocol waits on it for what it expects.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
@@ -40,6 +39,7 @@ from duet.services.client.first_frame import AnyMediaRule, FirstFrameRule
 from duet.services.client.inbox import DuetClientError, LegState, PartnerFrame, SessionInbox, StreamEnded
 from duet.services.client.media import MediaLeg
 from duet.services.client.stages import CallResult, build_call_result, client_report_stages, now_ms
+from duet.services.rpc.call_status import final_status
 from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
 
 __all__ = ["DuetClient"]
@@ -391,17 +391,12 @@ class DuetClient:
         try:
             await call.write(message)
         except grpc.aio.AioRpcError as exc:
-            # A stream the server ended at once (e.g. a refused token) can fail the write with gRPC's own
-            # "Internal error from Core"; the server's status says why.
-            code, details = exc.code(), exc.details() or ""
-            with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
-                code = await asyncio.wait_for(call.code(), 1.0)
-                details = await call.details() or ""
+            # A stream the server ended at once (a refused token) fails the write with a placeholder status.
+            code, details = await final_status(call, exc.code(), exc.details() or "")
             raise DuetClientError(f"sending {what} failed: {code.name}: {details}", code=code, details=details) from exc
         except asyncio.InvalidStateError as exc:
             # The stream is already over; report how it ended.
-            code = await call.code()
-            details = await call.details()
+            code, details = await final_status(call, await call.code(), await call.details() or "")
             raise DuetClientError(
                 f"cannot send {what}: the Session stream is over: {code.name}: {details}", code=code, details=details
             ) from exc
@@ -421,7 +416,8 @@ class DuetClient:
                 self._inbox.put(message)
             error = DuetClientError("the matchmaker closed the Session stream", code=grpc.StatusCode.OK, details="")
         except grpc.aio.AioRpcError as exc:
-            error = DuetClientError.from_rpc(exc, "the Session stream failed")
+            code, details = await final_status(call, exc.code(), exc.details() or "")
+            error = DuetClientError(f"the Session stream failed: {code.name}: {details}", code=code, details=details)
             if not self._closed:
                 logger.warning("%s: %s", self.user_id, error)
         except Exception as exc:  # e.g. a message that does not parse: still end the waits

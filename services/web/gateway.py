@@ -26,6 +26,7 @@ from aiohttp import WSMsgType, web
 from google.protobuf import json_format
 
 from duet.services.auth.bearer import bearer_metadata
+from duet.services.rpc.call_status import final_status
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 __all__ = ["Closed", "ProtocolError", "SessionGateway", "parse_client_message", "server_message_json"]
@@ -181,9 +182,10 @@ class SessionGateway:
             try:
                 message = await call.read()
             except grpc.aio.AioRpcError as exc:
-                return self._status(exc.code(), exc.details() or "")
+                # A stream the matchmaker ended at once (a refused token) may show a placeholder status first.
+                return self._status(*await final_status(call, exc.code(), exc.details() or ""))
             if message is grpc.aio.EOF:
-                return self._status(await call.code(), await call.details() or "")
+                return self._status(*await final_status(call, await call.code(), await call.details() or ""))
             try:
                 # Awaits the socket's drain: a slow browser holds back reading the stream.
                 await ws.send_str(server_message_json(message))
