@@ -32,6 +32,7 @@ from duet.services.auth.tokens import (
     ServiceClaims,
     TokenError,
     TokenKind,
+    UserClaims,
     token_kind,
     verify_service_token,
     verify_user_token,
@@ -123,7 +124,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc
                 f"no token: {short} needs {access.describe()} in 'authorization: Bearer <token>' metadata ({hint})",
             )
         try:
-            kind = token_kind(token)
+            remembered = self._verified.get(token)
+            if remembered is not None:
+                kind = TokenKind.USER if isinstance(remembered, UserClaims) else TokenKind.SERVICE
+            else:
+                kind = token_kind(token)
             if kind not in access.kinds:
                 raise Refusal(
                     grpc.StatusCode.PERMISSION_DENIED, f"{short} needs {access.describe()}; this is a {kind} token"
