@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from duet.routing.geo_database import default_database_path, installed_default_database
 from duet.routing.topology import Topology, TopologyError, default_topology
 from duet.services.cli.log_setup import configure_logging
 from duet.services.devkit.embedded_postgres import database_url
@@ -19,6 +21,8 @@ from duet.services.routing_server.server import serve_routing
 from duet.services.rpc.server import install_stop_signals
 
 CLUSTER_KEY_ENV = "DUET_CLUSTER_KEY"
+
+logger = logging.getLogger("duet.cli")
 
 
 def serve_until_stopped(log_level: str, serve: Callable[[asyncio.Event], Awaitable[None]]) -> int:
@@ -78,8 +82,12 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--geoip-db",
         type=Path,
+        action="append",
         default=None,
-        help="GeoIP2/GeoLite2 City mmdb for client locations (default: none; every client falls back to the default region)",
+        metavar="MMDB",
+        help="GeoIP2-City-compatible mmdb for client locations; repeat to stack several (the first that knows an "
+        "address answers). Default: DB-IP City Lite when installed (`duet geoip install`), else none, and every "
+        "client falls back to the default region",
     )
     parser.add_argument(
         "--default-region",
@@ -98,7 +106,7 @@ def run_routing(args: argparse.Namespace) -> int:
     async def serve(stop: asyncio.Event) -> None:
         await serve_routing(
             topology,
-            geoip_db=args.geoip_db,
+            geoip_db=args.geoip_db if args.geoip_db is not None else default_geoip_databases(),
             default_region=args.default_region,
             bind=args.bind,
             database=args.database_url,
@@ -106,6 +114,17 @@ def run_routing(args: argparse.Namespace) -> int:
         )
 
     return serve_until_stopped(args.log_level, serve)
+
+
+def default_geoip_databases() -> list[Path]:
+    installed = installed_default_database()
+    if installed is None:
+        logger.warning(
+            "no GeoIP database installed (%s): clients are placed in the default region; run `duet geoip install`",
+            default_database_path(),
+        )
+        return []
+    return [installed]
 
 
 # -- matchmaker ---------------------------------------------------------------

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from duet.routing.geo_database import installed_default_database
 from duet.routing.topology import default_topology
 from duet.services.devkit.demo_geo import write_demo_mmdb
 from duet.services.devkit.embedded_postgres import open_database
@@ -131,6 +132,7 @@ class LocalCluster:
                 str(topo_path),
                 "--geoip-db",
                 str(geo),
+                *geoip_fallback(),
                 "--default-region",
                 self.regions[0],
                 "--database-url",
@@ -240,6 +242,13 @@ async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
         while line := await stream.readline():
             log.write(line)
             log.flush()
+
+
+def geoip_fallback() -> list[str]:
+    """The real database behind the demo one, when installed: demo users keep their made-up
+    addresses, anyone else is placed by DB-IP City Lite."""
+    real = installed_default_database()
+    return ["--geoip-db", str(real)] if real is not None else []
 
 
 def _last_words(log_path: Path) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -186,7 +186,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
 async def serve_routing(
     topology: Topology,
     *,
-    geoip_db: Path | None = None,
+    geoip_db: Path | Sequence[Path] | None = None,
     default_region: str | None = None,
     bind: str = "127.0.0.1:0",
     database: str | None = None,
@@ -199,6 +199,7 @@ async def serve_routing(
             f"default region {default_region!r} is not in the topology ({', '.join(r.name for r in topology.regions)})"
         )
     geo = GeoLocator(geoip_db)
+    logger.info("GeoIP databases: %s", ", ".join(geo.paths) or "none (clients fall back to the default region)")
     store = await Store.open(database) if database else None
     state = RoutingState(topology)
     servicer = RoutingServicer(state, geo, default_region, store)
