@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
 
-.PHONY: help venv postgres-binaries chromium geoip run demo test test-fast check format protos check-protos clean bench-edge
+.PHONY: help venv postgres-binaries chromium geoip run demo test test-fast check format protos check-protos clean bench-edge bench-route
 
 help:
 	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges) and the web client, place demo calls, serve until Ctrl-C"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-fast    the tests not marked slow"
 	@echo "make geoip        install the default GeoIP database (DB-IP City Lite, ~48 MB download, once per machine)"
 	@echo "make bench-edge   the edge's CPU per forwarded packet and its lossless calls per core, against a bare Python loop (BENCH_ARGS=--quick)"
+	@echo "make bench-route  route lookups, recompute, push to 500 edges and failover on a 500-edge backbone (BENCH_ARGS=--quick)"
 	@echo "make check        lint and format check (ruff) and static types (mypy); part of make test"
 	@echo "make format       apply ruff's fixes and formatting"
 	@echo "make protos       regenerate the gRPC/protobuf Python code from protos/"
@@ -100,6 +101,11 @@ test-fast: $(STAMP) postgres-binaries chromium geoip check-protos check
 # the last line is a JSON summary. BENCH_ARGS=--quick for a shorter run.
 bench-edge: $(STAMP)
 	$(BIN)/python -m bench.edge $(BENCH_ARGS)
+
+# Route choice and route pushes on a generated 500-edge / 5,000-link backbone against a
+# Dijkstra per query (docs/benchmarks.md); the last line is a JSON summary. BENCH_ARGS=--quick.
+bench-route: $(STAMP)
+	$(BIN)/python -m bench.route $(BENCH_ARGS)
 
 # Also the PostgreSQL data that had to live outside the checkout (see README).
 clean:

@@ -11,6 +11,7 @@ service (``duet.services.routing_server``) is a thin layer over these modules:
 - ``ingress``   which edge a client attaches to
 - ``paths``     least-cost backbone paths and alternates (networkx)
 - ``next_hop``  per-edge next-hop tables
+- ``all_pairs`` every pair's route precomputed per topology version (read in microseconds)
 """
 
 from duet.routing.geo import GeoLocator, LocateResult, Location, parse_ip

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import grpc
 
+from duet.routing.all_pairs import NextHopColumns
 from duet.routing.geo import GeoLocator, parse_ip
 from duet.routing.ingress import NoEdgeAvailable, pick_ingress
-from duet.routing.next_hop import next_hop_table
-from duet.routing.paths import NoRoute, shortest_path
+from duet.routing.paths import NoRoute
 from duet.routing.topology import EdgeNode, EdgeState, Topology, UnknownEdge
 from duet.services.routing_server.state import RoutingState
 from duet.services.rpc.errors import map_errors
@@ -93,7 +93,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         for edge_id in (request.from_edge_id, request.to_edge_id):
             self.state.topology.edge(edge_id)  # UnknownEdge -> NOT_FOUND
         # Same edge included: a down or unregistered edge has no route, even to itself.
-        path = shortest_path(self.state.graph, request.from_edge_id, request.to_edge_id)
+        path = self.state.routes.path(request.from_edge_id, request.to_edge_id)
         return routing_pb2.PickRouteResponse(path=list(path.edge_ids), rtt_ms=path.rtt_ms)
 
     async def WatchRoutes(
@@ -103,30 +103,44 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "edge_id is required")
         if self.state.topology.find_edge(request.edge_id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"edge '{request.edge_id}' is not in the topology")
-        topology = self.state.topology
+        sent: NextHopColumns | None = None
         while True:
+            # Read together: a change replaces both at once, so the table matches its version.
+            topology, routes = self.state.topology, self.state.routes
             try:
-                table = next_hop_table(self.state.graph, request.edge_id)
+                c = routes.next_hop_columns(request.edge_id)
+                if c == sent:  # this edge's routes did not change: nothing to push
+                    await self.state.wait_for_change(topology.version)
+                    continue
+                table = routing_pb2.RouteTable(
+                    edge_id=request.edge_id,
+                    version=topology.version,
+                    entries=[
+                        routing_pb2.NextHop(
+                            dest_edge_id=dest,
+                            dest_number=number,
+                            next_hop_edge_id=hop,
+                            next_hop_backbone_address=address,
+                            path_rtt_ms=rtt,
+                        )
+                        for dest, number, hop, address, rtt in zip(
+                            c.dest_edge_ids,
+                            c.dest_numbers,
+                            c.next_hop_edge_ids,
+                            c.next_hop_backbone_addresses,
+                            c.path_rtt_ms,
+                            strict=True,
+                        )
+                    ],
+                )
             except Exception as exc:  # a stream has no map_errors: say INTERNAL, not UNKNOWN
                 logger.exception("route table for %s failed", request.edge_id)
                 await context.abort(
                     grpc.StatusCode.INTERNAL, f"WatchRoutes failed unexpectedly: {exc!r}; see the server log"
                 )
-            yield routing_pb2.RouteTable(
-                edge_id=request.edge_id,
-                version=topology.version,
-                entries=[
-                    routing_pb2.NextHop(
-                        dest_edge_id=e.dest_edge_id,
-                        dest_number=e.dest_number,
-                        next_hop_edge_id=e.next_hop_edge_id,
-                        next_hop_backbone_address=e.next_hop_backbone_address,
-                        path_rtt_ms=e.path_rtt_ms,
-                    )
-                    for e in table.values()
-                ],
-            )
-            topology = await self.state.wait_for_change(topology.version)
+            yield table
+            sent = c
+            await self.state.wait_for_change(topology.version)
 
     @map_errors(_ERRORS)
     async def GetTopology(

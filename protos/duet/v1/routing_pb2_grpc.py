@@ -129,8 +129,9 @@ class RoutingServicer:
 
     def WatchRoutes(self, request, context):
         """The next-hop table for one edge: sent at once, then again after every
-        topology change, for as long as the stream is open (the server never ends
-        it with OK). Edges keep this stream open to forward backbone datagrams hop
+        topology change that alters it (a change elsewhere that leaves this edge's
+        next hops and path RTTs as they were sends nothing), for as long as the
+        stream is open (the server never ends it with OK). Edges keep this stream open to forward backbone datagrams hop
         by hop. A declared edge that is DOWN or not registered gets an empty table.
 
         Statuses:
