@@ -11,11 +11,17 @@ from duet.routing.topology import Topology
 
 
 class RoutingState:
-    """The live topology and its graph; a change wakes every route watcher."""
+    """The live topology and its graph; a change wakes every route watcher.
+
+    Read-modify-write changes (a registration, an admin change) hold
+    ``mutating`` from reading the topology to replacing it, so one that
+    awaits in between (an audit write) cannot lose another's change.
+    """
 
     def __init__(self, topology: Topology) -> None:
         self.topology: Topology
         self.graph: nx.Graph[str]
+        self.mutating = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._set(topology)
 
