@@ -250,7 +250,7 @@ def _check_document(doc: Any) -> list[tuple[FieldPath, str]]:
         if "number" in item and c.integer((*path, "number"), item["number"], 1, MAX_EDGE_NUMBER):
             other = numbers.get(item["number"])
             if other is not None:
-                c.add((*path, "number"), f"number {item['number']} is already edge {other!r}'s")
+                c.add((*path, "number"), f"number {item['number']} is already used by edge {other!r}")
             else:
                 numbers[item["number"]] = str(edge_id)
         if "region" in item and c.text((*path, "region"), item["region"]) and item["region"] not in region_names:
