@@ -26,7 +26,9 @@ FRA, VIR, SIN = "Frankfurt", "Virginia", "Singapore"
 
 def three(**links: float) -> Topology:
     """fra-1, vir-1, sin-1 in their regions; links named like fra_vir=89 (all up, lossless)."""
-    regions = tuple(Region(name, *coords) for name, coords in ((FRA, (50.11, 8.68)), (VIR, (37.37, -79.82)), (SIN, (1.28, 103.83))))
+    regions = tuple(
+        Region(name, *coords) for name, coords in ((FRA, (50.11, 8.68)), (VIR, (37.37, -79.82)), (SIN, (1.28, 103.83)))
+    )
     edges = (EdgeNode("fra-1", 1, FRA), EdgeNode("vir-1", 2, VIR), EdgeNode("sin-1", 3, SIN))
     return Topology(regions, edges, tuple(Link(f"{k[:3]}-1", f"{k[4:]}-1", v) for k, v in links.items()))
 

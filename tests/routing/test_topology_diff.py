@@ -55,9 +55,9 @@ def test_each_kind_of_change_in_words() -> None:
 @settings(max_examples=60, deadline=None)
 @given(topologies(), topologies())
 def test_a_diff_is_empty_exactly_when_the_declarations_match(a: Topology, b: Topology) -> None:
-    same = a.regions == b.regions and [
-        (e.edge_id, e.number, e.region, e.capacity, e.state) for e in a.edges
-    ] == [(e.edge_id, e.number, e.region, e.capacity, e.state) for e in b.edges]
+    same = a.regions == b.regions and [(e.edge_id, e.number, e.region, e.capacity, e.state) for e in a.edges] == [
+        (e.edge_id, e.number, e.region, e.capacity, e.state) for e in b.edges
+    ]
     same = same and {ln.key: (ln.rtt_ms, ln.loss, ln.up) for ln in a.links} == {
         ln.key: (ln.rtt_ms, ln.loss, ln.up) for ln in b.links
     }
@@ -109,7 +109,10 @@ def test_impact_of_adding_and_removing_regions() -> None:
 def registered(t: Topology, *edge_ids: str) -> Topology:
     for i, edge_id in enumerate(edge_ids):
         t = t.with_edge_addresses(
-            edge_id, control_address=f"127.0.0.1:{7000 + i}", backbone_address=f"127.0.0.1:{8000 + i}", media_host="127.0.0.1"
+            edge_id,
+            control_address=f"127.0.0.1:{7000 + i}",
+            backbone_address=f"127.0.0.1:{8000 + i}",
+            media_host="127.0.0.1",
         )
     return t
 
@@ -127,9 +130,13 @@ def test_apply_keeps_registrations_and_bumps_the_version() -> None:
 def test_apply_refuses_renumbering_and_removing_a_live_edge() -> None:
     live = registered(base(), "fra-1", "vir-1")
     t = base()
-    renumbered = Topology(t.regions, tuple(e if e.edge_id != "fra-1" else EdgeNode("fra-1", 40, FRA) for e in t.edges), t.links)
+    renumbered = Topology(
+        t.regions, tuple(e if e.edge_id != "fra-1" else EdgeNode("fra-1", 40, FRA) for e in t.edges), t.links
+    )
     without_vir = Topology(
-        t.regions, tuple(e for e in t.edges if e.edge_id != "vir-1"), tuple(ln for ln in t.links if "vir-1" not in (ln.a, ln.b))
+        t.regions,
+        tuple(e for e in t.edges if e.edge_id != "vir-1"),
+        tuple(ln for ln in t.links if "vir-1" not in (ln.a, ln.b)),
     )
     with pytest.raises(ChangeRefused) as caught:
         plan_apply(live, renumbered)
@@ -139,6 +146,8 @@ def test_apply_refuses_renumbering_and_removing_a_live_edge() -> None:
     # Down (or never registered): removing it cuts nothing.
     assert plan_apply(live.with_edge_state("vir-1", "down"), without_vir).find_edge("vir-1") is None
     without_sin = Topology(
-        t.regions, tuple(e for e in t.edges if e.edge_id != "sin-1"), tuple(ln for ln in t.links if "sin-1" not in (ln.a, ln.b))
+        t.regions,
+        tuple(e for e in t.edges if e.edge_id != "sin-1"),
+        tuple(ln for ln in t.links if "sin-1" not in (ln.a, ln.b)),
     )
     assert plan_apply(live, without_sin).find_edge("sin-1") is None

@@ -93,15 +93,19 @@ def test_each_bad_field_is_named_with_its_line_and_column(old: str, new: str, fi
     with pytest.raises(TopologyFileError) as caught:
         parse_topology(text, "lab.yaml")
     problems = caught.value.file_problems
-    assert any(
-        (p.line, p.column, p.field) == (line, column, field) and message in p.message for p in problems
-    ), problems
+    assert any((p.line, p.column, p.field) == (line, column, field) and message in p.message for p in problems), (
+        problems
+    )
     rendered = str(caught.value)
     assert rendered.startswith("lab.yaml: ") and f"line {line}, column {column}: {field}: " in rendered
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    bad = GOOD.replace("capacity: 50", "capacity: 0").replace("rtt_ms: 12.5", "rtt_ms: -1").replace("lon: 13.4", "lon: 213.4")
+    bad = (
+        GOOD.replace("capacity: 50", "capacity: 0")
+        .replace("rtt_ms: 12.5", "rtt_ms: -1")
+        .replace("lon: 13.4", "lon: 213.4")
+    )
     with pytest.raises(TopologyFileError) as caught:
         parse_topology(bad)
     assert [p.field for p in caught.value.file_problems] == ["regions[1].lon", "edges[1].capacity", "links[0].rtt_ms"]
