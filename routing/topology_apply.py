@@ -2,7 +2,7 @@
 
 A declared topology replaces the running one, except for what the running
 service learned itself: the addresses edges registered stay with their edge
-ids. Two changes are refused because they would break calls or the backbone
+ids (addresses written in a file are ignored). Two changes are refused because they would break calls or the backbone
 wire at once rather than let them end naturally:
 
 * changing a declared edge's ``number``: the edge process stamps it on every
@@ -52,15 +52,16 @@ def plan_apply(current: Topology, declared: Topology) -> Topology:
         raise ChangeRefused(reasons)
     edges = []
     for e in declared.edges:
+        # Addresses are learned from registrations, never declared: a new edge starts unregistered.
         known = current.find_edge(e.edge_id)
-        if known is not None:
-            e = replace(
+        edges.append(
+            replace(
                 e,
-                control_address=known.control_address,
-                backbone_address=known.backbone_address,
-                media_host=known.media_host,
+                control_address=known.control_address if known else "",
+                backbone_address=known.backbone_address if known else "",
+                media_host=known.media_host if known else "",
             )
-        edges.append(e)
+        )
     merged = Topology(declared.regions, tuple(edges), declared.links, current.version)
     if merged == current:
         return current

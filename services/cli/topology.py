@@ -231,7 +231,8 @@ def _call(address: str, method: str, request: Any, *, mutating: bool) -> Any:
             code: grpc.StatusCode = exc.code()
             details = exc.details() or ""
             nothing = "; nothing was applied" if mutating else ""
-            if code is grpc.StatusCode.UNAVAILABLE and ("connect" in details or "address" in details.lower()):
+            # The server's own UNAVAILABLE (its audit log) explains itself; any other is gRPC's: no connection.
+            if code is grpc.StatusCode.UNAVAILABLE and not details.startswith("the audit log"):
                 raise CommandFailed(
                     f"cannot reach the routing service at {address} ({details}); is it running? "
                     f"Give its address with --routing ADDRESS{nothing}"

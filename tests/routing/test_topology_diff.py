@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -151,3 +152,19 @@ def test_apply_refuses_renumbering_and_removing_a_live_edge() -> None:
         tuple(ln for ln in t.links if "sin-1" not in (ln.a, ln.b)),
     )
     assert plan_apply(live, without_sin).find_edge("sin-1") is None
+
+
+def test_addresses_in_a_file_are_not_registrations() -> None:
+    live = registered(base(), "fra-1")
+    t = base()
+    declared = Topology(
+        t.regions,
+        tuple(
+            replace(e, control_address="10.0.0.9:1", backbone_address="10.0.0.9:2", media_host="10.0.0.9")
+            for e in t.edges
+        ),
+        t.links,
+    )
+    planned = plan_apply(live, declared)
+    assert planned.edge("fra-1").control_address == "127.0.0.1:7000"  # the registered one
+    assert not planned.edge("vir-1").registered  # a file cannot register an edge

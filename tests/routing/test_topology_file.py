@@ -212,3 +212,31 @@ def test_the_schema_names_the_fields_the_parser_accepts() -> None:
     # What the schema allows, the parser accepts: every field with a value of the schema's type.
     text = GOOD.replace("capacity: 50", "capacity: 50, control_address: '', backbone_address: '', media_host: ''")
     assert parse_topology("version: 3\n" + text).version == 3
+
+
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-70000, 70000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
+    st.sampled_from(["active", "down", "Frankfurt", "e0", "e1", "full_mesh", "no"]),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(topologies(min_edges=2, max_edges=4), st.data())
+def test_whatever_a_field_holds_every_problem_has_a_line(t: Topology, data: st.DataObject) -> None:
+    # The file checks catch everything the Topology constructor would refuse, so no problem
+    # is ever reported without the line it is on.
+    doc = json.loads(t.to_json())
+    section = data.draw(st.sampled_from([s for s in ("regions", "edges", "links") if doc[s]]))
+    item = data.draw(st.sampled_from(doc[section]))
+    key = data.draw(st.sampled_from(sorted(item)))
+    item[key] = data.draw(junk)
+    text = yaml.safe_dump(doc, sort_keys=False)
+    try:
+        parse_topology(text)
+    except TopologyFileError as exc:
+        assert all(p.line is not None for p in exc.file_problems), exc.file_problems

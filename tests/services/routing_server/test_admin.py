@@ -35,7 +35,8 @@ from duet.services.routing_server.admin import TopologyAdminServicer
 from duet.services.routing_server.server import serve_routing
 from duet.services.routing_server.state import RoutingState
 from duet.services.rpc.server import start_server
-from duet.services.store.topology_audit import MemoryTopologyAudit, TopologyChangeRow
+from duet.services.store.postgres import Store
+from duet.services.store.topology_audit import MemoryTopologyAudit, PostgresTopologyAudit, TopologyChangeRow
 from duet.v1 import admin_pb2, admin_pb2_grpc, common_pb2, routing_pb2, routing_pb2_grpc
 
 pytestmark = pytest.mark.slow
@@ -466,7 +467,7 @@ class BrokenAudit(MemoryTopologyAudit):
         raise ConnectionRefusedError("connection refused")
 
 
-async def test_a_change_the_audit_log_cannot_record_is_not_applied() -> None:
+async def test_a_change_the_audit_log_cannot_record_is_not_applied(capsys: pytest.CaptureFixture[str]) -> None:
     state = RoutingState(default_topology(REGIONS))
     server, address = await start_server(
         "127.0.0.1:0",
@@ -482,9 +483,28 @@ async def test_a_change_the_audit_log_cannot_record_is_not_applied() -> None:
         assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
         assert "the audit log could not be written" in (caught.value.details() or "")
         assert "nothing was applied" in (caught.value.details() or "")
+        code, _, err = await duet(capsys, "topology", "drain", "fra-1", "--routing", address)
+        assert code == 1 and "cannot reach" not in err
+        assert "failed (UNAVAILABLE): the audit log could not be written" in err and "nothing was applied" in err
         assert state.topology.version == 1 and state.topology.edge("fra-1").state.value == "active"
     finally:
         await server.stop(grace=None)
+
+
+async def test_a_recorded_topology_that_cannot_be_read_stops_the_start_in_words(database_url: str) -> None:
+    async with scratch_database(database_url) as dsn:
+        store = await Store.open(dsn)
+        try:
+            await PostgresTopologyAudit(store.pool).record(
+                actor="ana", action="apply", changes=[], version_before=1, version_after=2, topology={"regions": 5}
+            )
+        finally:
+            await store.close()
+        with pytest.raises(SystemExit) as caught:
+            await serve_routing(default_topology(REGIONS), bind=f"127.0.0.1:{free_port()}", database=dsn)
+    message = str(caught.value)
+    assert "the topology recorded by change 1 (apply by ana) cannot be read" in message
+    assert "--reset-topology" in message
 
 
 def test_the_command_finds_a_running_local_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
