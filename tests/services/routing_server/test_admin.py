@@ -394,8 +394,11 @@ async def test_rpc_statuses(routing: Routing) -> None:
         admin_pb2.SetEdgeStateRequest(edge_id="sin-1", state=common_pb2.EDGE_STATE_DRAINING),
         metadata=(("x-duet-actor", "ops-bot"),),
     )
-    log = await admin.ListTopologyChanges(admin_pb2.ListTopologyChangesRequest(limit=1))
-    assert [(c.change_id, c.actor, c.action) for c in log.changes] == [(drained.change_id, "ops-bot", "drain")]
+    log = await admin.ListTopologyChanges(admin_pb2.ListTopologyChangesRequest(limit=2))
+    assert [(c.change_id, c.actor, c.action) for c in log.changes] == [
+        (drained.change_id, "ops-bot", "drain"),
+        (added.change_id, "unknown", "link"),  # no x-duet-actor given
+    ]
     assert log.durable
 
 
