@@ -38,6 +38,7 @@ __all__ = [
     "TopologyFileError",
     "dump_topology",
     "load_topology_file",
+    "load_world_topology",
     "parse_topology",
     "topology_document",
     "world_topology_path",
@@ -408,9 +409,14 @@ def dump_topology(topology: Topology, *, header: Sequence[str] = (), registratio
 
 
 def world_topology_path() -> Path:
-    """The shipped world topology file (13 regions, one edge each, measured RTTs)."""
-    with resources.as_file(resources.files("duet.routing").joinpath("data", WORLD_TOPOLOGY_FILE)) as p:
-        return Path(p)
+    """Where the shipped world topology file is (13 regions, one edge each, measured RTTs): to copy or lint it."""
+    return Path(str(resources.files("duet.routing").joinpath("data", WORLD_TOPOLOGY_FILE)))
+
+
+def load_world_topology() -> Topology:
+    """The shipped world topology file, parsed."""
+    text = resources.files("duet.routing").joinpath("data", WORLD_TOPOLOGY_FILE).read_text(encoding="utf-8")
+    return parse_topology(text, WORLD_TOPOLOGY_FILE)
 
 
 def schema_text() -> str:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from duet.routing.topology import Topology, TopologyError
-from duet.routing.topology_file import load_topology_file, world_topology_path
+from duet.routing.topology_file import load_topology_file, load_world_topology
 from duet.services.cli.log_setup import configure_logging
 from duet.services.devkit.embedded_postgres import database_url
 from duet.services.edge_server.server import serve_edge
@@ -57,7 +57,7 @@ def load_topology(path: Path | None) -> Topology:
     The message lists every problem with its line and field.
     """
     try:
-        return load_topology_file(path if path is not None else world_topology_path())
+        return load_topology_file(path) if path is not None else load_world_topology()
     except TopologyError as exc:
         raise SystemExit(str(exc)) from exc
 
