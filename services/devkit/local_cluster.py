@@ -41,6 +41,10 @@ DEFAULT_REGIONS = ("Frankfurt", "Virginia", "Singapore")
 READY_TIMEOUT_S = 60.0
 
 
+#: Written in the state dir while the cluster runs: its addresses, for commands run
+#: beside it (``duet topology`` finds the routing service there).
+CLUSTER_FILE = "cluster.json"
+
 #: Set in a child's environment to the supervisor's PID: the child dies with it.
 DIE_WITH_PARENT_ENV = "DUET_DIE_WITH_PARENT"
 
@@ -137,6 +141,8 @@ class LocalCluster:
                 self.regions[0],
                 "--database-url",
                 dsn,
+                # The regions are this run's: a topology applied in an earlier run must not replace them.
+                "--reset-topology",
             ],
             env,
             log_dir,
@@ -178,6 +184,9 @@ class LocalCluster:
             log_dir=log_dir,
             database_where=db.describe(),
         )
+        (self.state_dir / CLUSTER_FILE).write_text(
+            json.dumps({"pid": os.getpid(), "routing": routing_address, "matchmaker": self.info.matchmaker})
+        )
         logger.info("cluster up in %.1f s", time.monotonic() - t0)
         return self.info
 
@@ -217,6 +226,9 @@ class LocalCluster:
         return child
 
     async def stop(self) -> None:
+        if self.info is not None:
+            with contextlib.suppress(OSError):
+                (self.state_dir / CLUSTER_FILE).unlink()
         # Matchmaker first (it ends sessions and unbridges), then edges, then routing.
         for child in reversed(self.children):
             if child.proc.returncode is None:
@@ -234,6 +246,24 @@ class LocalCluster:
                 await asyncio.gather(child.drain, return_exceptions=True)
         self.children.clear()
         await self._stack.aclose()
+
+
+def running_cluster_address(state_dir: Path, service: str) -> str | None:
+    """A service's address from a local cluster running with this state dir, or None.
+
+    None as well when the file is left over from a cluster that no longer
+    runs (its supervisor was killed) or cannot be read.
+    """
+    try:
+        doc = json.loads((state_dir / CLUSTER_FILE).read_text())
+        pid = int(doc["pid"])
+        os.kill(pid, 0)  # still running? (signal 0 only checks)
+        address = doc[service]
+    except PermissionError:  # running, under another user
+        address = doc.get(service) if isinstance(doc, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return address if isinstance(address, str) and address else None
 
 
 async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
