@@ -16,12 +16,14 @@ Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge re
   duet call        place one call from a simulated client against a running cluster
   duet web         serve the browser client and its gateway in front of a running matchmaker
   duet token mint  print a development user or service token (signed with the local cluster's secrets)
+  duet geoip       install or locate the default GeoIP database (DB-IP City Lite)
+  duet topology    show, diff, apply, drain, link and lint the topology; its audit log
   duet routing | matchmaker | edge   run one service (the local cluster starts these for you)
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from duet.services.cli import call, cluster_commands, serve, token, web
+    from duet.services.cli import call, cluster_commands, geoip, serve, token, topology, web
 
     parser = argparse.ArgumentParser(
         prog="duet", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -60,6 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_arguments(tokens)
     tokens.set_defaults(func=token.run)
+    geo = sub.add_parser(
+        "geoip",
+        help="install or locate the default GeoIP database",
+        description=geoip.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    geoip.add_arguments(geo)
+    geo.set_defaults(func=geoip.run)
+    topo = sub.add_parser(
+        "topology",
+        help="show, diff, apply, drain, link and lint the topology; its audit log",
+        description=topology.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    topology.add_arguments(topo)
+    topo.set_defaults(func=topology.run)
 
     routing = sub.add_parser("routing", help="run the routing service", description=serve.ROUTING_HELP)
     serve.add_routing_arguments(routing)

@@ -69,6 +69,12 @@ POLICY: Mapping[str, Access] = {
     "/duet.v1.Routing/RegisterEdge": services(Role.EDGE, edge_id_field="edge_id"),
     "/duet.v1.Routing/WatchRoutes": services(Role.EDGE, edge_id_field="edge_id"),
     "/duet.v1.Routing/GetTopology": services(*OPS_READ),
+    # Topology admin (served beside Routing). ApplyTopology needs ops-admin even for a dry run.
+    "/duet.v1.TopologyAdmin/GetTopologyFile": services(*OPS_READ),
+    "/duet.v1.TopologyAdmin/ListTopologyChanges": services(*OPS_READ),
+    "/duet.v1.TopologyAdmin/ApplyTopology": services(*OPS_ADMIN),
+    "/duet.v1.TopologyAdmin/SetEdgeState": services(*OPS_ADMIN),
+    "/duet.v1.TopologyAdmin/SetLink": services(*OPS_ADMIN),
     # Edge control: only the matchmaker changes legs and bridges.
     "/duet.v1.EdgeControl/AttachLeg": services(Role.MATCHMAKER),
     "/duet.v1.EdgeControl/DetachLeg": services(Role.MATCHMAKER),

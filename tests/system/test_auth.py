@@ -19,7 +19,17 @@ from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.tokens import Role, mint_service_token, mint_user_token
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
 from duet.services.rpc.access_policy import POLICY
-from duet.v1 import edge_pb2, edge_pb2_grpc, matchmaker_pb2, matchmaker_pb2_grpc, routing_pb2, routing_pb2_grpc
+from duet.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    common_pb2,
+    edge_pb2,
+    edge_pb2_grpc,
+    matchmaker_pb2,
+    matchmaker_pb2_grpc,
+    routing_pb2,
+    routing_pb2_grpc,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -63,16 +73,30 @@ CONTROL_PLANE: dict[str, tuple[str, Message]] = {
     "/duet.v1.EdgeControl/Unbridge": ("edge", edge_pb2.UnbridgeRequest(bridge_id=7, side=0)),
     "/duet.v1.EdgeControl/GetStats": ("edge", edge_pb2.GetStatsRequest()),
     "/duet.v1.Matchmaker/GetCall": ("matchmaker", matchmaker_pb2.GetCallRequest(call_id="some-call")),
+    "/duet.v1.TopologyAdmin/GetTopologyFile": ("admin", admin_pb2.GetTopologyFileRequest()),
+    "/duet.v1.TopologyAdmin/ListTopologyChanges": ("admin", admin_pb2.ListTopologyChangesRequest()),
+    "/duet.v1.TopologyAdmin/ApplyTopology": ("admin", admin_pb2.ApplyTopologyRequest(text="regions: [Frankfurt]\n")),
+    "/duet.v1.TopologyAdmin/SetEdgeState": (
+        "admin",
+        admin_pb2.SetEdgeStateRequest(edge_id="fra-1", state=common_pb2.EDGE_STATE_DOWN),
+    ),
+    "/duet.v1.TopologyAdmin/SetLink": ("admin", admin_pb2.SetLinkRequest(a="fra-1", b="vir-1", up=False)),
 }
 STUBS: dict[str, Callable[[grpc.aio.Channel], Any]] = {
     "routing": routing_pb2_grpc.RoutingStub,
     "edge": edge_pb2_grpc.EdgeControlStub,
     "matchmaker": matchmaker_pb2_grpc.MatchmakerStub,
+    "admin": admin_pb2_grpc.TopologyAdminStub,
 }
 
 
 def address_of(cluster: ClusterInfo, server: str) -> str:
-    return {"routing": cluster.routing, "edge": cluster.edges["fra-1"], "matchmaker": cluster.matchmaker}[server]
+    return {
+        "routing": cluster.routing,
+        "admin": cluster.routing,
+        "edge": cluster.edges["fra-1"],
+        "matchmaker": cluster.matchmaker,
+    }[server]
 
 
 async def status_of(cluster: ClusterInfo, method: str, metadata: Metadata) -> tuple[grpc.StatusCode, str]:
@@ -180,6 +204,31 @@ async def test_an_edge_token_registers_and_watches_only_its_own_edge(cluster: Cl
         assert reply.edge.edge_id == "fra-1"
     # Nothing any refused call above (or in the other tests) asked for took effect.
     assert await topology(cluster) == before
+
+
+async def test_the_audit_log_names_the_verified_caller_and_refused_changes_leave_no_trace(cluster: ClusterInfo) -> None:
+    async with grpc.aio.insecure_channel(cluster.routing) as ch:
+        admin = admin_pb2_grpc.TopologyAdminStub(ch)
+        reader = as_service(cluster, Role.OPS_READ, "bob")
+        before = await admin.ListTopologyChanges(admin_pb2.ListTopologyChangesRequest(), metadata=reader)
+        # ops-read may look but not change; what it asked for is not applied or logged.
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await admin.SetLink(admin_pb2.SetLinkRequest(a="fra-1", b="vir-1", loss=0.5), metadata=reader)
+        assert info.value.code() == Code.PERMISSION_DENIED
+        assert info.value.details() == (
+            "SetLink needs a service token (role ops-admin); this token is for ops-read:bob (role ops-read)"
+        )
+        after = await admin.ListTopologyChanges(admin_pb2.ListTopologyChangesRequest(), metadata=reader)
+        assert list(after.changes) == list(before.changes)
+
+        alice = as_service(cluster, Role.OPS_ADMIN, "alice")
+        changed = await admin.SetLink(
+            admin_pb2.SetLinkRequest(a="fra-1", b="vir-1", loss=0.001), metadata=(*alice, ("x-duet-actor", "mallory"))
+        )
+        assert changed.applied
+        await admin.SetLink(admin_pb2.SetLinkRequest(a="fra-1", b="vir-1", loss=0.0), metadata=alice)  # as it was
+        log = await admin.ListTopologyChanges(admin_pb2.ListTopologyChangesRequest(limit=2), metadata=reader)
+    assert [(c.actor, c.action) for c in log.changes] == [("ops-admin:alice", "link"), ("ops-admin:alice", "link")]
 
 
 # -- the Session: identity from the token ---------------------------------------------

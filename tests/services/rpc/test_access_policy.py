@@ -52,6 +52,10 @@ def test_the_roles_each_rpc_accepts() -> None:
     for rpc in ("AttachLeg", "DetachLeg", "Bridge", "Unbridge"):
         assert callers(f"/duet.v1.EdgeControl/{rpc}") == {"matchmaker"}
     assert callers("/duet.v1.EdgeControl/GetStats") == {"matchmaker", "ops-read", "ops-admin"}
+    for rpc in ("GetTopologyFile", "ListTopologyChanges"):
+        assert callers(f"/duet.v1.TopologyAdmin/{rpc}") == {"ops-read", "ops-admin"}
+    for rpc in ("ApplyTopology", "SetEdgeState", "SetLink"):
+        assert callers(f"/duet.v1.TopologyAdmin/{rpc}") == {"ops-admin"}
 
 
 def test_access_describes_itself_in_words() -> None:
