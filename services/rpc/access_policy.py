@@ -69,6 +69,9 @@ POLICY: Mapping[str, Access] = {
     "/duet.v1.Routing/RegisterEdge": services(Role.EDGE, edge_id_field="edge_id"),
     "/duet.v1.Routing/WatchRoutes": services(Role.EDGE, edge_id_field="edge_id"),
     "/duet.v1.Routing/GetTopology": services(*OPS_READ),
+    "/duet.v1.Routing/Heartbeat": services(Role.EDGE, edge_id_field="edge_id"),
+    # The matchmaker re-attaches a dead edge's clients; ops may watch too.
+    "/duet.v1.Routing/WatchMembership": services(Role.MATCHMAKER, *OPS_READ),
     # Topology admin (served beside Routing). ApplyTopology needs ops-admin even for a dry run.
     "/duet.v1.TopologyAdmin/GetTopologyFile": services(*OPS_READ),
     "/duet.v1.TopologyAdmin/ListTopologyChanges": services(*OPS_READ),

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from duet.v1 import common_pb2 as duet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64uet/v1/matchmaker.proto\x12\x07\x64uet.v1\x1a\x14\x64uet/v1/common.proto\"\xfb\x01\n\rClientMessage\x12\x1f\n\x05hello\x18\x01 \x01(\x0b\x32\x0e.duet.v1.HelloH\x00\x12\"\n\x05offer\x18\x02 \x01(\x0b\x32\x11.duet.v1.LegOfferH\x00\x12,\n\x0c\x66ind_partner\x18\x03 \x01(\x0b\x32\x14.duet.v1.FindPartnerH\x00\x12\x1d\n\x04next\x18\x04 \x01(\x0b\x32\r.duet.v1.NextH\x00\x12\x1f\n\x05leave\x18\x05 \x01(\x0b\x32\x0e.duet.v1.LeaveH\x00\x12\x30\n\x0e\x63onnect_report\x18\x06 \x01(\x0b\x32\x16.duet.v1.ConnectReportH\x00\x42\x05\n\x03msg\"\xde\x01\n\rServerMessage\x12.\n\redge_assigned\x18\x01 \x01(\x0b\x32\x15.duet.v1.EdgeAssignedH\x00\x12$\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x12.duet.v1.LegAnswerH\x00\x12!\n\x06queued\x18\x03 \x01(\x0b\x32\x0f.duet.v1.QueuedH\x00\x12#\n\x07matched\x18\x04 \x01(\x0b\x32\x10.duet.v1.MatchedH\x00\x12(\n\ncall_ended\x18\x05 \x01(\x0b\x32\x12.duet.v1.CallEndedH\x00\x42\x05\n\x03msg\"D\n\x05Hello\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0csession_open\x18\x03 \x01(\x01\"\x17\n\x08LegOffer\x12\x0b\n\x03sdp\x18\x01 \x01(\t\"$\n\x0b\x46indPartner\x12\x15\n\rleg_connected\x18\x01 \x01(\x01\"\x06\n\x04Next\"\x07\n\x05Leave\"X\n\rConnectReport\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12#\n\x06stages\x18\x02 \x01(\x0b\x32\x13.duet.v1.StageTimes\x12\x11\n\tconnected\x18\x03 \x01(\x08\"i\n\x0c\x45\x64geAssigned\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1e\n\x04\x65\x64ge\x18\x02 \x01(\x0b\x32\x10.duet.v1.EdgeRef\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\redge_assigned\x18\x04 \x01(\x01\"(\n\tLegAnswer\x12\x0e\n\x06leg_id\x18\x01 \x01(\t\x12\x0b\n\x03sdp\x18\x02 \x01(\t\"+\n\x06Queued\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06queued\x18\x02 \x01(\x01\"\x9a\x01\n\x07Matched\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x1c\n\x14partner_display_name\x18\x02 \x01(\t\x12\x16\n\x0epartner_region\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x03(\t\x12\x14\n\x0croute_rtt_ms\x18\x05 \x01(\x01\x12#\n\x06stages\x18\x06 \x01(\x0b\x32\x13.duet.v1.StageTimes\",\n\tCallEnded\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"!\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"\x87\x01\n\x08\x43\x61llSide\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x02 \x01(\t\x12\x0e\n\x06leg_id\x18\x03 \x01(\t\x12#\n\x06stages\x18\x04 \x01(\x0b\x32\x13.duet.v1.StageTimes\x12\x12\n\nconnect_ms\x18\x05 \x01(\x01\x12\x10\n\x08total_ms\x18\x06 \x01(\x01\"\xa1\x01\n\nCallRecord\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x1c\n\x01\x61\x18\x02 \x01(\x0b\x32\x11.duet.v1.CallSide\x12\x1c\n\x01\x62\x18\x03 \x01(\x0b\x32\x11.duet.v1.CallSide\x12\r\n\x05route\x18\x04 \x03(\t\x12\x14\n\x0croute_rtt_ms\x18\x05 \x01(\x01\x12\r\n\x05state\x18\x06 \x01(\t\x12\x12\n\nend_reason\x18\x07 \x01(\t2\x84\x01\n\nMatchmaker\x12=\n\x07Session\x12\x16.duet.v1.ClientMessage\x1a\x16.duet.v1.ServerMessage(\x01\x30\x01\x12\x37\n\x07GetCall\x12\x17.duet.v1.GetCallRequest\x1a\x13.duet.v1.CallRecordb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64uet/v1/matchmaker.proto\x12\x07\x64uet.v1\x1a\x14\x64uet/v1/common.proto\"\xfb\x01\n\rClientMessage\x12\x1f\n\x05hello\x18\x01 \x01(\x0b\x32\x0e.duet.v1.HelloH\x00\x12\"\n\x05offer\x18\x02 \x01(\x0b\x32\x11.duet.v1.LegOfferH\x00\x12,\n\x0c\x66ind_partner\x18\x03 \x01(\x0b\x32\x14.duet.v1.FindPartnerH\x00\x12\x1d\n\x04next\x18\x04 \x01(\x0b\x32\r.duet.v1.NextH\x00\x12\x1f\n\x05leave\x18\x05 \x01(\x0b\x32\x0e.duet.v1.LeaveH\x00\x12\x30\n\x0e\x63onnect_report\x18\x06 \x01(\x0b\x32\x16.duet.v1.ConnectReportH\x00\x42\x05\n\x03msg\"\x86\x02\n\rServerMessage\x12.\n\redge_assigned\x18\x01 \x01(\x0b\x32\x15.duet.v1.EdgeAssignedH\x00\x12$\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x12.duet.v1.LegAnswerH\x00\x12!\n\x06queued\x18\x03 \x01(\x0b\x32\x0f.duet.v1.QueuedH\x00\x12#\n\x07matched\x18\x04 \x01(\x0b\x32\x10.duet.v1.MatchedH\x00\x12(\n\ncall_ended\x18\x05 \x01(\x0b\x32\x12.duet.v1.CallEndedH\x00\x12&\n\tedge_lost\x18\x06 \x01(\x0b\x32\x11.duet.v1.EdgeLostH\x00\x42\x05\n\x03msg\"D\n\x05Hello\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0csession_open\x18\x03 \x01(\x01\"\x17\n\x08LegOffer\x12\x0b\n\x03sdp\x18\x01 \x01(\t\"$\n\x0b\x46indPartner\x12\x15\n\rleg_connected\x18\x01 \x01(\x01\"\x06\n\x04Next\"\x07\n\x05Leave\"X\n\rConnectReport\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12#\n\x06stages\x18\x02 \x01(\x0b\x32\x13.duet.v1.StageTimes\x12\x11\n\tconnected\x18\x03 \x01(\x08\"i\n\x0c\x45\x64geAssigned\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1e\n\x04\x65\x64ge\x18\x02 \x01(\x0b\x32\x10.duet.v1.EdgeRef\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\redge_assigned\x18\x04 \x01(\x01\"+\n\x08\x45\x64geLost\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"(\n\tLegAnswer\x12\x0e\n\x06leg_id\x18\x01 \x01(\t\x12\x0b\n\x03sdp\x18\x02 \x01(\t\"+\n\x06Queued\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06queued\x18\x02 \x01(\x01\"\x9a\x01\n\x07Matched\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x1c\n\x14partner_display_name\x18\x02 \x01(\t\x12\x16\n\x0epartner_region\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x03(\t\x12\x14\n\x0croute_rtt_ms\x18\x05 \x01(\x01\x12#\n\x06stages\x18\x06 \x01(\x0b\x32\x13.duet.v1.StageTimes\",\n\tCallEnded\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"!\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"\x87\x01\n\x08\x43\x61llSide\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x02 \x01(\t\x12\x0e\n\x06leg_id\x18\x03 \x01(\t\x12#\n\x06stages\x18\x04 \x01(\x0b\x32\x13.duet.v1.StageTimes\x12\x12\n\nconnect_ms\x18\x05 \x01(\x01\x12\x10\n\x08total_ms\x18\x06 \x01(\x01\"\xa1\x01\n\nCallRecord\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x1c\n\x01\x61\x18\x02 \x01(\x0b\x32\x11.duet.v1.CallSide\x12\x1c\n\x01\x62\x18\x03 \x01(\x0b\x32\x11.duet.v1.CallSide\x12\r\n\x05route\x18\x04 \x03(\t\x12\x14\n\x0croute_rtt_ms\x18\x05 \x01(\x01\x12\r\n\x05state\x18\x06 \x01(\t\x12\x12\n\nend_reason\x18\x07 \x01(\t2\x84\x01\n\nMatchmaker\x12=\n\x07Session\x12\x16.duet.v1.ClientMessage\x1a\x16.duet.v1.ServerMessage(\x01\x30\x01\x12\x37\n\x07GetCall\x12\x17.duet.v1.GetCallRequest\x1a\x13.duet.v1.CallRecordb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,35 +35,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLIENTMESSAGE']._serialized_start=60
   _globals['_CLIENTMESSAGE']._serialized_end=311
   _globals['_SERVERMESSAGE']._serialized_start=314
-  _globals['_SERVERMESSAGE']._serialized_end=536
-  _globals['_HELLO']._serialized_start=538
-  _globals['_HELLO']._serialized_end=606
-  _globals['_LEGOFFER']._serialized_start=608
-  _globals['_LEGOFFER']._serialized_end=631
-  _globals['_FINDPARTNER']._serialized_start=633
-  _globals['_FINDPARTNER']._serialized_end=669
-  _globals['_NEXT']._serialized_start=671
-  _globals['_NEXT']._serialized_end=677
-  _globals['_LEAVE']._serialized_start=679
-  _globals['_LEAVE']._serialized_end=686
-  _globals['_CONNECTREPORT']._serialized_start=688
-  _globals['_CONNECTREPORT']._serialized_end=776
-  _globals['_EDGEASSIGNED']._serialized_start=778
-  _globals['_EDGEASSIGNED']._serialized_end=883
-  _globals['_LEGANSWER']._serialized_start=885
-  _globals['_LEGANSWER']._serialized_end=925
-  _globals['_QUEUED']._serialized_start=927
-  _globals['_QUEUED']._serialized_end=970
-  _globals['_MATCHED']._serialized_start=973
-  _globals['_MATCHED']._serialized_end=1127
-  _globals['_CALLENDED']._serialized_start=1129
-  _globals['_CALLENDED']._serialized_end=1173
-  _globals['_GETCALLREQUEST']._serialized_start=1175
-  _globals['_GETCALLREQUEST']._serialized_end=1208
-  _globals['_CALLSIDE']._serialized_start=1211
-  _globals['_CALLSIDE']._serialized_end=1346
-  _globals['_CALLRECORD']._serialized_start=1349
-  _globals['_CALLRECORD']._serialized_end=1510
-  _globals['_MATCHMAKER']._serialized_start=1513
-  _globals['_MATCHMAKER']._serialized_end=1645
+  _globals['_SERVERMESSAGE']._serialized_end=576
+  _globals['_HELLO']._serialized_start=578
+  _globals['_HELLO']._serialized_end=646
+  _globals['_LEGOFFER']._serialized_start=648
+  _globals['_LEGOFFER']._serialized_end=671
+  _globals['_FINDPARTNER']._serialized_start=673
+  _globals['_FINDPARTNER']._serialized_end=709
+  _globals['_NEXT']._serialized_start=711
+  _globals['_NEXT']._serialized_end=717
+  _globals['_LEAVE']._serialized_start=719
+  _globals['_LEAVE']._serialized_end=726
+  _globals['_CONNECTREPORT']._serialized_start=728
+  _globals['_CONNECTREPORT']._serialized_end=816
+  _globals['_EDGEASSIGNED']._serialized_start=818
+  _globals['_EDGEASSIGNED']._serialized_end=923
+  _globals['_EDGELOST']._serialized_start=925
+  _globals['_EDGELOST']._serialized_end=968
+  _globals['_LEGANSWER']._serialized_start=970
+  _globals['_LEGANSWER']._serialized_end=1010
+  _globals['_QUEUED']._serialized_start=1012
+  _globals['_QUEUED']._serialized_end=1055
+  _globals['_MATCHED']._serialized_start=1058
+  _globals['_MATCHED']._serialized_end=1212
+  _globals['_CALLENDED']._serialized_start=1214
+  _globals['_CALLENDED']._serialized_end=1258
+  _globals['_GETCALLREQUEST']._serialized_start=1260
+  _globals['_GETCALLREQUEST']._serialized_end=1293
+  _globals['_CALLSIDE']._serialized_start=1296
+  _globals['_CALLSIDE']._serialized_end=1431
+  _globals['_CALLRECORD']._serialized_start=1434
+  _globals['_CALLRECORD']._serialized_end=1595
+  _globals['_MATCHMAKER']._serialized_start=1598
+  _globals['_MATCHMAKER']._serialized_end=1730
 # @@protoc_insertion_point(module_scope)

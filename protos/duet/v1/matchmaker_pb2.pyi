@@ -24,18 +24,20 @@ class ClientMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., offer: _Optional[_Union[LegOffer, _Mapping]] = ..., find_partner: _Optional[_Union[FindPartner, _Mapping]] = ..., next: _Optional[_Union[Next, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., connect_report: _Optional[_Union[ConnectReport, _Mapping]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("edge_assigned", "answer", "queued", "matched", "call_ended")
+    __slots__ = ("edge_assigned", "answer", "queued", "matched", "call_ended", "edge_lost")
     EDGE_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     MATCHED_FIELD_NUMBER: _ClassVar[int]
     CALL_ENDED_FIELD_NUMBER: _ClassVar[int]
+    EDGE_LOST_FIELD_NUMBER: _ClassVar[int]
     edge_assigned: EdgeAssigned
     answer: LegAnswer
     queued: Queued
     matched: Matched
     call_ended: CallEnded
-    def __init__(self, edge_assigned: _Optional[_Union[EdgeAssigned, _Mapping]] = ..., answer: _Optional[_Union[LegAnswer, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., matched: _Optional[_Union[Matched, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ...) -> None: ...
+    edge_lost: EdgeLost
+    def __init__(self, edge_assigned: _Optional[_Union[EdgeAssigned, _Mapping]] = ..., answer: _Optional[_Union[LegAnswer, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., matched: _Optional[_Union[Matched, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., edge_lost: _Optional[_Union[EdgeLost, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("user_id", "display_name", "session_open")
@@ -88,6 +90,14 @@ class EdgeAssigned(_message.Message):
     reason: str
     edge_assigned: float
     def __init__(self, session_id: _Optional[str] = ..., edge: _Optional[_Union[_common_pb2.EdgeRef, _Mapping]] = ..., reason: _Optional[str] = ..., edge_assigned: _Optional[float] = ...) -> None: ...
+
+class EdgeLost(_message.Message):
+    __slots__ = ("edge_id", "reason")
+    EDGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    edge_id: str
+    reason: str
+    def __init__(self, edge_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class LegAnswer(_message.Message):
     __slots__ = ("leg_id", "sdp")

@@ -122,6 +122,14 @@ class MatchmakerServicer:
         - Any message: UNAVAILABLE when a backing gRPC call failed unexpectedly;
         INTERNAL on an unexpected failure (e.g. the database), including one
         while starting the call that this message's ticket completed.
+        When the session's edge dies (it stops heartbeating to the routing
+        service) the server sends EdgeLost, ends the session's call (CallEnded
+        "edge_lost"; the partner gets "partner_edge_lost") and cancels its ticket,
+        then sends EdgeAssigned with a new edge: the client closes its old leg and
+        continues from step 3 (LegOffer, then FindPartner when the new leg is
+        connected). The stream stays open. When no other edge is available the
+        stream ends with UNAVAILABLE after EdgeLost.
+
         Failures while starting a call do not end the stream: both clients get
         CallEnded ("no route between the two edges: ..."), or the client whose leg
         could not be bridged gets CallEnded ("bridge failed: ...") and a healthy

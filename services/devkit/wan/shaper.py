@@ -166,6 +166,11 @@ class LinkSet:
             if shaper is not None:
                 shaper.close()
 
+    def reset(self) -> None:
+        """Forget every link (datagrams held are discarded): the next one asks ``profile_for`` again."""
+        self.close()
+        self.links.clear()
+
 
 class EmulatedDatagramTransport(asyncio.DatagramTransport):
     """A datagram transport whose ``sendto`` goes through emulated links, one per destination."""

@@ -1,0 +1,154 @@
+"""Live membership for the routing service: heartbeats, the silence sweep, link weights, watchers.
+
+Glue between the Heartbeat / WatchMembership RPCs and the pure rules in
+``routing.membership`` (the silence timer) and ``routing.link_health`` (the
+hysteresis on probe readings). What it decides goes into ``RoutingState`` as
+live state, which recomputes routes only when they would change.
+
+Not an ops change: nothing here touches the declared topology or writes the
+topology audit log (a crashed edge is not an operator's decision, and a busy
+backbone would flood the log). Every change is logged at INFO/WARNING in the
+service log instead, and announced on WatchMembership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+
+from duet.routing.link_health import LinkHysteresis, LinkReading, LinkWeights
+from duet.routing.membership import SWEEP_INTERVAL_S, Membership, MembershipChange
+from duet.routing.topology import EdgeNode
+from duet.services.routing_server.state import RoutingState
+
+logger = logging.getLogger("duet.routing.membership")
+
+
+class NotRegistered(RuntimeError):
+    """A heartbeat from a declared edge that has not registered its addresses."""
+
+
+@dataclass(frozen=True)
+class EdgeLoad:
+    legs: int
+    bridges: int
+    cpu: float
+
+
+class LiveMembership:
+    """Which edges are alive and how their links measure, fed by heartbeats."""
+
+    def __init__(
+        self,
+        state: RoutingState,
+        *,
+        measured_weights: bool = True,
+        membership: Membership | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = state
+        self.measured_weights = measured_weights
+        self.membership = membership or Membership()
+        self.clock = clock
+        self.loads: dict[str, EdgeLoad] = {}
+        self._links: dict[tuple[str, str], LinkHysteresis] = {}
+        self._watchers: set[asyncio.Queue[MembershipChange]] = set()
+
+    def ingress_loads(self) -> Mapping[str, float]:
+        """Legs per live edge, the load ``pick_ingress`` weighs against capacity."""
+        return {e: float(load.legs) for e, load in self.loads.items() if self.membership.is_alive(e)}
+
+    async def heartbeat(
+        self, edge_id: str, load: EdgeLoad, readings: Mapping[str, LinkReading]
+    ) -> tuple[EdgeNode, ...]:
+        """One heartbeat; returns the neighbours the edge should probe. Raises UnknownEdge, NotRegistered."""
+        declared = self.state.topology
+        edge = declared.edge(edge_id)
+        if not edge.registered:
+            raise NotRegistered(f"edge {edge_id!r} has not registered: call RegisterEdge first")
+        self.loads[edge_id] = load
+        changed = False
+        change = self.membership.beat(edge_id, self.clock())
+        if change is not None:
+            self._announce(change)
+            changed = True
+        for peer, reading in readings.items():
+            link = declared.link(edge_id, peer)
+            if link is None:
+                continue  # a neighbour from an older table: ignore
+            h = self._links.get(link.key)
+            if h is None or h.declared != (link.rtt_ms, link.loss):
+                h = self._links[link.key] = LinkHysteresis(
+                    link.rtt_ms, link.loss, measured_weights=self.measured_weights
+                )
+            before = h.published
+            if h.observe(reading):
+                changed = True
+                logger.info(
+                    "link %s<->%s (reported by %s): %s -> %s",
+                    link.a,
+                    link.b,
+                    edge_id,
+                    _weights(before),
+                    _weights(h.published),
+                )
+        if changed:
+            await self._publish()
+        return tuple(n for n in (declared.edge(ln.other(edge_id)) for ln in declared.links_of(edge_id)) if n.registered)
+
+    async def registered(self, edge_id: str) -> None:
+        """A (re-)registration: a silent edge is back."""
+        if not self.membership.is_alive(edge_id):
+            change = self.membership.beat(edge_id, self.clock(), why="registered again")
+            if change is not None:
+                self._announce(change)
+                await self._publish()
+
+    async def sweep(self) -> list[MembershipChange]:
+        """Take edges silent past the timeout out of routing."""
+        changes = self.membership.sweep(self.clock())
+        for change in changes:
+            self.loads.pop(change.edge_id, None)
+            self._announce(change)
+        if changes:
+            await self._publish()
+        return changes
+
+    async def run(self) -> None:
+        """The sweep, every SWEEP_INTERVAL_S, until cancelled (the server owns this task)."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                await self.sweep()
+            except Exception:  # a failed pass must not end membership for good
+                logger.exception("membership sweep failed")
+
+    async def watch(self) -> AsyncIterator[MembershipChange]:
+        """Every declared edge's liveness now, then each change."""
+        queue: asyncio.Queue[MembershipChange] = asyncio.Queue()
+        self._watchers.add(queue)
+        try:
+            for e in self.state.topology.edges:
+                alive = e.registered and self.membership.is_alive(e.edge_id)
+                yield MembershipChange(e.edge_id, alive, "alive" if alive else "not registered or silent")
+            while True:
+                yield await queue.get()
+        finally:
+            self._watchers.discard(queue)
+
+    def _announce(self, change: MembershipChange) -> None:
+        log = logger.info if change.alive else logger.warning
+        log("edge %s %s: %s", change.edge_id, "is back" if change.alive else "is down", change.reason)
+        for q in self._watchers:
+            q.put_nowait(change)
+
+    async def _publish(self) -> None:
+        weights = {key: h.published for key, h in self._links.items()}
+        await self.state.set_live(silent=self.membership.silent, link_weights=weights)
+
+
+def _weights(w: LinkWeights) -> str:
+    return f"{'up' if w.up else 'DOWN'} {w.rtt_ms:.1f} ms loss {w.loss:.2f}"
