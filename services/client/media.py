@@ -212,14 +212,32 @@ class MediaLeg:
         if not task.cancelled() and task.exception() is not None:
             logger.error("%s: %s crashed", self._name, task.get_name(), exc_info=task.exception())
 
-    async def close(self) -> None:
-        """Stop watching, cancel the consumers, stop the caller's tracks, close the connection."""
+    async def reset(self) -> None:
+        """Close the connection (its edge is gone) but keep the caller's tracks for the next one.
+
+        :meth:`create_offer` then starts a new connection with the same tracks.
+        """
         self._watch = None
+        await self._cancel_consumers()
+        pc, self._pc = self._pc, None
+        if pc is None:
+            return
+        pc.remove_all_listeners()  # its "closed" is no news for the session
+        for sender in pc.getSenders():
+            sender.replaceTrack(None)  # a closing sender stops its track: not ours to stop yet
+        await pc.close()
+
+    async def _cancel_consumers(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop watching, cancel the consumers, stop the caller's tracks, close the connection."""
+        self._watch = None
+        await self._cancel_consumers()
         for track in self._tracks.values():
             if track is not None:
                 track.stop()

@@ -36,7 +36,14 @@ from duet.edge.ice_hosts import ice_restricted_from_env
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.sources import StaticToken, TokenSource
 from duet.services.client.first_frame import AnyMediaRule, FirstFrameRule
-from duet.services.client.inbox import DuetClientError, LegState, PartnerFrame, SessionInbox, StreamEnded
+from duet.services.client.inbox import (
+    DuetClientError,
+    LegState,
+    PartnerFrame,
+    SessionInbox,
+    StreamEnded,
+    event_kind,
+)
 from duet.services.client.media import MediaLeg
 from duet.services.client.stages import CallResult, build_call_result, client_report_stages, now_ms
 from duet.services.rpc.call_status import final_status
@@ -131,6 +138,8 @@ class DuetClient:
         self._lock = asyncio.Lock()
         self._connected = False
         self._closed = False
+        self._lost_edge: str | None = None
+        self.reattached = 0  # legs moved to another edge after EdgeLost
 
     @property
     def peer_connection(self) -> RTCPeerConnection | None:
@@ -196,7 +205,23 @@ class DuetClient:
             ),
             "Hello",
         )
-        event = await self._inbox.expect(("edge_assigned",), timeout=self.rpc_timeout, waiting_for="EdgeAssigned")
+        await self._open_leg()
+        self._connected = True
+        logger.info(
+            "%s: leg %s connected in %.0f ms after session open",
+            self.user_id,
+            self.leg_id,
+            self.stages["leg_connected"] - self.stages["session_open"],
+        )
+
+    async def _open_leg(self) -> None:
+        """EdgeAssigned, then LegOffer -> LegAnswer -> ICE + DTLS with that edge."""
+        while True:  # after an edge loss its EdgeLost may still be queued: the EdgeAssigned follows it
+            event = await self._inbox.expect(
+                ("edge_assigned", "edge_lost"), timeout=self.rpc_timeout, waiting_for="EdgeAssigned"
+            )
+            if event_kind(event) == "edge_assigned":
+                break
         self.stages["edge_assigned"] = now_ms()
         assigned = event.edge_assigned  # type: ignore[union-attr]
         self.session_id = assigned.session_id
@@ -225,12 +250,40 @@ class DuetClient:
                 break
             if event.state in ("failed", "closed"):
                 raise DuetClientError(f"the WebRTC leg {self.leg_id} to edge {self.edge.edge_id} {event.state}")
-        self._connected = True
+
+    @property
+    def edge_lost(self) -> str | None:
+        """The id of the edge the matchmaker said was lost, until :meth:`reattach` moved the leg off it."""
+        return self._lost_edge
+
+    async def reattach(self) -> None:
+        """After EdgeLost: drop the dead leg and bring a new one up on the edge the matchmaker assigns.
+
+        find_partner() and next() do this themselves first when an edge was
+        lost; call it directly to be ready (leg connected) before that.
+        """
+        async with self._lock:
+            self._check_ready()
+            await self._reattach_unlocked()
+
+    async def _reattach_unlocked(self) -> None:
+        lost = self._lost_edge
+        if lost is None:
+            return
+        t0 = now_ms()
+        await self._media.reset()
+        self.leg_id = ""
+        await self._open_leg()
+        self._lost_edge = None
+        self.reattached += 1
+        assert self.edge is not None
         logger.info(
-            "%s: leg %s connected in %.0f ms after session open",
+            "%s: re-attached from lost edge %s to %s in %.0f ms (leg %s)",
             self.user_id,
+            lost,
+            self.edge.edge_id,
+            self.stages["leg_connected"] - t0,
             self.leg_id,
-            self.stages["leg_connected"] - self.stages["session_open"],
         )
 
     async def find_partner(self) -> CallResult:
@@ -240,6 +293,7 @@ class DuetClient:
             return await self._find_partner_unlocked()
 
     async def _find_partner_unlocked(self) -> CallResult:
+        await self._reattach_unlocked()
         return await self._look_for_partner(
             matchmaker_pb2.ClientMessage(
                 find_partner=matchmaker_pb2.FindPartner(leg_connected=self.stages["leg_connected"])
@@ -257,7 +311,7 @@ class DuetClient:
         """
         async with self._lock:
             self._check_ready()
-            if self._live_call is None and not self._queued:
+            if (self._live_call is None and not self._queued) or self._lost_edge is not None:
                 return await self._find_partner_unlocked()
             return await self._look_for_partner(matchmaker_pb2.ClientMessage(next=matchmaker_pb2.Next()), "Next")
 
@@ -275,8 +329,10 @@ class DuetClient:
                 return "not in a call"
             while True:
                 event = await self._inbox.expect(
-                    ("call_ended",), timeout=timeout, waiting_for=f"the end of call {call_id}"
+                    ("call_ended", "edge_lost"), timeout=timeout, waiting_for=f"the end of call {call_id}"
                 )
+                if event.WhichOneof("msg") == "edge_lost":  # type: ignore[union-attr]
+                    return "edge_lost"
                 ended = event.call_ended  # type: ignore[union-attr]
                 if ended.call_id == call_id:
                     self._inbox.finished_calls.add(call_id)
@@ -434,6 +490,15 @@ class DuetClient:
             self._live_call = message.matched.call_id
             # Told here, as it arrives: the first-frame rule orders it against decoded frames.
             self._media.matched()
+        elif kind == "edge_lost":
+            self._lost_edge = message.edge_lost.edge_id
+            self._queued = False  # the ticket is cancelled
+            if self._live_call is not None:  # its CallEnded ("edge_lost") follows: expected now
+                self._inbox.finished_calls.add(self._live_call)
+                self._live_call = None
+            logger.warning(
+                "%s: edge %s lost (%s); re-attaching", self.user_id, message.edge_lost.edge_id, message.edge_lost.reason
+            )
         elif kind == "call_ended":
             ended = message.call_ended.call_id
             if not ended:

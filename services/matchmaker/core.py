@@ -23,8 +23,10 @@ from duet.services.matchmaker.errors import BadRequest, Forbidden, NotFound, Una
 from duet.services.matchmaker.events import (
     CallEnded,
     EdgeAssigned,
+    EdgeLost,
     LegAnswered,
     Matched,
+    NoEdge,
     Outbox,
     Queued,
     SessionClosed,
@@ -151,7 +153,8 @@ class Matchmaker:
     async def attach_leg(self, session: ClientSession, offer_sdp: str) -> None:
         if session.leg_id is not None:
             raise WrongState("this session already has a leg; one offer per session")
-        assert session.edge is not None
+        if session.edge is None:
+            raise WrongState("the session's edge was lost; wait for EdgeAssigned before offering a leg")
         try:
             leg = await self.edges.attach_leg(session.edge, session.session_id, offer_sdp)
         except PeerError as exc:
@@ -202,6 +205,44 @@ class Matchmaker:
             except PeerError as exc:
                 logger.info("detach of leg %s on %s: %s", session.leg_id, session.edge.edge_id, exc)
         logger.info("session %s (%s) closed: %s", session.session_id[:8], session.user_id, reason)
+
+    async def edge_lost(self, edge_id: str, reason: str) -> None:
+        """``edge_id`` died (the routing service saw it fall silent): move its sessions to other edges.
+
+        Each session on it gets EdgeLost; its call ends ("edge_lost", the
+        partner "partner_edge_lost") and its ticket is cancelled; then it gets
+        EdgeAssigned with a new edge and offers a new leg as at the start.
+        """
+        lost = [s for s in self.sessions.values() if s.edge is not None and s.edge.edge_id == edge_id]
+        if lost:
+            logger.warning("edge %s lost (%s): re-attaching %d sessions", edge_id, reason, len(lost))
+        for session in lost:
+            await self._reattach(session, edge_id, reason)
+
+    async def _reattach(self, session: ClientSession, edge_id: str, reason: str) -> None:
+        session.send(EdgeLost(edge_id=edge_id, reason=reason))
+        # The edge is gone: nothing to unbridge or detach there.
+        session.edge, session.leg_id, session.video = None, None, None
+        if session.call is not None:
+            await self._end_call(session.call, "edge_lost", ender=session)
+        if session.ticket is not None:
+            async with self._pool_lock:
+                self.pool.remove(session.ticket.ticket_id)
+            await self.store.close_ticket(session.ticket.ticket_id, "cancelled: edge lost")
+            session.ticket = None
+        try:
+            ingress = await self.routing.pick_ingress(session.client_ip)
+        except PeerError as exc:
+            session.outbox.put_nowait(NoEdge(f"edge {edge_id} was lost and no other edge could be assigned: {exc}"))
+            return
+        if session.closed:
+            return
+        session.edge = ingress.edge
+        session.region = ingress.edge.region
+        session.send(
+            EdgeAssigned(session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=now_ms())
+        )
+        logger.info("session %s: re-attached to edge %s (%s)", session.session_id[:8], ingress.edge.edge_id, reason)
 
     # -- pairing ----------------------------------------------------------
 

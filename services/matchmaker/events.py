@@ -49,14 +49,29 @@ class CallEnded:
 
 
 @dataclass(frozen=True)
+class EdgeLost:
+    """The session's edge died; an EdgeAssigned with a new edge follows (or NoEdge)."""
+
+    edge_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NoEdge:
+    """No edge could take the session any more: the stream ends UNAVAILABLE with this reason."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class SessionClosed:
     """The matchmaker ended the session (replaced, shutting down): the stream ends after what came before."""
 
 
-SessionEvent = EdgeAssigned | LegAnswered | Queued | Matched | CallEnded
+SessionEvent = EdgeAssigned | LegAnswered | Queued | Matched | CallEnded | EdgeLost
 
 
 class Outbox(Protocol):
     """Where a session's events go (an asyncio.Queue in the server); the core only ever puts."""
 
-    def put_nowait(self, item: SessionEvent | SessionClosed, /) -> None: ...
+    def put_nowait(self, item: SessionEvent | SessionClosed | NoEdge, /) -> None: ...

@@ -17,12 +17,15 @@ import grpc
 from duet.services.auth.secrets import AuthSecrets
 from duet.services.auth.tokens import UserClaims
 from duet.services.matchmaker.core import RECENT_PARTNERS, ClientSession, Matchmaker
+from duet.services.matchmaker.edge_watch import watch_edges
 from duet.services.matchmaker.errors import BadRequest, Forbidden, NotFound, Unavailable, WrongState
 from duet.services.matchmaker.events import (
     CallEnded,
     EdgeAssigned,
+    EdgeLost,
     LegAnswered,
     Matched,
+    NoEdge,
     Queued,
     SessionClosed,
     SessionEvent,
@@ -139,6 +142,10 @@ def server_message(event: SessionEvent) -> matchmaker_pb2.ServerMessage:
             return matchmaker_pb2.ServerMessage(
                 call_ended=matchmaker_pb2.CallEnded(call_id=event.call_id, reason=event.reason)
             )
+        case EdgeLost():
+            return matchmaker_pb2.ServerMessage(
+                edge_lost=matchmaker_pb2.EdgeLost(edge_id=event.edge_id, reason=event.reason)
+            )
 
 
 def _call_side(user: str, edge: str, leg: str, stages: dict[str, float]) -> matchmaker_pb2.CallSide:
@@ -167,7 +174,7 @@ def call_record(row: CallRow) -> matchmaker_pb2.CallRecord:
 
 # -- the service -----------------------------------------------------------------
 
-Outgoing = SessionEvent | SessionClosed | Abort
+Outgoing = SessionEvent | SessionClosed | NoEdge | Abort
 
 
 @dataclass
@@ -204,6 +211,8 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                     break
                 elif isinstance(item, Abort):
                     await context.abort(item.code, item.details)  # raises
+                elif isinstance(item, NoEdge):
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, item.reason)  # raises
                 else:
                     yield server_message(item)
         finally:
@@ -316,10 +325,13 @@ async def serve_matchmaker(
     print(f"matchmaker ready address={address}", flush=True)
     if ready is not None:
         ready.set_result(address)
+    edge_watch = asyncio.create_task(watch_edges(routing_address, token, mm), name="edge membership")
     try:
         await stop.wait()
     finally:
         logger.info("matchmaker shutting down")
+        edge_watch.cancel()
+        await asyncio.gather(edge_watch, return_exceptions=True)
         await mm.stop()
         await server.stop(grace=1.0)
         await routing.close()
