@@ -6,10 +6,12 @@ moves a path's cost back and forth across a tie and every change is a
 recompute and a push to every edge. The rule:
 
 * **Smoothing.** Readings are averaged (EWMA, weight 0.3 for the newest).
-* **RTT band.** The published RTT moves to the smoothed one only after the
-  smoothed value has differed from it by more than 10 % *and* more than 2 ms
-  for 3 rounds in a row. Noise inside the band never moves it; a real change
-  moves it within a few rounds.
+* **RTT band.** The published RTT moves to the smoothed one only after both
+  the smoothed value and the reading itself have been outside the band
+  (more than 10 % *and* more than 2 ms away from it) on the same side for 3
+  rounds in a row. Noise inside the band never moves it, nor does one spike
+  (the readings after it are back inside even while the average still
+  carries it); a real change moves it within a few rounds.
 * **Loss** moves the same way, with a band of 2 percentage points.
 * **Down fast, up slowly.** A reading with no answers (the edge heard nothing
   for 0.6 s) or loss of 50 % or more takes the link down at once; it carries
@@ -74,7 +76,7 @@ class LinkHysteresis:
         self.published = LinkWeights(declared_rtt_ms, declared_loss, True)
         self.smoothed_rtt_ms: float | None = None
         self.smoothed_loss: float | None = None
-        self._rtt_out = 0  # consecutive rounds the smoothed RTT was outside the band
+        self._rtt_out = 0  # consecutive rounds reading and smoothed RTT were outside the band, same side
         self._loss_out = 0
         self._clean = 0  # consecutive clean rounds while down
 
@@ -96,11 +98,18 @@ class LinkHysteresis:
                 self._clean = self._clean + 1 if reading.loss < CLEAN_LOSS else 0
                 up = self._clean >= UP_ROUNDS
             if self.measured_weights:
-                self._rtt_out = self._rtt_out + 1 if abs(s_rtt - rtt) > rtt_band_ms(rtt) else 0
+                self._rtt_out = self._rtt_out + 1 if _outside(reading.rtt_ms, s_rtt, rtt, rtt_band_ms(rtt)) else 0
                 if self._rtt_out >= MOVE_ROUNDS:
                     rtt, self._rtt_out = max(s_rtt, MIN_RTT_MS), 0
-                self._loss_out = self._loss_out + 1 if abs(s_loss - loss) > LOSS_BAND else 0
+                self._loss_out = self._loss_out + 1 if _outside(reading.loss, s_loss, loss, LOSS_BAND) else 0
                 if self._loss_out >= MOVE_ROUNDS:
                     loss, self._loss_out = min(max(s_loss, 0.0), 1.0), 0
         self.published = LinkWeights(rtt, loss, up)
         return self.published != before
+
+
+def _outside(reading: float, smoothed: float, published: float, band: float) -> bool:
+    """Both the reading and the average are more than ``band`` away from ``published``, on one side."""
+    return (reading - published > band and smoothed - published > band) or (
+        published - reading > band and published - smoothed > band
+    )
