@@ -156,6 +156,13 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="PostgreSQL URL for registered edges and the topology audit log (default: none; the log is then kept in memory)",
     )
+    parser.add_argument(
+        "--link-weights",
+        choices=("measured", "declared"),
+        default="measured",
+        help="route by the RTT and loss edges measure with probes (with hysteresis), or by the declared ones; "
+        "either way a link its edges report unanswered carries no routes (default: %(default)s)",
+    )
     add_auth_arguments(parser, own_token=None)
     parser.add_argument("--log-level", default="INFO")
 
@@ -175,6 +182,7 @@ def run_routing(args: argparse.Namespace) -> int:
             stop=stop,
             topology_source=str(args.topology) if args.topology else "the shipped world topology",
             reset_topology=args.reset_topology,
+            measured_weights=args.link_weights == "measured",
         )
 
     return serve_until_stopped(args.log_level, serve)

@@ -46,6 +46,7 @@ from duet.services.auth.tokens import DEFAULT_USER_TTL_S, Role, mint_service_tok
 from duet.services.devkit.demo_geo import write_demo_mmdb
 from duet.services.devkit.embedded_postgres import open_database
 from duet.services.devkit.errors import SetupError
+from duet.services.devkit.wan.profile import WanConfig
 
 logger = logging.getLogger("duet.cluster")
 
@@ -164,6 +165,10 @@ class LocalCluster:
         for name in (USER_SECRET_ENV, SERVICE_SECRET_ENV, SERVICE_TOKEN_ENV):  # the file above is the one to use
             env.pop(name, None)
         service_secret = auth.require_service("the local cluster mints its services' tokens with it")
+        try:
+            wan = WanConfig.from_env()
+        except ValueError as exc:
+            raise SetupError(str(exc)) from exc
 
         routing = await self._spawn(
             "routing",
@@ -182,6 +187,10 @@ class LocalCluster:
                 dsn,
                 # The regions are this run's: a topology applied in an earlier run must not replace them.
                 "--reset-topology",
+                # On bare loopback every link measures ~0.2 ms: route by the topology's RTTs, which
+                # the WAN emulation (when on) makes real.
+                "--link-weights",
+                "measured" if wan.backbone else "declared",
             ],
             env,
             log_dir,
