@@ -14,7 +14,7 @@ recompute and a push to every edge. The rule:
   carries it); a real change moves it within a few rounds.
 * **Loss** moves the same way, with a band of 2 percentage points.
 * **Down fast, up slowly.** A reading with no answers (the edge heard nothing
-  for 0.6 s) or loss of 50 % or more takes the link down at once; it carries
+  for 0.4 s) or loss of 50 % or more takes the link down at once; it carries
   routes again after 3 clean rounds in a row (reachable, loss under 10 %).
 
 With ``measured_weights=False`` only the up/down rule applies and the

@@ -99,7 +99,7 @@ class EdgeEmulation:
     def reload(self, config: WanConfig) -> None:
         """Apply ``config``'s backbone profiles from now on (e.g. fail a link mid-call).
 
-        Datagrams held on the old links are discarded. Leg profiles of legs
+        Datagrams already held on the old links still leave as they would have. Leg profiles of legs
         already attached stay as they were; new legs take the new ones. Only an
         edge whose backbone was emulated from the start can change it.
         """

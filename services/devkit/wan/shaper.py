@@ -138,6 +138,7 @@ class LinkSet:
         self._profile_for = profile_for
         self._salt = salt
         self.links: dict[tuple[Any, Any], LinkShaper | None] = {}
+        self._retired: list[LinkShaper] = []  # replaced by reset(), still releasing what they hold
 
     def submit(self, data: bytes | bytearray | memoryview, addr: Address) -> None:
         key = (addr[0], addr[1])
@@ -156,19 +157,19 @@ class LinkSet:
 
     def counters(self) -> LinkCounters:
         total = LinkCounters()
-        for shaper in self.links.values():
+        for shaper in [*self.links.values(), *self._retired]:
             if shaper is not None:
                 total.add(shaper.counters)
         return total
 
     def close(self) -> None:
-        for shaper in self.links.values():
+        for shaper in [*self.links.values(), *self._retired]:
             if shaper is not None:
                 shaper.close()
 
     def reset(self) -> None:
-        """Forget every link (datagrams held are discarded): the next one asks ``profile_for`` again."""
-        self.close()
+        """New datagrams ask ``profile_for`` again; those already held still leave as they would have."""
+        self._retired.extend(s for s in self.links.values() if s is not None)
         self.links.clear()
 
 
