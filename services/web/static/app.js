@@ -5,6 +5,8 @@
 //   Hello -> EdgeAssigned -> LegOffer (complete offer, no trickle ICE) -> LegAnswer
 //   -> leg connected -> FindPartner -> Queued -> Matched -> partner's first frame
 //   -> ConnectReport; Next and Leave as the person presses them.
+//   EdgeLost (the edge died): drop the leg; EdgeAssigned with a new edge follows, and the
+//   page offers a new leg there and goes back to looking for someone.
 //
 // Test hook (read-only), for the browser tests and anyone curious:
 //   window.duetState.state        "idle" | "starting" | "connecting" | "waiting" | "matched"
@@ -17,6 +19,7 @@
 //   window.duetState.breakdowns   every such call so far, oldest first
 //   window.duetState.error        the error shown to the person, or ""
 //   window.duetState.edge         the assigned edge {edgeId, region}, or null
+//   window.duetState.edgesLost    ids of the edges this session lost (EdgeLost), oldest first
 //   window.duetState.mediaStats() a Promise of the leg's inbound figures (getStats' inbound-rtp,
 //                                 0 or "" until the kind's first packet; null before a leg):
 //                                 {video: {framesDecoded, framesReceived, framesDropped, keyFramesDecoded,
@@ -179,6 +182,7 @@ class Session {
     this.previousVideo = false; // the leg has shown a partner's video before (a switch, not a fresh leg)
     this.timers = new Set();
     this.work = Promise.resolve(); // server messages are handled one after another
+    this.edgesLost = []; // edge ids the matchmaker said died under this session
   }
 
   async start() {
@@ -226,6 +230,25 @@ class Session {
     if (message.queued) return this.onQueued(message.queued);
     if (message.matched) return this.onMatched(message.matched);
     if (message.callEnded) return this.onCallEnded(message.callEnded);
+    if (message.edgeLost) return this.onEdgeLost(message.edgeLost);
+  }
+
+  // The edge died: its leg is gone. The call (if any) ends and EdgeAssigned with a new edge
+  // follows; the new leg's "connected" puts the person back in the pool (onLegState).
+  onEdgeLost(lost) {
+    this.edgesLost.push(lost.edgeId);
+    if (this.pc) {
+      this.pc.onconnectionstatechange = null; // its failure is no news now
+      this.pc.ontrack = null;
+      this.pc.close();
+      this.pc = null;
+    }
+    this.stages.leg_connected = 0;
+    this.answerSdp = "";
+    this.previousVideo = false;
+    this.inPool = false;
+    ui.remote.srcObject = null;
+    setState("connecting", `Edge ${lost.edgeId} stopped answering; moving you to another edge …`);
   }
 
   async onEdgeAssigned(assigned) {
@@ -249,8 +272,9 @@ class Session {
     await this.pc.setLocalDescription(await this.pc.createOffer());
     await iceGatheringComplete(this.pc); // non-trickle: the offer carries every candidate
     this.send({ offer: { sdp: this.pc.localDescription.sdp } });
+    const pc = this.pc;
     this.after(LEG_TIMEOUT_MS, () => {
-      if (!this.stages.leg_connected && !this.ended) {
+      if (this.pc === pc && !this.stages.leg_connected && !this.ended) {
         this.fail(`The media connection to edge ${this.edge.edgeId} did not come up within ${LEG_TIMEOUT_MS / 1000} s.${loopbackHint(this.answerSdp)}`);
       }
     });
@@ -363,10 +387,12 @@ class Session {
       showPartner(null);
     }
     if (reason === "next") return; // ours: Queued and Matched follow
-    if (reason === "partner_next" || reason === "partner_left") {
+    if (reason === "edge_lost") return; // ours: EdgeLost came first, EdgeAssigned follows
+    if (reason === "partner_next" || reason === "partner_left" || reason === "partner_edge_lost") {
       // Like any stranger-chat: look for the next person at once.
       this.findPartner();
-      ui.status.textContent = `${call ? call.partner : "Your partner"} ${reason === "partner_left" ? "left" : "moved on"}; looking for someone new …`;
+      const what = { partner_left: "left", partner_next: "moved on", partner_edge_lost: "lost their connection" }[reason];
+      ui.status.textContent = `${call ? call.partner : "Your partner"} ${what}; looking for someone new …`;
       return;
     }
     if (reason === "replaced by a newer session" || reason === "matchmaker shutting down") {
@@ -581,6 +607,7 @@ window.duetState = Object.freeze({
   get breakdowns() { return [...view.breakdowns]; },
   get error() { return view.error; },
   get edge() { return session?.edge || null; },
+  get edgesLost() { return [...(session?.edgesLost || [])]; },
   mediaStats: () => (session?.pc ? inboundStats(session.pc) : Promise.resolve(null)),
 });
 
