@@ -131,9 +131,11 @@ class LiveMembership:
         queue: asyncio.Queue[MembershipChange] = asyncio.Queue()
         self._watchers.add(queue)
         try:
+            # Liveness only, not registration: right after a routing-service restart no edge has
+            # registered again yet, and a watcher must not take that for every edge dying.
             for e in self.state.topology.edges:
-                alive = e.registered and self.membership.is_alive(e.edge_id)
-                yield MembershipChange(e.edge_id, alive, "alive" if alive else "not registered or silent")
+                alive = self.membership.is_alive(e.edge_id)
+                yield MembershipChange(e.edge_id, alive, "alive" if alive else "silent")
             while True:
                 yield await queue.get()
         finally:

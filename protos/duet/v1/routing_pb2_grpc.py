@@ -124,16 +124,18 @@ class RoutingServicer:
 
     def PickIngress(self, request, context):
         """Picks the edge a client should attach its WebRTC leg to: the ACTIVE,
-        registered edge with the lowest estimated RTT from the client. The
-        estimate is a client probe for that edge when one is given, else a distance
-        prior from the client's geoip location to the edge's region. A client that
+        registered, alive (not silent: see Heartbeat) edge with the lowest
+        estimated RTT from the client, weighted by the load the edges report
+        in their heartbeats. The estimate is a client probe for that edge when
+        one is given, else a distance prior from the client's geoip location to
+        the edge's region. A client that
         cannot be located (private, loopback or unknown address; no geoip database)
         is placed at the service's default region.
 
         Statuses:
         - INVALID_ARGUMENT: client_ip is empty or not an IPv4/IPv6 literal; a
         probe has no edge_id, or an rtt_ms that is negative or not finite.
-        - UNAVAILABLE: no edge is both ACTIVE and registered.
+        - UNAVAILABLE: no edge is ACTIVE, registered and alive.
         - INTERNAL: unexpected failure (the message points to the server log).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -142,8 +144,10 @@ class RoutingServicer:
 
     def PickRoute(self, request, context):
         """The least-cost backbone path between two edges. A link costs its RTT times
-        (1 + 10 x loss); DOWN edges, unregistered edges and down links are not
-        usable, and a DRAINING edge may be an end of the path but never a transit
+        (1 + 10 x loss), RTT and loss as measured by the edges' probes (with
+        hysteresis) unless the service routes by declared weights; DOWN, silent
+        and unregistered edges, down links and links their edges report
+        unanswered are not usable, and a DRAINING edge may be an end of the path but never a transit
         hop. from_edge_id == to_edge_id answers a one-edge path with rtt_ms 0.
 
         Statuses:
