@@ -64,6 +64,9 @@ CONTROL_PLANE: dict[str, tuple[str, Message]] = {
     ),
     "/duet.v1.Routing/WatchRoutes": ("routing", routing_pb2.WatchRoutesRequest(edge_id="fra-1")),
     "/duet.v1.Routing/GetTopology": ("routing", routing_pb2.GetTopologyRequest()),
+    # Zero legs and no readings: what fra-1 would report when idle, so a served one changes nothing.
+    "/duet.v1.Routing/Heartbeat": ("routing", routing_pb2.HeartbeatRequest(edge_id="fra-1")),
+    "/duet.v1.Routing/WatchMembership": ("routing", routing_pb2.WatchMembershipRequest()),
     "/duet.v1.EdgeControl/AttachLeg": ("edge", edge_pb2.AttachLegRequest(session_id="intruder", offer_sdp="v=0")),
     "/duet.v1.EdgeControl/DetachLeg": ("edge", edge_pb2.DetachLegRequest(leg_id="some-leg")),
     "/duet.v1.EdgeControl/Bridge": (
@@ -105,9 +108,9 @@ async def status_of(cluster: ClusterInfo, method: str, metadata: Metadata) -> tu
     async with grpc.aio.insecure_channel(address_of(cluster, server)) as ch:
         rpc = getattr(STUBS[server](ch), method.rsplit("/", 1)[1])
         try:
-            if method.endswith("WatchRoutes"):
+            if method.endswith(("WatchRoutes", "WatchMembership")):
                 stream = rpc(request, metadata=metadata, timeout=5)
-                await stream.read()  # the first table, or the refusal
+                await stream.read()  # the first message, or the refusal
                 stream.cancel()
             else:
                 await rpc(request, metadata=metadata, timeout=5)
@@ -168,6 +171,10 @@ async def test_the_right_credential_gets_through(cluster: ClusterInfo) -> None:
     ] == Code.OK
     code, _ = await status_of(cluster, "/duet.v1.Matchmaker/GetCall", bearer_metadata(cluster.user_token("ana")))
     assert code == Code.NOT_FOUND
+    assert (await status_of(cluster, "/duet.v1.Routing/Heartbeat", as_service(cluster, Role.EDGE, "fra-1")))[
+        0
+    ] == Code.OK
+    assert (await status_of(cluster, "/duet.v1.Routing/WatchMembership", mm))[0] == Code.OK
 
 
 async def topology(cluster: ClusterInfo) -> dict[str, tuple[str, str, str]]:
