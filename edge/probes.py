@@ -33,6 +33,9 @@ LOST_AFTER_S = 0.5
 DOWN_AFTER_S = 0.4
 WINDOW = 20  # loss over the last ~2 s of probes
 RTT_SMOOTHING = 0.2
+# A tick this late means this process stalled (a busy event loop), not the link: answers
+# may be waiting unread in the socket, so reachability is not judged on that tick.
+STALL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class LinkProber:
         self._links: dict[str, _Link] = {}
         self._by_number: dict[int, _Link] = {}
         self._next = 1
+        self._last_tick: float | None = None
 
     @property
     def neighbours(self) -> list[Neighbour]:
@@ -93,15 +97,18 @@ class LinkProber:
     def tick(self, now: float) -> bool:
         """Send one probe to each neighbour and settle late ones; True when a link's reachability flipped."""
         flipped = False
+        stalled = self._last_tick is not None and now - self._last_tick > STALL_S
+        self._last_tick = now
         for link in self._links.values():
-            for number, sent in list(link.outstanding.items()):
-                if now - sent > LOST_AFTER_S:
-                    del link.outstanding[number]
-                    link.outcomes.append(False)
-            reachable = link.reachable(now)
-            if reachable != link.reported_reachable:
-                link.reported_reachable = reachable
-                flipped = True
+            if not stalled:  # after a stall, answers may still be unread: judge on the next tick
+                for number, sent in list(link.outstanding.items()):
+                    if now - sent > LOST_AFTER_S:
+                        del link.outstanding[number]
+                        link.outcomes.append(False)
+                reachable = link.reachable(now)
+                if reachable != link.reported_reachable:
+                    link.reported_reachable = reachable
+                    flipped = True
             number = self._next
             self._next += 1
             link.outstanding[number] = now
@@ -125,10 +132,11 @@ class LinkProber:
             return True
         return False
 
-    def samples(self, now: float) -> list[LinkSample]:
+    def samples(self) -> list[LinkSample]:
+        """Each link as the last tick judged it."""
         out = []
         for link in self._links.values():
             lost = link.outcomes.count(False)
             loss = lost / len(link.outcomes) if link.outcomes else 0.0
-            out.append(LinkSample(link.neighbour.edge_id, link.srtt_ms or 0.0, loss, link.reachable(now)))
+            out.append(LinkSample(link.neighbour.edge_id, link.srtt_ms or 0.0, loss, link.reported_reachable))
         return out

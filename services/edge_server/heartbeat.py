@@ -65,7 +65,6 @@ class EdgePulse:
         return max(0.0, (cpu - then_cpu) / (wall - then_wall)) if wall > then_wall else 0.0
 
     def request(self) -> routing_pb2.HeartbeatRequest:
-        now = time.monotonic()
         return routing_pb2.HeartbeatRequest(
             edge_id=self.node.edge_id,
             legs=len(self.node.legs),
@@ -75,7 +74,7 @@ class EdgePulse:
                 routing_pb2.LinkMeasurement(
                     peer_edge_id=s.peer_edge_id, rtt_ms=s.rtt_ms, loss=s.loss, reachable=s.reachable
                 )
-                for s in self.prober.samples(now)
+                for s in self.prober.samples()
             ],
         )
 
