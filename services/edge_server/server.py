@@ -27,6 +27,7 @@ from duet.services.devkit.wan.edge import emulate_edge
 from duet.services.devkit.wan.profile import WanConfig
 from duet.services.devkit.wan.reload import follow_wan_file, wan_file_from_env
 from duet.services.edge_server.heartbeat import EdgePulse
+from duet.services.edge_server.link_metrics import LinkCollector
 from duet.services.edge_server.metrics import edge_registry
 from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
 from duet.services.rpc.auth import AuthInterceptor
@@ -244,13 +245,14 @@ async def serve_edge(
     tasks: list[asyncio.Task[None]] = []
     extras = contextlib.AsyncExitStack()
     try:
+        stub = routing_pb2_grpc.RoutingStub(channel)
+        pulse = EdgePulse(node, stub, metadata)
         metrics = ""
         if metrics_port is not None:
-            url = await extras.enter_async_context(
-                MetricsServer(edge_registry(node), host=metrics_host, port=metrics_port)
-            )
+            registry = edge_registry(node)
+            registry.register(LinkCollector(edge_id, pulse.prober))
+            url = await extras.enter_async_context(MetricsServer(registry, host=metrics_host, port=metrics_port))
             metrics = f" metrics={url}"
-        stub = routing_pb2_grpc.RoutingStub(channel)
         registration = routing_pb2.RegisterEdgeRequest(
             edge_id=edge_id,
             control_address=control_address,
@@ -259,7 +261,6 @@ async def serve_edge(
         )
         reply = await _register(stub, registration, stop, metadata)
         node.assign_number(reply.edge.number)
-        pulse = EdgePulse(node, stub, metadata)
         tasks = [
             asyncio.create_task(_stay_registered(stub, node, registration, metadata), name="route watch"),
             asyncio.create_task(pulse.run_heartbeats(), name="heartbeats"),

@@ -14,7 +14,9 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from duet.services.client import DuetClient
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
@@ -112,6 +114,16 @@ async def test_a_backbone_link_failed_mid_call_resumes_over_the_alternate_path_w
         # Still the same call, now through sin-1: decoding went on for the last seconds.
         assert ana.in_call and ben.in_call
         assert all(frames.arrivals[u][-1] > end - 0.2 for u in ("fo-ana", "fo-ben"))
+        # fra-1's own view of its links, as it serves it to Prometheus.
+        async with aiohttp.ClientSession() as http, http.get(cluster.edge_metrics["fra-1"]) as reply:
+            text = await reply.text()
+        reachable = {
+            s.labels["peer"]: s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "duet_edge_link_reachable"
+        }
+        assert reachable == {"vir-1": 0.0, "sin-1": 1.0}
     finally:
         await asyncio.gather(ana.leave(), ben.leave())
 
