@@ -82,6 +82,19 @@ class MatchmakerServicer:
         ended the call; send FindPartner or Next to look again)
         9. client Leave: the server ends the call and closes the stream with OK
 
+        At any time after EdgeAssigned: Cancel (leave the pool, keep the session
+        and the warm leg; answered by TicketClosed "cancelled"), Heartbeat
+        (answered by HeartbeatAck), Block and Report (about the partner of a call
+        of this session; answered by Blocked / Reported). The server may send
+        TicketClosed on its own: the ticket expired (no partner within the
+        ticket lifetime, 120 s by default) or the user was held for review.
+
+        Matching (docs/matching.md): both-way filters (language, gender and age
+        preferences, region scope, video codecs), never a blocked pair, never a
+        recent partner, latency-aware and shared-interest scoring, oldest waiting
+        first, criteria relaxed as the wait grows (interests after 10 s, scope
+        after 30 s by default; blocks, gender and age never relax).
+
         The client's address (the TCP peer, or the first x-forwarded-for entry
         when the server is started with --trust-forwarded-for) chooses its edge.
         A user has one session at a time: a Hello with the user_id of a live
@@ -94,13 +107,26 @@ class MatchmakerServicer:
         newer session replaces it, and when the matchmaker shuts down (after
         CallEnded "matchmaker shutting down").
 
-        Statuses: a client message the protocol does not allow ends the stream
-        with a status.
+        Two kinds of refusal:
+
+        Refusals that keep the session (the stream stays open, the request has
+        changed nothing; the server sends Error with the status name and the
+        message it answers, see Error):
+        - FindPartner / Next: INVALID_ARGUMENT for invalid preferences (the
+        message names the field and the rule); RESOURCE_EXHAUSTED over the
+        per-user rate limit ("slow down: 20 requests in 10 s; try again in
+        1.5 s"); PERMISSION_DENIED while the user is held for review.
+        - Block / Report: INVALID_ARGUMENT for an empty call_id or a reason
+        over 500 characters; NOT_FOUND when this user had no call with that
+        call_id.
+
+        Refusals that end the stream with a status (the protocol was broken):
         - First message not Hello: INVALID_ARGUMENT.
         - Hello: INVALID_ARGUMENT when user_id is not 1-64 characters of
-        [A-Za-z0-9_.-] or display_name is longer than 64 characters;
-        UNAVAILABLE when no edge could be assigned (the routing service failed
-        or had no edge available).
+        [A-Za-z0-9_.-], or display_name (after Unicode NFC normalisation) is
+        longer than 40 characters or holds a control or bidirectional-override
+        character; UNAVAILABLE when no edge could be assigned (the routing
+        service failed or had no edge available).
         - Hello again, or a ClientMessage with no field set: INVALID_ARGUMENT.
         - LegOffer: FAILED_PRECONDITION when the session already has a leg;
         INVALID_ARGUMENT when the edge rejected the SDP offer; UNAVAILABLE when
@@ -108,7 +134,7 @@ class MatchmakerServicer:
         - FindPartner: FAILED_PRECONDITION when there is no leg yet (send
         LegOffer first), or the session is already waiting or in a call (use
         Next).
-        - Next: FAILED_PRECONDITION when there is no leg yet.
+        - Next, Cancel: FAILED_PRECONDITION when there is no leg yet.
         - ConnectReport: NOT_FOUND when this user has no call with that call_id;
         PERMISSION_DENIED when the call is live but not this user's.
         - Any message: UNAVAILABLE when a backing gRPC call failed unexpectedly;
