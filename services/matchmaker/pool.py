@@ -43,7 +43,6 @@ ANY_LANGUAGE = ""  # the group of tickets that gave no language
 BucketKey = tuple[str, frozenset[str], str, frozenset[str], str, str, VideoCodecs, bool]
 OrderKey = tuple[float, str]  # (queued_at, ticket_id): oldest first, ties by id
 _LAST_ID = "\U0010ffff"  # sorts after every ticket id
-_UNKNOWN = object()
 
 
 def _bucket_key(t: Ticket) -> BucketKey:
@@ -173,8 +172,9 @@ class WaitingPool:
         for lang in groups:
             for key, bucket in self._index.get(lang, {}).items():
                 cache_key = (signature, key)
-                age_s = self._verdicts.get(cache_key, _UNKNOWN)
-                if age_s is _UNKNOWN:
+                if cache_key in self._verdicts:
+                    age_s = self._verdicts[cache_key]
+                else:
                     age_s = self._youngest_passing_age(ticket, bucket.peekitem(0)[1], ctx, ages_s)
                     self._verdicts[cache_key] = age_s
                 if age_s is None:
