@@ -12,7 +12,6 @@ import grpc
 import pytest
 
 from duet.services.matchmaker.core import MatchConfig, Matchmaker
-from duet.services.matchmaker.rate_limit import RateLimiter
 from duet.services.matchmaker.errors import (
     BadRequest,
     Forbidden,
@@ -26,6 +25,7 @@ from duet.services.matchmaker.errors import (
 from duet.services.matchmaker.events import CallEnded, EdgeAssigned, LegAnswered, Matched, Queued, SessionEvent
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemoryStore
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState, PeerUnavailable
+from duet.services.matchmaker.rate_limit import RateLimiter
 from duet.services.matchmaker.server import STATUS, Abort, MatchmakerServicer, abort_for, call_record, server_message
 from duet.services.rpc.server import start_server
 from duet.services.store.records import CallRow
