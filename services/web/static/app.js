@@ -194,6 +194,25 @@ class Session {
     if (message.queued) return this.onQueued(message.queued);
     if (message.matched) return this.onMatched(message.matched);
     if (message.callEnded) return this.onCallEnded(message.callEnded);
+    if (message.ticketClosed) return this.onTicketClosed(message.ticketClosed);
+    if (message.error) return this.onRefused(message.error);
+  }
+
+  // The wait ended without a match (expired, cancelled, held for review); the session and leg stay.
+  onTicketClosed(closed) {
+    this.inPool = false;
+    if (closed.reason === "cancelled") return setState("ended", "Not in a call.");
+    showError(`You are no longer waiting: ${closed.reason}. Press “Talk to someone” to try again.`);
+    setState("ended", "Not in a call.");
+  }
+
+  // A request the matchmaker refused (rate limit, review hold, bad preferences); the session goes on.
+  onRefused(error) {
+    showError(`${error.message || error.code}`);
+    if (error.request === "find_partner" || error.request === "next") {
+      this.inPool = false;
+      setState("ended", "Not in a call.");
+    }
   }
 
   async onEdgeAssigned(assigned) {
