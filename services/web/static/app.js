@@ -38,6 +38,7 @@ const FRAME_TIMEOUT_MS = 10000; // Matched -> the partner's first frame
 const $ = (id) => document.getElementById(id);
 const ui = {
   talk: $("talk"), next: $("next"), leave: $("leave"), name: $("name"),
+  languages: $("languages"), interests: $("interests"), near: $("near"),
   regionChoice: $("region-choice"), region: $("region"),
   status: $("status"), error: $("error"), partner: $("partner"),
   local: $("local-video"), remote: $("remote-video"),
@@ -52,6 +53,19 @@ const nowMs = () => performance.timeOrigin + performance.now();
 const userId = `web-${Math.random().toString(36).slice(2, 10)}`;
 
 const view = { state: "idle", error: "", breakdowns: [] };
+
+// The person's matching preferences as a Preferences message (protobuf JSON), or undefined for none.
+// Read at every search, so they may be changed between calls; the matchmaker checks them.
+function preferences() {
+  const list = (text) => text.split(",").map((item) => item.trim()).filter(Boolean);
+  const prefs = {};
+  const languages = list(ui.languages.value.toLowerCase());
+  const interests = list(ui.interests.value);
+  if (languages.length) prefs.languages = languages;
+  if (interests.length) prefs.interests = interests;
+  if (ui.near.checked) prefs.scope = "SCOPE_NEAR";
+  return Object.keys(prefs).length ? prefs : undefined;
+}
 let session = null; // the live Session, or null
 
 // -- what the person sees -------------------------------------------------------
@@ -260,13 +274,13 @@ class Session {
 
   findPartner() {
     showError("");
-    this.send({ findPartner: { legConnected: this.stages.leg_connected } });
+    this.send({ findPartner: { legConnected: this.stages.leg_connected, preferences: preferences() } });
     setState("waiting", "Looking for someone …");
   }
 
   next() {
     showError("");
-    this.send({ next: {} });
+    this.send({ next: { preferences: preferences() } });
     setState("waiting", "Looking for someone new …");
   }
 
@@ -299,7 +313,9 @@ class Session {
       done: false,
     };
     showPartner(this.call);
-    setState("matched", `Matched with ${this.call.partner} (${this.call.region}); waiting for their video …`);
+    const shared = (matched.partner && matched.partner.sharedInterests) || [];
+    const both = shared.length ? `; you both like ${shared.join(", ")}` : "";
+    setState("matched", `Matched with ${this.call.partner} (${this.call.region})${both}; waiting for their video …`);
     watchFirstFrame(this, this.call);
     const call = this.call;
     this.after(FRAME_TIMEOUT_MS, () => {
