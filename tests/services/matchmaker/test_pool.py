@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -180,6 +181,7 @@ def test_indexed_pool_agrees_with_a_naive_scan(evts: list[tuple], compare: int) 
 # -- 10,000 waiting ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ten_thousand_waiting_newcomers_are_placed_fast() -> None:
     rng = random.Random(7)
     langs = ["en", "es", "pt", "fr", "de", "hi", "ja", "ar"]
@@ -205,12 +207,18 @@ def test_ten_thousand_waiting_newcomers_are_placed_fast() -> None:
     for n in range(10_000):
         assert pool.offer(random_ticket(n, n / 1000), context(n / 1000, history)) is None
     assert len(pool) == 10_000
+    waiting = pool.waiting()
+    newcomers = [
+        ticket(n, f"u{n}", queued_s=10.0, gender="female", languages=[rng.choice(langs)]) for n in range(10_000, 10_200)
+    ]
+    # Against a naive scan with the same rules, in the same run: the machine is shared, so a ratio, not a time.
     start = time.perf_counter()
-    matched = 0
-    for n in range(10_000, 10_200):
-        t = ticket(n, f"u{n}", queued_s=10.0, gender="female", languages=[rng.choice(langs)])
-        matched += pool.offer(t, context(10.0, history)) is not None
-    per_newcomer_ms = (time.perf_counter() - start) * 1000 / 200
-    assert matched == 200
-    # Measured about 0.3 ms here; a scan over 10,000 tickets with these rules takes tens of ms.
-    assert per_newcomer_ms < 5, f"{per_newcomer_ms:.2f} ms per newcomer with 10,000 waiting"
+    for t in newcomers[:10]:
+        assert naive_partner(waiting, t, context(10.0, history), pool.compare) is not None
+    naive_ms = (time.perf_counter() - start) * 1000 / 10
+    start = time.perf_counter()
+    matched = sum(pool.offer(t, context(10.0, history)) is not None for t in newcomers)
+    indexed_ms = (time.perf_counter() - start) * 1000 / len(newcomers)
+    assert matched == len(newcomers)
+    # Measured here: about 0.5 ms against 30 ms.
+    assert indexed_ms * 10 < naive_ms, f"{indexed_ms:.2f} ms per newcomer against {naive_ms:.2f} ms for a naive scan"
