@@ -33,6 +33,8 @@ from duet.routing.topology import default_topology
 from duet.services.devkit.demo_geo import write_demo_mmdb
 from duet.services.devkit.embedded_postgres import open_database
 from duet.services.devkit.errors import SetupError
+from duet.services.devkit.wan.cluster import ClusterEmulation, client_proxies
+from duet.services.devkit.wan.profile import ENV_VAR as WAN_ENV_VAR
 
 logger = logging.getLogger("duet.cluster")
 
@@ -73,6 +75,13 @@ class ClusterInfo:
     database_url: str = ""
     log_dir: Path = Path(".duet/logs")
     database_where: str | None = None  # where the private cluster's data is (None: a given URL)
+    # With WAN emulation: region -> the delay proxy a client in that region dials instead of `matchmaker`.
+    matchmaker_by_region: dict[str, str] = field(default_factory=dict)
+    emulation: ClusterEmulation | None = None
+
+    def matchmaker_for(self, region: str) -> str:
+        """The matchmaker address a client in ``region`` dials (its delay proxy under WAN emulation)."""
+        return self.matchmaker_by_region.get(region, self.matchmaker)
 
 
 class LocalCluster:
@@ -84,9 +93,17 @@ class LocalCluster:
         regions: Sequence[str] = DEFAULT_REGIONS,
         log_level: str = "INFO",
         avoid_recent: int | None = None,
+        emulation: ClusterEmulation | None = None,
     ) -> None:
-        """``avoid_recent``: the matchmaker's --avoid-recent (None: its default)."""
+        """``avoid_recent``: the matchmaker's --avoid-recent (None: its default).
+
+        ``emulation``: emulate the WAN between the regions (a test and benchmark
+        facility): the edges get ``$DUET_WAN`` for backbone, last mile and
+        control plane, and clients reach the matchmaker through the proxies of
+        ``ClusterInfo.matchmaker_by_region``.
+        """
         self.avoid_recent = avoid_recent
+        self.emulation = emulation
         self.state_dir = state_dir
         self.database = database
         self.regions = tuple(regions)
@@ -120,6 +137,13 @@ class LocalCluster:
         topo_path.write_text(json.dumps(topology.to_dict(), indent=2))
         env = dict(os.environ, DUET_CLUSTER_KEY=secrets.token_hex(32), PYTHONUNBUFFERED="1")
         env[DIE_WITH_PARENT_ENV] = str(os.getpid())
+        edge_env = env
+        if self.emulation is not None:
+            try:
+                self.emulation.control_plane(topology)
+            except ValueError as exc:
+                raise SetupError(f"WAN emulation: {exc}") from exc
+            edge_env = dict(env, **{WAN_ENV_VAR: self.emulation.edge_env(topo_path.resolve())})
 
         routing = await self._spawn(
             "routing",
@@ -145,7 +169,7 @@ class LocalCluster:
                 self._spawn(
                     f"edge-{e.edge_id}",
                     ["edge", "--edge-id", e.edge_id, "--routing", routing_address, "--metrics-port", "0"],
-                    env,
+                    edge_env,
                     log_dir,
                 )
                 for e in topology.edges
@@ -167,14 +191,22 @@ class LocalCluster:
             env,
             log_dir,
         )
+        matchmaker = _field(mm.ready_line, "address")
+        by_region: dict[str, str] = {}
+        if self.emulation is not None:
+            by_region = await self._stack.enter_async_context(
+                client_proxies(self.emulation, topology, matchmaker, self.regions)
+            )
         self.info = ClusterInfo(
-            matchmaker=_field(mm.ready_line, "address"),
+            matchmaker=matchmaker,
             routing=routing_address,
             edges={c.name.removeprefix("edge-"): _field(c.ready_line, "control") for c in edges},
             edge_metrics={c.name.removeprefix("edge-"): _field(c.ready_line, "metrics") for c in edges},
             database_url=dsn,
             log_dir=log_dir,
             database_where=db.describe(),
+            matchmaker_by_region=by_region,
+            emulation=self.emulation,
         )
         logger.info("cluster up in %.1f s", time.monotonic() - t0)
         return self.info
