@@ -232,7 +232,8 @@ async def serve_edge(
         watch = asyncio.create_task(_stay_registered(stub, node, registration))
         logger.info("edge %s (#%d, %s) serving control on %s", edge_id, node.number, reply.edge.region, control_address)
         print(
-            f"edge {edge_id} ready control={advertised_control} backbone={backbone[0]}:{backbone[1]}{metrics}", flush=True
+            f"edge {edge_id} ready control={advertised_control} backbone={backbone[0]}:{backbone[1]}{metrics}",
+            flush=True,
         )
         await stop.wait()
     finally:

@@ -178,21 +178,21 @@ async def test_a_grpc_call_through_the_proxy_pays_one_delay_each_way() -> None:
         return request
 
     server = grpc.aio.server()
-    handler = grpc.method_handlers_generic_handler(
-        "test.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-    )
+    handler = grpc.method_handlers_generic_handler("test.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     loop = asyncio.get_running_loop()
     try:
-        async with TcpDelayProxy(f"127.0.0.1:{port}", LinkProfile(delay_ms=60)) as address:
-            async with grpc.aio.insecure_channel(address) as channel:
-                call = channel.unary_unary("/test.Echo/Echo")
-                assert await call(b"warm", timeout=5) == b"warm"  # the connection is set up
-                started = loop.time()
-                assert await call(b"ping", timeout=5) == b"ping"
-                elapsed = loop.time() - started
+        async with (
+            TcpDelayProxy(f"127.0.0.1:{port}", LinkProfile(delay_ms=60)) as address,
+            grpc.aio.insecure_channel(address) as channel,
+        ):
+            call = channel.unary_unary("/test.Echo/Echo")
+            assert await call(b"warm", timeout=5) == b"warm"  # the connection is set up
+            started = loop.time()
+            assert await call(b"ping", timeout=5) == b"ping"
+            elapsed = loop.time() - started
         assert 0.120 <= elapsed < 0.120 + TOLERANCE_S
     finally:
         await server.stop(None)
