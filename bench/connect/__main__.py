@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.connect.baseline import BaselineResult, baseline_call
 from bench.connect.duet_calls import SCHEDULE, DuetSample, pair_calls
-from bench.connect.pairs import QUICK_PAIRS, PairPath, all_pairs, pair_path
+from bench.connect.pairs import QUICK_PAIRS, all_pairs, pair_path
 from bench.connect.report import pair_figures, region_table, stage_table, summary, write_heatmap
 from duet.routing.reference import region_sites
 from duet.routing.topology import TopologyError, default_topology

@@ -95,9 +95,8 @@ def region_table(
 def stage_table(figures: Sequence[PairFigures], worst: int) -> str:
     """The slowest pairs with the median stages of their calls (ms after the match) and their floor."""
     ranked = sorted((f for f in figures if f.duet), key=lambda f: f.p95, reverse=True)[:worst]
-    header = (
-        f"{'pair':<28}{'route ms':>9}{'floor':>7}{'p95':>7}{'base p95':>9}"
-        + "".join(f"{name:>21}" for name in STAGES_AFTER_MATCH)
+    header = f"{'pair':<28}{'route ms':>9}{'floor':>7}{'p95':>7}{'base p95':>9}" + "".join(
+        f"{name:>21}" for name in STAGES_AFTER_MATCH
     )
     lines = [header, "-" * len(header)]
     for f in ranked:
@@ -134,8 +133,7 @@ def summary(
         "speedup_worst": rounded(base_worst / worst, 2) if worst and base_worst else None,
         "worst_ratio_to_floor": rounded(max(f.ratio_to_floor for f in measured), 2) if measured else None,
         "next_p95_ms": rounded(percentile(nexts, 95)) if nexts else None,
-        "failed_calls": sum(1 for s in duet if s.connect_ms is None)
-        + sum(1 for b in baseline if b.connect_ms is None),
+        "failed_calls": sum(1 for s in duet if s.connect_ms is None) + sum(1 for b in baseline if b.connect_ms is None),
     }
 
 
