@@ -220,17 +220,20 @@ async def test_an_edge_dials_routing_and_is_dialled_through_proxies_delayed_by_i
     loop = asyncio.get_running_loop()
     config = WanConfig.from_dict({"control": {"region": "Frankfurt", "topology": "world"}})
     one_way = measured_rtt_ms("Frankfurt", "Sydney") / 2  # type: ignore[operator]
-    async with Upstream() as routing, Upstream() as control:
-        async with edge_control_plane(config, "syd-1", routing=routing.address, control=control.address) as (r, c):
-            assert r != routing.address and c != control.address
-            for address, upstream in ((r, routing), (c, control)):
-                host, port = address.rsplit(":", 1)
-                _, writer = await asyncio.open_connection(host, int(port))
-                sent = loop.time()
-                writer.write(b"x")
-                await asyncio.wait_for(upstream.got_data.wait(), 2)
-                assert one_way / 1000 <= upstream.arrivals[0][1] - sent < one_way / 1000 + TOLERANCE_S
-                writer.close()
+    async with (
+        Upstream() as routing,
+        Upstream() as control,
+        edge_control_plane(config, "syd-1", routing=routing.address, control=control.address) as (r, c),
+    ):
+        assert r != routing.address and c != control.address
+        for address, upstream in ((r, routing), (c, control)):
+            host, port = address.rsplit(":", 1)
+            _, writer = await asyncio.open_connection(host, int(port))
+            sent = loop.time()
+            writer.write(b"x")
+            await asyncio.wait_for(upstream.got_data.wait(), 2)
+            assert one_way / 1000 <= upstream.arrivals[0][1] - sent < one_way / 1000 + TOLERANCE_S
+            writer.close()
     async with edge_control_plane(WanConfig(), "syd-1", routing="127.0.0.1:1", control="127.0.0.1:2") as both:
         assert both == ("127.0.0.1:1", "127.0.0.1:2")  # no control region: nothing in between
     with pytest.raises(ValueError, match="not in the control plane's topology"):

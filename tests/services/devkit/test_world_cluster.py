@@ -29,9 +29,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-async def test_a_call_across_the_world_pays_control_backbone_and_last_miles(
-    database_url: str, tmp_path: Path
-) -> None:
+async def test_a_call_across_the_world_pays_control_backbone_and_last_miles(database_url: str, tmp_path: Path) -> None:
     emulation = ClusterEmulation(control_region="Frankfurt", last_mile_ms=LAST_MILE_MS)
     regions = list(region_sites())
     cluster = LocalCluster(state_dir=tmp_path, database=database_url, regions=regions, emulation=emulation)
