@@ -178,8 +178,9 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
         work = asyncio.create_task(body(stop))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if not work.done():
-            # Ctrl-C: unwind clients, services and PostgreSQL, whatever stage we were in.
+        if not work.done() and not serving.is_set():
+            # Ctrl-C before serving: unwind clients, services and PostgreSQL, whatever stage we were in.
+            # (Once serving, the body sees `stop` and shuts down in order by itself.)
             print("shutting down ...", flush=True)
             work.cancel()
         stopped.cancel()
