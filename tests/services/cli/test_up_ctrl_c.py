@@ -31,9 +31,9 @@ def _services_of(routing_address: str, state_dir: Path) -> list[int]:
             cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "duet.services.cli" in cmdline and (routing_address in cmdline or str(state_dir) in cmdline):
-            if " up " not in cmdline:
-                pids.append(int(proc_dir.name))
+        ours = routing_address in cmdline or str(state_dir) in cmdline
+        if "duet.services.cli" in cmdline and ours and " up " not in cmdline:
+            pids.append(int(proc_dir.name))
     return pids
 
 
