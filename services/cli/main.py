@@ -15,12 +15,14 @@ Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge re
   duet demo        start a local cluster, place demo calls, print a JSON summary, exit
   duet call        place one call from a simulated client against a running cluster
   duet web         serve the browser client and its gateway in front of a running matchmaker
+  duet geoip       install or locate the default GeoIP database (DB-IP City Lite)
+  duet topology    show, diff, apply, drain, link and lint the topology; its audit log
   duet routing | matchmaker | edge   run one service (the local cluster starts these for you)
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from duet.services.cli import call, cluster_commands, serve, web
+    from duet.services.cli import call, cluster_commands, geoip, serve, topology, web
 
     parser = argparse.ArgumentParser(
         prog="duet", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -50,6 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     web.add_arguments(gateway)
     gateway.set_defaults(func=web.run)
+
+    geo = sub.add_parser(
+        "geoip",
+        help="install or locate the default GeoIP database",
+        description=geoip.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    geoip.add_arguments(geo)
+    geo.set_defaults(func=geoip.run)
+    topo = sub.add_parser(
+        "topology",
+        help="show, diff, apply, drain, link and lint the topology; its audit log",
+        description=topology.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    topology.add_arguments(topo)
+    topo.set_defaults(func=topology.run)
 
     routing = sub.add_parser("routing", help="run the routing service", description=serve.ROUTING_HELP)
     serve.add_routing_arguments(routing)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from duet.routing.topology import Topology, TopologyError, default_topology
+from duet.routing.geo_database import default_database_path, installed_default_database
+from duet.routing.topology import Topology, TopologyError
+from duet.routing.topology_file import load_topology_file, load_world_topology
 from duet.services.cli.log_setup import configure_logging
 from duet.services.devkit.embedded_postgres import database_url
 from duet.services.edge_server.server import serve_edge
@@ -19,6 +22,8 @@ from duet.services.routing_server.server import serve_routing
 from duet.services.rpc.server import install_stop_signals
 
 CLUSTER_KEY_ENV = "DUET_CLUSTER_KEY"
+
+logger = logging.getLogger("duet.cli")
 
 
 def serve_until_stopped(log_level: str, serve: Callable[[asyncio.Event], Awaitable[None]]) -> int:
@@ -51,15 +56,14 @@ def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_topology(path: Path | None) -> Topology:
-    """The topology file at ``path``, or the 3-region default; a bad file ends the command with its problems."""
-    if path is None:
-        return default_topology()
+    """The topology file at ``path`` (YAML or JSON), or the shipped world topology; a bad file ends the command.
+
+    The message lists every problem with its line and field.
+    """
     try:
-        return Topology.from_json(path.read_text())
-    except OSError as exc:
-        raise SystemExit(f"cannot read topology file {path}: {exc.strerror}") from exc
+        return load_topology_file(path) if path is not None else load_world_topology()
     except TopologyError as exc:
-        raise SystemExit(f"topology file {path} is invalid: {exc}") from exc
+        raise SystemExit(str(exc)) from exc
 
 
 # -- routing ------------------------------------------------------------------
@@ -73,13 +77,25 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
         "--topology",
         type=Path,
         default=None,
-        help="topology JSON file (default: Frankfurt, Virginia, Singapore, one edge each)",
+        help=(
+            "topology file, YAML or JSON (docs/operations.md; default: the shipped world topology, 13 regions). "
+            "With a database, used only until a topology is applied: after that the last applied one is restored"
+        ),
+    )
+    parser.add_argument(
+        "--reset-topology",
+        action="store_true",
+        help="serve the --topology file even when the database holds a topology applied since (recorded in the audit log)",
     )
     parser.add_argument(
         "--geoip-db",
         type=Path,
+        action="append",
         default=None,
-        help="GeoIP2/GeoLite2 City mmdb for client locations (default: none; every client falls back to the default region)",
+        metavar="MMDB",
+        help="GeoIP2-City-compatible mmdb for client locations; repeat to stack several (the first that knows an "
+        "address answers). Default: DB-IP City Lite when installed (`duet geoip install`), else none, and every "
+        "client falls back to the default region",
     )
     parser.add_argument(
         "--default-region",
@@ -87,7 +103,9 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
         help="region for clients that cannot be located (default: the topology's first)",
     )
     parser.add_argument(
-        "--database-url", default=None, help="PostgreSQL URL to record registered edges in (default: none)"
+        "--database-url",
+        default=None,
+        help="PostgreSQL URL for registered edges and the topology audit log (default: none; the log is then kept in memory)",
     )
     parser.add_argument("--log-level", default="INFO")
 
@@ -98,14 +116,27 @@ def run_routing(args: argparse.Namespace) -> int:
     async def serve(stop: asyncio.Event) -> None:
         await serve_routing(
             topology,
-            geoip_db=args.geoip_db,
+            geoip_db=args.geoip_db if args.geoip_db is not None else default_geoip_databases(),
             default_region=args.default_region,
             bind=args.bind,
             database=args.database_url,
             stop=stop,
+            topology_source=str(args.topology) if args.topology else "the shipped world topology",
+            reset_topology=args.reset_topology,
         )
 
     return serve_until_stopped(args.log_level, serve)
+
+
+def default_geoip_databases() -> list[Path]:
+    installed = installed_default_database()
+    if installed is None:
+        logger.warning(
+            "no GeoIP database installed (%s): clients are placed in the default region; run `duet geoip install`",
+            default_database_path(),
+        )
+        return []
+    return [installed]
 
 
 # -- matchmaker ---------------------------------------------------------------

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from duet.routing.geo_database import installed_default_database
 from duet.routing.topology import default_topology
 from duet.services.devkit.demo_geo import write_demo_mmdb
 from duet.services.devkit.embedded_postgres import open_database
@@ -41,6 +42,10 @@ logger = logging.getLogger("duet.cluster")
 DEFAULT_REGIONS = ("Frankfurt", "Virginia", "Singapore")
 READY_TIMEOUT_S = 60.0
 
+
+#: Written in the state dir while the cluster runs: its addresses, for commands run
+#: beside it (``duet topology`` finds the routing service there).
+CLUSTER_FILE = "cluster.json"
 
 #: Set in a child's environment to the supervisor's PID: the child dies with it.
 DIE_WITH_PARENT_ENV = "DUET_DIE_WITH_PARENT"
@@ -165,10 +170,13 @@ class LocalCluster:
                 str(topo_path),
                 "--geoip-db",
                 str(geo),
+                *geoip_fallback(),
                 "--default-region",
                 self.regions[0],
                 "--database-url",
                 dsn,
+                # The regions are this run's: a topology applied in an earlier run must not replace them.
+                "--reset-topology",
             ],
             env,
             log_dir,
@@ -218,6 +226,9 @@ class LocalCluster:
             matchmaker_by_region=by_region,
             emulation=self.emulation,
         )
+        (self.state_dir / CLUSTER_FILE).write_text(
+            json.dumps({"pid": os.getpid(), "routing": routing_address, "matchmaker": self.info.matchmaker})
+        )
         logger.info("cluster up in %.1f s", time.monotonic() - t0)
         return self.info
 
@@ -257,6 +268,9 @@ class LocalCluster:
         return child
 
     async def stop(self) -> None:
+        if self.info is not None:
+            with contextlib.suppress(OSError):
+                (self.state_dir / CLUSTER_FILE).unlink()
         # Matchmaker first (it ends sessions and unbridges), then edges, then routing. The edges
         # stop together: one after another, thirteen of them (the world) took seconds each way.
         groups: list[list[Child]] = []
@@ -287,12 +301,37 @@ class LocalCluster:
             await asyncio.gather(child.drain, return_exceptions=True)
 
 
+def running_cluster_address(state_dir: Path, service: str) -> str | None:
+    """A service's address from a local cluster running with this state dir, or None.
+
+    None as well when the file is left over from a cluster that no longer
+    runs (its supervisor was killed) or cannot be read.
+    """
+    try:
+        doc = json.loads((state_dir / CLUSTER_FILE).read_text())
+        pid = int(doc["pid"])
+        os.kill(pid, 0)  # still running? (signal 0 only checks)
+        address = doc[service]
+    except PermissionError:  # running, under another user
+        address = doc.get(service) if isinstance(doc, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return address if isinstance(address, str) and address else None
+
+
 async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
     # Service stdout is a few lines per run; a local append does not stall the loop.
     with open(log_path, "ab") as log:  # noqa: ASYNC230
         while line := await stream.readline():
             log.write(line)
             log.flush()
+
+
+def geoip_fallback() -> list[str]:
+    """The real database behind the demo one, when installed: demo users keep their made-up
+    addresses, anyone else is placed by DB-IP City Lite."""
+    real = installed_default_database()
+    return ["--geoip-db", str(real)] if real is not None else []
 
 
 def _last_words(log_path: Path) -> str:

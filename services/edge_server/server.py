@@ -50,6 +50,9 @@ def bridge_stats(s: BridgeSide) -> edge_pb2.BridgeStats:
         packets_in=s.packets_in,
         plis_relayed=s.keyframe_requests_relayed,
         cache_packets_replayed=s.cache_packets_replayed,
+        bytes_out=s.bytes_out,
+        bytes_in=s.bytes_in,
+        recovery=s.recovery(),
     )
 
 
@@ -110,6 +113,8 @@ class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
             dropped=snap.dropped,
             backbone_packets_in=snap.backbone_packets_in,
             backbone_packets_out=snap.backbone_packets_out,
+            backbone_bytes_in=snap.backbone_bytes_in,
+            backbone_bytes_out=snap.backbone_bytes_out,
             recovery=snap.recovery,
             feedback=snap.feedback,
         )

@@ -29,8 +29,9 @@ class RoutingStub:
     """Ingress and backbone path selection over the latency-weighted edge graph.
 
     The service holds one topology (regions, edges, links) loaded from a file
-    at start. Every change (today: an edge registering new addresses) bumps the
-    topology version. Only edges that are not DOWN and have registered their
+    at start, or restored from the audit log of changes made through
+    TopologyAdmin (admin.proto). Every change (an edge registering new
+    addresses, an operator's change) bumps the topology version. Only edges that are not DOWN and have registered their
     addresses are in the routing graph.
 
     Callers: the matchmaker (PickIngress, PickRoute), edge processes
@@ -79,8 +80,9 @@ class RoutingServicer:
     """Ingress and backbone path selection over the latency-weighted edge graph.
 
     The service holds one topology (regions, edges, links) loaded from a file
-    at start. Every change (today: an edge registering new addresses) bumps the
-    topology version. Only edges that are not DOWN and have registered their
+    at start, or restored from the audit log of changes made through
+    TopologyAdmin (admin.proto). Every change (an edge registering new
+    addresses, an operator's change) bumps the topology version. Only edges that are not DOWN and have registered their
     addresses are in the routing graph.
 
     Callers: the matchmaker (PickIngress, PickRoute), edge processes
@@ -129,13 +131,15 @@ class RoutingServicer:
 
     def WatchRoutes(self, request, context):
         """The next-hop table for one edge: sent at once, then again after every
-        topology change, for as long as the stream is open (the server never ends
-        it with OK). Edges keep this stream open to forward backbone datagrams hop
+        topology change that alters it (a change elsewhere that leaves this edge's
+        next hops and path RTTs as they were sends nothing), for as long as the
+        stream is open (the server never ends it with OK). Edges keep this stream open to forward backbone datagrams hop
         by hop. A declared edge that is DOWN or not registered gets an empty table.
 
         Statuses:
         - INVALID_ARGUMENT: edge_id is empty.
-        - NOT_FOUND: edge_id is not declared in the topology.
+        - NOT_FOUND: edge_id is not declared in the topology, or was removed
+        from it while the stream was open (TopologyAdmin.ApplyTopology).
         - UNKNOWN: unexpected failure (this streaming RPC is not wrapped by the
         INTERNAL mapping the unary RPCs use).
         """
@@ -214,8 +218,9 @@ class Routing:
     """Ingress and backbone path selection over the latency-weighted edge graph.
 
     The service holds one topology (regions, edges, links) loaded from a file
-    at start. Every change (today: an edge registering new addresses) bumps the
-    topology version. Only edges that are not DOWN and have registered their
+    at start, or restored from the audit log of changes made through
+    TopologyAdmin (admin.proto). Every change (an edge registering new
+    addresses, an operator's change) bumps the topology version. Only edges that are not DOWN and have registered their
     addresses are in the routing graph.
 
     Callers: the matchmaker (PickIngress, PickRoute), edge processes

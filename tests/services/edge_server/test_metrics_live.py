@@ -60,6 +60,14 @@ async def test_a_bridged_call_shows_in_both_edges_metrics() -> None:
     # the scrape read the live counters: between the snapshots taken just before and after it
     assert before_in <= fra[("duet_edge_bridge_from_client_packets_total", side)] <= after.bridges[0].packets_in
     assert before_out <= fra[("duet_edge_bridge_to_client_packets_total", side)] <= after.bridges[0].packets_out
+    # bytes: at least an RTP header per packet, at most a full datagram
+    sent_bytes = fra[("duet_edge_bridge_from_client_bytes_total", side)]
+    assert 12 * before_in <= sent_bytes <= 1500 * after.bridges[0].packets_in
+    fra_edge = frozenset({"edge": "fra-1"}.items())
+    assert (
+        fra[("duet_edge_backbone_sent_bytes_total", fra_edge)]
+        > fra[("duet_edge_backbone_sent_packets_total", fra_edge)]
+    )
     assert before_in > 0 and before_out > 0
     assert fra[("duet_edge_legs", frozenset({"edge": "fra-1"}.items()))] == 1
     assert fra[("duet_edge_backbone_sent_packets_total", frozenset({"edge": "fra-1"}.items()))] > 0
