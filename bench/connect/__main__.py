@@ -30,8 +30,6 @@ from duet.services.devkit.local_cluster import LocalCluster
 from duet.services.devkit.wan import DEFAULT_LAST_MILE_MS
 from duet.services.devkit.wan.cluster import DEFAULT_CONTROL_REGION, ClusterEmulation
 
-FPS = 30  # the synthetic camera's frame rate: one frame interval of the floor
-
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.connect", description=__doc__.split("\n\n")[0])
@@ -75,7 +73,7 @@ async def run(args: argparse.Namespace) -> int:
     except (TopologyError, ValueError) as exc:
         print(f"bench-connect: {exc}", file=sys.stderr)
         return 2
-    paths = [pair_path(topology, control, a, b, last_mile_ms=args.last_mile_ms, fps=FPS) for a, b in pairs]
+    paths = [pair_path(topology, control, a, b, last_mile_ms=args.last_mile_ms) for a, b in pairs]
     # --quick: two find calls and one next per pair, one baseline call.
     calls_per_pair = 3 if args.quick else args.calls_per_pair
     baseline_calls = 1 if args.quick else args.baseline_calls

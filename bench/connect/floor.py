@@ -1,15 +1,24 @@
-"""The physical floor of one call after the match (the connect-time model the benchmark compares with).
+"""The physical floor of one call after the match, from the routing library's connect-time model.
 
-Kept as one small pure function so it can be replaced by the routing
-library's connect-time model (``routing/connect_model.py``) where that exists:
-the same inputs, the same sum.
+``duet.routing.connect_model.predict_connect`` predicts match -> first frame
+for a region pair as control + backbone + access + frame + a processing
+allowance. The benchmark compares each pair's p95 with the physical part
+only (the allowance is no physics; the model's total is kept beside it):
+
+    control one-way from the matchmaker's region to the farther edge
+    + one backbone trip between the two edges along the route
+    + the two last miles (one way each)
+    + one frame interval (the receiver's jitter buffer releases a frame when the next one starts)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FloorTerms", "physical_floor_ms"]
+from duet.routing.connect_model import predict_connect
+from duet.routing.topology import Topology
+
+__all__ = ["FloorTerms", "pair_floor"]
 
 
 @dataclass(frozen=True)
@@ -18,26 +27,20 @@ class FloorTerms:
 
     control_one_way_ms: float  # the matchmaker's region -> the farther of the two edges
     backbone_one_way_ms: float  # one trip between the two edges along the route (path RTT / 2)
-    last_mile_ms: float  # one client leg, one way (counted twice)
-    frame_interval_ms: float  # the receiver's jitter buffer releases a frame when the next one starts
+    access_ms: float  # both last miles, one way each
+    frame_interval_ms: float
+    model_ms: float  # the connect model's whole prediction, its processing allowance included
 
     @property
     def total_ms(self) -> float:
-        return physical_floor_ms(
-            self.control_one_way_ms, self.backbone_one_way_ms, self.last_mile_ms, self.frame_interval_ms
-        )
+        return self.control_one_way_ms + self.backbone_one_way_ms + self.access_ms + self.frame_interval_ms
 
 
-def physical_floor_ms(
-    control_one_way_ms: float, backbone_one_way_ms: float, last_mile_ms: float, frame_interval_ms: float
-) -> float:
-    """Match -> first frame, at best: the Bridge reaching the farther edge, media crossing the backbone once,
-    both last miles, and one frame interval.
-
-    ``control_one_way_ms``: one-way delay from the matchmaker's region to the
-    farther of the two edges (the Bridge must reach it). ``backbone_one_way_ms``:
-    one trip between the two edges along the route. ``last_mile_ms``: one
-    client leg one way; two legs are counted (the sender's, the receiver's).
-    ``frame_interval_ms``: 1000 / fps. No processing time is counted.
-    """
-    return control_one_way_ms + backbone_one_way_ms + 2 * last_mile_ms + frame_interval_ms
+def pair_floor(
+    topology: Topology, control_region: str, region_a: str, region_b: str, *, last_mile_ms: float
+) -> FloorTerms:
+    """The floor for a user in each region; ValueError when the model finds the pair unreachable or unknown."""
+    p = predict_connect(topology, control_region, region_a, region_b, last_mile_ms=last_mile_ms)
+    if p.unreachable:
+        raise ValueError(f"{region_a}-{region_b}: {p.unreachable}")
+    return FloorTerms(p.control_ms, p.backbone_ms, p.access_ms, p.frame_ms, p.total_ms)

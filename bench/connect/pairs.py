@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.connect.floor import FloorTerms
+from bench.connect.floor import FloorTerms, pair_floor
 from duet.routing.paths import shortest_path
 from duet.routing.topology import Topology
 from duet.services.devkit.wan import ControlPlane
@@ -38,19 +38,14 @@ class PairPath:
     control_a_ms: float  # one way, the matchmaker's region <-> region a
     control_b_ms: float
     last_mile_ms: float
-    frame_interval_ms: float
+    floor_terms: FloorTerms  # the connect model's physical floor for the pair
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.region_a, self.region_b)
 
     def floor(self) -> FloorTerms:
-        return FloorTerms(
-            control_one_way_ms=max(self.control_a_ms, self.control_b_ms),
-            backbone_one_way_ms=self.route_rtt_ms / 2,
-            last_mile_ms=self.last_mile_ms,
-            frame_interval_ms=self.frame_interval_ms,
-        )
+        return self.floor_terms
 
     # The end-to-end baseline over the same world:
     @property
@@ -70,7 +65,7 @@ class PairPath:
 
 
 def pair_path(
-    topology: Topology, control: ControlPlane, region_a: str, region_b: str, *, last_mile_ms: float, fps: float
+    topology: Topology, control: ControlPlane, region_a: str, region_b: str, *, last_mile_ms: float
 ) -> PairPath:
     """The path between the first edges of two regions (ValueError naming a region the topology lacks)."""
     edges = {}
@@ -90,7 +85,7 @@ def pair_path(
         control_a_ms=control.one_way_ms(region_a),
         control_b_ms=control.one_way_ms(region_b),
         last_mile_ms=last_mile_ms,
-        frame_interval_ms=1000.0 / fps,
+        floor_terms=pair_floor(topology, control.region, region_a, region_b, last_mile_ms=last_mile_ms),
     )
 
 

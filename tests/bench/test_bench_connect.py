@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.connect.floor import physical_floor_ms
+from bench.connect.floor import pair_floor
 from bench.connect.pairs import all_pairs, pair_path
 from bench.connect.udp_relay import UdpPairRelay, rewrite_candidates
 from duet.routing.reference import reference_rtt_ms
@@ -33,14 +33,21 @@ SUMMARY_KEYS = {
 }
 
 
-def test_the_floor_adds_control_backbone_two_last_miles_and_a_frame() -> None:
-    assert physical_floor_ms(121.5, 189.5, 15, 1000 / 30) == pytest.approx(121.5 + 189.5 + 30 + 33.333, abs=0.01)
+def test_the_floor_is_the_connect_models_physical_part() -> None:
+    floor = pair_floor(world_topology(), "Frankfurt", "Sydney", "Johannesburg", last_mile_ms=15)
+    control = reference_rtt_ms("Frankfurt", "Sydney") / 2  # Sydney is the farther edge from Frankfurt
+    backbone = reference_rtt_ms("Sydney", "Johannesburg") / 2  # the direct link is the least-cost route
+    assert floor.total_ms == pytest.approx(control + backbone + 2 * 15 + floor.frame_interval_ms)
+    assert 30 <= floor.frame_interval_ms <= 34
+    assert floor.model_ms > floor.total_ms  # the model's processing allowance is left out of the floor
+    with pytest.raises(ValueError, match="not in the topology"):
+        pair_floor(world_topology(), "Atlantis", "Sydney", "Johannesburg", last_mile_ms=15)
 
 
 def test_pair_paths_take_their_delays_from_the_topology() -> None:
     world = world_topology()
     control = ControlPlane("Frankfurt", world)
-    path = pair_path(world, control, "Sydney", "Johannesburg", last_mile_ms=15, fps=30)
+    path = pair_path(world, control, "Sydney", "Johannesburg", last_mile_ms=15)
     assert path.route[0] == "syd-1" and path.route[-1] == "jnb-1"
     assert path.route_rtt_ms <= reference_rtt_ms("Sydney", "Johannesburg")  # least-cost: direct or better
     floor = path.floor()
