@@ -5,14 +5,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
 
-.PHONY: help venv postgres-binaries chromium run demo test test-fast check format protos check-protos clean bench-edge
+.PHONY: help venv postgres-binaries chromium geoip run demo test test-fast check format protos check-protos clean bench-edge bench-route bench-connect
 
 help:
 	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges) and the web client, place demo calls, serve until Ctrl-C"
 	@echo "make demo         the same demo calls, then exit; last line is a JSON summary"
 	@echo "make test         unit, property, integration and browser tests (starts its own PostgreSQL; installs chromium if missing)"
 	@echo "make test-fast    the tests not marked slow"
+	@echo "make geoip        install the default GeoIP database (DB-IP City Lite, ~48 MB download, once per machine)"
 	@echo "make bench-edge   the edge's CPU per forwarded packet and its lossless calls per core, against a bare Python loop (BENCH_ARGS=--quick)"
+	@echo "make bench-route  route lookups, recompute, push to 500 edges and failover on a 500-edge backbone (BENCH_ARGS=--quick)"
+	@echo "make bench-connect match -> first frame for every pair of the 13 regions under WAN emulation, against end-to-end WebRTC (BENCH_ARGS=--quick)"
 	@echo "make check        lint and format check (ruff) and static types (mypy); part of make test"
 	@echo "make format       apply ruff's fixes and formatting"
 	@echo "make protos       regenerate the gRPC/protobuf Python code from protos/"
@@ -22,7 +25,7 @@ $(STAMP): pyproject.toml setup.py
 	@echo "setting up $(VENV) (pinned dependencies; first run only) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -45,6 +48,11 @@ chromium:
 	  echo "Chromium not found: installing it with apt-get (the browser tests drive it)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "Chromium (/usr/bin/chromium) not found: the browser tests need it (Debian/Ubuntu: sudo apt-get install chromium, or set DUET_CHROMIUM)"; exit 1; fi
+
+# The default real GeoIP database (DB-IP City Lite, CC BY 4.0), once per machine into
+# ~/.cache/duet/geoip ($$DUET_GEOIP_DIR): the routing service places clients with it.
+geoip: $(STAMP)
+	@$(BIN)/duet geoip install
 
 protos: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --grpc_python_out=protos --pyi_out=protos $(PROTO_SRC)
@@ -78,22 +86,32 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-run: $(STAMP) postgres-binaries
+run: $(STAMP) postgres-binaries geoip
 	$(BIN)/duet up
 
-demo: $(STAMP) postgres-binaries
+demo: $(STAMP) postgres-binaries geoip
 	$(BIN)/duet demo
 
-test: $(STAMP) postgres-binaries chromium check-protos check
+test: $(STAMP) postgres-binaries chromium geoip check-protos check
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP) postgres-binaries chromium check-protos check
+test-fast: $(STAMP) postgres-binaries chromium geoip check-protos check
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Synthetic calls through bench edge processes and the bare-loop floor (docs/benchmarks.md);
 # the last line is a JSON summary. BENCH_ARGS=--quick for a shorter run.
 bench-edge: $(STAMP)
 	$(BIN)/python -m bench.edge $(BENCH_ARGS)
+
+# Route choice and route pushes on a generated 500-edge / 5,000-link backbone against a
+# Dijkstra per query (docs/benchmarks.md); the last line is a JSON summary. BENCH_ARGS=--quick.
+bench-route: $(STAMP)
+	$(BIN)/python -m bench.route $(BENCH_ARGS)
+
+# Calls for every region pair on the emulated world, against the end-to-end baseline (docs/benchmarks.md);
+# writes a heatmap and report to .duet/bench-connect/; the last line is a JSON summary. BENCH_ARGS=--quick: 2 pairs.
+bench-connect: $(STAMP) postgres-binaries
+	$(BIN)/python -m bench.connect $(BENCH_ARGS)
 
 # Also the PostgreSQL data that had to live outside the checkout (see README).
 clean:

@@ -55,6 +55,8 @@ class BackboneCounters:
     packets_in: int = 0
     packets_out: int = 0
     packets_relayed: int = 0
+    bytes_in: int = 0  # datagram bytes, backbone header and tag included
+    bytes_out: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str) -> None:
@@ -117,8 +119,10 @@ class Backbone(asyncio.DatagramProtocol):
             return False
         header.src_edge = self.edge_number
         header.ttl = self._ttl
-        self._transport.sendto(pack(header, payload, self._key), entry.next_hop_address)
+        datagram = pack(header, payload, self._key)
+        self._transport.sendto(datagram, entry.next_hop_address)
         self.counters.packets_out += 1
+        self.counters.bytes_out += len(datagram)
         return True
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
@@ -128,6 +132,7 @@ class Backbone(asyncio.DatagramProtocol):
             self.counters.drop(f"bad datagram: {exc.reason}")
             return
         self.counters.packets_in += 1
+        self.counters.bytes_in += len(data)
         if header.dest_edge != self.edge_number:
             self._relay(header, data)
             return

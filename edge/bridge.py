@@ -9,7 +9,7 @@ same edge). A leg belongs to at most one bridge at a time; re-bridging it
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from duet.edge.leg import Leg
 
@@ -25,6 +25,8 @@ class BridgeSide:
     first_packet_at_edge_ms: float = 0.0  # partner's first video RTP (a keyframe's) sent into this leg
     packets_out: int = 0  # partner RTP sent into this leg
     packets_in: int = 0  # this leg's RTP sent toward the partner
+    bytes_out: int = 0  # RTP bytes (header + payload, before SRTP) of packets_out
+    bytes_in: int = 0  # ... of packets_in
     keyframe_requests_relayed: int = 0
     # Partner video is held back until a keyframe starts (see edge/keyframe.py).
     awaiting_keyframe: bool = True
@@ -34,15 +36,25 @@ class BridgeSide:
     last_keyframe_ask: float = 0.0
     # This leg's client video replayed to the partner from the keyframe cache at bridge time.
     cache_packets_replayed: int = 0
+    # The leg's loss-recovery counters when this side was installed: the side's own are the
+    # leg's since then (a leg serves one side at a time).
+    recovery_at_start: dict[str, int] = field(default_factory=dict)
 
     @property
     def peer_side(self) -> int:
         return 1 - self.side
 
-    def note_packet_out(self, video: bool) -> None:
+    def note_packet_out(self, video: bool, size: int) -> None:
         if video and not self.first_packet_at_edge_ms:
             self.first_packet_at_edge_ms = time.time() * 1000
         self.packets_out += 1
+        self.bytes_out += size
+
+    def recovery(self) -> dict[str, int]:
+        """Loss-recovery events of this side's leg since the side was installed, by event."""
+        since = self.recovery_at_start
+        counts = {event: n - since.get(event, 0) for event, n in self.leg.counters.recovery.items()}
+        return {event: n for event, n in counts.items() if n}
 
 
 class BridgeTable:

@@ -74,6 +74,8 @@ class EdgeStatsSnapshot:
     dropped: dict[str, int] = field(default_factory=dict)
     backbone_packets_in: int = 0
     backbone_packets_out: int = 0
+    backbone_bytes_in: int = 0
+    backbone_bytes_out: int = 0
     recovery: dict[str, int] = field(default_factory=dict)  # loss recovery events (LegCounters.recovery)
     feedback: dict[str, int] = field(default_factory=dict)  # bandwidth feedback events (LegCounters.feedback)
 
@@ -195,6 +197,7 @@ class EdgeRelay:
             peer_edge_id=peer_edge_id,
             peer_edge_number=peer_number,
             bridged_ms=time.time() * 1000,
+            recovery_at_start=dict(leg.counters.recovery),
         )
         self.bridges.add(bside)
         # A new partner feeds this leg now: keep its seq/timestamps continuous.
@@ -230,6 +233,7 @@ class EdgeRelay:
         if packet is None:
             return
         bside.packets_in += 1
+        bside.bytes_in += len(data)
         if bside.peer_edge_number == self.number:
             # The leg made the packet its own copy when it mapped the extensions.
             self._deliver_local(bside.bridge_id, bside.peer_side, kind, packet)
@@ -348,7 +352,7 @@ class EdgeRelay:
                 target.video_from_cache = False
                 target.leg.switch_source(StreamKind.VIDEO)  # the fresh keyframe restarts the stream
         if target.leg.send_rtp(kind, packet):
-            target.note_packet_out(video=kind == StreamKind.VIDEO)
+            target.note_packet_out(kind == StreamKind.VIDEO, len(packet))
 
     def _ask_for_keyframe(self, target: BridgeSide) -> None:
         """Ask the partner's sender for a keyframe for ``target``, at most once per interval."""
@@ -454,4 +458,6 @@ class EdgeRelay:
             dropped=dropped,
             backbone_packets_in=self.backbone.counters.packets_in,
             backbone_packets_out=self.backbone.counters.packets_out,
+            backbone_bytes_in=self.backbone.counters.bytes_in,
+            backbone_bytes_out=self.backbone.counters.bytes_out,
         )

@@ -6,10 +6,12 @@ service (``duet.services.routing_server``) is a thin layer over these modules:
 - ``topology``  regions, edges, links; validation; shipped default/world topologies
 - ``reference`` the shipped region sites and measured RTT matrix (CC BY 4.0, see data/ATTRIBUTION.md)
 - ``distance``  great-circle distance and the distance RTT prior
-- ``geo``       client address -> location (geoip2 over an mmdb file)
+- ``geo``       client address -> location (geoip2 over mmdb files)
+- ``geo_database`` the default real GeoIP database (DB-IP City Lite): name, checksum, place
 - ``ingress``   which edge a client attaches to
 - ``paths``     least-cost backbone paths and alternates (networkx)
 - ``next_hop``  per-edge next-hop tables
+- ``all_pairs`` every pair's route precomputed per topology version (read in microseconds)
 """
 
 from duet.routing.geo import GeoLocator, LocateResult, Location, parse_ip

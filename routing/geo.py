@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -16,6 +17,7 @@ import geoip2.database
 import geoip2.errors
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+DatabasePath = str | os.PathLike[str]
 
 # LocateResult.reason values.
 GEOIP = "geoip"
@@ -79,25 +81,30 @@ def non_public_reason(ip: IPAddress) -> str | None:
 
 
 class GeoLocator:
-    """Locates client addresses with a GeoIP2-City-compatible mmdb file.
+    """Locates client addresses with GeoIP2-City-compatible mmdb files.
 
-    ``path=None`` gives a locator without a database: public addresses then
-    come back with reason ``NO_DATABASE`` (the ingress choice falls back).
-    Use as a context manager or call ``close()``. The geoip2 reader is
-    thread-safe and memory-maps the file, so one locator serves a process.
+    ``paths`` is one database, several (asked in order: the first that knows
+    the address answers, so a small overlay such as the demo database can sit
+    in front of a world-wide one), or None: public addresses then come back
+    with reason ``NO_DATABASE`` (the ingress choice falls back). Use as a
+    context manager or call ``close()``. The geoip2 reader is thread-safe and
+    memory-maps the file, so one locator serves a process.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None):
-        self.path = path
-        self._reader: geoip2.database.Reader | None = None
+    def __init__(self, paths: DatabasePath | Sequence[DatabasePath] | None):
+        if paths is None:
+            paths = []
+        elif isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        self.paths = [os.fspath(p) for p in paths]
+        self._readers: list[geoip2.database.Reader] = []
         self._closed = False
-        if path is not None:
-            reader = geoip2.database.Reader(os.fspath(path))
-            db_type = reader.metadata().database_type
-            if "City" not in db_type:
-                reader.close()
-                raise ValueError(f"{os.fspath(path)!r} is a {db_type!r} database; a City database is needed")
-            self._reader = reader
+        try:
+            for path in self.paths:
+                self._readers.append(_open_city_database(path))
+        except BaseException:
+            self.close()
+            raise
 
     def locate(self, ip: str | IPAddress) -> LocateResult:
         """Where an address is, or why we cannot tell (never raises for bad input)."""
@@ -110,24 +117,26 @@ class GeoLocator:
         why_not = non_public_reason(addr)
         if why_not is not None:
             return LocateResult(None, why_not)
-        if self._reader is None:
+        if not self._readers:
             return LocateResult(None, NO_DATABASE)
-        try:
-            rec = self._reader.city(addr)
-        except geoip2.errors.AddressNotFoundError:
-            return LocateResult(None, NOT_IN_DATABASE)
-        lat, lon = rec.location.latitude, rec.location.longitude
-        if lat is None or lon is None:
-            # Some records only know the country; without coordinates we cannot
-            # estimate latency, so treat it as unknown.
-            return LocateResult(None, NOT_IN_DATABASE)
-        return LocateResult(Location(lat, lon, rec.country.iso_code, rec.city.name), GEOIP)
+        for reader in self._readers:
+            try:
+                rec = reader.city(addr)
+            except geoip2.errors.AddressNotFoundError:
+                continue
+            lat, lon = rec.location.latitude, rec.location.longitude
+            if lat is None or lon is None:
+                # Some records only know the country; without coordinates we cannot
+                # estimate latency, so ask the next database or treat it as unknown.
+                continue
+            return LocateResult(Location(lat, lon, rec.country.iso_code, rec.city.name), GEOIP)
+        return LocateResult(None, NOT_IN_DATABASE)
 
     def close(self) -> None:
         self._closed = True
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        for reader in self._readers:
+            reader.close()
+        self._readers = []
 
     def __enter__(self) -> GeoLocator:
         return self
@@ -139,3 +148,12 @@ class GeoLocator:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _open_city_database(path: str) -> geoip2.database.Reader:
+    reader = geoip2.database.Reader(path)
+    db_type = reader.metadata().database_type
+    if "City" not in db_type:
+        reader.close()
+        raise ValueError(f"{path!r} is a {db_type!r} database; a City database is needed")
+    return reader

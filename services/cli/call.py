@@ -6,11 +6,17 @@ import argparse
 import asyncio
 import json
 import secrets
+import sys
+from pathlib import Path
 
 import av
 import grpc
 from aiortc.contrib.media import MediaPlayer
 
+from duet.services.auth.bearer import bearer_metadata
+from duet.services.auth.secrets import SECRETS_ENV, SECRETS_FILE_NAME, find_secrets
+from duet.services.auth.sources import DevUserTokens, StaticToken, TokenSource
+from duet.services.auth.tokens import TokenError, unverified_user_id
 from duet.services.cli.log_setup import configure_logging
 from duet.services.client import STAGES, CallResult, DuetClient, DuetClientError
 from duet.services.client.media import VIDEO_CODECS
@@ -23,12 +29,23 @@ Open a Session with the matchmaker as one simulated user (synthetic camera and
 microphone, or a media file with --media), warm up a WebRTC leg to the assigned
 edge, wait for a partner (`duet up` keeps a greeter bot waiting), and print when
 each stage of the connect path happened, then leave.
+
+The matchmaker wants a user token: --token gives one; without it, one is
+minted for the user id from the local cluster's secrets (.duet/auth-secrets.json,
+or $DUET_AUTH_SECRETS), so in the folder where `duet up` runs no step is needed.
 """
+
+DEFAULT_SECRETS = Path(".duet") / SECRETS_FILE_NAME
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matchmaker", default="127.0.0.1:50052", help="matchmaker address (default: %(default)s)")
-    parser.add_argument("--user-id", default=None, help="user id (default: a random guest id)")
+    parser.add_argument("--user-id", default=None, help="user id (default: the --token's user, else a random guest id)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"the user's token (default: mint one from {DEFAULT_SECRETS} or ${SECRETS_ENV}, the local cluster's secrets)",
+    )
     parser.add_argument("--name", default=None, help="display name shown to the partner (default: the user id)")
     parser.add_argument(
         "--client-ip",
@@ -137,12 +154,37 @@ def format_profile(matched: matchmaker_pb2.Matched) -> str:
     return f"  shared interests: {shared}; they speak: {languages}; predicted connect: {predicted}"
 
 
-async def _add_edge_stages(matchmaker: str, user_id: str, result: CallResult) -> None:
+def user_and_token(user_id: str | None, token: str | None) -> tuple[str, TokenSource]:
+    """Who to be and the token to present: the given token (and its user), or dev tokens minted locally."""
+    if token is not None:
+        try:
+            named = unverified_user_id(token)
+        except TokenError as exc:
+            raise SystemExit(f"duet call: --token is not a user token: {exc}") from None
+        if user_id is not None and user_id != named:
+            raise SystemExit(f"duet call: --token is for user {named}, not {user_id}")
+        return named, StaticToken(token)
+    user_id = user_id or f"guest-{secrets.token_hex(3)}"
+    found = find_secrets(default=DEFAULT_SECRETS)
+    if found is None or found.user is None:
+        raise SystemExit(
+            f"duet call: no token: give --token (a user token), or run where `duet up` keeps {DEFAULT_SECRETS} "
+            f"(or set ${SECRETS_ENV}) so one can be minted"
+        )
+    try:
+        return user_id, DevUserTokens(found.user, user_id)
+    except ValueError as exc:
+        raise SystemExit(f"duet call: {exc}") from None
+
+
+async def _add_edge_stages(matchmaker: str, user_id: str, token: TokenSource, result: CallResult) -> None:
     """The edge's first_packet_at_edge reaches the call record, not the client: read it back."""
     async with grpc.aio.insecure_channel(matchmaker) as channel:
         try:
             record = await matchmaker_pb2_grpc.MatchmakerStub(channel).GetCall(
-                matchmaker_pb2.GetCallRequest(call_id=result.call_id), timeout=5
+                matchmaker_pb2.GetCallRequest(call_id=result.call_id),
+                timeout=5,
+                metadata=bearer_metadata(await token()),
             )
         except grpc.aio.AioRpcError:
             return
@@ -153,7 +195,7 @@ async def _add_edge_stages(matchmaker: str, user_id: str, result: CallResult) ->
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    user_id = args.user_id or f"guest-{secrets.token_hex(3)}"
+    user_id, token = user_and_token(args.user_id, args.token)
 
     async def main() -> int:
         if args.media:
@@ -171,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
                 audio=player.audio,
                 client_ip=args.client_ip,
                 video_codecs=args.video_codecs,
+                token=token,
                 preferences=preferences_from_args(args),
             )
         else:
@@ -181,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
                 tag=secrets.randbelow(60000) + 1,
                 client_ip=args.client_ip,
                 video_codecs=args.video_codecs,
+                token=token,
                 preferences=preferences_from_args(args),
             )
         try:
@@ -188,13 +232,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{user_id}: leg to the edge is up; waiting for a partner ...", flush=True)
             result = await asyncio.wait_for(client.find_partner(), args.timeout)
             await asyncio.sleep(args.hold)
-            await _add_edge_stages(args.matchmaker, user_id, result)
+            await _add_edge_stages(args.matchmaker, user_id, token, result)
         except TimeoutError:
             print(f"no partner within {args.timeout:.0f} s")
             return 1
-        except DuetClientError as exc:
-            # A refusal (invalid preferences, rate limit, review hold) or an expired wait, in the server's words.
-            print(f"{user_id}: {exc}")
+        except DuetClientError as exc:  # refused (a token, preferences, the rate limit), expired, or gone: in words
+            print(f"duet call: {exc}", file=sys.stderr)
             return 1
         finally:
             await client.leave()

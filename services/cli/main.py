@@ -15,12 +15,15 @@ Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge re
   duet demo        start a local cluster, place demo calls, print a JSON summary, exit
   duet call        place one call from a simulated client against a running cluster
   duet web         serve the browser client and its gateway in front of a running matchmaker
+  duet token mint  print a development user or service token (signed with the local cluster's secrets)
+  duet geoip       install or locate the default GeoIP database (DB-IP City Lite)
+  duet topology    show, diff, apply, drain, link and lint the topology; its audit log
   duet routing | matchmaker | edge   run one service (the local cluster starts these for you)
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from duet.services.cli import call, cluster_commands, serve, web
+    from duet.services.cli import call, cluster_commands, geoip, serve, token, topology, web
 
     parser = argparse.ArgumentParser(
         prog="duet", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -51,6 +54,31 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_arguments(gateway)
     gateway.set_defaults(func=web.run)
 
+    tokens = sub.add_parser(
+        "token",
+        help="print a development user or service token",
+        description=token.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    token.add_arguments(tokens)
+    tokens.set_defaults(func=token.run)
+    geo = sub.add_parser(
+        "geoip",
+        help="install or locate the default GeoIP database",
+        description=geoip.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    geoip.add_arguments(geo)
+    geo.set_defaults(func=geoip.run)
+    topo = sub.add_parser(
+        "topology",
+        help="show, diff, apply, drain, link and lint the topology; its audit log",
+        description=topology.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    topology.add_arguments(topo)
+    topo.set_defaults(func=topology.run)
+
     routing = sub.add_parser("routing", help="run the routing service", description=serve.ROUTING_HELP)
     serve.add_routing_arguments(routing)
     routing.set_defaults(func=serve.run_routing)
@@ -69,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     # gRPC's fork handlers only log noise when we start PostgreSQL or child services
     # (and they restart gRPC's threads in every forked child); read when grpc is imported.
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    from duet.services.auth.secrets import SecretsError
     from duet.services.devkit.local_cluster import die_with_parent_if_asked
     from duet.services.rpc.server import CannotListen  # imports grpc: only after the line above
 
@@ -82,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (SetupError, CannotListen) as exc:
+    except (SetupError, CannotListen, SecretsError) as exc:
         # An expected condition of this machine or its state: the message says what to do; a traceback would not.
         print(f"duet {args.command}: {exc}", file=sys.stderr, flush=True)
         return 1

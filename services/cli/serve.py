@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from duet.routing.topology import Topology, TopologyError, default_topology
+from duet.routing.geo_database import default_database_path, installed_default_database
+from duet.routing.topology import Topology, TopologyError
+from duet.routing.topology_file import load_topology_file, load_world_topology
+from duet.services.auth.secrets import (
+    SECRETS_ENV,
+    SERVICE_SECRET_ENV,
+    SERVICE_TOKEN_ENV,
+    USER_SECRET_ENV,
+    AuthSecrets,
+    find_secrets,
+    load_service_token,
+)
 from duet.services.cli.log_setup import configure_logging
 from duet.services.devkit.embedded_postgres import database_url
 from duet.services.edge_server.server import serve_edge
@@ -20,6 +32,8 @@ from duet.services.routing_server.server import serve_routing
 from duet.services.rpc.server import install_stop_signals
 
 CLUSTER_KEY_ENV = "DUET_CLUSTER_KEY"
+
+logger = logging.getLogger("duet.cli")
 
 
 def serve_until_stopped(log_level: str, serve: Callable[[asyncio.Event], Awaitable[None]]) -> int:
@@ -51,16 +65,55 @@ def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_auth_arguments(parser: argparse.ArgumentParser, *, own_token: str | None) -> None:
+    """``--auth-secrets`` (the secrets callers' tokens are verified with) and, for a service that
+    calls others, ``--token-file`` (its own service token); ``own_token`` is how to mint one."""
+    parser.add_argument(
+        "--auth-secrets",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=(
+            f"token-signing secrets file (default: ${SECRETS_ENV}, else ${USER_SECRET_ENV} / "
+            f"${SERVICE_SECRET_ENV}); `duet up` makes one in .duet/ and passes it"
+        ),
+    )
+    if own_token is not None:
+        parser.add_argument(
+            "--token-file",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help=f"this service's own token (default: ${SERVICE_TOKEN_ENV}; mint one: {own_token})",
+        )
+
+
+def load_auth_secrets(args: argparse.Namespace) -> AuthSecrets:
+    secrets = find_secrets(args.auth_secrets)
+    if secrets is None:
+        raise SystemExit(
+            f"no token-signing secrets: give --auth-secrets FILE or set ${SECRETS_ENV} "
+            "(`duet up` makes one: .duet/auth-secrets.json)"
+        )
+    return secrets
+
+
+def load_own_token(args: argparse.Namespace, mint: str) -> str:
+    token = load_service_token(args.token_file)
+    if token is None:
+        raise SystemExit(f"no service token: set ${SERVICE_TOKEN_ENV} or give --token-file FILE (mint one: {mint})")
+    return token
+
+
 def load_topology(path: Path | None) -> Topology:
-    """The topology file at ``path``, or the 3-region default; a bad file ends the command with its problems."""
-    if path is None:
-        return default_topology()
+    """The topology file at ``path`` (YAML or JSON), or the shipped world topology; a bad file ends the command.
+
+    The message lists every problem with its line and field.
+    """
     try:
-        return Topology.from_json(path.read_text())
-    except OSError as exc:
-        raise SystemExit(f"cannot read topology file {path}: {exc.strerror}") from exc
+        return load_topology_file(path) if path is not None else load_world_topology()
     except TopologyError as exc:
-        raise SystemExit(f"topology file {path} is invalid: {exc}") from exc
+        raise SystemExit(str(exc)) from exc
 
 
 # -- routing ------------------------------------------------------------------
@@ -74,13 +127,25 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
         "--topology",
         type=Path,
         default=None,
-        help="topology JSON file (default: Frankfurt, Virginia, Singapore, one edge each)",
+        help=(
+            "topology file, YAML or JSON (docs/operations.md; default: the shipped world topology, 13 regions). "
+            "With a database, used only until a topology is applied: after that the last applied one is restored"
+        ),
+    )
+    parser.add_argument(
+        "--reset-topology",
+        action="store_true",
+        help="serve the --topology file even when the database holds a topology applied since (recorded in the audit log)",
     )
     parser.add_argument(
         "--geoip-db",
         type=Path,
+        action="append",
         default=None,
-        help="GeoIP2/GeoLite2 City mmdb for client locations (default: none; every client falls back to the default region)",
+        metavar="MMDB",
+        help="GeoIP2-City-compatible mmdb for client locations; repeat to stack several (the first that knows an "
+        "address answers). Default: DB-IP City Lite when installed (`duet geoip install`), else none, and every "
+        "client falls back to the default region",
     )
     parser.add_argument(
         "--default-region",
@@ -88,30 +153,49 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
         help="region for clients that cannot be located (default: the topology's first)",
     )
     parser.add_argument(
-        "--database-url", default=None, help="PostgreSQL URL to record registered edges in (default: none)"
+        "--database-url",
+        default=None,
+        help="PostgreSQL URL for registered edges and the topology audit log (default: none; the log is then kept in memory)",
     )
+    add_auth_arguments(parser, own_token=None)
     parser.add_argument("--log-level", default="INFO")
 
 
 def run_routing(args: argparse.Namespace) -> int:
     topology = load_topology(args.topology)
+    secrets = load_auth_secrets(args)
 
     async def serve(stop: asyncio.Event) -> None:
         await serve_routing(
             topology,
-            geoip_db=args.geoip_db,
+            geoip_db=args.geoip_db if args.geoip_db is not None else default_geoip_databases(),
             default_region=args.default_region,
             bind=args.bind,
             database=args.database_url,
+            secrets=secrets,
             stop=stop,
+            topology_source=str(args.topology) if args.topology else "the shipped world topology",
+            reset_topology=args.reset_topology,
         )
 
     return serve_until_stopped(args.log_level, serve)
 
 
+def default_geoip_databases() -> list[Path]:
+    installed = installed_default_database()
+    if installed is None:
+        logger.warning(
+            "no GeoIP database installed (%s): clients are placed in the default region; run `duet geoip install`",
+            default_database_path(),
+        )
+        return []
+    return [installed]
+
+
 # -- matchmaker ---------------------------------------------------------------
 
 MATCHMAKER_HELP = "Serve the client Session stream: pairing, SDP relay, bridging, call records."
+MATCHMAKER_MINT = "duet token mint --role matchmaker"
 
 
 def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -184,6 +268,7 @@ def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N/S",
         help=f"find/next requests per user: N in S seconds (default: {d.rate_limit_requests}/{d.rate_limit_per_s:g})",
     )
+    add_auth_arguments(parser, own_token=MATCHMAKER_MINT)
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -257,6 +342,9 @@ def _port(value: str) -> int:
 
 
 def run_matchmaker(args: argparse.Namespace) -> int:
+    secrets = load_auth_secrets(args)
+    token = load_own_token(args, MATCHMAKER_MINT)
+
     async def serve(stop: asyncio.Event) -> None:
         async with database_url(args.database_url) as dsn:
             await serve_matchmaker(
@@ -265,6 +353,8 @@ def run_matchmaker(args: argparse.Namespace) -> int:
                 bind=args.bind,
                 trust_forwarded_for=args.trust_forwarded_for,
                 config=matchmaker_config(args),
+                secrets=secrets,
+                token=token,
                 stop=stop,
             )
 
@@ -285,6 +375,7 @@ def add_edge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-port", type=int, default=0, help="EdgeControl gRPC port (default: any free port)")
     parser.add_argument("--backbone-port", type=int, default=0, help="backbone UDP port (default: any free port)")
     add_metrics_arguments(parser)
+    add_auth_arguments(parser, own_token="duet token mint --role edge --edge-id EDGE_ID")
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -294,6 +385,8 @@ def run_edge(args: argparse.Namespace) -> int:
         raise SystemExit(
             f"{CLUSTER_KEY_ENV} is not set: edges authenticate backbone packets with the cluster's shared key"
         )
+    secrets = load_auth_secrets(args)
+    token = load_own_token(args, f"duet token mint --role edge --edge-id {args.edge_id}")
 
     async def serve(stop: asyncio.Event) -> None:
         await serve_edge(
@@ -305,6 +398,8 @@ def run_edge(args: argparse.Namespace) -> int:
             backbone_port=args.backbone_port,
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
+            secrets=secrets,
+            token=token,
             stop=stop,
         )
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
+from duet.services.auth.secrets import SECRETS_ENV, SECRETS_FILE_NAME, find_secrets
 from duet.services.cli.log_setup import configure_logging
 from duet.services.rpc.server import install_stop_signals
 from duet.services.web.app import WebServer
@@ -22,7 +24,15 @@ started with --trust-forwarded-for). `duet up` starts this gateway for you.
 
 Browsers allow the camera only on https or on localhost/127.0.0.1, so serve
 it on loopback or behind a TLS proxy.
+
+The matchmaker wants a user token on every Session. With --guest-sign-in
+(development only) the gateway signs each visitor in as a fresh guest,
+minting short-lived tokens with the user-token secret (--auth-secrets, else
+$DUET_AUTH_SECRETS, else .duet/auth-secrets.json); a production deployment
+leaves it off and gives the page its token from its own login.
 """
+
+DEFAULT_SECRETS = Path(".duet") / SECRETS_FILE_NAME
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +50,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "local cluster (demo GeoIP database, matchmaker trusting x-forwarded-for); default: none"
         ),
     )
+    parser.add_argument(
+        "--guest-sign-in",
+        action="store_true",
+        help="development only: sign every visitor in as a fresh guest (POST /token mints its user token)",
+    )
+    parser.add_argument(
+        "--auth-secrets",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"with --guest-sign-in: the secrets file (default: ${SECRETS_ENV}, else {DEFAULT_SECRETS})",
+    )
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -50,10 +72,22 @@ def run(args: argparse.Namespace) -> int:
     except UnknownRegion as exc:
         raise SystemExit(f"duet web: {exc}") from None
 
+    guest_secret = None
+    if args.guest_sign_in:
+        found = find_secrets(args.auth_secrets, default=DEFAULT_SECRETS)
+        if found is None:
+            raise SystemExit(
+                f"duet web: --guest-sign-in needs the user-token secret: give --auth-secrets FILE or set "
+                f"${SECRETS_ENV} (`duet up` makes {DEFAULT_SECRETS})"
+            )
+        guest_secret = found.require_user("--guest-sign-in mints the guests' tokens with it")
+
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        async with WebServer(args.matchmaker, listen=args.listen, demo_regions=regions) as url:
+        async with WebServer(
+            args.matchmaker, listen=args.listen, demo_regions=regions, guest_token_secret=guest_secret
+        ) as url:
             print(f"web client {url}   (matchmaker {args.matchmaker}; Ctrl-C to stop)", flush=True)
             await stop.wait()
             print("shutting down ...", flush=True)

@@ -34,11 +34,14 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
 from duet.edge.ice_hosts import ice_restricted_from_env
+from duet.services.auth.bearer import bearer_metadata
+from duet.services.auth.sources import StaticToken, TokenSource
 from duet.services.client.first_frame import AnyMediaRule, FirstFrameRule
 from duet.services.client.inbox import DuetClientError, LegState, PartnerFrame, SessionInbox, StreamEnded
 from duet.services.client.media import MediaLeg
 from duet.services.client.preferences import MatchPreferences
 from duet.services.client.stages import CallResult, build_call_result, client_report_stages, now_ms
+from duet.services.rpc.call_status import final_status
 from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
 
 __all__ = ["DuetClient"]
@@ -62,6 +65,7 @@ class DuetClient:
         frame_timeout: float = 10.0,
         rpc_timeout: float = 10.0,
         match_timeout: float | None = 60.0,
+        token: str | TokenSource | None = None,
         metadata: Sequence[tuple[str, str]] = (),
         restrict_ice: bool = True,
         video_codecs: Sequence[str] = ("VP8", "H264"),
@@ -79,7 +83,12 @@ class DuetClient:
         frame_timeout: seconds from Matched to the partner's first frame.
         rpc_timeout: seconds for each control step of connect().
         match_timeout: seconds to wait in the queue for a match (None: forever).
-        metadata: more gRPC metadata for the Session call (e.g. an auth token).
+        token: the user's token (docs/client-guide.md, "Authentication"), or a
+            token source (``async () -> str``, asked once per connect(), e.g.
+            ``duet.services.auth.sources.DevUserTokens``). The matchmaker refuses
+            a Session without one (UNAUTHENTICATED); the session is the token's
+            user's, and ``user_id`` must be that user.
+        metadata: more gRPC metadata for the Session call.
         restrict_ice: gather ICE host candidates only on $DUET_ICE_HOSTS
             (default 127.0.0.1; see duet.edge.ice_hosts). Process-wide.
         video_codecs: the video codecs to offer, of "VP8" and "H264". The
@@ -97,6 +106,7 @@ class DuetClient:
         self.match_timeout = match_timeout
         self.preferences = preferences
         self._metadata = tuple(metadata) + ((("x-forwarded-for", client_ip),) if client_ip else ())
+        self._token: TokenSource | None = StaticToken(token) if isinstance(token, str) else token
         self._restrict_ice = restrict_ice
 
         # Learned from the server.
@@ -179,8 +189,11 @@ class DuetClient:
         self._channel = grpc.aio.insecure_channel(self.matchmaker_address)
         stub = matchmaker_pb2_grpc.MatchmakerStub(self._channel)
 
+        metadata = self._metadata
+        if self._token is not None:
+            metadata += bearer_metadata(await self._token())
         self.stages["session_open"] = now_ms()
-        self._call = stub.Session(metadata=self._metadata or None)
+        self._call = stub.Session(metadata=metadata or None)
         self._spawn(self._read_server_messages(self._call), "session reader")
         await self._send(
             matchmaker_pb2.ClientMessage(
@@ -419,11 +432,12 @@ class DuetClient:
         try:
             await call.write(message)
         except grpc.aio.AioRpcError as exc:
-            raise DuetClientError.from_rpc(exc, f"sending {what} failed") from exc
+            # A stream the server ended at once (a refused token) fails the write with a placeholder status.
+            code, details = await final_status(call, exc.code(), exc.details() or "")
+            raise DuetClientError(f"sending {what} failed: {code.name}: {details}", code=code, details=details) from exc
         except asyncio.InvalidStateError as exc:
             # The stream is already over; report how it ended.
-            code = await call.code()
-            details = await call.details()
+            code, details = await final_status(call, await call.code(), await call.details() or "")
             raise DuetClientError(
                 f"cannot send {what}: the Session stream is over: {code.name}: {details}", code=code, details=details
             ) from exc
@@ -443,7 +457,8 @@ class DuetClient:
                 self._inbox.put(message)
             error = DuetClientError("the matchmaker closed the Session stream", code=grpc.StatusCode.OK, details="")
         except grpc.aio.AioRpcError as exc:
-            error = DuetClientError.from_rpc(exc, "the Session stream failed")
+            code, details = await final_status(call, exc.code(), exc.details() or "")
+            error = DuetClientError(f"the Session stream failed: {code.name}: {details}", code=code, details=details)
             if not self._closed:
                 logger.warning("%s: %s", self.user_id, error)
         except Exception as exc:  # e.g. a message that does not parse: still end the waits

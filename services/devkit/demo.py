@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import grpc
 
+from duet.services.auth.bearer import bearer_metadata
+from duet.services.auth.tokens import Role
 from duet.services.client import CallResult, DuetClient
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo
@@ -68,12 +70,14 @@ def _region_of(i: int, regions: Sequence[str]) -> str:
     return regions[REGION_SLOTS[i] % len(regions)]
 
 
-async def _fetch_record(stub: matchmaker_pb2_grpc.MatchmakerStub, call_id: str) -> matchmaker_pb2.CallRecord | None:
+async def _fetch_record(
+    stub: matchmaker_pb2_grpc.MatchmakerStub, call_id: str, metadata: tuple[tuple[str, str], ...]
+) -> matchmaker_pb2.CallRecord | None:
     # Connect reports arrive just after the first frame: give them a moment to land.
     record = None
     for _ in range(20):
         try:
-            record = await stub.GetCall(matchmaker_pb2.GetCallRequest(call_id=call_id), timeout=5)
+            record = await stub.GetCall(matchmaker_pb2.GetCallRequest(call_id=call_id), timeout=5, metadata=metadata)
         except grpc.aio.AioRpcError:
             record = None
         if record is not None and record.a.stages.first_frame and record.b.stages.first_frame:
@@ -119,17 +123,19 @@ async def run_demo(
     used = sorted({i for a, b, _ in schedule for i in (a, b)})
     clients = {
         i: synthetic_client(
-            info.matchmaker,
+            info.matchmaker_for(_region_of(i, regions)),
             f"demo-{NAMES[i]}",
             NAMES[i],
             tag=100 + i,
             client_ip=DEMO_CLIENT_IPS[_region_of(i, regions)],
+            token=info.user_tokens(f"demo-{NAMES[i]}"),
         )
         for i in used
     }
     results: list[DemoCall] = []
     channel = grpc.aio.insecure_channel(info.matchmaker)
     stub = matchmaker_pb2_grpc.MatchmakerStub(channel)
+    reader = bearer_metadata(info.service_token(Role.OPS_READ, "demo"))  # reads every demo call's record
     try:
         print(f"connecting {len(clients)} simulated users (warm legs to their ingress edges) ...", flush=True)
         await asyncio.gather(*(c.connect() for c in clients.values()))
@@ -142,7 +148,7 @@ async def run_demo(
             record = None
             ok = [r for r in pair if isinstance(r, CallResult)]
             if ok:
-                record = await _fetch_record(stub, ok[0].call_id)
+                record = await _fetch_record(stub, ok[0].call_id, reader)
             call = DemoCall(number, how, record, (pair[0], pair[1]))
             results.append(call)
             print(format_call(call), flush=True)

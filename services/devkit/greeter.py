@@ -26,7 +26,10 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from duet.services.auth.secrets import SECRETS_ENV, SECRETS_FILE_NAME
+from duet.services.auth.sources import TokenSource
 from duet.services.client import DuetClient, DuetClientError
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo
@@ -73,8 +76,11 @@ class Greeter:
         client_ip: str | None = None,
         frame_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        token: TokenSource | None = None,
     ) -> None:
+        """``token``: the bot user's token source (asked for each new session)."""
         self.matchmaker = matchmaker
+        self.token = token
         self.client_ip = client_ip
         self.frame_timeout = frame_timeout
         self.backoff = backoff or Backoff()
@@ -83,7 +89,7 @@ class Greeter:
     @classmethod
     def for_cluster(cls, info: ClusterInfo, regions: Sequence[str]) -> Greeter:
         # Located in the last region, so it is a cross-backbone call for most callers.
-        return cls(info.matchmaker, client_ip=DEMO_CLIENT_IPS.get(regions[-1]))
+        return cls(info.matchmaker, client_ip=DEMO_CLIENT_IPS.get(regions[-1]), token=info.user_tokens(BOT_USER_ID))
 
     def _new_client(self) -> DuetClient:
         """The one place the bot builds its client."""
@@ -95,6 +101,7 @@ class Greeter:
             client_ip=self.client_ip,
             frame_timeout=self.frame_timeout,
             match_timeout=None,  # waiting in the pool is the job; a timeout there would leave us queued
+            token=self.token,
         )
 
     async def run(self) -> None:
@@ -168,8 +175,11 @@ async def serve_forever(info: ClusterInfo, regions: Sequence[str], *, stop: asyn
     print(f"\nserving: matchmaker at {info.matchmaker} (Ctrl-C to stop)")
     task = None
     if bot:
+        # `duet call` mints its token from .duet/auth-secrets.json; name the file when it is elsewhere.
+        default = (Path(".duet") / SECRETS_FILE_NAME).absolute()
+        secrets = "" if info.secrets_path == default else f"{SECRETS_ENV}={info.secrets_path} "
         print(
-            f"a greeter bot is waiting; in another terminal: .venv/bin/duet call --matchmaker {info.matchmaker}",
+            f"a greeter bot is waiting; in another terminal: {secrets}.venv/bin/duet call --matchmaker {info.matchmaker}",
             flush=True,
         )
         task = asyncio.create_task(Greeter.for_cluster(info, regions).run(), name="greeter bot")

@@ -29,16 +29,35 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from duet.routing.geo_database import installed_default_database
 from duet.routing.topology import default_topology
+from duet.services.auth.secrets import (
+    SECRETS_ENV,
+    SECRETS_FILE_NAME,
+    SERVICE_SECRET_ENV,
+    SERVICE_TOKEN_ENV,
+    USER_SECRET_ENV,
+    AuthSecrets,
+    SecretsError,
+    ensure_secrets_file,
+)
+from duet.services.auth.sources import DevUserTokens
+from duet.services.auth.tokens import DEFAULT_USER_TTL_S, Role, mint_service_token, mint_user_token
 from duet.services.devkit.demo_geo import write_demo_mmdb
 from duet.services.devkit.embedded_postgres import open_database
 from duet.services.devkit.errors import SetupError
+from duet.services.devkit.wan.cluster import ClusterEmulation, client_proxies
+from duet.services.devkit.wan.profile import ENV_VAR as WAN_ENV_VAR
 
 logger = logging.getLogger("duet.cluster")
 
 DEFAULT_REGIONS = ("Frankfurt", "Virginia", "Singapore")
 READY_TIMEOUT_S = 60.0
 
+
+#: Written in the state dir while the cluster runs: its addresses, for commands run
+#: beside it (``duet topology`` finds the routing service there).
+CLUSTER_FILE = "cluster.json"
 
 #: Set in a child's environment to the supervisor's PID: the child dies with it.
 DIE_WITH_PARENT_ENV = "DUET_DIE_WITH_PARENT"
@@ -73,6 +92,29 @@ class ClusterInfo:
     database_url: str = ""
     log_dir: Path = Path(".duet/logs")
     database_where: str | None = None  # where the private cluster's data is (None: a given URL)
+    # The token-signing secrets every service was given (file: secrets_path), for minting dev tokens.
+    secrets: AuthSecrets = field(default_factory=lambda: AuthSecrets(None, None, "nowhere"))
+    secrets_path: Path = Path(".duet") / SECRETS_FILE_NAME
+
+    def user_token(self, user_id: str, *, ttl_s: float = DEFAULT_USER_TTL_S) -> str:
+        """A user token the cluster's matchmaker accepts."""
+        return mint_user_token(self.secrets.require_user("minting a user token"), user_id, ttl_s=ttl_s)
+
+    def user_tokens(self, user_id: str) -> DevUserTokens:
+        """A token source for ``user_id``: a fresh token for every session (for DuetClient's ``token``)."""
+        return DevUserTokens(self.secrets.require_user("minting user tokens"), user_id)
+
+    def service_token(self, role: Role, subject: str | None = None) -> str:
+        """A service token the cluster's services accept (``subject``: the edge id for role edge)."""
+        return mint_service_token(self.secrets.require_service("minting a service token"), role, subject)
+
+    # With WAN emulation: region -> the delay proxy a client in that region dials instead of `matchmaker`.
+    matchmaker_by_region: dict[str, str] = field(default_factory=dict)
+    emulation: ClusterEmulation | None = None
+
+    def matchmaker_for(self, region: str) -> str:
+        """The matchmaker address a client in ``region`` dials (its delay proxy under WAN emulation)."""
+        return self.matchmaker_by_region.get(region, self.matchmaker)
 
 
 class LocalCluster:
@@ -84,9 +126,17 @@ class LocalCluster:
         regions: Sequence[str] = DEFAULT_REGIONS,
         log_level: str = "INFO",
         avoid_recent: int | None = None,
+        emulation: ClusterEmulation | None = None,
     ) -> None:
-        """``avoid_recent``: the matchmaker's --avoid-recent (None: its default)."""
+        """``avoid_recent``: the matchmaker's --avoid-recent (None: its default).
+
+        ``emulation``: emulate the WAN between the regions (a test and benchmark
+        facility): the edges get ``$DUET_WAN`` for backbone, last mile and
+        control plane, and clients reach the matchmaker through the proxies of
+        ``ClusterInfo.matchmaker_by_region``.
+        """
         self.avoid_recent = avoid_recent
+        self.emulation = emulation
         self.state_dir = state_dir
         self.database = database
         self.regions = tuple(regions)
@@ -99,11 +149,21 @@ class LocalCluster:
         try:
             return await self._start()
         except BaseException:
-            await self.stop()
+            await self._stop_even_if_cancelled()
             raise
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+        await self._stop_even_if_cancelled()
+
+    async def _stop_even_if_cancelled(self) -> None:
+        # Ctrl-C cancels whoever holds the cluster; a stop cut short would leave the children to
+        # die all at once with the supervisor (and PostgreSQL under them), so it runs to the end.
+        stopping = asyncio.ensure_future(self.stop())
+        try:
+            await asyncio.shield(stopping)
+        except asyncio.CancelledError:
+            await stopping
+            raise
 
     async def _start(self) -> ClusterInfo:
         log_dir = self.state_dir / "logs"
@@ -118,8 +178,27 @@ class LocalCluster:
         topology = default_topology(self.regions)
         topo_path = self.state_dir / "topology.json"
         topo_path.write_text(json.dumps(topology.to_dict(), indent=2))
+        # Kept across runs, so dev tokens minted from it (duet token mint, duet call) stay valid;
+        # $DUET_AUTH_SECRETS names another file (made if missing), as it does for those commands.
+        named = os.environ.get(SECRETS_ENV)
+        secrets_path = (Path(named) if named else self.state_dir / SECRETS_FILE_NAME).absolute()
+        try:
+            auth = ensure_secrets_file(secrets_path)
+        except SecretsError as exc:
+            raise SetupError(str(exc)) from exc
         env = dict(os.environ, DUET_CLUSTER_KEY=secrets.token_hex(32), PYTHONUNBUFFERED="1")
         env[DIE_WITH_PARENT_ENV] = str(os.getpid())
+        env[SECRETS_ENV] = str(secrets_path)
+        for name in (USER_SECRET_ENV, SERVICE_SECRET_ENV, SERVICE_TOKEN_ENV):  # the file above is the one to use
+            env.pop(name, None)
+        service_secret = auth.require_service("the local cluster mints its services' tokens with it")
+        edge_env = env
+        if self.emulation is not None:
+            try:
+                self.emulation.control_plane(topology)
+            except ValueError as exc:
+                raise SetupError(f"WAN emulation: {exc}") from exc
+            edge_env = dict(env, **{WAN_ENV_VAR: self.emulation.edge_env(topo_path.resolve())})
 
         routing = await self._spawn(
             "routing",
@@ -131,10 +210,13 @@ class LocalCluster:
                 str(topo_path),
                 "--geoip-db",
                 str(geo),
+                *geoip_fallback(),
                 "--default-region",
                 self.regions[0],
                 "--database-url",
                 dsn,
+                # The regions are this run's: a topology applied in an earlier run must not replace them.
+                "--reset-topology",
             ],
             env,
             log_dir,
@@ -145,7 +227,7 @@ class LocalCluster:
                 self._spawn(
                     f"edge-{e.edge_id}",
                     ["edge", "--edge-id", e.edge_id, "--routing", routing_address, "--metrics-port", "0"],
-                    env,
+                    {**edge_env, SERVICE_TOKEN_ENV: mint_service_token(service_secret, Role.EDGE, e.edge_id)},
                     log_dir,
                 )
                 for e in topology.edges
@@ -164,17 +246,30 @@ class LocalCluster:
                 "--trust-forwarded-for",
                 *(["--avoid-recent", str(self.avoid_recent)] if self.avoid_recent is not None else []),
             ],
-            env,
+            {**env, SERVICE_TOKEN_ENV: mint_service_token(service_secret, Role.MATCHMAKER)},
             log_dir,
         )
+        matchmaker = _field(mm.ready_line, "address")
+        by_region: dict[str, str] = {}
+        if self.emulation is not None:
+            by_region = await self._stack.enter_async_context(
+                client_proxies(self.emulation, topology, matchmaker, self.regions)
+            )
         self.info = ClusterInfo(
-            matchmaker=_field(mm.ready_line, "address"),
+            matchmaker=matchmaker,
             routing=routing_address,
             edges={c.name.removeprefix("edge-"): _field(c.ready_line, "control") for c in edges},
             edge_metrics={c.name.removeprefix("edge-"): _field(c.ready_line, "metrics") for c in edges},
             database_url=dsn,
             log_dir=log_dir,
             database_where=db.describe(),
+            secrets=auth,
+            secrets_path=secrets_path,
+            matchmaker_by_region=by_region,
+            emulation=self.emulation,
+        )
+        (self.state_dir / CLUSTER_FILE).write_text(
+            json.dumps({"pid": os.getpid(), "routing": routing_address, "matchmaker": self.info.matchmaker})
         )
         logger.info("cluster up in %.1f s", time.monotonic() - t0)
         return self.info
@@ -215,23 +310,55 @@ class LocalCluster:
         return child
 
     async def stop(self) -> None:
-        # Matchmaker first (it ends sessions and unbridges), then edges, then routing.
+        if self.info is not None:
+            with contextlib.suppress(OSError):
+                (self.state_dir / CLUSTER_FILE).unlink()
+        # Matchmaker first (it ends sessions and unbridges), then edges, then routing. The edges
+        # stop together: one after another, thirteen of them (the world) took seconds each way.
+        groups: list[list[Child]] = []
         for child in reversed(self.children):
-            if child.proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(child.proc.wait(), 10)
-                except TimeoutError:
-                    logger.warning("%s did not stop within 10 s; killing it", child.name)
-                    with contextlib.suppress(ProcessLookupError):
-                        child.proc.kill()
-                    await child.proc.wait()
-            if child.drain is not None:
-                child.drain.cancel()
-                await asyncio.gather(child.drain, return_exceptions=True)
+            is_edge = child.name.startswith("edge-")
+            if groups and is_edge and groups[-1][0].name.startswith("edge-"):
+                groups[-1].append(child)
+            else:
+                groups.append([child])
+        for group in groups:
+            await asyncio.gather(*(self._stop_child(child) for child in group))
         self.children.clear()
         await self._stack.aclose()
+
+    async def _stop_child(self, child: Child) -> None:
+        if child.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(child.proc.wait(), 10)
+            except TimeoutError:
+                logger.warning("%s did not stop within 10 s; killing it", child.name)
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.kill()
+                await child.proc.wait()
+        if child.drain is not None:
+            child.drain.cancel()
+            await asyncio.gather(child.drain, return_exceptions=True)
+
+
+def running_cluster_address(state_dir: Path, service: str) -> str | None:
+    """A service's address from a local cluster running with this state dir, or None.
+
+    None as well when the file is left over from a cluster that no longer
+    runs (its supervisor was killed) or cannot be read.
+    """
+    try:
+        doc = json.loads((state_dir / CLUSTER_FILE).read_text())
+        pid = int(doc["pid"])
+        os.kill(pid, 0)  # still running? (signal 0 only checks)
+        address = doc[service]
+    except PermissionError:  # running, under another user
+        address = doc.get(service) if isinstance(doc, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return address if isinstance(address, str) and address else None
 
 
 async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
@@ -240,6 +367,13 @@ async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
         while line := await stream.readline():
             log.write(line)
             log.flush()
+
+
+def geoip_fallback() -> list[str]:
+    """The real database behind the demo one, when installed: demo users keep their made-up
+    addresses, anyone else is placed by DB-IP City Lite."""
+    real = installed_default_database()
+    return ["--geoip-db", str(real)] if real is not None else []
 
 
 def _last_words(log_path: Path) -> str:

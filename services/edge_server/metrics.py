@@ -62,6 +62,20 @@ class EdgeCollector(Collector):
             unit="packets",
         )
         sent.add_metric(edge, snap.backbone_packets_out)
+        received_bytes = CounterMetricFamily(
+            "duet_edge_backbone_received",
+            "bytes of the backbone datagrams counted by duet_edge_backbone_received_packets",
+            labels=["edge"],
+            unit="bytes",
+        )
+        received_bytes.add_metric(edge, snap.backbone_bytes_in)
+        sent_bytes = CounterMetricFamily(
+            "duet_edge_backbone_sent",
+            "bytes of the backbone datagrams counted by duet_edge_backbone_sent_packets",
+            labels=["edge"],
+            unit="bytes",
+        )
+        sent_bytes.add_metric(edge, snap.backbone_bytes_out)
 
         dropped = CounterMetricFamily(
             "duet_edge_dropped_packets",
@@ -109,11 +123,32 @@ class EdgeCollector(Collector):
             labels=_SIDE_LABELS,
             unit="packets",
         )
+        from_client_bytes = CounterMetricFamily(
+            "duet_edge_bridge_from_client",
+            "RTP bytes of duet_edge_bridge_from_client_packets",
+            labels=_SIDE_LABELS,
+            unit="bytes",
+        )
+        to_client_bytes = CounterMetricFamily(
+            "duet_edge_bridge_to_client",
+            "RTP bytes of duet_edge_bridge_to_client_packets",
+            labels=_SIDE_LABELS,
+            unit="bytes",
+        )
+        side_recovery = CounterMetricFamily(
+            "duet_edge_bridge_recovery_events",
+            "loss recovery on this side's leg since the side was installed, by event (as duet_edge_recovery_events)",
+            labels=[*_SIDE_LABELS, "event"],
+        )
         for s in snap.bridges:
             labels = [snap.edge_id, str(s.bridge_id), str(s.side), s.peer_edge_id]
             created = s.bridged_ms / 1000
             from_client.add_metric(labels, s.packets_in, created=created)
             to_client.add_metric(labels, s.packets_out, created=created)
+            from_client_bytes.add_metric(labels, s.bytes_in, created=created)
+            to_client_bytes.add_metric(labels, s.bytes_out, created=created)
+            for event, n in sorted(s.recovery().items()):
+                side_recovery.add_metric([*labels, event], n, created=created)
             keyframe_requests.add_metric(labels, s.keyframe_requests_relayed, created=created)
             replayed.add_metric(labels, s.cache_packets_replayed, created=created)
 
@@ -122,11 +157,16 @@ class EdgeCollector(Collector):
             sides,
             received,
             sent,
+            received_bytes,
+            sent_bytes,
             dropped,
             recovery,
             feedback,
             from_client,
             to_client,
+            from_client_bytes,
+            to_client_bytes,
+            side_recovery,
             keyframe_requests,
             replayed,
         ]

@@ -18,11 +18,14 @@ from duet.edge.bridge import BridgeSide
 from duet.edge.ice_hosts import restrict_ice_to
 from duet.edge.leg import OfferError
 from duet.edge.relay import EdgeRelay, LegNotReady, UnknownBridge, UnknownLeg, UnknownPeer
+from duet.services.auth.bearer import bearer_metadata
+from duet.services.auth.secrets import AuthSecrets
 from duet.services.devkit.errors import SetupError
-from duet.services.devkit.wan.edge import emulate_edge
-from duet.services.devkit.wan.profile import WanConfig
+from duet.services.devkit.wan.edge import edge_control_plane, emulate_edge
+from duet.services.devkit.wan.profile import ENV_VAR, WanConfig
 from duet.services.edge_server.metrics import edge_registry
 from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
+from duet.services.rpc.auth import AuthInterceptor
 from duet.services.rpc.errors import map_errors
 from duet.services.rpc.server import start_server
 from duet.v1 import edge_pb2, edge_pb2_grpc, routing_pb2, routing_pb2_grpc
@@ -50,6 +53,9 @@ def bridge_stats(s: BridgeSide) -> edge_pb2.BridgeStats:
         packets_in=s.packets_in,
         plis_relayed=s.keyframe_requests_relayed,
         cache_packets_replayed=s.cache_packets_replayed,
+        bytes_out=s.bytes_out,
+        bytes_in=s.bytes_in,
+        recovery=s.recovery(),
     )
 
 
@@ -110,6 +116,8 @@ class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
             dropped=snap.dropped,
             backbone_packets_in=snap.backbone_packets_in,
             backbone_packets_out=snap.backbone_packets_out,
+            backbone_bytes_in=snap.backbone_bytes_in,
+            backbone_bytes_out=snap.backbone_bytes_out,
             recovery=snap.recovery,
             feedback=snap.feedback,
         )
@@ -138,16 +146,28 @@ def route_entries(table: routing_pb2.RouteTable) -> list[RouteEntry]:
     return entries
 
 
+# Refusals that retrying cannot fix: the edge exits and says why.
+_FATAL = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+)
+
+
 async def _register(
-    stub: routing_pb2_grpc.RoutingStub, request: routing_pb2.RegisterEdgeRequest, stop: asyncio.Event
+    stub: routing_pb2_grpc.RoutingStub,
+    request: routing_pb2.RegisterEdgeRequest,
+    stop: asyncio.Event,
+    metadata: tuple[tuple[str, str], ...],
 ) -> routing_pb2.RegisterEdgeResponse:
     delay = 0.1
     while not stop.is_set():
         try:
-            reply: routing_pb2.RegisterEdgeResponse = await stub.RegisterEdge(request, timeout=5)
+            reply: routing_pb2.RegisterEdgeResponse = await stub.RegisterEdge(request, timeout=5, metadata=metadata)
             return reply
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+            if exc.code() in _FATAL:
                 raise SystemExit(f"routing service refused edge {request.edge_id}: {exc.details()}") from exc
             logger.warning("routing service not reachable (%s); retrying in %.1f s", exc.code().name, delay)
             await asyncio.sleep(delay)
@@ -156,7 +176,10 @@ async def _register(
 
 
 async def _stay_registered(
-    stub: routing_pb2_grpc.RoutingStub, node: EdgeRelay, request: routing_pb2.RegisterEdgeRequest
+    stub: routing_pb2_grpc.RoutingStub,
+    node: EdgeRelay,
+    request: routing_pb2.RegisterEdgeRequest,
+    metadata: tuple[tuple[str, str], ...],
 ) -> None:
     """Keep the route table current; after a routing-service restart, register again first."""
     delay = 0.1
@@ -164,10 +187,11 @@ async def _stay_registered(
     while True:
         try:
             if not first:
-                await stub.RegisterEdge(request, timeout=5)
+                await stub.RegisterEdge(request, timeout=5, metadata=metadata)
                 logger.info("edge %s registered again with the routing service", node.edge_id)
             first = False
-            async for table in stub.WatchRoutes(routing_pb2.WatchRoutesRequest(edge_id=node.edge_id)):
+            watch = stub.WatchRoutes(routing_pb2.WatchRoutesRequest(edge_id=node.edge_id), metadata=metadata)
+            async for table in watch:
                 node.set_routes(table.version, route_entries(table))
                 delay = 0.1
         except grpc.aio.AioRpcError as exc:
@@ -181,6 +205,8 @@ async def serve_edge(
     routing_address: str,
     cluster_key: bytes,
     *,
+    secrets: AuthSecrets,
+    token: str,
     host: str = "127.0.0.1",
     control_port: int = 0,
     backbone_port: int = 0,
@@ -188,8 +214,14 @@ async def serve_edge(
     metrics_host: str = DEFAULT_METRICS_HOST,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until ``stop`` is set; ``metrics_port`` (0 = any free) also serves Prometheus metrics (None: off)."""
+    """Serve until ``stop`` is set; ``metrics_port`` (0 = any free) also serves Prometheus metrics (None: off).
+
+    ``token``: this edge's service token (role edge, bound to ``edge_id``), presented to the routing
+    service; ``secrets``: the service-token secret that EdgeControl callers' tokens are verified with.
+    """
     stop = stop or asyncio.Event()
+    secrets.require_service("the edge verifies the matchmaker's and ops tokens with it")
+    metadata = bearer_metadata(token)
     try:  # WAN emulation: a test facility, off unless $DUET_WAN says otherwise
         wan = WanConfig.from_env()
     except ValueError as exc:
@@ -201,11 +233,20 @@ async def serve_edge(
     server, control_address = await start_server(
         f"{host}:{control_port}",
         lambda s: edge_pb2_grpc.add_EdgeControlServicer_to_server(EdgeControlServicer(node), s),
+        interceptors=[AuthInterceptor(secrets)],
     )
-    channel = grpc.aio.insecure_channel(routing_address)
     watch: asyncio.Task[None] | None = None
     extras = contextlib.AsyncExitStack()
+    channel: grpc.aio.Channel | None = None
     try:
+        # WAN emulation of the control plane: both addresses become delay proxies when configured.
+        try:
+            routing_address, advertised_control = await extras.enter_async_context(
+                edge_control_plane(wan, edge_id, routing=routing_address, control=control_address, host=host)
+            )
+        except ValueError as exc:
+            raise SetupError(f"{ENV_VAR}: {exc}") from exc
+        channel = grpc.aio.insecure_channel(routing_address)
         metrics = ""
         if metrics_port is not None:
             url = await extras.enter_async_context(
@@ -215,24 +256,26 @@ async def serve_edge(
         stub = routing_pb2_grpc.RoutingStub(channel)
         registration = routing_pb2.RegisterEdgeRequest(
             edge_id=edge_id,
-            control_address=control_address,
+            control_address=advertised_control,
             backbone_address=f"{backbone[0]}:{backbone[1]}",
             media_host=host,
         )
-        reply = await _register(stub, registration, stop)
+        reply = await _register(stub, registration, stop, metadata)
         node.assign_number(reply.edge.number)
-        watch = asyncio.create_task(_stay_registered(stub, node, registration))
+        watch = asyncio.create_task(_stay_registered(stub, node, registration, metadata))
         logger.info("edge %s (#%d, %s) serving control on %s", edge_id, node.number, reply.edge.region, control_address)
         print(
-            f"edge {edge_id} ready control={control_address} backbone={backbone[0]}:{backbone[1]}{metrics}", flush=True
+            f"edge {edge_id} ready control={advertised_control} backbone={backbone[0]}:{backbone[1]}{metrics}",
+            flush=True,
         )
         await stop.wait()
     finally:
         logger.info("edge %s shutting down", edge_id)
-        await extras.aclose()
         if watch is not None:
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
         await server.stop(grace=1.0)
         await node.stop()
-        await channel.close()
+        if channel is not None:
+            await channel.close()
+        await extras.aclose()  # the control proxies last: replies in flight still pass through them

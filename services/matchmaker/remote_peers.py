@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import grpc
 
+from duet.services.auth.bearer import bearer_metadata
 from duet.services.matchmaker.ports import (
     EdgeInfo,
     Edges,
@@ -72,21 +73,26 @@ def edge_info(ref: common_pb2.EdgeRef) -> EdgeInfo:
 
 
 class RoutingClient(RoutingService):
-    def __init__(self, address: str) -> None:
+    """``token``: the matchmaker's service token, presented on every call."""
+
+    def __init__(self, address: str, token: str) -> None:
         self._channel = grpc.aio.insecure_channel(address)
         self._stub = routing_pb2_grpc.RoutingStub(self._channel)
+        self._metadata = bearer_metadata(token)
 
     async def pick_ingress(self, client_ip: str) -> Ingress:
         with _translated():
             reply = await self._stub.PickIngress(
-                routing_pb2.PickIngressRequest(client_ip=client_ip), timeout=RPC_TIMEOUT_S
+                routing_pb2.PickIngressRequest(client_ip=client_ip), timeout=RPC_TIMEOUT_S, metadata=self._metadata
             )
         return Ingress(edge=edge_info(reply.edge), reason=reply.reason)
 
     async def pick_route(self, from_edge_id: str, to_edge_id: str) -> Route:
         with _translated():
             reply = await self._stub.PickRoute(
-                routing_pb2.PickRouteRequest(from_edge_id=from_edge_id, to_edge_id=to_edge_id), timeout=RPC_TIMEOUT_S
+                routing_pb2.PickRouteRequest(from_edge_id=from_edge_id, to_edge_id=to_edge_id),
+                timeout=RPC_TIMEOUT_S,
+                metadata=self._metadata,
             )
         return Route(path=tuple(reply.path), rtt_ms=reply.rtt_ms)
 
@@ -95,9 +101,11 @@ class RoutingClient(RoutingService):
 
 
 class EdgeClients(Edges):
-    """One channel per edge control address, opened on first use."""
+    """One channel per edge control address, opened on first use; ``token`` (the matchmaker's
+    service token) is presented on every call."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str) -> None:
+        self._metadata = bearer_metadata(token)
         self._stubs: dict[str, tuple[grpc.aio.Channel, edge_pb2_grpc.EdgeControlStub]] = {}
 
     def _stub(self, address: str) -> edge_pb2_grpc.EdgeControlStub:
@@ -109,7 +117,9 @@ class EdgeClients(Edges):
     async def attach_leg(self, edge: EdgeInfo, session_id: str, offer_sdp: str) -> Leg:
         with _translated():
             reply = await self._stub(edge.control_address).AttachLeg(
-                edge_pb2.AttachLegRequest(session_id=session_id, offer_sdp=offer_sdp), timeout=RPC_TIMEOUT_S
+                edge_pb2.AttachLegRequest(session_id=session_id, offer_sdp=offer_sdp),
+                timeout=RPC_TIMEOUT_S,
+                metadata=self._metadata,
             )
         return Leg(
             leg_id=reply.leg_id,
@@ -121,7 +131,7 @@ class EdgeClients(Edges):
     async def detach_leg(self, edge: EdgeInfo, leg_id: str) -> None:
         with _translated():
             await self._stub(edge.control_address).DetachLeg(
-                edge_pb2.DetachLegRequest(leg_id=leg_id), timeout=RPC_TIMEOUT_S
+                edge_pb2.DetachLegRequest(leg_id=leg_id), timeout=RPC_TIMEOUT_S, metadata=self._metadata
             )
 
     async def bridge(self, edge: EdgeInfo, bridge_id: int, leg_id: str, side: int, peer_edge_id: str) -> float:
@@ -129,20 +139,21 @@ class EdgeClients(Edges):
             reply = await self._stub(edge.control_address).Bridge(
                 edge_pb2.BridgeRequest(bridge_id=bridge_id, leg_id=leg_id, side=side, peer_edge_id=peer_edge_id),
                 timeout=RPC_TIMEOUT_S,
+                metadata=self._metadata,
             )
         return float(reply.bridged)
 
     async def unbridge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
         with _translated():
             reply = await self._stub(edge.control_address).Unbridge(
-                edge_pb2.UnbridgeRequest(bridge_id=bridge_id, side=side), timeout=RPC_TIMEOUT_S
+                edge_pb2.UnbridgeRequest(bridge_id=bridge_id, side=side), timeout=RPC_TIMEOUT_S, metadata=self._metadata
             )
         return float(reply.stats.first_packet_at_edge)
 
     async def first_packet_at_edge(self, edge: EdgeInfo, bridge_id: int, side: int) -> float:
         with _translated():
             reply = await self._stub(edge.control_address).GetStats(
-                edge_pb2.GetStatsRequest(bridge_id=bridge_id), timeout=RPC_TIMEOUT_S
+                edge_pb2.GetStatsRequest(bridge_id=bridge_id), timeout=RPC_TIMEOUT_S, metadata=self._metadata
             )
         for b in reply.bridges:
             if b.side == side:

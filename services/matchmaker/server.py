@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import grpc
 
+from duet.services.auth.secrets import AuthSecrets
+from duet.services.auth.tokens import UserClaims
 from duet.services.matchmaker.core import ClientSession, MatchConfig, Matchmaker
 from duet.services.matchmaker.errors import (
     BadRequest,
@@ -41,6 +43,7 @@ from duet.services.matchmaker.events import (
 from duet.services.matchmaker.ports import EdgeInfo, PeerError
 from duet.services.matchmaker.preferences import InvalidPreferences, Preferences, Scope, checked_preferences
 from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient
+from duet.services.rpc.auth import AuthInterceptor, current_principal
 from duet.services.rpc.errors import map_errors
 from duet.services.rpc.server import start_server
 from duet.services.store.postgres import Store
@@ -118,6 +121,8 @@ def preferences_from(message: matchmaker_pb2.Preferences, field: str) -> Prefere
 
 def abort_for(exc: Exception) -> Abort:
     """The status a session ends with when handling a client message raised ``exc``."""
+    if isinstance(exc, WrongUser):
+        return Abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
     for kind, code in STATUS.items():
         if isinstance(exc, kind):
             return Abort(code, str(exc))
@@ -140,16 +145,6 @@ def peer_ip(context: grpc.aio.ServicerContext, trust_forwarded_for: bool) -> str
     if kind == "ipv6":
         return rest.rpartition(":")[0].strip("[]").replace("%5B", "").replace("%5D", "")
     return "127.0.0.1"
-
-
-def caller_user_id(hello: matchmaker_pb2.Hello, context: grpc.aio.ServicerContext) -> str:
-    """Who is calling: the one place a session's user id comes from.
-
-    Today the client's own word (Hello.user_id); with signed user tokens it is
-    the token's verified subject (taken from the call's metadata), and a Hello
-    naming someone else is refused here.
-    """
-    return hello.user_id
 
 
 # -- core values -> protobuf ---------------------------------------------------
@@ -279,6 +274,10 @@ class _Stream:
     end: str = "stream closed"
 
 
+class WrongUser(Exception):
+    """A Hello that names a user other than the one the stream's token is for."""
+
+
 class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
     def __init__(self, matchmaker: Matchmaker, *, trust_forwarded_for: bool = False) -> None:
         self.mm = matchmaker
@@ -289,7 +288,11 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
     ) -> AsyncIterator[matchmaker_pb2.ServerMessage]:
         outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         stream = _Stream()
-        reader = asyncio.create_task(self._read(request_iterator, context, outbox, stream))
+        principal = current_principal()
+        if not isinstance(principal, UserClaims):  # the interceptor lets only user tokens through
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a Session needs a user token")
+        assert isinstance(principal, UserClaims)
+        reader = asyncio.create_task(self._read(request_iterator, context, outbox, stream, principal.user_id))
         try:
             while True:
                 item = await outbox.get()
@@ -315,7 +318,9 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
         context: grpc.aio.ServicerContext,
         outbox: asyncio.Queue[Outgoing],
         stream: _Stream,
+        user_id: str,
     ) -> None:
+        """``user_id``: whom the stream's token proved; the session is theirs whatever Hello says."""
         try:
             session = None
             async for msg in requests:
@@ -323,8 +328,10 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                 if session is None:
                     if kind != "hello":
                         raise BadRequest("the first message on a Session stream must be hello")
+                    if msg.hello.user_id and msg.hello.user_id != user_id:
+                        raise WrongUser(f"token is for user {user_id}, not {msg.hello.user_id}")
                     session = await self.mm.open_session(
-                        caller_user_id(msg.hello, context),
+                        user_id,
                         msg.hello.display_name,
                         peer_ip(context, self.trust_forwarded_for),
                         outbox,
@@ -391,29 +398,45 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
     async def GetCall(
         self, request: matchmaker_pb2.GetCallRequest, context: grpc.aio.ServicerContext
     ) -> matchmaker_pb2.CallRecord:
-        return call_record(await self.mm.get_call(request.call_id))
+        row = await self.mm.get_call(request.call_id)
+        principal = current_principal()
+        # Users read only their own calls; the policy lets only users and trusted services this far.
+        if principal is None or (
+            isinstance(principal, UserClaims) and principal.user_id not in (row.user_a, row.user_b)
+        ):
+            raise Forbidden(f"call '{request.call_id}' is not one of yours")
+        return call_record(row)
 
 
 async def serve_matchmaker(
     routing_address: str,
     database: str,
     *,
+    secrets: AuthSecrets,
+    token: str,
     bind: str = "127.0.0.1:0",
     trust_forwarded_for: bool = False,
     config: MatchConfig | None = None,
     stop: asyncio.Event | None = None,
     ready: asyncio.Future[str] | None = None,
 ) -> None:
+    """Serve until ``stop`` is set. ``secrets``: the user-token secret (clients' tokens) and the
+    service-token secret (ops tokens on GetCall); ``token``: the matchmaker's own service token
+    (role matchmaker), presented to the routing service and the edges."""
     stop = stop or asyncio.Event()
+    secrets.require_user("the matchmaker verifies its clients' tokens with it")
+    secrets.require_service("the matchmaker verifies ops tokens with it")
     store = await Store.open(database)
-    routing = RoutingClient(routing_address)
-    edges = EdgeClients()
+    routing = RoutingClient(routing_address, token)
+    edges = EdgeClients(token)
     # The PostgreSQL Store is a MatchStore and a SafetyStore by shape alone; mypy checks it here.
     mm = Matchmaker(store, routing, edges, config=config, safety=store)
     mm.start()
     servicer = MatchmakerServicer(mm, trust_forwarded_for=trust_forwarded_for)
     server, address = await start_server(
-        bind, lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s)
+        bind,
+        lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s),
+        interceptors=[AuthInterceptor(secrets)],
     )
     logger.info("matchmaker serving on %s", address)
     print(f"matchmaker ready address={address}", flush=True)

@@ -1,30 +1,37 @@
 """The routing service: ingress and path selection over ``routing/``, route tables pushed to edges.
 
-The topology is declared in a file (or the 3-region default); edges register
-the addresses they bound at start, which makes them eligible. Every change
-bumps the topology version, recomputes the graph once, and wakes each edge's
-``WatchRoutes`` stream so it gets its new next-hop table.
+The topology is declared in a file (or the 3-region default), or restored
+from the audit log of changes made through the admin API (``admin.py``,
+``restore.py``); edges register the addresses they bound at start, which
+makes them eligible. Every change bumps the topology version, recomputes the
+graph once, and wakes each edge's ``WatchRoutes`` stream so it gets its new
+next-hop table.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import grpc
 
+from duet.routing.all_pairs import NextHopColumns
 from duet.routing.geo import GeoLocator, parse_ip
 from duet.routing.ingress import NoEdgeAvailable, pick_ingress
-from duet.routing.next_hop import next_hop_table
-from duet.routing.paths import NoRoute, shortest_path
+from duet.routing.paths import NoRoute
 from duet.routing.topology import EdgeNode, EdgeState, Topology, UnknownEdge
+from duet.services.auth.secrets import AuthSecrets
+from duet.services.routing_server.admin import TopologyAdminServicer
+from duet.services.routing_server.restore import startup_topology
 from duet.services.routing_server.state import RoutingState
+from duet.services.rpc.auth import AuthInterceptor
 from duet.services.rpc.errors import map_errors
 from duet.services.rpc.server import start_server
 from duet.services.store.postgres import EdgeRow, Store
-from duet.v1 import common_pb2, routing_pb2, routing_pb2_grpc
+from duet.services.store.topology_audit import MemoryTopologyAudit, PostgresTopologyAudit, TopologyAudit
+from duet.v1 import admin_pb2_grpc, common_pb2, routing_pb2, routing_pb2_grpc
 
 logger = logging.getLogger("duet.routing")
 
@@ -93,7 +100,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         for edge_id in (request.from_edge_id, request.to_edge_id):
             self.state.topology.edge(edge_id)  # UnknownEdge -> NOT_FOUND
         # Same edge included: a down or unregistered edge has no route, even to itself.
-        path = shortest_path(self.state.graph, request.from_edge_id, request.to_edge_id)
+        path = self.state.routes.path(request.from_edge_id, request.to_edge_id)
         return routing_pb2.PickRouteResponse(path=list(path.edge_ids), rtt_ms=path.rtt_ms)
 
     async def WatchRoutes(
@@ -103,30 +110,48 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "edge_id is required")
         if self.state.topology.find_edge(request.edge_id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"edge '{request.edge_id}' is not in the topology")
-        topology = self.state.topology
+        sent: NextHopColumns | None = None
         while True:
+            # Read together: a change replaces both at once, so the table matches its version.
+            topology, routes = self.state.topology, self.state.routes
+            if topology.find_edge(request.edge_id) is None:
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND, f"edge '{request.edge_id}' was removed from the topology"
+                )
             try:
-                table = next_hop_table(self.state.graph, request.edge_id)
+                c = routes.next_hop_columns(request.edge_id)
+                if c == sent:  # this edge's routes did not change: nothing to push
+                    await self.state.wait_for_change(topology.version)
+                    continue
+                table = routing_pb2.RouteTable(
+                    edge_id=request.edge_id,
+                    version=topology.version,
+                    entries=[
+                        routing_pb2.NextHop(
+                            dest_edge_id=dest,
+                            dest_number=number,
+                            next_hop_edge_id=hop,
+                            next_hop_backbone_address=address,
+                            path_rtt_ms=rtt,
+                        )
+                        for dest, number, hop, address, rtt in zip(
+                            c.dest_edge_ids,
+                            c.dest_numbers,
+                            c.next_hop_edge_ids,
+                            c.next_hop_backbone_addresses,
+                            c.path_rtt_ms,
+                            strict=True,
+                        )
+                    ],
+                )
             except Exception as exc:  # a stream has no map_errors: say INTERNAL, not UNKNOWN
                 logger.exception("route table for %s failed", request.edge_id)
                 await context.abort(
                     grpc.StatusCode.INTERNAL, f"WatchRoutes failed unexpectedly: {exc!r}; see the server log"
                 )
-            yield routing_pb2.RouteTable(
-                edge_id=request.edge_id,
-                version=topology.version,
-                entries=[
-                    routing_pb2.NextHop(
-                        dest_edge_id=e.dest_edge_id,
-                        dest_number=e.dest_number,
-                        next_hop_edge_id=e.next_hop_edge_id,
-                        next_hop_backbone_address=e.next_hop_backbone_address,
-                        path_rtt_ms=e.path_rtt_ms,
-                    )
-                    for e in table.values()
-                ],
-            )
-            topology = await self.state.wait_for_change(topology.version)
+            yield table
+            sent = c
+            await self.state.wait_for_change(topology.version)
 
     @map_errors(_ERRORS)
     async def GetTopology(
@@ -154,13 +179,14 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
             if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
                 raise ValueError(f"{name} must be host:port with a port in 1..65535, got {getattr(request, name)!r}")
         parse_ip(request.media_host)
-        topology = self.state.topology.with_edge_addresses(
-            request.edge_id,
-            control_address=request.control_address,
-            backbone_address=request.backbone_address,
-            media_host=request.media_host,
-        )
-        await self.state.replace(topology)
+        async with self.state.mutating:  # not between an admin change's read and its write
+            topology = self.state.topology.with_edge_addresses(
+                request.edge_id,
+                control_address=request.control_address,
+                backbone_address=request.backbone_address,
+                media_host=request.media_host,
+            )
+            await self.state.replace(topology)
         edge = topology.edge(request.edge_id)
         if self.store is not None:
             await self.store.upsert_edge(
@@ -186,23 +212,55 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
 async def serve_routing(
     topology: Topology,
     *,
-    geoip_db: Path | None = None,
+    secrets: AuthSecrets,
+    geoip_db: Path | Sequence[Path] | None = None,
     default_region: str | None = None,
     bind: str = "127.0.0.1:0",
     database: str | None = None,
     stop: asyncio.Event | None = None,
+    topology_source: str = "the default topology",
+    reset_topology: bool = False,
 ) -> None:
+    """Serve Routing and TopologyAdmin until ``stop`` is set.
+
+    With a database, the last topology applied through the admin API is
+    served instead of ``topology`` (which only seeds an empty audit log),
+    unless ``reset_topology``; ``topology_source`` names it in the log. Every
+    caller must present a service token signed with ``secrets``.
+    """
     stop = stop or asyncio.Event()
-    default_region = default_region or topology.regions[0].name
-    if not topology.has_region(default_region):
-        raise SystemExit(
-            f"default region {default_region!r} is not in the topology ({', '.join(r.name for r in topology.regions)})"
-        )
-    geo = GeoLocator(geoip_db)
+    secrets.require_service("the routing service verifies the edges', the matchmaker's and ops tokens with it")
     store = await Store.open(database) if database else None
+    try:
+        audit: TopologyAudit = PostgresTopologyAudit(store.pool) if store else MemoryTopologyAudit()
+        topology = await startup_topology(topology, audit, source=topology_source, reset=reset_topology)
+        default_region = default_region or topology.regions[0].name
+        if not topology.has_region(default_region):
+            raise SystemExit(
+                f"default region {default_region!r} is not in the topology "
+                f"({', '.join(r.name for r in topology.regions)})"
+            )
+    except BaseException:
+        if store is not None:
+            await store.close()
+        raise
+    geo = GeoLocator(geoip_db)
+    logger.info("GeoIP databases: %s", ", ".join(geo.paths) or "none (clients fall back to the default region)")
     state = RoutingState(topology)
     servicer = RoutingServicer(state, geo, default_region, store)
-    server, address = await start_server(bind, lambda s: routing_pb2_grpc.add_RoutingServicer_to_server(servicer, s))
+    admin = TopologyAdminServicer(state, audit)
+
+    def add_servicers(s: grpc.aio.Server) -> None:
+        routing_pb2_grpc.add_RoutingServicer_to_server(servicer, s)
+        admin_pb2_grpc.add_TopologyAdminServicer_to_server(admin, s)
+
+    try:
+        server, address = await start_server(bind, add_servicers, interceptors=[AuthInterceptor(secrets)])
+    except BaseException:
+        geo.close()
+        if store is not None:
+            await store.close()
+        raise
     logger.info(
         "routing serving on %s: %d regions, %d edges, default region %s",
         address,

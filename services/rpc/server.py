@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 
@@ -13,13 +13,19 @@ class CannotListen(OSError):
     """The address to serve on is taken, or not one of this machine's."""
 
 
-async def start_server(bind: str, add_servicers: Callable[[grpc.aio.Server], None]) -> tuple[grpc.aio.Server, str]:
+async def start_server(
+    bind: str,
+    add_servicers: Callable[[grpc.aio.Server], None],
+    *,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> tuple[grpc.aio.Server, str]:
     """Start a grpc.aio server on ``bind`` (host:port, port 0 = any free); returns it and its address.
 
+    Duet's servers pass ``duet.services.rpc.auth.AuthInterceptor`` in ``interceptors``.
     Raises ``CannotListen`` when the address cannot be bound.
     """
     # No SO_REUSEPORT: a second server on a taken port must fail, not share it silently.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], interceptors=list(interceptors))
     add_servicers(server)
     host = bind.rpartition(":")[0] or "127.0.0.1"
     try:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import time
 from pathlib import Path
 
 from aiohttp import web
 
+from duet.services.auth.bearer import parse_bearer
+from duet.services.auth.tokens import mint_user_token
 from duet.services.rpc.http import start_site
 from duet.services.rpc.server import CannotListen
 from duet.services.web.demo_regions import DemoRegions, UnknownRegion
@@ -32,6 +36,9 @@ MAX_FRAME_BYTES = 256 * 1024
 _GATEWAY = web.AppKey("gateway", SessionGateway)
 _REGIONS = web.AppKey("demo_regions", DemoRegions)
 _STOPPING = web.AppKey("stopping", asyncio.Event)
+_GUEST_SECRET = web.AppKey("guest_token_secret", bytes)
+# A guest token outlives the page load by little: the page asks for a new one for each session.
+GUEST_TOKEN_TTL_S = 15 * 60
 
 
 async def _file(request: web.Request) -> web.StreamResponse:
@@ -44,7 +51,38 @@ async def _file(request: web.Request) -> web.StreamResponse:
 
 async def _config(request: web.Request) -> web.Response:
     regions = request.app[_REGIONS]
-    return web.json_response({"demoRegions": [{"code": r.code, "name": r.name} for r in regions.regions]})
+    return web.json_response(
+        {
+            "demoRegions": [{"code": r.code, "name": r.name} for r in regions.regions],
+            "guestTokens": _GUEST_SECRET in request.app,
+        }
+    )
+
+
+async def _guest_token(request: web.Request) -> web.Response:
+    """Development sign-in: a short-lived user token for a fresh guest user id.
+
+    A browser cannot hold the app's secret, so something that does must sign it
+    in. In a local cluster that is this endpoint; a production deployment
+    replaces it with its own login, which mints the token for the real user.
+    """
+    secret = request.app.get(_GUEST_SECRET)
+    if secret is None:
+        raise web.HTTPNotFound(
+            text="this gateway signs in no guests: the app's own login gives the page its token (docs/client-guide.md)"
+        )
+    user_id = f"web-{secrets.token_hex(4)}"
+    now = time.time()
+    token = mint_user_token(secret, user_id, ttl_s=GUEST_TOKEN_TTL_S, now=now)
+    return web.json_response(
+        {"token": token, "userId": user_id, "expiresAt": int(now) + GUEST_TOKEN_TTL_S},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _request_token(request: web.Request) -> str:
+    """The caller's token: the Authorization header, else (a browser's WebSocket cannot set headers) ?token=."""
+    return parse_bearer(request.headers.get("Authorization", "")) or request.query.get("token", "")
 
 
 async def _session(request: web.Request) -> web.StreamResponse:
@@ -64,21 +102,31 @@ async def _session(request: web.Request) -> web.StreamResponse:
             await ws.send_str(Closed("INVALID_ARGUMENT", str(exc)).to_json())
             await ws.close()
             return ws
-    await request.app[_GATEWAY].relay(ws, client_address=address, stopping=request.app[_STOPPING])
+    await request.app[_GATEWAY].relay(
+        ws, client_address=address, token=_request_token(request), stopping=request.app[_STOPPING]
+    )
     return ws
 
 
 async def _call(request: web.Request) -> web.Response:
-    status, body = await request.app[_GATEWAY].get_call(request.match_info["call_id"])
+    status, body = await request.app[_GATEWAY].get_call(request.match_info["call_id"], _request_token(request))
     return web.Response(status=status, text=body, content_type="application/json")
 
 
-def build_app(gateway: SessionGateway, demo_regions: DemoRegions | None = None) -> web.Application:
-    """The gateway's aiohttp application (the caller owns ``gateway`` and closes it)."""
+def build_app(
+    gateway: SessionGateway, demo_regions: DemoRegions | None = None, *, guest_token_secret: bytes | None = None
+) -> web.Application:
+    """The gateway's aiohttp application (the caller owns ``gateway`` and closes it).
+
+    ``guest_token_secret``: the user-token secret, for development only: ``POST /token``
+    then signs any visitor in as a fresh guest (a local cluster has no login of its own).
+    """
     app = web.Application()
     app[_GATEWAY] = gateway
     app[_REGIONS] = demo_regions or DemoRegions(())
     app[_STOPPING] = asyncio.Event()
+    if guest_token_secret is not None:
+        app[_GUEST_SECRET] = guest_token_secret
 
     async def tell_sessions(app: web.Application) -> None:
         app[_STOPPING].set()  # every open relay sends its browser a closed frame and ends
@@ -87,6 +135,7 @@ def build_app(gateway: SessionGateway, demo_regions: DemoRegions | None = None) 
     app.router.add_get("/session", _session)
     app.router.add_get("/config.json", _config)
     app.router.add_get("/calls/{call_id}", _call)
+    app.router.add_post("/token", _guest_token)
     app.router.add_get("/", _file)
     app.router.add_get("/{name}", _file)
     return app
@@ -100,8 +149,17 @@ class WebServer:
     Raises ``CannotListen`` when the address cannot be bound.
     """
 
-    def __init__(self, matchmaker: str, *, listen: str = "127.0.0.1:8080", demo_regions: DemoRegions | None = None):
+    def __init__(
+        self,
+        matchmaker: str,
+        *,
+        listen: str = "127.0.0.1:8080",
+        demo_regions: DemoRegions | None = None,
+        guest_token_secret: bytes | None = None,
+    ):
+        """``guest_token_secret``: development sign-in of guests (see ``build_app``); None: off."""
         self.matchmaker = matchmaker
+        self.guest_token_secret = guest_token_secret
         self.listen = listen
         self.demo_regions = demo_regions
         self.url = ""
@@ -118,7 +176,11 @@ class WebServer:
         self.gateway = SessionGateway(self.matchmaker)
         try:
             self._runner, base = await start_site(
-                build_app(self.gateway, self.demo_regions), host, port, what="the web client", shutdown_timeout=5.0
+                build_app(self.gateway, self.demo_regions, guest_token_secret=self.guest_token_secret),
+                host,
+                port,
+                what="the web client",
+                shutdown_timeout=5.0,
             )
         except BaseException:
             await self._close()

@@ -25,6 +25,8 @@ import grpc
 from aiohttp import WSMsgType, web
 from google.protobuf import json_format
 
+from duet.services.auth.bearer import bearer_metadata
+from duet.services.rpc.call_status import final_status
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 __all__ = ["Closed", "ProtocolError", "SessionGateway", "parse_client_message", "server_message_json"]
@@ -32,6 +34,8 @@ __all__ = ["Closed", "ProtocolError", "SessionGateway", "parse_client_message", 
 # GetCall's statuses as HTTP statuses, for the page's look-up of a call record.
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
@@ -96,24 +100,30 @@ class SessionGateway:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def get_call(self, call_id: str) -> tuple[int, str]:
-        """``Matchmaker.GetCall`` as (HTTP status, JSON body): the CallRecord, or {"error": {code, message}}."""
+    async def get_call(self, call_id: str, token: str) -> tuple[int, str]:
+        """``Matchmaker.GetCall`` with the browser's token, as (HTTP status, JSON body): the
+        CallRecord, or {"error": {code, message}}."""
         try:
-            record = await self._stub.GetCall(matchmaker_pb2.GetCallRequest(call_id=call_id), timeout=5.0)
+            record = await self._stub.GetCall(
+                matchmaker_pb2.GetCallRequest(call_id=call_id), timeout=5.0, metadata=_auth(token)
+            )
         except grpc.aio.AioRpcError as exc:
             closed = self._status(exc.code(), exc.details() or "")
             body = json.dumps({"error": {"code": closed.code, "message": closed.message}})
             return HTTP_STATUS.get(exc.code(), 500), body
         return 200, json_format.MessageToJson(record, indent=None)
 
-    async def relay(self, ws: web.WebSocketResponse, *, client_address: str, stopping: asyncio.Event) -> Closed | None:
+    async def relay(
+        self, ws: web.WebSocketResponse, *, client_address: str, token: str, stopping: asyncio.Event
+    ) -> Closed | None:
         """Carry one Session between ``ws`` and the matchmaker until either side ends it.
 
+        ``token``: the browser's user token, presented as the stream's metadata.
         Sends the final ``closed`` frame (and closes ``ws``) and returns it;
         None when the browser went away first. ``stopping`` set: the gateway is
         shutting down, and the browser is told so.
         """
-        call = self._stub.Session(metadata=(("x-forwarded-for", client_address),))
+        call = self._stub.Session(metadata=(("x-forwarded-for", client_address), *_auth(token)))
         self._streams = {c for c in self._streams if not c.done()}
         self._streams.add(call)
         up = asyncio.create_task(self._browser_to_matchmaker(ws, call), name="ws->grpc")
@@ -172,9 +182,10 @@ class SessionGateway:
             try:
                 message = await call.read()
             except grpc.aio.AioRpcError as exc:
-                return self._status(exc.code(), exc.details() or "")
+                # A stream the matchmaker ended at once (a refused token) may show a placeholder status first.
+                return self._status(*await final_status(call, exc.code(), exc.details() or ""))
             if message is grpc.aio.EOF:
-                return self._status(await call.code(), await call.details() or "")
+                return self._status(*await final_status(call, await call.code(), await call.details() or ""))
             try:
                 # Awaits the socket's drain: a slow browser holds back reading the stream.
                 await ws.send_str(server_message_json(message))
@@ -188,4 +199,13 @@ class SessionGateway:
             return Closed(
                 "UNAVAILABLE", f"the matchmaker at {self.matchmaker} is not reachable; try again later ({details})"
             )
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            return Closed(
+                code.name, f"Duet did not accept this page's sign-in ({details}); reload the page to sign in again"
+            )
         return Closed(code.name, details)
+
+
+def _auth(token: str) -> tuple[tuple[str, str], ...]:
+    # No token: none sent, and the matchmaker says what is missing.
+    return bearer_metadata(token) if token else ()

@@ -39,7 +39,12 @@ async def web_cluster(database_url: str, tmp_path_factory: pytest.TempPathFactor
     state = tmp_path_factory.mktemp("web-cluster")
     async with (
         LocalCluster(state_dir=Path(state), database=database_url) as info,
-        WebServer(info.matchmaker, listen="127.0.0.1:0", demo_regions=DemoRegions(DEFAULT_REGIONS)) as url,
+        WebServer(
+            info.matchmaker,
+            listen="127.0.0.1:0",
+            demo_regions=DemoRegions(DEFAULT_REGIONS),
+            guest_token_secret=info.secrets.user,
+        ) as url,
     ):
         greeter = Greeter.for_cluster(info, DEFAULT_REGIONS)
         task = asyncio.create_task(greeter.run(), name="greeter bot")

@@ -35,11 +35,12 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Page
 
+from duet.services.auth.sources import TokenSource
 from duet.services.client import CallResult, DuetClient
 from duet.services.client.media import RECENT_AUDIO_FRAMES
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.fake_capture import FakeCaptureFiles, dominant_frequency_hz, fake_capture_files
-from duet.services.devkit.local_cluster import DEFAULT_REGIONS, LocalCluster
+from duet.services.devkit.local_cluster import DEFAULT_REGIONS, ClusterInfo, LocalCluster
 from duet.services.devkit.synthetic_media import FrameMarker, SyntheticMicrophone, read_marker, synthetic_client
 from duet.services.web.app import WebServer
 from duet.services.web.demo_regions import DemoRegions
@@ -61,6 +62,10 @@ WINDOW_S = 1.5  # media is watched this long once both sides have the call
 class InteropCluster:
     matchmaker: str
     url: str  # the web client
+    info: ClusterInfo
+
+    def user_tokens(self, user_id: str) -> TokenSource:
+        return self.info.user_tokens(user_id)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -72,9 +77,14 @@ async def cluster(database_url: str, tmp_path_factory: pytest.TempPathFactory) -
     state = tmp_path_factory.mktemp("interop-cluster")
     async with (
         LocalCluster(state_dir=Path(state), database=database_url, avoid_recent=0) as info,
-        WebServer(info.matchmaker, listen="127.0.0.1:0", demo_regions=DemoRegions(DEFAULT_REGIONS)) as url,
+        WebServer(
+            info.matchmaker,
+            listen="127.0.0.1:0",
+            demo_regions=DemoRegions(DEFAULT_REGIONS),
+            guest_token_secret=info.secrets.user,
+        ) as url,
     ):
-        yield InteropCluster(info.matchmaker, url)
+        yield InteropCluster(info.matchmaker, url, info)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +155,9 @@ async def web_participant(url: str, files: FakeCaptureFiles, region: str) -> Asy
 
 @contextlib.asynccontextmanager
 async def sdk_participant(cluster: InteropCluster, region: str, user: str) -> AsyncIterator[Participant]:
-    client = synthetic_client(cluster.matchmaker, user, user, tag=SDK_TAG, client_ip=DEMO_CLIENT_IPS[region])
+    client = synthetic_client(
+        cluster.matchmaker, user, user, tag=SDK_TAG, client_ip=DEMO_CLIENT_IPS[region], token=cluster.user_tokens(user)
+    )
     who = Participant(f"sdk({REGION_CODES[region]})", region, SDK_TAG, SyntheticMicrophone.FREQUENCY_HZ, client=client)
     try:
         await client.connect()

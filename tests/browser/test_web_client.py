@@ -147,6 +147,7 @@ async def test_the_pages_preferences_reach_the_matchmaker(web_cluster: WebCluste
         video=SyntheticCamera(6161),
         audio=SyntheticMicrophone(),
         preferences=MatchPreferences(languages=("pt",), interests=("music", "chess")),
+        token=web_cluster.info.user_tokens("web-pref-sol"),
     )
     try:
         await sol.connect()
@@ -171,6 +172,31 @@ async def test_a_denied_camera_is_explained(web_cluster: WebCluster, open_page: 
     assert await page.is_enabled("#talk")
 
 
+# Signs guests in for gateways in front of matchmakers that never check (dead ones, fakes).
+SOME_SECRET = b"g" * 32
+
+
+async def test_a_sign_in_the_matchmaker_refuses_is_explained(web_cluster: WebCluster, open_page: OpenPage) -> None:
+    # A gateway whose guest tokens are signed with another deployment's secret.
+    async with WebServer(web_cluster.info.matchmaker, listen="127.0.0.1:0", guest_token_secret=SOME_SECRET) as url:
+        page = await open_page(url)
+        await page.click("#talk")
+        snapshot = await wait_state(page, "error")
+    assert snapshot["error"].startswith("Duet did not accept your sign-in: "), snapshot["error"]
+    assert "signature does not match" in snapshot["error"] and "reload the page" in snapshot["error"]
+    assert "did not accept your sign-in" in await page.inner_text("#error")
+
+
+async def test_a_gateway_that_signs_in_no_guests_says_so(web_cluster: WebCluster, open_page: OpenPage) -> None:
+    async with WebServer(web_cluster.info.matchmaker, listen="127.0.0.1:0") as url:
+        page = await open_page(url)
+        await page.click("#talk")
+        snapshot = await wait_state(page, "error")
+    assert (
+        snapshot["error"] == "This Duet server signs in no guests: sign in through the app's own login to get a token."
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -180,7 +206,7 @@ def free_port() -> int:
 
 async def test_a_matchmaker_that_is_down_is_explained(open_page: OpenPage) -> None:
     dead = f"127.0.0.1:{free_port()}"
-    async with WebServer(dead, listen="127.0.0.1:0") as url:
+    async with WebServer(dead, listen="127.0.0.1:0", guest_token_secret=SOME_SECRET) as url:
         page = await open_page(url)
         assert not await page.is_visible("#region")  # no demo regions here
         await page.click("#talk")
@@ -213,7 +239,7 @@ async def test_no_edge_is_explained(open_page: OpenPage) -> None:
         "127.0.0.1:0", lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(NoEdgeMatchmaker(), s)
     )
     try:
-        async with WebServer(address, listen="127.0.0.1:0") as url:
+        async with WebServer(address, listen="127.0.0.1:0", guest_token_secret=SOME_SECRET) as url:
             page = await open_page(url)
             await page.click("#talk")
             snapshot = await wait_state(page, "error")

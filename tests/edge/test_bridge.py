@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from duet.edge.bridge import BridgeSide, BridgeTable
+from duet.edge.leg import LegCounters
 
 
 def side(bridge_id: int, s: int, leg_id: str) -> BridgeSide:
@@ -40,9 +41,21 @@ def test_remove_by_side_and_by_leg() -> None:
 
 def test_first_packet_time_is_the_first_video_packet_and_set_once() -> None:
     s = side(1, 0, "a")
-    s.note_packet_out(video=False)
+    s.note_packet_out(False, 100)
     assert s.first_packet_at_edge_ms == 0.0
-    s.note_packet_out(video=True)
+    s.note_packet_out(True, 1200)
     first = s.first_packet_at_edge_ms
-    s.note_packet_out(video=True)
+    s.note_packet_out(True, 1000)
     assert first > 0 and s.first_packet_at_edge_ms == first and s.packets_out == 3
+    assert s.bytes_out == 2300
+
+
+def test_a_sides_recovery_counts_only_what_happened_since_it_was_installed() -> None:
+    leg = SimpleNamespace(leg_id="a", counters=LegCounters())
+    s = BridgeSide(1, 0, leg, "peer", 2, 0.0)  # type: ignore[arg-type]
+    s.leg.counters.count("nacked", 5)
+    s.recovery_at_start = dict(s.leg.counters.recovery)
+    assert s.recovery() == {}
+    s.leg.counters.count("nacked", 2)
+    s.leg.counters.count("resent")
+    assert s.recovery() == {"nacked": 2, "resent": 1}

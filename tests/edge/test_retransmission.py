@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections import Counter
 
 import pytest
 from aiortc.rtp import RtcpPacket, RtcpRtpfbPacket, RtpPacket
@@ -178,6 +179,12 @@ async def test_a_nack_is_answered_from_the_edge_and_what_it_lacks_is_asked_of_th
             recovery = e1.stats().recovery
             assert recovery["nacked"] == 3 and recovery["resent as rtx"] == 1 and recovery["asked upstream"] == 1
             assert recovery["repaired by client"] == 1 and recovery["repair passed on as rtx"] == 1
+            # The same events per bridge side (the edge's only bridge): b's side asked and was
+            # answered, a's client repaired.
+            by_side = {s.side: s.recovery() for s in e1.stats(12).bridges}
+            assert by_side[0] == {"repaired by client": 1}
+            assert by_side[1]["nacked"] == 3 and by_side[1]["asked upstream"] == 1
+            assert Counter(by_side[0]) + Counter(by_side[1]) == Counter(recovery)
             assert e1.stats().dropped["rtx not requested"] >= 1
         finally:
             await close_client(a)

@@ -14,6 +14,8 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
+from duet.services.auth.bearer import bearer_metadata
+from duet.services.auth.tokens import Role
 from duet.services.client import MatchPreferences
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
@@ -35,8 +37,22 @@ async def cluster(database_url: str, tmp_path_factory: pytest.TempPathFactory) -
 
 
 async def test_two_clients_in_different_regions_see_each_other(cluster: ClusterInfo, database_url: str) -> None:
-    ana = synthetic_client(cluster.matchmaker, "it-ana", "Ana", tag=4242, client_ip=DEMO_CLIENT_IPS["Frankfurt"])
-    ben = synthetic_client(cluster.matchmaker, "it-ben", "Ben", tag=1717, client_ip=DEMO_CLIENT_IPS["Virginia"])
+    ana = synthetic_client(
+        cluster.matchmaker,
+        "it-ana",
+        "Ana",
+        tag=4242,
+        client_ip=DEMO_CLIENT_IPS["Frankfurt"],
+        token=cluster.user_tokens("it-ana"),
+    )
+    ben = synthetic_client(
+        cluster.matchmaker,
+        "it-ben",
+        "Ben",
+        tag=1717,
+        client_ip=DEMO_CLIENT_IPS["Virginia"],
+        token=cluster.user_tokens("it-ben"),
+    )
     try:
         await asyncio.gather(ana.connect(), ben.connect())
         # geoip put them on different edges, so the call crosses the backbone
@@ -46,7 +62,9 @@ async def test_two_clients_in_different_regions_see_each_other(cluster: ClusterI
         # The edge's figures for ana's side: ben's video went out. (Whether ana's keyframe was cached
         # in time depends on how soon after connecting the match came: the edge tests check the cache.)
         async with grpc.aio.insecure_channel(cluster.edges["fra-1"]) as channel:
-            stats = await edge_pb2_grpc.EdgeControlStub(channel).GetStats(edge_pb2.GetStatsRequest())
+            stats = await edge_pb2_grpc.EdgeControlStub(channel).GetStats(
+                edge_pb2.GetStatsRequest(), metadata=bearer_metadata(cluster.service_token(Role.OPS_READ, "test"))
+            )
         side = next(b for b in stats.bridges if b.leg_id == ana.leg_id)
         assert side.packets_out > 0 and side.packets_in > 0 and side.first_packet_at_edge > side.bridged
         # The same side in fra-1's Prometheus metrics (duet edge --metrics-port, given by the cluster).
@@ -80,7 +98,9 @@ async def test_two_clients_in_different_regions_see_each_other(cluster: ClusterI
     assert {row["user_a"], row["user_b"]} == {"it-ana", "it-ben"}
 
     async with grpc.aio.insecure_channel(cluster.matchmaker) as ch:
-        record = await matchmaker_pb2_grpc.MatchmakerStub(ch).GetCall(matchmaker_pb2.GetCallRequest(call_id=ra.call_id))
+        record = await matchmaker_pb2_grpc.MatchmakerStub(ch).GetCall(
+            matchmaker_pb2.GetCallRequest(call_id=ra.call_id), metadata=bearer_metadata(cluster.user_token("it-ana"))
+        )
     for side in (record.a, record.b):
         st = side.stages
         assert all(getattr(st, f.name) > 0 for f in st.DESCRIPTOR.fields), f"{side.user_id}: missing stage in {st}"
@@ -94,7 +114,14 @@ async def test_two_clients_in_different_regions_see_each_other(cluster: ClusterI
 
 async def test_next_rebridges_warm_legs_without_a_new_peer_connection(cluster: ClusterInfo) -> None:
     users = [
-        synthetic_client(cluster.matchmaker, f"it-next-{i}", f"N{i}", tag=300 + i, client_ip=DEMO_CLIENT_IPS[region])
+        synthetic_client(
+            cluster.matchmaker,
+            f"it-next-{i}",
+            f"N{i}",
+            tag=300 + i,
+            client_ip=DEMO_CLIENT_IPS[region],
+            token=cluster.user_tokens(f"it-next-{i}"),
+        )
         for i, region in enumerate(("Frankfurt", "Singapore", "Virginia"))
     ]
     u0, u1, u2 = users
@@ -117,9 +144,22 @@ async def test_h264_only_clients_meet_each_other_and_never_a_client_they_cannot_
     # ana offers H.264 only, so she sends it and decodes nothing else; ben offers both and
     # sends VP8, which ana cannot decode; cleo offers H.264 only, across the backbone.
     ana = synthetic_client(
-        cluster.matchmaker, "it-h264-ana", "Ana", tag=511, client_ip=DEMO_CLIENT_IPS["Frankfurt"], video_codecs=["H264"]
+        cluster.matchmaker,
+        "it-h264-ana",
+        "Ana",
+        tag=511,
+        client_ip=DEMO_CLIENT_IPS["Frankfurt"],
+        video_codecs=["H264"],
+        token=cluster.user_tokens("it-h264-ana"),
     )
-    ben = synthetic_client(cluster.matchmaker, "it-h264-ben", "Ben", tag=512, client_ip=DEMO_CLIENT_IPS["Frankfurt"])
+    ben = synthetic_client(
+        cluster.matchmaker,
+        "it-h264-ben",
+        "Ben",
+        tag=512,
+        client_ip=DEMO_CLIENT_IPS["Frankfurt"],
+        token=cluster.user_tokens("it-h264-ben"),
+    )
     cleo = synthetic_client(
         cluster.matchmaker,
         "it-h264-cleo",
@@ -127,6 +167,7 @@ async def test_h264_only_clients_meet_each_other_and_never_a_client_they_cannot_
         tag=513,
         client_ip=DEMO_CLIENT_IPS["Singapore"],
         video_codecs=["H264"],
+        token=cluster.user_tokens("it-h264-cleo"),
     )
     try:
         await asyncio.gather(ana.connect(), ben.connect(), cleo.connect())
@@ -154,6 +195,7 @@ async def test_preferences_profile_and_a_stored_block_across_the_system(
         "Ana",
         tag=5151,
         client_ip=DEMO_CLIENT_IPS["Frankfurt"],
+        token=cluster.user_tokens("pref-ana"),
         preferences=MatchPreferences(languages=("pt",), interests=("music", "film")),
     )
     ben = synthetic_client(
@@ -162,6 +204,7 @@ async def test_preferences_profile_and_a_stored_block_across_the_system(
         "Ben",
         tag=5252,
         client_ip=DEMO_CLIENT_IPS["Singapore"],
+        token=cluster.user_tokens("pref-ben"),
         preferences=MatchPreferences(languages=("en", "pt"), interests=("music", "chess")),
     )
     try:
@@ -180,7 +223,8 @@ async def test_preferences_profile_and_a_stored_block_across_the_system(
         assert not ben.in_call and not ana.in_call
         async with grpc.aio.insecure_channel(cluster.matchmaker) as ch:
             record = await matchmaker_pb2_grpc.MatchmakerStub(ch).GetCall(
-                matchmaker_pb2.GetCallRequest(call_id=ana.call_id)
+                matchmaker_pb2.GetCallRequest(call_id=ana.call_id),
+                metadata=bearer_metadata(cluster.user_token("pref-ana")),
             )
         assert (record.state, record.end_reason) == ("ended", "blocked")
     finally:

@@ -72,12 +72,27 @@ async def test_a_track_played_from_a_file_reaches_the_partner(cluster: ClusterIn
         video=player.video,
         first_frame_rule=rule,
         client_ip=DEMO_CLIENT_IPS["Frankfurt"],
+        token=cluster.user_token("file-ana"),
     )
-    receiver = synthetic_client(cluster.matchmaker, "file-ben", "Ben", tag=2001, client_ip=DEMO_CLIENT_IPS["Virginia"])
+    receiver = synthetic_client(
+        cluster.matchmaker,
+        "file-ben",
+        "Ben",
+        tag=2001,
+        client_ip=DEMO_CLIENT_IPS["Virginia"],
+        token=cluster.user_tokens("file-ben"),
+    )
     watcher = receiver.first_frame_rule
     assert isinstance(watcher, MarkerRule)
     others = {
-        tag: synthetic_client(cluster.matchmaker, f"file-{name}", name, tag=tag, client_ip=DEMO_CLIENT_IPS[region])
+        tag: synthetic_client(
+            cluster.matchmaker,
+            f"file-{name}",
+            name,
+            tag=tag,
+            client_ip=DEMO_CLIENT_IPS[region],
+            token=cluster.user_tokens(f"file-{name}"),
+        )
         for name, tag, region in (("chen", 2002, "Singapore"), ("dara", 2003, "Frankfurt"))
     }
     try:

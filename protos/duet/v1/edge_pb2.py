@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x64uet/v1/edge.proto\x12\x07\x64uet.v1\"9\n\x10\x41ttachLegRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\toffer_sdp\x18\x02 \x01(\t\"o\n\x11\x41ttachLegResponse\x12\x0e\n\x06leg_id\x18\x01 \x01(\t\x12\x12\n\nanswer_sdp\x18\x02 \x01(\t\x12\x18\n\x10video_send_codec\x18\x03 \x01(\t\x12\x1c\n\x14video_receive_codecs\x18\x04 \x03(\t\"\"\n\x10\x44\x65tachLegRequest\x12\x0e\n\x06leg_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65tachLegResponse\"V\n\rBridgeRequest\x12\x11\n\tbridge_id\x18\x01 \x01(\x04\x12\x0e\n\x06leg_id\x18\x02 \x01(\t\x12\x0c\n\x04side\x18\x03 \x01(\r\x12\x14\n\x0cpeer_edge_id\x18\x04 \x01(\t\"!\n\x0e\x42ridgeResponse\x12\x0f\n\x07\x62ridged\x18\x01 \x01(\x01\"2\n\x0fUnbridgeRequest\x12\x11\n\tbridge_id\x18\x01 \x01(\x04\x12\x0c\n\x04side\x18\x02 \x01(\r\"7\n\x10UnbridgeResponse\x12#\n\x05stats\x18\x01 \x01(\x0b\x32\x14.duet.v1.BridgeStats\"$\n\x0fGetStatsRequest\x12\x11\n\tbridge_id\x18\x01 \x01(\x04\"\xcc\x01\n\x0b\x42ridgeStats\x12\x11\n\tbridge_id\x18\x01 \x01(\x04\x12\x0c\n\x04side\x18\x02 \x01(\r\x12\x0e\n\x06leg_id\x18\x03 \x01(\t\x12\x0f\n\x07\x62ridged\x18\x04 \x01(\x01\x12\x1c\n\x14\x66irst_packet_at_edge\x18\x05 \x01(\x01\x12\x13\n\x0bpackets_out\x18\x06 \x01(\x04\x12\x12\n\npackets_in\x18\x07 \x01(\x04\x12\x14\n\x0cplis_relayed\x18\x08 \x01(\x04\x12\x1e\n\x16\x63\x61\x63he_packets_replayed\x18\t \x01(\x04\"\xb8\x03\n\tEdgeStats\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0c\n\x04legs\x18\x02 \x01(\r\x12%\n\x07\x62ridges\x18\x03 \x03(\x0b\x32\x14.duet.v1.BridgeStats\x12\x30\n\x07\x64ropped\x18\x04 \x03(\x0b\x32\x1f.duet.v1.EdgeStats.DroppedEntry\x12\x1b\n\x13\x62\x61\x63kbone_packets_in\x18\x05 \x01(\x04\x12\x1c\n\x14\x62\x61\x63kbone_packets_out\x18\x06 \x01(\x04\x12\x32\n\x08recovery\x18\x07 \x03(\x0b\x32 .duet.v1.EdgeStats.RecoveryEntry\x12\x32\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x08 \x03(\x0b\x32 .duet.v1.EdgeStats.FeedbackEntry\x1a.\n\x0c\x44roppedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a/\n\rRecoveryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a/\n\rFeedbackEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xcb\x02\n\x0b\x45\x64geControl\x12\x42\n\tAttachLeg\x12\x19.duet.v1.AttachLegRequest\x1a\x1a.duet.v1.AttachLegResponse\x12\x42\n\tDetachLeg\x12\x19.duet.v1.DetachLegRequest\x1a\x1a.duet.v1.DetachLegResponse\x12\x39\n\x06\x42ridge\x12\x16.duet.v1.BridgeRequest\x1a\x17.duet.v1.BridgeResponse\x12?\n\x08Unbridge\x12\x18.duet.v1.UnbridgeRequest\x1a\x19.duet.v1.UnbridgeResponse\x12\x38\n\x08GetStats\x12\x18.duet.v1.GetStatsRequest\x1a\x12.duet.v1.EdgeStatsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x64uet/v1/edge.proto\x12\x07\x64uet.v1\"9\n\x10\x41ttachLegRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\toffer_sdp\x18\x02 \x01(\t\"o\n\x11\x41ttachLegResponse\x12\x0e\n\x06leg_id\x18\x01 \x01(\t\x12\x12\n\nanswer_sdp\x18\x02 \x01(\t\x12\x18\n\x10video_send_codec\x18\x03 \x01(\t\x12\x1c\n\x14video_receive_codecs\x18\x04 \x03(\t\"\"\n\x10\x44\x65tachLegRequest\x12\x0e\n\x06leg_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65tachLegResponse\"V\n\rBridgeRequest\x12\x11\n\tbridge_id\x18\x01 \x01(\x04\x12\x0e\n\x06leg_id\x18\x02 \x01(\t\x12\x0c\n\x04side\x18\x03 \x01(\r\x12\x14\n\x0cpeer_edge_id\x18\x04 \x01(\t\"!\n\x0e\x42ridgeResponse\x12\x0f\n\x07\x62ridged\x18\x01 \x01(\x01\"2\n\x0fUnbridgeRequest\x12\x11\n\tbridge_id\x18\x01 \x01(\x04\x12\x0c\n\x04side\x18\x02 \x01(\r\"7\n\x10UnbridgeResponse\x12#\n\x05stats\x18\x01 \x01(\x0b\x32\x14.duet.v1.BridgeStats\"$\n\x0fGetStatsRequest\x12\x11\n\tbridge_id\x18\x01 \x01(\x04\"\xd8\x02\n\x0b\x42ridgeStats\x12\x11\n\tbridge_id\x18\x01 \x01(\x04\x12\x0c\n\x04side\x18\x02 \x01(\r\x12\x0e\n\x06leg_id\x18\x03 \x01(\t\x12\x0f\n\x07\x62ridged\x18\x04 \x01(\x01\x12\x1c\n\x14\x66irst_packet_at_edge\x18\x05 \x01(\x01\x12\x13\n\x0bpackets_out\x18\x06 \x01(\x04\x12\x12\n\npackets_in\x18\x07 \x01(\x04\x12\x14\n\x0cplis_relayed\x18\x08 \x01(\x04\x12\x1e\n\x16\x63\x61\x63he_packets_replayed\x18\t \x01(\x04\x12\x11\n\tbytes_out\x18\n \x01(\x04\x12\x10\n\x08\x62ytes_in\x18\x0b \x01(\x04\x12\x34\n\x08recovery\x18\x0c \x03(\x0b\x32\".duet.v1.BridgeStats.RecoveryEntry\x1a/\n\rRecoveryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xef\x03\n\tEdgeStats\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0c\n\x04legs\x18\x02 \x01(\r\x12%\n\x07\x62ridges\x18\x03 \x03(\x0b\x32\x14.duet.v1.BridgeStats\x12\x30\n\x07\x64ropped\x18\x04 \x03(\x0b\x32\x1f.duet.v1.EdgeStats.DroppedEntry\x12\x1b\n\x13\x62\x61\x63kbone_packets_in\x18\x05 \x01(\x04\x12\x1c\n\x14\x62\x61\x63kbone_packets_out\x18\x06 \x01(\x04\x12\x32\n\x08recovery\x18\x07 \x03(\x0b\x32 .duet.v1.EdgeStats.RecoveryEntry\x12\x32\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x08 \x03(\x0b\x32 .duet.v1.EdgeStats.FeedbackEntry\x12\x19\n\x11\x62\x61\x63kbone_bytes_in\x18\t \x01(\x04\x12\x1a\n\x12\x62\x61\x63kbone_bytes_out\x18\n \x01(\x04\x1a.\n\x0c\x44roppedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a/\n\rRecoveryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a/\n\rFeedbackEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\xcb\x02\n\x0b\x45\x64geControl\x12\x42\n\tAttachLeg\x12\x19.duet.v1.AttachLegRequest\x1a\x1a.duet.v1.AttachLegResponse\x12\x42\n\tDetachLeg\x12\x19.duet.v1.DetachLegRequest\x1a\x1a.duet.v1.DetachLegResponse\x12\x39\n\x06\x42ridge\x12\x16.duet.v1.BridgeRequest\x1a\x17.duet.v1.BridgeResponse\x12?\n\x08Unbridge\x12\x18.duet.v1.UnbridgeRequest\x1a\x19.duet.v1.UnbridgeResponse\x12\x38\n\x08GetStats\x12\x18.duet.v1.GetStatsRequest\x1a\x12.duet.v1.EdgeStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'duet.v1.edge_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_BRIDGESTATS_RECOVERYENTRY']._loaded_options = None
+  _globals['_BRIDGESTATS_RECOVERYENTRY']._serialized_options = b'8\001'
   _globals['_EDGESTATS_DROPPEDENTRY']._loaded_options = None
   _globals['_EDGESTATS_DROPPEDENTRY']._serialized_options = b'8\001'
   _globals['_EDGESTATS_RECOVERYENTRY']._loaded_options = None
@@ -56,15 +58,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSTATSREQUEST']._serialized_start=492
   _globals['_GETSTATSREQUEST']._serialized_end=528
   _globals['_BRIDGESTATS']._serialized_start=531
-  _globals['_BRIDGESTATS']._serialized_end=735
-  _globals['_EDGESTATS']._serialized_start=738
-  _globals['_EDGESTATS']._serialized_end=1178
-  _globals['_EDGESTATS_DROPPEDENTRY']._serialized_start=1034
-  _globals['_EDGESTATS_DROPPEDENTRY']._serialized_end=1080
-  _globals['_EDGESTATS_RECOVERYENTRY']._serialized_start=1082
-  _globals['_EDGESTATS_RECOVERYENTRY']._serialized_end=1129
-  _globals['_EDGESTATS_FEEDBACKENTRY']._serialized_start=1131
-  _globals['_EDGESTATS_FEEDBACKENTRY']._serialized_end=1178
-  _globals['_EDGECONTROL']._serialized_start=1181
-  _globals['_EDGECONTROL']._serialized_end=1512
+  _globals['_BRIDGESTATS']._serialized_end=875
+  _globals['_BRIDGESTATS_RECOVERYENTRY']._serialized_start=828
+  _globals['_BRIDGESTATS_RECOVERYENTRY']._serialized_end=875
+  _globals['_EDGESTATS']._serialized_start=878
+  _globals['_EDGESTATS']._serialized_end=1373
+  _globals['_EDGESTATS_DROPPEDENTRY']._serialized_start=1229
+  _globals['_EDGESTATS_DROPPEDENTRY']._serialized_end=1275
+  _globals['_EDGESTATS_RECOVERYENTRY']._serialized_start=828
+  _globals['_EDGESTATS_RECOVERYENTRY']._serialized_end=875
+  _globals['_EDGESTATS_FEEDBACKENTRY']._serialized_start=1326
+  _globals['_EDGESTATS_FEEDBACKENTRY']._serialized_end=1373
+  _globals['_EDGECONTROL']._serialized_start=1376
+  _globals['_EDGECONTROL']._serialized_end=1707
 # @@protoc_insertion_point(module_scope)

@@ -75,7 +75,14 @@ class GetStatsRequest(_message.Message):
     def __init__(self, bridge_id: _Optional[int] = ...) -> None: ...
 
 class BridgeStats(_message.Message):
-    __slots__ = ("bridge_id", "side", "leg_id", "bridged", "first_packet_at_edge", "packets_out", "packets_in", "plis_relayed", "cache_packets_replayed")
+    __slots__ = ("bridge_id", "side", "leg_id", "bridged", "first_packet_at_edge", "packets_out", "packets_in", "plis_relayed", "cache_packets_replayed", "bytes_out", "bytes_in", "recovery")
+    class RecoveryEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     BRIDGE_ID_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
     LEG_ID_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +92,9 @@ class BridgeStats(_message.Message):
     PACKETS_IN_FIELD_NUMBER: _ClassVar[int]
     PLIS_RELAYED_FIELD_NUMBER: _ClassVar[int]
     CACHE_PACKETS_REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_IN_FIELD_NUMBER: _ClassVar[int]
+    RECOVERY_FIELD_NUMBER: _ClassVar[int]
     bridge_id: int
     side: int
     leg_id: str
@@ -94,10 +104,13 @@ class BridgeStats(_message.Message):
     packets_in: int
     plis_relayed: int
     cache_packets_replayed: int
-    def __init__(self, bridge_id: _Optional[int] = ..., side: _Optional[int] = ..., leg_id: _Optional[str] = ..., bridged: _Optional[float] = ..., first_packet_at_edge: _Optional[float] = ..., packets_out: _Optional[int] = ..., packets_in: _Optional[int] = ..., plis_relayed: _Optional[int] = ..., cache_packets_replayed: _Optional[int] = ...) -> None: ...
+    bytes_out: int
+    bytes_in: int
+    recovery: _containers.ScalarMap[str, int]
+    def __init__(self, bridge_id: _Optional[int] = ..., side: _Optional[int] = ..., leg_id: _Optional[str] = ..., bridged: _Optional[float] = ..., first_packet_at_edge: _Optional[float] = ..., packets_out: _Optional[int] = ..., packets_in: _Optional[int] = ..., plis_relayed: _Optional[int] = ..., cache_packets_replayed: _Optional[int] = ..., bytes_out: _Optional[int] = ..., bytes_in: _Optional[int] = ..., recovery: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class EdgeStats(_message.Message):
-    __slots__ = ("edge_id", "legs", "bridges", "dropped", "backbone_packets_in", "backbone_packets_out", "recovery", "feedback")
+    __slots__ = ("edge_id", "legs", "bridges", "dropped", "backbone_packets_in", "backbone_packets_out", "recovery", "feedback", "backbone_bytes_in", "backbone_bytes_out")
     class DroppedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +140,8 @@ class EdgeStats(_message.Message):
     BACKBONE_PACKETS_OUT_FIELD_NUMBER: _ClassVar[int]
     RECOVERY_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_BYTES_IN_FIELD_NUMBER: _ClassVar[int]
+    BACKBONE_BYTES_OUT_FIELD_NUMBER: _ClassVar[int]
     edge_id: str
     legs: int
     bridges: _containers.RepeatedCompositeFieldContainer[BridgeStats]
@@ -135,4 +150,6 @@ class EdgeStats(_message.Message):
     backbone_packets_out: int
     recovery: _containers.ScalarMap[str, int]
     feedback: _containers.ScalarMap[str, int]
-    def __init__(self, edge_id: _Optional[str] = ..., legs: _Optional[int] = ..., bridges: _Optional[_Iterable[_Union[BridgeStats, _Mapping]]] = ..., dropped: _Optional[_Mapping[str, int]] = ..., backbone_packets_in: _Optional[int] = ..., backbone_packets_out: _Optional[int] = ..., recovery: _Optional[_Mapping[str, int]] = ..., feedback: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    backbone_bytes_in: int
+    backbone_bytes_out: int
+    def __init__(self, edge_id: _Optional[str] = ..., legs: _Optional[int] = ..., bridges: _Optional[_Iterable[_Union[BridgeStats, _Mapping]]] = ..., dropped: _Optional[_Mapping[str, int]] = ..., backbone_packets_in: _Optional[int] = ..., backbone_packets_out: _Optional[int] = ..., recovery: _Optional[_Mapping[str, int]] = ..., feedback: _Optional[_Mapping[str, int]] = ..., backbone_bytes_in: _Optional[int] = ..., backbone_bytes_out: _Optional[int] = ...) -> None: ...

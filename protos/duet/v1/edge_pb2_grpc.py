@@ -33,6 +33,13 @@ class EdgeControlStub:
     whose legs it terminates; both sides may be on the same edge. A leg belongs
     to at most one bridge side at a time.
 
+    Every call needs a service token in 'authorization: Bearer <token>' metadata
+    (docs/architecture.md, "Authentication"): role matchmaker for every RPC;
+    ops-read or ops-admin for GetStats. Every RPC also returns, before it looks
+    at the request: UNAUTHENTICATED for no token or one that proves nothing
+    (expired, forged, malformed); PERMISSION_DENIED for a valid token of a kind
+    or role that may not call it.
+
     Statuses: each RPC lists the statuses the server returns itself. Any call can
     also end with the statuses gRPC produces on its own: UNAVAILABLE when the
     edge cannot be reached, DEADLINE_EXCEEDED when the caller's deadline passes
@@ -79,6 +86,13 @@ class EdgeControlServicer:
     A call is one bridge_id with two sides, 0 and 1. Each edge holds the sides
     whose legs it terminates; both sides may be on the same edge. A leg belongs
     to at most one bridge side at a time.
+
+    Every call needs a service token in 'authorization: Bearer <token>' metadata
+    (docs/architecture.md, "Authentication"): role matchmaker for every RPC;
+    ops-read or ops-admin for GetStats. Every RPC also returns, before it looks
+    at the request: UNAUTHENTICATED for no token or one that proves nothing
+    (expired, forged, malformed); PERMISSION_DENIED for a valid token of a kind
+    or role that may not call it.
 
     Statuses: each RPC lists the statuses the server returns itself. Any call can
     also end with the statuses gRPC produces on its own: UNAVAILABLE when the
@@ -210,6 +224,13 @@ class EdgeControl:
     A call is one bridge_id with two sides, 0 and 1. Each edge holds the sides
     whose legs it terminates; both sides may be on the same edge. A leg belongs
     to at most one bridge side at a time.
+
+    Every call needs a service token in 'authorization: Bearer <token>' metadata
+    (docs/architecture.md, "Authentication"): role matchmaker for every RPC;
+    ops-read or ops-admin for GetStats. Every RPC also returns, before it looks
+    at the request: UNAUTHENTICATED for no token or one that proves nothing
+    (expired, forged, malformed); PERMISSION_DENIED for a valid token of a kind
+    or role that may not call it.
 
     Statuses: each RPC lists the statuses the server returns itself. Any call can
     also end with the statuses gRPC produces on its own: UNAVAILABLE when the

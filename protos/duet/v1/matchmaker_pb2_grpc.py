@@ -82,6 +82,10 @@ class MatchmakerServicer:
         ended the call; send FindPartner or Next to look again)
         9. client Leave: the server ends the call and closes the stream with OK
 
+        Identity: the stream's metadata carries the user's token,
+        'authorization: Bearer <token>' (a JWT signed by the app's server;
+        docs/client-guide.md, "Authentication"). The session is the token's
+        user's; Hello.user_id may be empty, and when set must be that user.
         At any time after EdgeAssigned: Cancel (leave the pool, keep the session
         and the warm leg; answered by TicketClosed "cancelled"), Heartbeat
         (answered by HeartbeatAck), Block and Report (about the partner of a call
@@ -97,8 +101,8 @@ class MatchmakerServicer:
 
         The client's address (the TCP peer, or the first x-forwarded-for entry
         when the server is started with --trust-forwarded-for) chooses its edge.
-        A user has one session at a time: a Hello with the user_id of a live
-        session ends that older session (it gets CallEnded "replaced by a newer
+        A user has one session at a time: a session opened with a valid token of
+        the user of a live session ends that older session (it gets CallEnded "replaced by a newer
         session", then its stream closes with OK). Whenever a stream ends, for
         whatever reason, the session's call is ended, its ticket cancelled and its
         leg detached from the edge.
@@ -121,12 +125,16 @@ class MatchmakerServicer:
         call_id.
 
         Refusals that end the stream with a status (the protocol was broken):
+        - Opening the stream, before any message is read: UNAUTHENTICATED when
+        there is no token or it proves nothing (expired, forged, malformed);
+        PERMISSION_DENIED for a service token. No session is touched.
         - First message not Hello: INVALID_ARGUMENT.
-        - Hello: INVALID_ARGUMENT when user_id is not 1-64 characters of
-        [A-Za-z0-9_.-], or display_name (after Unicode NFC normalisation) is
-        longer than 40 characters or holds a control or bidirectional-override
-        character; UNAVAILABLE when no edge could be assigned (the routing
-        service failed or had no edge available).
+        - Hello: UNAUTHENTICATED "token is for user X, not Y" when user_id is
+        set and is not the token's user; INVALID_ARGUMENT when display_name
+        (after Unicode NFC normalisation) is longer than 40 characters or
+        holds a control or bidirectional-override character; UNAVAILABLE
+        when no edge could be assigned (the routing service failed or had no
+        edge available).
         - Hello again, or a ClientMessage with no field set: INVALID_ARGUMENT.
         - LegOffer: FAILED_PRECONDITION when the session already has a leg;
         INVALID_ARGUMENT when the edge rejected the SDP offer; UNAVAILABLE when
@@ -150,9 +158,14 @@ class MatchmakerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetCall(self, request, context):
-        """Reads one call record with the stage timings of both sides.
+        """Reads one call record with the stage timings of both sides. Needs a token
+        in the metadata: a user token reads only calls that user was in; service
+        tokens with role matchmaker, ops-read or ops-admin read any call.
 
         Statuses:
+        - UNAUTHENTICATED: no token, or one that proves nothing.
+        - PERMISSION_DENIED: a user token and the call is not that user's
+        ("call 'ID' is not one of yours"), or a service role that may not read.
         - INVALID_ARGUMENT: call_id is empty.
         - NOT_FOUND: no call with this id.
         - INTERNAL: unexpected failure (e.g. the database).

@@ -29,12 +29,22 @@ class RoutingStub:
     """Ingress and backbone path selection over the latency-weighted edge graph.
 
     The service holds one topology (regions, edges, links) loaded from a file
-    at start. Every change (today: an edge registering new addresses) bumps the
-    topology version. Only edges that are not DOWN and have registered their
+    at start, or restored from the audit log of changes made through
+    TopologyAdmin (admin.proto). Every change (an edge registering new
+    addresses, an operator's change) bumps the topology version. Only edges that are not DOWN and have registered their
     addresses are in the routing graph.
 
-    Callers: the matchmaker (PickIngress, PickRoute), edge processes
-    (RegisterEdge, WatchRoutes), tools (GetTopology). None is authenticated yet.
+    Callers, each with a service token in 'authorization: Bearer <token>'
+    metadata (docs/architecture.md, "Authentication"): the matchmaker (role
+    matchmaker: PickIngress, PickRoute), edge processes (role edge, bound to
+    one edge id: RegisterEdge and WatchRoutes for that edge only), tools
+    (role ops-read or ops-admin: GetTopology).
+
+    Every RPC also returns, before it looks at the request:
+    - UNAUTHENTICATED: no token, or one that proves nothing (expired, forged,
+    malformed); the message says which.
+    - PERMISSION_DENIED: a valid token that may not call this RPC (a user
+    token, another role, or an edge token naming another edge_id).
 
     Statuses: each RPC lists the statuses the server returns itself. Any call can
     also end with the statuses gRPC produces on its own: UNAVAILABLE when the
@@ -79,12 +89,22 @@ class RoutingServicer:
     """Ingress and backbone path selection over the latency-weighted edge graph.
 
     The service holds one topology (regions, edges, links) loaded from a file
-    at start. Every change (today: an edge registering new addresses) bumps the
-    topology version. Only edges that are not DOWN and have registered their
+    at start, or restored from the audit log of changes made through
+    TopologyAdmin (admin.proto). Every change (an edge registering new
+    addresses, an operator's change) bumps the topology version. Only edges that are not DOWN and have registered their
     addresses are in the routing graph.
 
-    Callers: the matchmaker (PickIngress, PickRoute), edge processes
-    (RegisterEdge, WatchRoutes), tools (GetTopology). None is authenticated yet.
+    Callers, each with a service token in 'authorization: Bearer <token>'
+    metadata (docs/architecture.md, "Authentication"): the matchmaker (role
+    matchmaker: PickIngress, PickRoute), edge processes (role edge, bound to
+    one edge id: RegisterEdge and WatchRoutes for that edge only), tools
+    (role ops-read or ops-admin: GetTopology).
+
+    Every RPC also returns, before it looks at the request:
+    - UNAUTHENTICATED: no token, or one that proves nothing (expired, forged,
+    malformed); the message says which.
+    - PERMISSION_DENIED: a valid token that may not call this RPC (a user
+    token, another role, or an edge token naming another edge_id).
 
     Statuses: each RPC lists the statuses the server returns itself. Any call can
     also end with the statuses gRPC produces on its own: UNAVAILABLE when the
@@ -129,13 +149,15 @@ class RoutingServicer:
 
     def WatchRoutes(self, request, context):
         """The next-hop table for one edge: sent at once, then again after every
-        topology change, for as long as the stream is open (the server never ends
-        it with OK). Edges keep this stream open to forward backbone datagrams hop
+        topology change that alters it (a change elsewhere that leaves this edge's
+        next hops and path RTTs as they were sends nothing), for as long as the
+        stream is open (the server never ends it with OK). Edges keep this stream open to forward backbone datagrams hop
         by hop. A declared edge that is DOWN or not registered gets an empty table.
 
         Statuses:
         - INVALID_ARGUMENT: edge_id is empty.
-        - NOT_FOUND: edge_id is not declared in the topology.
+        - NOT_FOUND: edge_id is not declared in the topology, or was removed
+        from it while the stream was open (TopologyAdmin.ApplyTopology).
         - UNKNOWN: unexpected failure (this streaming RPC is not wrapped by the
         INTERNAL mapping the unary RPCs use).
         """
@@ -214,12 +236,22 @@ class Routing:
     """Ingress and backbone path selection over the latency-weighted edge graph.
 
     The service holds one topology (regions, edges, links) loaded from a file
-    at start. Every change (today: an edge registering new addresses) bumps the
-    topology version. Only edges that are not DOWN and have registered their
+    at start, or restored from the audit log of changes made through
+    TopologyAdmin (admin.proto). Every change (an edge registering new
+    addresses, an operator's change) bumps the topology version. Only edges that are not DOWN and have registered their
     addresses are in the routing graph.
 
-    Callers: the matchmaker (PickIngress, PickRoute), edge processes
-    (RegisterEdge, WatchRoutes), tools (GetTopology). None is authenticated yet.
+    Callers, each with a service token in 'authorization: Bearer <token>'
+    metadata (docs/architecture.md, "Authentication"): the matchmaker (role
+    matchmaker: PickIngress, PickRoute), edge processes (role edge, bound to
+    one edge id: RegisterEdge and WatchRoutes for that edge only), tools
+    (role ops-read or ops-admin: GetTopology).
+
+    Every RPC also returns, before it looks at the request:
+    - UNAUTHENTICATED: no token, or one that proves nothing (expired, forged,
+    malformed); the message says which.
+    - PERMISSION_DENIED: a valid token that may not call this RPC (a user
+    token, another role, or an edge token naming another edge_id).
 
     Statuses: each RPC lists the statuses the server returns itself. Any call can
     also end with the statuses gRPC produces on its own: UNAVAILABLE when the

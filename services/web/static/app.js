@@ -50,7 +50,26 @@ const ui = {
 const camel = (name) => name.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 // Epoch ms with sub-millisecond precision: the unit of every stage.
 const nowMs = () => performance.timeOrigin + performance.now();
-const userId = `web-${Math.random().toString(36).slice(2, 10)}`;
+// Who this page is signed in as: {token, userId, expiresAt (epoch s)}, from the gateway's
+// development sign-in (POST token); a production deployment gives the page its token from its own login.
+let auth = null;
+const TOKEN_MARGIN_S = 60; // ask for a new token when less than this is left
+
+async function signIn() {
+  if (auth && auth.expiresAt - Date.now() / 1000 > TOKEN_MARGIN_S) return auth;
+  let response;
+  try {
+    response = await fetch("token", { method: "POST" });
+  } catch {
+    throw new Error(`The Duet server at ${location.host} is not reachable. Is it still running?`);
+  }
+  if (response.status === 404) {
+    throw new Error("This Duet server signs in no guests: sign in through the app's own login to get a token.");
+  }
+  if (!response.ok) throw new Error(`Could not sign in: the server answered ${response.status} ${response.statusText}.`);
+  auth = await response.json();
+  return auth;
+}
 
 const view = { state: "idle", error: "", breakdowns: [] };
 
@@ -145,6 +164,10 @@ function cameraError(err) {
 
 function closedError(code, message, phase) {
   const said = message ? message.charAt(0).toUpperCase() + message.slice(1) : "no reason given";
+  if (code === "UNAUTHENTICATED") {
+    auth = null; // the next "Talk to someone" signs in afresh
+    return `Duet did not accept your sign-in: ${said}.`;
+  }
   if (phase === "hello") return `Could not start a session: ${said}.`;
   if (code === "UNAVAILABLE") return `The service is unavailable: ${said}.`;
   return `The session ended (${code}): ${said}.`;
@@ -172,16 +195,25 @@ class Session {
     this.work = Promise.resolve(); // server messages are handled one after another
   }
 
-  start() {
+  async start() {
     setState("connecting", "Connecting to Duet …");
+    let signedIn;
+    try {
+      signedIn = await signIn();
+    } catch (err) {
+      return this.fail(err.message);
+    }
+    this.userId = signedIn.userId;
     this.stages.session_open = nowMs();
     const url = new URL("session", location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     if (this.region) url.searchParams.set("region", this.region);
+    // A browser's WebSocket cannot carry an Authorization header: the gateway takes the token from here.
+    url.searchParams.set("token", signedIn.token);
     this.ws = new WebSocket(url);
     this.ws.onopen = () => {
       this.opened = true;
-      this.send({ hello: { userId, displayName: this.displayName, sessionOpen: this.stages.session_open } });
+      this.send({ hello: { userId: this.userId, displayName: this.displayName, sessionOpen: this.stages.session_open } });
     };
     this.ws.onmessage = (event) => {
       this.work = this.work.then(() => this.onFrame(event.data)).catch((err) => this.fail(`Unexpected error: ${err.message || err}`));
@@ -353,7 +385,7 @@ class Session {
     view.breakdowns.push(result);
     showBreakdown(result);
     addHistory(result);
-    fillEdgeStage(result);
+    fillEdgeStage(result, this.userId);
     return result;
   }
 
@@ -513,11 +545,12 @@ async function inboundStats(pc) {
 }
 
 // The edge's first_packet_at_edge is in the call record once our ConnectReport arrived.
-async function fillEdgeStage(result) {
+async function fillEdgeStage(result, userId) {
   for (const wait of [200, 500, 1000]) {
     await new Promise((r) => setTimeout(r, wait));
     try {
-      const response = await fetch(`calls/${encodeURIComponent(result.callId)}`);
+      const headers = auth ? { Authorization: `Bearer ${auth.token}` } : {};
+      const response = await fetch(`calls/${encodeURIComponent(result.callId)}`, { headers });
       if (!response.ok) continue;
       const record = await response.json();
       const side = [record.a, record.b].find((s) => s && s.userId === userId);

@@ -506,3 +506,24 @@ async def test_preferences_go_with_find_partner_and_next(fake) -> None:
         assert (list(p.languages), list(p.interests), p.scope) == (["en", "pt"], ["music"], matchmaker_pb2.SCOPE_NEAR)
     with pytest.raises(ValueError, match="scope must be one of anywhere, near"):
         MatchPreferences(scope="mars")
+
+
+async def test_the_token_goes_with_the_session_and_a_source_is_asked_per_connect(fake) -> None:
+    servicer, address = await fake()
+    asked: list[str] = []
+
+    async def source() -> str:
+        asked.append(f"minted-{len(asked) + 1}")
+        return asked[-1]
+
+    async with synthetic_client(address, "u10", "x", tag=47, token="given.token.value"):
+        pass
+    for _ in range(2):
+        async with synthetic_client(address, "u11", "x", tag=48, token=source):
+            pass
+    assert [m.get("authorization") for m in servicer.metadata] == [
+        "Bearer given.token.value",
+        "Bearer minted-1",
+        "Bearer minted-2",
+    ]
+    assert asked == ["minted-1", "minted-2"]

@@ -23,8 +23,10 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from duet.edge import aiortc_internals
 from duet.edge.ice_hosts import ice_restricted_from_env
 from duet.edge.leg import SilentTrack
+from duet.services.auth.bearer import bearer_metadata
+from duet.services.auth.tokens import Role
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
-from duet.services.devkit.greeter import BOT_CAMERA_TAG, Backoff, Greeter
+from duet.services.devkit.greeter import BOT_CAMERA_TAG, BOT_USER_ID, Backoff, Greeter
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
 from duet.services.devkit.synthetic_media import synthetic_client
 from duet.v1 import edge_pb2, edge_pb2_grpc, matchmaker_pb2, matchmaker_pb2_grpc
@@ -51,6 +53,7 @@ async def greeter(cluster: ClusterInfo) -> AsyncIterator[Greeter]:
         client_ip=DEMO_CLIENT_IPS["Singapore"],
         frame_timeout=FRAME_TIMEOUT_S,
         backoff=Backoff(first_s=0.1, max_s=1.0),
+        token=cluster.user_tokens(BOT_USER_ID),
     )
     task = asyncio.create_task(bot.run())
     yield bot
@@ -69,6 +72,7 @@ async def a_caller_greets_the_bot(cluster: ClusterInfo, user_id: str) -> None:
         client_ip=DEMO_CLIENT_IPS["Frankfurt"],
         frame_timeout=15.0,
         match_timeout=30.0,
+        token=cluster.user_tokens(user_id),
     )
     try:
         await caller.connect()
@@ -104,11 +108,11 @@ class RawPeer:
     transceivers: dict[str, RTCRtpTransceiver]
 
     @classmethod
-    async def connect(cls, matchmaker: str, user_id: str) -> RawPeer:
+    async def connect(cls, cluster: ClusterInfo, user_id: str) -> RawPeer:
         ice_restricted_from_env()
-        channel = grpc.aio.insecure_channel(matchmaker)
+        channel = grpc.aio.insecure_channel(cluster.matchmaker)
         call = matchmaker_pb2_grpc.MatchmakerStub(channel).Session(
-            metadata=(("x-forwarded-for", DEMO_CLIENT_IPS["Virginia"]),)
+            metadata=(("x-forwarded-for", DEMO_CLIENT_IPS["Virginia"]), *bearer_metadata(cluster.user_token(user_id)))
         )
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         peer = cls(channel, call, pc, {})
@@ -173,7 +177,7 @@ async def test_the_bot_greets_an_ordinary_caller(cluster: ClusterInfo, greeter: 
 
 async def test_a_partner_who_leaves_at_once(cluster: ClusterInfo, greeter: Greeter) -> None:
     sessions = greeter.stats.sessions
-    peer = await RawPeer.connect(cluster.matchmaker, "hostile-leaver")
+    peer = await RawPeer.connect(cluster, "hostile-leaver")
     try:
         await peer.match()
     finally:
@@ -185,7 +189,7 @@ async def test_a_partner_who_leaves_at_once(cluster: ClusterInfo, greeter: Greet
 
 async def test_a_partner_whose_video_never_arrives(cluster: ClusterInfo, greeter: Greeter) -> None:
     rebuilds = len(greeter.stats.rebuilds)
-    peer = await RawPeer.connect(cluster.matchmaker, "hostile-silent")
+    peer = await RawPeer.connect(cluster, "hostile-silent")
     try:
         await peer.match()
         # The bot gives up on the call (and on its leg, which it cannot tell from a dead one).
@@ -203,7 +207,7 @@ async def test_a_partner_whose_media_the_bots_transport_cannot_parse(
     caplog.set_level(logging.WARNING, logger="aiortc")
     rebuilds = len(greeter.stats.rebuilds)
     dropped_before = await extensions_dropped(cluster)
-    peer = await RawPeer.connect(cluster.matchmaker, "hostile-garbage")
+    peer = await RawPeer.connect(cluster, "hostile-garbage")
     try:
         await peer.match()
         await peer.send_unparsable_rtp()
@@ -225,6 +229,10 @@ async def extensions_dropped(cluster: ClusterInfo) -> int:
     total = 0
     for address in cluster.edges.values():
         async with grpc.aio.insecure_channel(address) as channel:
-            stats = await edge_pb2_grpc.EdgeControlStub(channel).GetStats(edge_pb2.GetStatsRequest(), timeout=5)
+            stats = await edge_pb2_grpc.EdgeControlStub(channel).GetStats(
+                edge_pb2.GetStatsRequest(),
+                timeout=5,
+                metadata=bearer_metadata(cluster.service_token(Role.OPS_READ, "greeter-test")),
+            )
         total += sum(n for reason, n in stats.dropped.items() if "extension" in reason)
     return total

@@ -11,13 +11,14 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.parser import text_string_to_metric_families
 
 from duet.edge.bridge import BridgeSide
-from duet.edge.leg import Leg
+from duet.edge.leg import Leg, LegCounters
 from duet.edge.relay import EdgeRelay, EdgeStatsSnapshot
 from duet.services.edge_server.metrics import edge_registry
 
 
-def _side(bridge_id: int, side: int, peer: str, **counts: int) -> BridgeSide:
-    leg = cast(Leg, SimpleNamespace(leg_id=f"leg-{bridge_id}-{side}"))
+def _side(bridge_id: int, side: int, peer: str, recovery: dict[str, int] | None = None, **counts: int) -> BridgeSide:
+    counters = LegCounters(recovery=dict(recovery or {}))
+    leg = cast(Leg, SimpleNamespace(leg_id=f"leg-{bridge_id}-{side}", counters=counters))
     return BridgeSide(bridge_id, side, leg, peer, 2, bridged_ms=1_700_000_000_000.0, **counts)
 
 
@@ -51,12 +52,24 @@ def test_every_family_carries_the_snapshots_figures_with_their_labels() -> None:
             edge_id="fra-1",
             legs=3,
             bridges=[
-                _side(7, 0, "vir-1", packets_in=120, packets_out=95, keyframe_requests_relayed=2),
+                _side(
+                    7,
+                    0,
+                    "vir-1",
+                    recovery={"nacked": 4, "resent": 3},
+                    packets_in=120,
+                    packets_out=95,
+                    bytes_in=120_000,
+                    bytes_out=90_500,
+                    keyframe_requests_relayed=2,
+                ),
                 _side(9, 1, "fra-1", packets_in=4, packets_out=5, cache_packets_replayed=17),
             ],
             dropped={"media from unbridged leg": 41, "no route": 2},
             backbone_packets_in=800,
             backbone_packets_out=650,
+            backbone_bytes_in=880_000,
+            backbone_bytes_out=700_000,
             recovery={"nacked": 6, "resent as rtx": 5, "asked upstream": 1},
             feedback={"remb from client": 3},
         )
@@ -67,6 +80,8 @@ def test_every_family_carries_the_snapshots_figures_with_their_labels() -> None:
     assert got[("duet_edge_bridge_sides", fra)] == 2
     assert got[("duet_edge_backbone_received_packets_total", fra)] == 800
     assert got[("duet_edge_backbone_sent_packets_total", fra)] == 650
+    assert got[("duet_edge_backbone_received_bytes_total", fra)] == 880_000
+    assert got[("duet_edge_backbone_sent_bytes_total", fra)] == 700_000
     assert got[("duet_edge_dropped_packets_total", _labels(edge="fra-1", reason="media from unbridged leg"))] == 41
     assert got[("duet_edge_dropped_packets_total", _labels(edge="fra-1", reason="no route"))] == 2
     assert got[("duet_edge_recovery_events_total", _labels(edge="fra-1", event="nacked"))] == 6
@@ -79,6 +94,13 @@ def test_every_family_carries_the_snapshots_figures_with_their_labels() -> None:
     assert got[("duet_edge_bridge_to_client_packets_total", side7)] == 95
     assert got[("duet_edge_bridge_keyframe_requests_relayed_total", side7)] == 2
     assert got[("duet_edge_bridge_keyframe_cache_replayed_packets_total", side7)] == 0
+    assert got[("duet_edge_bridge_from_client_bytes_total", side7)] == 120_000
+    assert got[("duet_edge_bridge_to_client_bytes_total", side7)] == 90_500
+    side7_event = {**dict(side7), "event": "nacked"}
+    assert got[("duet_edge_bridge_recovery_events_total", frozenset(side7_event.items()))] == 4
+    assert got[("duet_edge_bridge_recovery_events_total", frozenset({**side7_event, "event": "resent"}.items()))] == 3
+    # a side with no recovery has no recovery series
+    assert not any(name == "duet_edge_bridge_recovery_events_total" and ("bridge_id", "9") in lb for name, lb in got)
     assert got[("duet_edge_bridge_from_client_packets_total", side9)] == 4
     assert got[("duet_edge_bridge_to_client_packets_total", side9)] == 5
     assert got[("duet_edge_bridge_keyframe_cache_replayed_packets_total", side9)] == 17

@@ -12,12 +12,17 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from duet.routing.topology import default_topology
+from duet.services.auth.secrets import AuthSecrets
+from duet.services.auth.tokens import Role, mint_service_token
 from duet.services.edge_server.metrics import edge_registry
 from duet.services.edge_server.server import serve_edge
 from duet.services.metrics.exposition import MetricsServer
 from duet.services.routing_server.server import serve_routing
 from duet.services.rpc.server import CannotListen
 from tests.edge.harness import KEY, close_client, make_client, two_edges
+
+SECRETS = AuthSecrets(user=None, service=b"s" * 32, source="test")
+FRA_TOKEN = mint_service_token(b"s" * 32, Role.EDGE, "fra-1")
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +65,14 @@ async def test_a_bridged_call_shows_in_both_edges_metrics() -> None:
     # the scrape read the live counters: between the snapshots taken just before and after it
     assert before_in <= fra[("duet_edge_bridge_from_client_packets_total", side)] <= after.bridges[0].packets_in
     assert before_out <= fra[("duet_edge_bridge_to_client_packets_total", side)] <= after.bridges[0].packets_out
+    # bytes: at least an RTP header per packet, at most a full datagram
+    sent_bytes = fra[("duet_edge_bridge_from_client_bytes_total", side)]
+    assert 12 * before_in <= sent_bytes <= 1500 * after.bridges[0].packets_in
+    fra_edge = frozenset({"edge": "fra-1"}.items())
+    assert (
+        fra[("duet_edge_backbone_sent_bytes_total", fra_edge)]
+        > fra[("duet_edge_backbone_sent_packets_total", fra_edge)]
+    )
     assert before_in > 0 and before_out > 0
     assert fra[("duet_edge_legs", frozenset({"edge": "fra-1"}.items()))] == 1
     assert fra[("duet_edge_backbone_sent_packets_total", frozenset({"edge": "fra-1"}.items()))] > 0
@@ -90,11 +103,13 @@ async def test_serve_edge_serves_metrics_at_the_address_its_ready_line_names(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     stop = asyncio.Event()
-    routing = asyncio.create_task(serve_routing(default_topology(), stop=stop))
+    routing = asyncio.create_task(serve_routing(default_topology(), secrets=SECRETS, stop=stop))
     edge: asyncio.Task[None] | None = None
     try:
         routing_address = _field(await _ready_line(capsys, "routing", routing), "address")
-        edge = asyncio.create_task(serve_edge("fra-1", routing_address, KEY, metrics_port=0, stop=stop))
+        edge = asyncio.create_task(
+            serve_edge("fra-1", routing_address, KEY, secrets=SECRETS, token=FRA_TOKEN, metrics_port=0, stop=stop)
+        )
         url = _field(await _ready_line(capsys, "edge fra-1", edge), "metrics")
         got = await _scrape(url)
         assert got[("duet_edge_legs", frozenset({"edge": "fra-1"}.items()))] == 0
@@ -113,4 +128,6 @@ async def test_serve_edge_refuses_a_taken_metrics_port_in_words() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(CannotListen, match=f"cannot serve metrics on 127.0.0.1:{port}: the port is taken"):
-            await asyncio.wait_for(serve_edge("fra-1", "127.0.0.1:1", KEY, metrics_port=port), 10)
+            await asyncio.wait_for(
+                serve_edge("fra-1", "127.0.0.1:1", KEY, secrets=SECRETS, token=FRA_TOKEN, metrics_port=port), 10
+            )

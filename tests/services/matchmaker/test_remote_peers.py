@@ -56,7 +56,7 @@ def test_an_edge_state_this_build_does_not_know_is_unspecified() -> None:
 
 async def test_an_unreachable_peer_is_unavailable() -> None:
     nowhere = "127.0.0.1:1"
-    routing, edges = RoutingClient(nowhere), EdgeClients()
+    routing, edges = RoutingClient(nowhere, "a.b.c"), EdgeClients("a.b.c")
     edge = EdgeInfo("fra-1", 1, "Frankfurt", nowhere, "127.0.0.1:2", "127.0.0.1", EdgeState.ACTIVE)
     try:
         with pytest.raises(PeerUnavailable):

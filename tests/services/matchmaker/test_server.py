@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
+from duet.services.auth.bearer import bearer_metadata
+from duet.services.auth.secrets import AuthSecrets
+from duet.services.auth.tokens import Role, mint_service_token, mint_user_token
 from duet.services.matchmaker.core import MatchConfig, Matchmaker
 from duet.services.matchmaker.errors import (
     BadRequest,
@@ -27,6 +30,7 @@ from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemoryStore
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState, PeerUnavailable
 from duet.services.matchmaker.rate_limit import RateLimiter
 from duet.services.matchmaker.server import STATUS, Abort, MatchmakerServicer, abort_for, call_record, server_message
+from duet.services.rpc.auth import AuthInterceptor
 from duet.services.rpc.server import start_server
 from duet.services.store.records import CallRow
 from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
@@ -189,13 +193,25 @@ async def service(mm_store: InMemoryStore) -> AsyncIterator[Service]:
     mm = Matchmaker(mm_store, routing, edges)
     servicer = MatchmakerServicer(mm)
     server, address = await start_server(
-        "127.0.0.1:0", lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s)
+        "127.0.0.1:0",
+        lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s),
+        interceptors=[AuthInterceptor(AuthSecrets(USER_SECRET, SERVICE_SECRET, "test"))],
     )
     try:
         yield Service(address, mm, routing, edges)
     finally:
         await mm.stop()
         await server.stop(None)
+
+
+USER_SECRET, SERVICE_SECRET = b"u" * 32, b"s" * 32
+
+
+def as_user(user: str) -> tuple[tuple[str, str], ...]:
+    return bearer_metadata(mint_user_token(USER_SECRET, user))
+
+
+AS_OPS = bearer_metadata(mint_service_token(SERVICE_SECRET, Role.OPS_READ, "test"))
 
 
 def hello(user: str) -> matchmaker_pb2.ClientMessage:
@@ -206,10 +222,15 @@ OFFER = matchmaker_pb2.ClientMessage(offer=matchmaker_pb2.LegOffer(sdp="v=0 offe
 FIND = matchmaker_pb2.ClientMessage(find_partner=matchmaker_pb2.FindPartner())
 
 
-async def refusal(address: str, *messages: matchmaker_pb2.ClientMessage) -> grpc.aio.AioRpcError:
-    """Send ``messages`` on a new Session stream and return the status it ends with."""
+async def refusal(
+    address: str, *messages: matchmaker_pb2.ClientMessage, token_user: str | None = None
+) -> grpc.aio.AioRpcError:
+    """Send ``messages`` on a new Session stream (with a token for ``token_user``, default the
+    first Hello's user) and return the status it ends with."""
+    hellos = [m.hello.user_id for m in messages if m.WhichOneof("msg") == "hello"]
+    token_user = token_user or (hellos[0] if hellos else "ana")
     async with grpc.aio.insecure_channel(address) as ch:
-        call = matchmaker_pb2_grpc.MatchmakerStub(ch).Session()
+        call = matchmaker_pb2_grpc.MatchmakerStub(ch).Session(metadata=as_user(token_user))
         for m in messages:
             await call.write(m)
         with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -246,7 +267,7 @@ async def cleaned_up(mm: Matchmaker) -> bool:
 async def test_a_call_over_grpc(service: Service) -> None:
     async with grpc.aio.insecure_channel(service.address) as ch:
         stub = matchmaker_pb2_grpc.MatchmakerStub(ch)
-        ana, ben = stub.Session(), stub.Session()
+        ana, ben = stub.Session(metadata=as_user("ana")), stub.Session(metadata=as_user("ben"))
         for call, user in ((ana, "ana"), (ben, "ben")):
             for m in (hello(user), OFFER, FIND):
                 await call.write(m)
@@ -275,7 +296,7 @@ async def test_a_call_over_grpc(service: Service) -> None:
         assert (await next_of(ben, "call_ended")).call_ended.reason == "partner_left"
         assert await status_after_the_rest(ana) == Code.OK
 
-        record = await stub.GetCall(matchmaker_pb2.GetCallRequest(call_id=matched.call_id))
+        record = await stub.GetCall(matchmaker_pb2.GetCallRequest(call_id=matched.call_id), metadata=as_user("ben"))
         assert (record.state, record.end_reason) == ("ended", "left")
         ben_side = record.a if record.a.user_id == "ben" else record.b
         assert ben_side.stages.first_frame == matched.stages.bridged + 90 and ben_side.connect_ms >= 90
@@ -329,11 +350,63 @@ async def test_get_call_statuses(service: Service) -> None:
     async with grpc.aio.insecure_channel(service.address) as ch:
         stub = matchmaker_pb2_grpc.MatchmakerStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.GetCall(matchmaker_pb2.GetCallRequest())
+            await stub.GetCall(matchmaker_pb2.GetCallRequest(), metadata=AS_OPS)
         assert info.value.code() == Code.INVALID_ARGUMENT and "call_id" in (info.value.details() or "")
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.GetCall(matchmaker_pb2.GetCallRequest(call_id="nope"))
+            await stub.GetCall(matchmaker_pb2.GetCallRequest(call_id="nope"), metadata=AS_OPS)
         assert info.value.code() == Code.NOT_FOUND and "nope" in (info.value.details() or "")
+
+
+# -- identity comes from the token -------------------------------------------------------
+
+
+async def test_a_hello_for_another_user_than_the_token_is_refused(service: Service) -> None:
+    err = await refusal(service.address, hello("ana"), token_user="mallory")
+    assert err.code() == Code.UNAUTHENTICATED and err.details() == "token is for user mallory, not ana"
+    assert await cleaned_up(service.mm)
+
+
+async def test_a_hello_without_user_id_is_the_token_users_session(service: Service) -> None:
+    async with grpc.aio.insecure_channel(service.address) as ch:
+        call = matchmaker_pb2_grpc.MatchmakerStub(ch).Session(metadata=as_user("ana"))
+        await call.write(matchmaker_pb2.ClientMessage(hello=matchmaker_pb2.Hello(display_name="Ana")))
+        await next_of(call, "edge_assigned")
+        assert [s.user_id for s in service.mm.sessions.values()] == ["ana"]
+        await call.write(matchmaker_pb2.ClientMessage(leave=matchmaker_pb2.Leave()))
+        assert await status_after_the_rest(call) == Code.OK
+
+
+async def test_a_user_reads_only_their_own_calls(service: Service, mm_store: InMemoryStore) -> None:
+    row = CallRow(
+        call_id="c-ana-ben",
+        user_a="ana",
+        user_b="ben",
+        edge_a="fra-1",
+        edge_b="fra-1",
+        leg_a="l1",
+        leg_b="l2",
+        route=["fra-1"],
+        route_rtt_ms=0.0,
+        state="bridged",
+        stages_a={},
+        stages_b={},
+    )
+    for user in ("ana", "ben"):
+        await mm_store.upsert_user(user, user.title())
+    await mm_store.create_call(row)
+    request = matchmaker_pb2.GetCallRequest(call_id="c-ana-ben")
+    async with grpc.aio.insecure_channel(service.address) as ch:
+        stub = matchmaker_pb2_grpc.MatchmakerStub(ch)
+        for reader in (as_user("ana"), as_user("ben"), AS_OPS):
+            assert (await stub.GetCall(request, metadata=reader)).call_id == "c-ana-ben"
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetCall(request, metadata=as_user("cleo"))
+        assert info.value.code() == Code.PERMISSION_DENIED
+        assert info.value.details() == "call 'c-ana-ben' is not one of yours"
+        edge = bearer_metadata(mint_service_token(SERVICE_SECRET, Role.EDGE, "fra-1"))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetCall(request, metadata=edge)
+        assert info.value.code() == Code.PERMISSION_DENIED and "role edge" in (info.value.details() or "")
 
 
 # -- preferences, safety and ticket lifetime over gRPC ---------------------------------------------
@@ -350,7 +423,7 @@ def msg(**kind: object) -> matchmaker_pb2.ClientMessage:
 
 
 async def opened(stub: matchmaker_pb2_grpc.MatchmakerStub, user: str) -> grpc.aio.StreamStreamCall:
-    call = stub.Session()
+    call = stub.Session(metadata=as_user(user))
     for m in (hello(user), OFFER):
         await call.write(m)
     await next_of(call, "answer")
@@ -425,7 +498,7 @@ async def test_display_names_are_nfc_normalised_and_counted_in_characters(servic
     async with grpc.aio.insecure_channel(service.address) as ch:
         stub = matchmaker_pb2_grpc.MatchmakerStub(ch)
         decomposed = "Jose\u0301" + "x" * 35  # 41 code points, 40 characters once composed
-        ana = stub.Session()
+        ana = stub.Session(metadata=as_user("ana"))
         for m in (msg(hello=matchmaker_pb2.Hello(user_id="ana", display_name=decomposed)), OFFER, FIND):
             await ana.write(m)
         ben = await opened(stub, "ben")
@@ -536,7 +609,9 @@ async def test_a_ticket_expires_and_its_client_is_told(mm_store: InMemoryStore) 
     mm.start()
     servicer = MatchmakerServicer(mm)
     server, address = await start_server(
-        "127.0.0.1:0", lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s)
+        "127.0.0.1:0",
+        lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s),
+        interceptors=[AuthInterceptor(AuthSecrets(USER_SECRET, SERVICE_SECRET, "test"))],
     )
     try:
         async with grpc.aio.insecure_channel(address) as ch:

@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from duet.services.auth.tokens import verify_user_token
 from duet.services.devkit.local_cluster import DEFAULT_REGIONS, ClusterInfo, LocalCluster
 from duet.services.rpc.server import CannotListen
-from duet.services.web.app import WebServer
+from duet.services.web.app import GUEST_TOKEN_TTL_S, WebServer
 from duet.services.web.demo_regions import DemoRegions
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -30,7 +31,12 @@ async def cluster(database_url: str, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def web_url(cluster: ClusterInfo) -> AsyncIterator[str]:
-    async with WebServer(cluster.matchmaker, listen="127.0.0.1:0", demo_regions=DemoRegions(DEFAULT_REGIONS)) as url:
+    async with WebServer(
+        cluster.matchmaker,
+        listen="127.0.0.1:0",
+        demo_regions=DemoRegions(DEFAULT_REGIONS),
+        guest_token_secret=cluster.secrets.user,
+    ) as url:
         yield url
 
 
@@ -40,7 +46,10 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def ws_url(web_url: str, query: str = "") -> str:
+def ws_url(web_url: str, query: str = "", *, token: str = "") -> str:
+    """The /session WebSocket's URL; ``token`` goes where a browser puts it (the query)."""
+    if token:
+        query = f"{query}&token={token}" if query else f"?token={token}"
     return web_url.replace("http://", "ws://") + "session" + query
 
 
@@ -68,8 +77,10 @@ def hello(user_id: str) -> str:
     return json.dumps({"hello": {"userId": user_id, "displayName": user_id}})
 
 
-async def test_hello_over_the_websocket_gets_edge_assigned(web_url: str, http: aiohttp.ClientSession) -> None:
-    async with http.ws_connect(ws_url(web_url)) as ws:
+async def test_hello_over_the_websocket_gets_edge_assigned(
+    cluster: ClusterInfo, web_url: str, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(ws_url(web_url, token=cluster.user_token("ws-ana"))) as ws:
         await ws.send_str(hello("ws-ana"))
         assigned = (await receive(ws))["edgeAssigned"]
         # the browser's loopback address cannot be located: the routing service's default region
@@ -82,9 +93,9 @@ async def test_hello_over_the_websocket_gets_edge_assigned(web_url: str, http: a
 
 @pytest.mark.parametrize(("region", "edge"), [("sin", "sin-1"), ("Virginia", "vir-1")])
 async def test_a_demo_region_puts_the_browser_on_that_regions_edge(
-    web_url: str, http: aiohttp.ClientSession, region: str, edge: str
+    cluster: ClusterInfo, web_url: str, http: aiohttp.ClientSession, region: str, edge: str
 ) -> None:
-    async with http.ws_connect(ws_url(web_url, f"?region={region}")) as ws:
+    async with http.ws_connect(ws_url(web_url, f"?region={region}", token=cluster.user_token(f"ws-{region}"))) as ws:
         await ws.send_str(hello(f"ws-{region}"))
         assigned = (await receive(ws))["edgeAssigned"]
         assert assigned["edge"]["edgeId"] == edge
@@ -96,27 +107,44 @@ async def test_an_unknown_region_is_refused_in_words(web_url: str, http: aiohttp
         await expect_closed(ws, "INVALID_ARGUMENT", "unknown region 'mars'", "fra (Frankfurt)")
 
 
-async def test_malformed_json_ends_the_session_with_a_clear_message(web_url: str, http: aiohttp.ClientSession) -> None:
-    async with http.ws_connect(ws_url(web_url)) as ws:
+async def test_malformed_json_ends_the_session_with_a_clear_message(
+    cluster: ClusterInfo, web_url: str, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(ws_url(web_url, token=cluster.user_token("ws-bad-json"))) as ws:
         await ws.send_str(hello("ws-bad-json"))
         assert "edgeAssigned" in await receive(ws)
         await ws.send_str("{this is not json")
         await expect_closed(ws, "INVALID_ARGUMENT", "not a ClientMessage in protobuf JSON", "{this is not json")
 
 
-async def test_a_binary_frame_is_refused(web_url: str, http: aiohttp.ClientSession) -> None:
+async def test_a_binary_frame_is_refused(web_url: str, http: aiohttp.ClientSession) -> None:  # no token needed
     async with http.ws_connect(ws_url(web_url)) as ws:
         await ws.send_bytes(b"\x0a\x02\x0a\x00")
         await expect_closed(ws, "INVALID_ARGUMENT", "binary frames are not part of the protocol")
 
 
-async def test_the_matchmakers_own_status_reaches_the_browser(web_url: str, http: aiohttp.ClientSession) -> None:
-    async with http.ws_connect(ws_url(web_url)) as ws:
+async def test_the_matchmakers_own_status_reaches_the_browser(
+    cluster: ClusterInfo, web_url: str, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(ws_url(web_url, token=cluster.user_token("ws-first"))) as ws:
         await ws.send_str(json.dumps({"leave": {}}))  # the first message must be Hello
         await expect_closed(ws, "INVALID_ARGUMENT", "first message on a Session stream must be hello")
+
+
+async def test_a_missing_or_refused_token_is_a_sign_in_problem_in_words(
+    cluster: ClusterInfo, web_url: str, http: aiohttp.ClientSession
+) -> None:
     async with http.ws_connect(ws_url(web_url)) as ws:
-        await ws.send_str(json.dumps({"hello": {"userId": "no spaces allowed"}}))
-        await expect_closed(ws, "INVALID_ARGUMENT", "user_id")
+        await ws.send_str(hello("ws-no-token"))
+        await expect_closed(ws, "UNAUTHENTICATED", "did not accept this page's sign-in", "no token", "reload the page")
+    async with http.ws_connect(ws_url(web_url, token=cluster.user_token("ws-mallory"))) as ws:
+        await ws.send_str(hello("ws-ana"))
+        await expect_closed(ws, "UNAUTHENTICATED", "token is for user ws-mallory, not ws-ana")
+    # A non-browser client may use the Authorization header instead of the query.
+    headers = {"Authorization": f"Bearer {cluster.user_token('ws-header')}"}
+    async with http.ws_connect(ws_url(web_url), headers=headers) as ws:
+        await ws.send_str(hello("ws-header"))
+        assert "edgeAssigned" in await receive(ws)
 
 
 async def test_closing_the_websocket_cancels_the_session_stream(
@@ -125,7 +153,7 @@ async def test_closing_the_websocket_cancels_the_session_stream(
     web = WebServer(cluster.matchmaker, listen="127.0.0.1:0")
     async with web as url:
         assert web.gateway is not None
-        async with http.ws_connect(ws_url(url)) as ws:
+        async with http.ws_connect(ws_url(url, token=cluster.user_token("ws-closer"))) as ws:
             await ws.send_str(hello("ws-closer"))
             assert "edgeAssigned" in await receive(ws)
             assert web.gateway.open_streams == 1
@@ -136,7 +164,9 @@ async def test_closing_the_websocket_cancels_the_session_stream(
         assert web.gateway.open_streams == 0
 
 
-async def test_the_page_its_config_and_call_records_are_served(web_url: str, http: aiohttp.ClientSession) -> None:
+async def test_the_page_its_config_and_call_records_are_served(
+    cluster: ClusterInfo, web_url: str, http: aiohttp.ClientSession
+) -> None:
     async with http.get(web_url) as response:
         assert response.status == 200
         assert "Talk to someone" in await response.text()
@@ -150,18 +180,51 @@ async def test_the_page_its_config_and_call_records_are_served(web_url: str, htt
                 {"code": "fra", "name": "Frankfurt"},
                 {"code": "vir", "name": "Virginia"},
                 {"code": "sin", "name": "Singapore"},
-            ]
+            ],
+            "guestTokens": True,
         }
     async with http.get(web_url + "..%2Fgateway.py") as response:
         assert response.status == 404
     async with http.get(web_url + "calls/no-such-call") as response:
+        assert response.status == 401
+        error = (await response.json())["error"]
+        assert error["code"] == "UNAUTHENTICATED" and "no token" in error["message"]
+    ana = {"Authorization": f"Bearer {cluster.user_token('ws-ana')}"}
+    async with http.get(web_url + "calls/no-such-call", headers=ana) as response:
         assert response.status == 404
         assert (await response.json())["error"]["code"] == "NOT_FOUND"
 
 
+async def test_guest_sign_in_mints_a_fresh_short_lived_user_token(
+    cluster: ClusterInfo, web_url: str, http: aiohttp.ClientSession
+) -> None:
+    async with http.post(web_url + "token") as response:
+        assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
+        first = await response.json()
+    async with http.post(web_url + "token") as response:
+        second = await response.json()
+    assert first["userId"].startswith("web-") and first["userId"] != second["userId"]
+    claims = verify_user_token(cluster.secrets.user, first["token"])  # type: ignore[arg-type]
+    assert claims.user_id == first["userId"] and claims.expires_at == first["expiresAt"]
+    assert claims.expires_at - claims.issued_at == GUEST_TOKEN_TTL_S
+    async with http.ws_connect(ws_url(web_url, token=first["token"])) as ws:
+        await ws.send_str(json.dumps({"hello": {"displayName": "Guest"}}))  # the user id comes from the token
+        assert "edgeAssigned" in await receive(ws)
+
+
+async def test_a_gateway_without_guest_sign_in_signs_nobody_in(
+    cluster: ClusterInfo, http: aiohttp.ClientSession
+) -> None:
+    async with WebServer(cluster.matchmaker, listen="127.0.0.1:0") as url:
+        async with http.post(url + "token") as response:
+            assert response.status == 404 and "signs in no guests" in await response.text()
+        async with http.get(url + "config.json") as response:
+            assert (await response.json())["guestTokens"] is False
+
+
 async def test_open_sessions_are_told_when_the_gateway_stops(cluster: ClusterInfo, http: aiohttp.ClientSession) -> None:
     async with WebServer(cluster.matchmaker, listen="127.0.0.1:0") as url:
-        ws = await http.ws_connect(ws_url(url))
+        ws = await http.ws_connect(ws_url(url, token=cluster.user_token("ws-stopping")))
         await ws.send_str(hello("ws-stopping"))
         assert "edgeAssigned" in await receive(ws)
         closing = asyncio.create_task(expect_closed(ws, "UNAVAILABLE", "shutting down"))
