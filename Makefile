@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
 
-.PHONY: help venv postgres-binaries chromium geoip run demo test test-fast check format protos check-protos clean bench-edge bench-route
+.PHONY: help venv postgres-binaries chromium geoip run demo test test-fast check format protos check-protos clean bench-edge bench-route bench-connect
 
 help:
 	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges) and the web client, place demo calls, serve until Ctrl-C"
@@ -15,6 +15,7 @@ help:
 	@echo "make geoip        install the default GeoIP database (DB-IP City Lite, ~48 MB download, once per machine)"
 	@echo "make bench-edge   the edge's CPU per forwarded packet and its lossless calls per core, against a bare Python loop (BENCH_ARGS=--quick)"
 	@echo "make bench-route  route lookups, recompute, push to 500 edges and failover on a 500-edge backbone (BENCH_ARGS=--quick)"
+	@echo "make bench-connect match -> first frame for every pair of the 13 regions under WAN emulation, against end-to-end WebRTC (BENCH_ARGS=--quick)"
 	@echo "make check        lint and format check (ruff) and static types (mypy); part of make test"
 	@echo "make format       apply ruff's fixes and formatting"
 	@echo "make protos       regenerate the gRPC/protobuf Python code from protos/"
@@ -24,7 +25,7 @@ $(STAMP): pyproject.toml setup.py
 	@echo "setting up $(VENV) (pinned dependencies; first run only) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -106,6 +107,11 @@ bench-edge: $(STAMP)
 # Dijkstra per query (docs/benchmarks.md); the last line is a JSON summary. BENCH_ARGS=--quick.
 bench-route: $(STAMP)
 	$(BIN)/python -m bench.route $(BENCH_ARGS)
+
+# Calls for every region pair on the emulated world, against the end-to-end baseline (docs/benchmarks.md);
+# writes a heatmap and report to .duet/bench-connect/; the last line is a JSON summary. BENCH_ARGS=--quick: 2 pairs.
+bench-connect: $(STAMP) postgres-binaries
+	$(BIN)/python -m bench.connect $(BENCH_ARGS)
 
 # Also the PostgreSQL data that had to live outside the checkout (see README).
 clean:

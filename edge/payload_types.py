@@ -18,7 +18,7 @@ Codec identity follows what decoders care about: the MIME type, and for H.264
 the packetization mode and profile (RFC 6184; level differences are allowed
 by ``level-asymmetry-allowed``). ``PayloadTypeMap`` also records what each
 client sends and decodes: the matchmaker pairs two legs only when each decodes
-what the other sends (``services/matchmaker/media_rule.py``).
+what the other sends (``services/matchmaker/rules/media.py``).
 """
 
 from __future__ import annotations

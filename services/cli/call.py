@@ -20,6 +20,7 @@ from duet.services.auth.tokens import TokenError, unverified_user_id
 from duet.services.cli.log_setup import configure_logging
 from duet.services.client import STAGES, CallResult, DuetClient, DuetClientError
 from duet.services.client.media import VIDEO_CODECS
+from duet.services.client.preferences import SCOPES, MatchPreferences
 from duet.services.devkit.synthetic_media import synthetic_client
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
@@ -75,6 +76,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "H264 alone sends H.264 and meets only partners that can send it"
         ),
     )
+    parser.add_argument(
+        "--language",
+        dest="languages",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="a language you speak (ISO 639-1, e.g. en); repeat or comma-separate for several; "
+        "you meet people who share one",
+    )
+    parser.add_argument(
+        "--interests", default="", metavar="LIST", help="comma-separated interests, e.g. music,film (shared ones first)"
+    )
+    parser.add_argument(
+        "--scope",
+        choices=sorted(SCOPES),
+        default="anywhere",
+        help="near: your region or close by (widened after a while); anywhere (default)",
+    )
+    parser.add_argument("--gender", default="", help="your gender: female, male or nonbinary (default: unstated)")
+    parser.add_argument("--want-genders", default="", metavar="LIST", help="comma-separated genders you want to meet")
+    parser.add_argument("--age-band", default="", help="your age band: 18-24, 25-34, 35-44, 45-54 or 55+")
+    parser.add_argument(
+        "--want-age-bands", default="", metavar="LIST", help="comma-separated age bands you want to meet"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--log-level", default="WARNING")
 
@@ -84,6 +109,25 @@ def _video_codecs(value: str) -> tuple[str, ...]:
     if not codecs or any(c not in VIDEO_CODECS for c in codecs):
         raise argparse.ArgumentTypeError(f"'{value}': give one or more of {', '.join(VIDEO_CODECS)}, e.g. VP8,H264")
     return codecs
+
+
+def _list(value: str | list[str]) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    return tuple(part.strip() for item in items for part in item.split(",") if part.strip())
+
+
+def preferences_from_args(args: argparse.Namespace) -> MatchPreferences | None:
+    """The user's preferences from the command line; None when none was given."""
+    prefs = MatchPreferences(
+        languages=_list(args.languages),
+        interests=_list(args.interests),
+        gender=args.gender.strip(),
+        want_genders=_list(args.want_genders),
+        age_band=args.age_band.strip(),
+        want_age_bands=_list(args.want_age_bands),
+        scope=args.scope,
+    )
+    return None if prefs == MatchPreferences() else prefs
 
 
 def format_result(result: CallResult) -> str:
@@ -100,6 +144,14 @@ def format_result(result: CallResult) -> str:
     total = f"{result.total_ms:.1f}" if result.total_ms is not None else "-"
     lines.append(f"  connect_ms (first_frame - matched) = {connect}   total_ms (first_frame - queued) = {total}")
     return "\n".join(lines)
+
+
+def format_profile(matched: matchmaker_pb2.Matched) -> str:
+    partner = matched.partner
+    shared = ", ".join(partner.shared_interests) or "none"
+    languages = ", ".join(partner.languages) or "not given"
+    predicted = f"{matched.predicted_connect_ms:.0f} ms" if matched.predicted_connect_ms else "-"
+    return f"  shared interests: {shared}; they speak: {languages}; predicted connect: {predicted}"
 
 
 def user_and_token(user_id: str | None, token: str | None) -> tuple[str, TokenSource]:
@@ -162,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
                 client_ip=args.client_ip,
                 video_codecs=args.video_codecs,
                 token=token,
+                preferences=preferences_from_args(args),
             )
         else:
             client = synthetic_client(
@@ -172,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
                 client_ip=args.client_ip,
                 video_codecs=args.video_codecs,
                 token=token,
+                preferences=preferences_from_args(args),
             )
         try:
             await client.connect()
@@ -182,12 +236,14 @@ def run(args: argparse.Namespace) -> int:
         except TimeoutError:
             print(f"no partner within {args.timeout:.0f} s")
             return 1
-        except DuetClientError as exc:  # refused (e.g. the token), or the matchmaker went away: in words
+        except DuetClientError as exc:  # refused (a token, preferences, the rate limit), expired, or gone: in words
             print(f"duet call: {exc}", file=sys.stderr)
             return 1
         finally:
             await client.leave()
         print(json.dumps(result.__dict__, default=str) if args.json else format_result(result))
+        if not args.json and client.last_match is not None:
+            print(format_profile(client.last_match))
         return 0 if result.connect_ms is not None else 1
 
     return asyncio.run(main())

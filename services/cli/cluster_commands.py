@@ -8,10 +8,13 @@ import contextlib
 import json
 from pathlib import Path
 
+from duet.routing.reference import region_sites
 from duet.services.cli.log_setup import configure_logging
 from duet.services.devkit.demo import run_demo
 from duet.services.devkit.greeter import serve_forever
 from duet.services.devkit.local_cluster import DEFAULT_REGIONS, LocalCluster
+from duet.services.devkit.wan.cluster import DEFAULT_CONTROL_REGION, ClusterEmulation
+from duet.services.devkit.wan.profile import DEFAULT_LAST_MILE_MS
 from duet.services.rpc.server import CannotListen, install_stop_signals
 from duet.services.web.app import WebServer
 from duet.services.web.demo_regions import DemoRegions
@@ -25,14 +28,24 @@ connect-time breakdown, and keep serving until Ctrl-C. While it serves, a
 greeter bot waits in the pool so `duet call` from another terminal connects,
 and the web client is served (at http://127.0.0.1:8080/ unless --web-port says
 otherwise): open it in a browser and press "Talk to someone".
+
+--world starts the world instead: all 13 shipped regions, one edge each,
+with WAN emulation (a test and benchmark facility): backbone links delayed by
+RTT/2 each way, a last mile on every client leg, and the matchmaker and
+routing service in one region, their gRPC with clients and edges elsewhere
+delayed through TCP delay proxies.
 """
 
 DEMO_HELP = """\
 Start the local cluster, place the demo calls, print each call's connect-time
 breakdown and exit. The last line is one JSON object:
 {"calls": N, "connected": N, "connect_ms_p50": x, "connect_ms_max": y}.
-Exits non-zero when a call does not connect.
+Exits non-zero when a call does not connect. --world: the same on all 13
+shipped regions under WAN emulation (see `duet up --help`).
 """
+
+# The world demo's users live far apart: the worst pair of the shipped regions and one more.
+WORLD_DEMO_REGIONS = ("Sydney", "Johannesburg", "Virginia")
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
@@ -52,8 +65,24 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
     )
     parser.add_argument(
         "--regions",
-        default=",".join(DEFAULT_REGIONS),
-        help="comma-separated regions, one edge each (default: %(default)s)",
+        default=None,
+        help=f"comma-separated regions, one edge each (default: {','.join(DEFAULT_REGIONS)}; with --world all 13)",
+    )
+    parser.add_argument(
+        "--world",
+        action="store_true",
+        help="all 13 shipped regions (unless --regions) with WAN emulation of backbone, last mile and control plane",
+    )
+    parser.add_argument(
+        "--control-region",
+        default=DEFAULT_CONTROL_REGION,
+        help="with --world: the region the matchmaker and routing service run in (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--last-mile-ms",
+        type=float,
+        default=DEFAULT_LAST_MILE_MS,
+        help="with --world: one-way delay of every client's last mile (default: %(default)s)",
     )
     parser.add_argument(
         "--calls",
@@ -78,19 +107,43 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
 
 def run(args: argparse.Namespace, *, serve: bool) -> int:
     configure_logging(args.log_level)
-    regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+    if args.regions is not None:
+        regions = [r.strip() for r in args.regions.split(",") if r.strip()]
+    else:
+        regions = list(region_sites()) if args.world else list(DEFAULT_REGIONS)
+    emulation = None
+    if args.world:
+        try:
+            emulation = ClusterEmulation(control_region=args.control_region, last_mile_ms=args.last_mile_ms)
+        except ValueError as exc:
+            raise SystemExit(f"--last-mile-ms: {exc}") from None
+    # Demo users: spread over the world when there is one, else over the cluster's regions in order.
+    demo_regions = [r for r in WORLD_DEMO_REGIONS if r in regions] if args.world else []
+    if len(demo_regions) < min(3, len(regions)):
+        demo_regions = regions
     serving = asyncio.Event()  # `duet up` reached its serving phase, which Ctrl-C ends normally
 
     async def body(stop: asyncio.Event) -> int:
-        print(f"starting the local cluster ({', '.join(regions)}) ...", flush=True)
+        what = f"{len(regions)} regions, WAN emulated, control plane in {args.control_region}" if emulation else ""
+        print(f"starting the local cluster ({what or ', '.join(regions)}) ...", flush=True)
         service_level = "INFO" if args.log_level.upper() == "WARNING" else args.log_level
         async with (
             LocalCluster(
-                state_dir=args.state_dir, database=args.database_url, regions=regions, log_level=service_level
+                state_dir=args.state_dir,
+                database=args.database_url,
+                regions=regions,
+                log_level=service_level,
+                emulation=emulation,
             ) as info,
             contextlib.AsyncExitStack() as stack,
         ):
             print(f"matchmaker {info.matchmaker}   routing {info.routing}")
+            if emulation is not None:
+                print(
+                    f"WAN emulation on (test facility): matchmaker and routing in {emulation.control_region}, "
+                    f"last mile {emulation.last_mile_ms:g} ms; demo clients dial the matchmaker through "
+                    "a delay proxy per region (the web client and `duet call` reach it directly)"
+                )
             if serve:
                 # The gateway runs in this supervisor's event loop, not as a child like the services:
                 # it holds no state and only relays JSON frames, so a process of its own would cost a
@@ -113,7 +166,7 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
             if info.database_where:
                 print(info.database_where)
             print(f"service logs in {info.log_dir}/", flush=True)
-            summary = await run_demo(info, regions, calls=args.calls, stop=stop)
+            summary = await run_demo(info, demo_regions, calls=args.calls, stop=stop)
             if serve:
                 serving.set()
                 print(f'\nweb client: open {web_url} in a browser and press "Talk to someone"', flush=True)
@@ -131,8 +184,9 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
         work = asyncio.create_task(body(stop))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if not work.done():
-            # Ctrl-C: unwind clients, services and PostgreSQL, whatever stage we were in.
+        if not work.done() and not serving.is_set():
+            # Ctrl-C before serving: unwind clients, services and PostgreSQL, whatever stage we were in.
+            # (Once serving, the body sees `stop` and shuts down in order by itself.)
             print("shutting down ...", flush=True)
             work.cancel()
         stopped.cancel()

@@ -24,7 +24,8 @@ from duet.services.auth.secrets import (
 from duet.services.cli.log_setup import configure_logging
 from duet.services.devkit.embedded_postgres import database_url
 from duet.services.edge_server.server import serve_edge
-from duet.services.matchmaker.core import RECENT_PARTNERS
+from duet.services.matchmaker.core import RECENT_PARTNERS, MatchConfig
+from duet.services.matchmaker.rules.relaxation import RelaxSchedule
 from duet.services.matchmaker.server import serve_matchmaker
 from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, METRICS_PATH
 from duet.services.routing_server.server import serve_routing
@@ -225,8 +226,107 @@ def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="never pair a user again with one of their last N partners (default: %(default)s; 0 allows rematches)",
     )
+    d = MatchConfig()
+    parser.add_argument(
+        "--rematch-window",
+        type=_seconds,
+        default=d.rematch_window_s,
+        metavar="S",
+        help="nor pair two users who met within the last S seconds (default: %(default)g; 0: off)",
+    )
+    parser.add_argument(
+        "--ticket-ttl",
+        type=_positive_seconds,
+        default=d.ticket_ttl_s,
+        metavar="S",
+        help="a ticket not matched within S seconds expires and its client is told (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--interests-optional-after",
+        type=_seconds,
+        default=d.relax.interests_optional_after_s,
+        metavar="S",
+        help="after S seconds of waiting, shared interests stop being required (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--anywhere-after",
+        type=_seconds,
+        default=d.relax.anywhere_after_s,
+        metavar="S",
+        help="after S seconds of waiting, a 'near me' search widens to anywhere (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--near-rtt",
+        type=_seconds,
+        default=d.near_rtt_ms,
+        metavar="MS",
+        help="'near me' = same region or a reference RTT up to MS milliseconds (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--review-threshold",
+        type=_positive_int,
+        default=d.review_threshold,
+        metavar="N",
+        help="a user reported by N different people is held for review, not matched (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate,
+        default=(d.rate_limit_requests, d.rate_limit_per_s),
+        metavar="N/S",
+        help=f"find/next requests per user: N in S seconds (default: {d.rate_limit_requests}/{d.rate_limit_per_s:g})",
+    )
     add_auth_arguments(parser, own_token=MATCHMAKER_MINT)
     parser.add_argument("--log-level", default="INFO")
+
+
+def matchmaker_config(args: argparse.Namespace) -> MatchConfig:
+    requests, per_s = args.rate_limit
+    return MatchConfig(
+        recent_partners=args.avoid_recent,
+        rematch_window_s=args.rematch_window,
+        ticket_ttl_s=args.ticket_ttl,
+        relax=RelaxSchedule(args.interests_optional_after, args.anywhere_after),
+        near_rtt_ms=args.near_rtt,
+        review_threshold=args.review_threshold,
+        rate_limit_requests=requests,
+        rate_limit_per_s=per_s,
+    )
+
+
+def _seconds(value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        n = -1.0
+    if not 0 <= n < float("inf"):
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number of 0 or more")
+    return n
+
+
+def _positive_seconds(value: str) -> float:
+    n = _seconds(value)
+    if n == 0:
+        raise argparse.ArgumentTypeError(f"'{value}': give more than 0")
+    return n
+
+
+def _positive_int(value: str) -> int:
+    n = _non_negative(value)
+    if n == 0:
+        raise argparse.ArgumentTypeError(f"'{value}': give 1 or more")
+    return n
+
+
+def _rate(value: str) -> tuple[int, float]:
+    count, sep, per = value.partition("/")
+    try:
+        parsed = (int(count), float(per))
+    except ValueError:
+        parsed = (0, 0.0)
+    if not sep or parsed[0] < 1 or not 0 < parsed[1] < float("inf"):
+        raise argparse.ArgumentTypeError(f"'{value}' is not a rate like 20/10 (20 requests in 10 seconds)")
+    return parsed
 
 
 def _non_negative(value: str) -> int:
@@ -260,7 +360,7 @@ def run_matchmaker(args: argparse.Namespace) -> int:
                 dsn,
                 bind=args.bind,
                 trust_forwarded_for=args.trust_forwarded_for,
-                recent_partners=args.avoid_recent,
+                config=matchmaker_config(args),
                 secrets=secrets,
                 token=token,
                 stop=stop,

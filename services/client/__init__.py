@@ -4,7 +4,8 @@
     inbox        the session's events, SessionInbox, DuetClientError
     media        the leg's RTCPeerConnection with the caller's tracks; the partner's video watch
     first_frame  which decoded frame is the new partner's first (FirstFrameRule, AnyMediaRule)
-    session      DuetClient: connect / find_partner / next / leave
+    preferences  MatchPreferences: who the user is and whom they want to meet
+    session      DuetClient: connect / find_partner / next / block / report / leave
 
 A client with the caller's media (any aiortc tracks)::
 
@@ -27,6 +28,7 @@ from duet.services.client.inbox import (
     event_kind,
 )
 from duet.services.client.media import LEG_CODECS, MediaLeg
+from duet.services.client.preferences import MatchPreferences
 from duet.services.client.session import DuetClient
 from duet.services.client.stages import (
     CLIENT_STAGES,
@@ -53,6 +55,7 @@ __all__ = [
     "Event",
     "FirstFrameRule",
     "LegState",
+    "MatchPreferences",
     "MediaLeg",
     "NewPartner",
     "PartnerFrame",

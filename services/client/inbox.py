@@ -107,6 +107,9 @@ class SessionInbox:
     - a CallEnded for a call in :attr:`finished_calls` (one we left with Next,
       or whose end we already know) is expected and skipped; any other
       CallEnded raises DuetClientError with its reason;
+    - TicketClosed (cancelled, expired, held for review) and Error (a refused
+      request; the session goes on) raise DuetClientError, with the reason or
+      the status name and message;
     - the end of the stream raises (and keeps raising for later waits);
     - the leg going "failed" or "closed" raises;
     - anything else unexpected is logged and skipped.
@@ -164,4 +167,21 @@ class SessionInbox:
                     f"call {ended.call_id or '(none)'} ended while waiting for {waiting_for}: {ended.reason or 'no reason given'}",
                     reason=ended.reason,
                 )
+            if kind == "ticket_closed":
+                closed = event.ticket_closed  # type: ignore[union-attr]
+                if closed.reason == "edge_lost":
+                    continue  # follows EdgeLost, which said all there is to say
+                raise DuetClientError(
+                    f"the wait ended while waiting for {waiting_for}: {closed.reason}", reason=closed.reason
+                )
+            if kind == "error":
+                error = event.error  # type: ignore[union-attr]
+                code = grpc.StatusCode.__members__.get(error.code)
+                raise DuetClientError(
+                    f"{error.request or 'the request'} was refused ({error.code}): {error.message}",
+                    code=code,
+                    details=error.message,
+                )
+            if kind == "heartbeat_ack":
+                continue
             logger.warning("ignoring %s while waiting for %s", kind, waiting_for)

@@ -6,9 +6,10 @@ edge (docs/architecture.md, "The connect path"):
 
     connect()       Hello -> EdgeAssigned; LegOffer -> LegAnswer; ICE + DTLS
                     with the edge while nobody waits (leg_connected)
-    find_partner()  FindPartner -> Queued -> Matched -> first partner frame
-                    decoded (first_frame) -> ConnectReport
+    find_partner()  FindPartner (with the user's preferences) -> Queued -> Matched
+                    -> first partner frame decoded (first_frame) -> ConnectReport
     next()          Next on the same leg: no new PeerConnection, no ICE, no DTLS
+    block(), report()  about the partner of the current (or last) call
     leave()         Leave; close the leg, the stream and the channel
 
 The media are the caller's: any aiortc video and audio track (a file through
@@ -45,6 +46,7 @@ from duet.services.client.inbox import (
     event_kind,
 )
 from duet.services.client.media import MediaLeg
+from duet.services.client.preferences import MatchPreferences
 from duet.services.client.stages import CallResult, build_call_result, client_report_stages, now_ms
 from duet.services.rpc.call_status import final_status
 from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
@@ -74,6 +76,7 @@ class DuetClient:
         metadata: Sequence[tuple[str, str]] = (),
         restrict_ice: bool = True,
         video_codecs: Sequence[str] = ("VP8", "H264"),
+        preferences: MatchPreferences | None = None,
     ) -> None:
         """
         video, audio: what this user sends, any aiortc tracks of that kind (e.g.
@@ -98,6 +101,8 @@ class DuetClient:
         video_codecs: the video codecs to offer, of "VP8" and "H264". The
             client sends the first one the edge prefers (VP8 when offered)
             and is matched only with partners that can exchange video with it.
+        preferences: who the user is and whom they want to meet, sent with
+            every FindPartner and Next (None: no preferences, anyone).
         """
         self.matchmaker_address = matchmaker_address
         self.user_id = user_id
@@ -106,6 +111,7 @@ class DuetClient:
         self.frame_timeout = frame_timeout
         self.rpc_timeout = rpc_timeout
         self.match_timeout = match_timeout
+        self.preferences = preferences
         self._metadata = tuple(metadata) + ((("x-forwarded-for", client_ip),) if client_ip else ())
         self._token: TokenSource | None = StaticToken(token) if isinstance(token, str) else token
         self._restrict_ice = restrict_ice
@@ -116,6 +122,7 @@ class DuetClient:
         self.edge_reason: str = ""
         self.leg_id: str = ""
         self.call_id: str | None = None  # the current (last matched) call
+        self.last_match: matchmaker_pb2.Matched | None = None  # its Matched: the partner's profile, ...
         # What the server's messages say we are doing (kept by the reader task):
         # waiting in the pool, and which call is live (None once it ended).
         self._queued = False
@@ -296,7 +303,10 @@ class DuetClient:
         await self._reattach_unlocked()
         return await self._look_for_partner(
             matchmaker_pb2.ClientMessage(
-                find_partner=matchmaker_pb2.FindPartner(leg_connected=self.stages["leg_connected"])
+                find_partner=matchmaker_pb2.FindPartner(
+                    leg_connected=self.stages["leg_connected"],
+                    preferences=self.preferences.to_proto() if self.preferences else None,
+                )
             ),
             "FindPartner",
         )
@@ -313,7 +323,10 @@ class DuetClient:
             self._check_ready()
             if (self._live_call is None and not self._queued) or self._lost_edge is not None:
                 return await self._find_partner_unlocked()
-            return await self._look_for_partner(matchmaker_pb2.ClientMessage(next=matchmaker_pb2.Next()), "Next")
+            prefs = self.preferences.to_proto() if self.preferences else None
+            return await self._look_for_partner(
+                matchmaker_pb2.ClientMessage(next=matchmaker_pb2.Next(preferences=prefs)), "Next"
+            )
 
     @property
     def in_call(self) -> bool:
@@ -337,6 +350,33 @@ class DuetClient:
                 if ended.call_id == call_id:
                     self._inbox.finished_calls.add(call_id)
                     return ended.reason
+
+    async def block(self, call_id: str | None = None) -> None:
+        """Never meet the partner of this call (default: the current or last one) again.
+
+        A live call with them ends. Raises DuetClientError when the matchmaker refuses.
+        """
+        await self._safety_request("block", call_id, "")
+
+    async def report(self, reason: str = "", call_id: str | None = None) -> None:
+        """Report the partner of this call (default: the current or last one) for review."""
+        await self._safety_request("report", call_id, reason)
+
+    async def _safety_request(self, kind: str, call_id: str | None, reason: str) -> None:
+        async with self._lock:
+            self._check_ready()
+            target = call_id or self.call_id
+            if not target:
+                raise DuetClientError(f"nothing to {kind}: no call yet")
+            if kind == "block":
+                message = matchmaker_pb2.ClientMessage(block=matchmaker_pb2.Block(call_id=target))
+                if target == self._live_call:
+                    self._inbox.finished_calls.add(target)  # the block ends it: no error
+            else:
+                message = matchmaker_pb2.ClientMessage(report=matchmaker_pb2.Report(call_id=target, reason=reason))
+            await self._send(message, kind.title())
+            answer = "blocked" if kind == "block" else "reported"
+            await self._inbox.expect((answer,), timeout=self.rpc_timeout, waiting_for=f"the {kind} to be recorded")
 
     async def leave(self) -> None:
         """Say Leave, then close the leg, the stream and the channel. Safe to call twice."""
@@ -385,6 +425,7 @@ class DuetClient:
             break
 
         self.call_id = matched.call_id
+        self.last_match = matched
         logger.info(
             "%s: matched with %s (%s) in call %s, route %s",
             self.user_id,
@@ -499,6 +540,8 @@ class DuetClient:
             logger.warning(
                 "%s: edge %s lost (%s); re-attaching", self.user_id, message.edge_lost.edge_id, message.edge_lost.reason
             )
+        elif kind == "ticket_closed":
+            self._queued = False
         elif kind == "call_ended":
             ended = message.call_ended.call_id
             if not ended:

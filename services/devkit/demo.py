@@ -123,7 +123,7 @@ async def run_demo(
     used = sorted({i for a, b, _ in schedule for i in (a, b)})
     clients = {
         i: synthetic_client(
-            info.matchmaker,
+            info.matchmaker_for(_region_of(i, regions)),
             f"demo-{NAMES[i]}",
             NAMES[i],
             tag=100 + i,

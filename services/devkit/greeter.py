@@ -133,6 +133,10 @@ class Greeter:
                 # FindPartner while the server still has us in a call would end the stream.
                 result = await (client.next() if client.in_call else client.find_partner())
             except DuetClientError as exc:
+                if exc.reason is not None and exc.reason.startswith("expired"):
+                    # Nobody came within the ticket's lifetime: that is waiting, not failing.
+                    logger.info("greeter bot: the wait expired; queueing again")
+                    continue
                 self.stats.failed_calls += 1
                 # A gRPC status: the stream is over. No call-end reason: a timeout or the leg
                 # failed/closed, and our receiver may be dead. A reason: the call ended under us,

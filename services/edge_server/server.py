@@ -23,8 +23,8 @@ from duet.edge.relay import EdgeRelay, LegNotReady, UnknownBridge, UnknownLeg, U
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.secrets import AuthSecrets
 from duet.services.devkit.errors import SetupError
-from duet.services.devkit.wan.edge import emulate_edge
-from duet.services.devkit.wan.profile import WanConfig
+from duet.services.devkit.wan.edge import edge_control_plane, emulate_edge
+from duet.services.devkit.wan.profile import ENV_VAR, WanConfig
 from duet.services.devkit.wan.reload import follow_wan_file, wan_file_from_env
 from duet.services.edge_server.heartbeat import EdgePulse
 from duet.services.edge_server.link_metrics import LinkCollector
@@ -241,10 +241,18 @@ async def serve_edge(
         lambda s: edge_pb2_grpc.add_EdgeControlServicer_to_server(EdgeControlServicer(node), s),
         interceptors=[AuthInterceptor(secrets)],
     )
-    channel = grpc.aio.insecure_channel(routing_address)
     tasks: list[asyncio.Task[None]] = []
     extras = contextlib.AsyncExitStack()
+    channel: grpc.aio.Channel | None = None
     try:
+        # WAN emulation of the control plane: both addresses become delay proxies when configured.
+        try:
+            routing_address, advertised_control = await extras.enter_async_context(
+                edge_control_plane(wan, edge_id, routing=routing_address, control=control_address, host=host)
+            )
+        except ValueError as exc:
+            raise SetupError(f"{ENV_VAR}: {exc}") from exc
+        channel = grpc.aio.insecure_channel(routing_address)
         stub = routing_pb2_grpc.RoutingStub(channel)
         pulse = EdgePulse(node, stub, metadata)
         metrics = ""
@@ -255,7 +263,7 @@ async def serve_edge(
             metrics = f" metrics={url}"
         registration = routing_pb2.RegisterEdgeRequest(
             edge_id=edge_id,
-            control_address=control_address,
+            control_address=advertised_control,
             backbone_address=f"{backbone[0]}:{backbone[1]}",
             media_host=host,
         )
@@ -270,15 +278,17 @@ async def serve_edge(
             tasks.append(asyncio.create_task(follow_wan_file(emulation, wan_file), name="WAN file"))
         logger.info("edge %s (#%d, %s) serving control on %s", edge_id, node.number, reply.edge.region, control_address)
         print(
-            f"edge {edge_id} ready control={control_address} backbone={backbone[0]}:{backbone[1]}{metrics}", flush=True
+            f"edge {edge_id} ready control={advertised_control} backbone={backbone[0]}:{backbone[1]}{metrics}",
+            flush=True,
         )
         await stop.wait()
     finally:
         logger.info("edge %s shutting down", edge_id)
-        await extras.aclose()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.stop(grace=1.0)
         await node.stop()
-        await channel.close()
+        if channel is not None:
+            await channel.close()
+        await extras.aclose()  # the control proxies last: replies in flight still pass through them

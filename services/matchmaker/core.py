@@ -1,41 +1,74 @@
-"""The matchmaker core: sessions, the pool, and the one fan-out that starts a call.
+"""The matchmaker core: sessions, the pool, safety, ticket lifetime, and the fan-out that starts a call.
 
 On a match it asks the routing service for the backbone path between the two
 edges, tells both edges to bridge their warm legs (concurrently), records the
-call with its stage timings in the store, and tells both clients. It speaks
-only through the ports (``ports``), raises ``errors`` and sends ``events``:
-no gRPC or protobuf here.
+call with its stage timings in the store, and tells both clients. Which pair
+is made is the pool's business (``pool``, ``rules/``); the core feeds it
+tickets, keeps the pair history (blocks, recent partners), and runs one timer
+task that expires tickets and offers them again as their criteria relax. It
+speaks only through the ports (``ports``), raises ``errors`` and sends
+``events``: no gRPC or protobuf here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import re
 import secrets
 import time
 import uuid
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from duet.services.matchmaker.errors import BadRequest, Forbidden, NotFound, Unavailable, WrongState
+from duet.services.matchmaker.display_name import checked_display_name
+from duet.services.matchmaker.errors import (
+    BadRequest,
+    Forbidden,
+    HeldForReview,
+    NotFound,
+    Unavailable,
+    WrongState,
+)
 from duet.services.matchmaker.events import (
+    Blocked,
     CallEnded,
     EdgeAssigned,
     EdgeLost,
+    HeartbeatAck,
     LegAnswered,
     Matched,
     NoEdge,
     Outbox,
+    PartnerProfile,
     Queued,
+    Reported,
     SessionClosed,
     SessionEvent,
+    TicketClosed,
 )
-from duet.services.matchmaker.media_rule import VideoCodecs
+from duet.services.matchmaker.fakes.safety import InMemorySafetyStore
+from duet.services.matchmaker.pair_history import InMemoryPairHistory
 from duet.services.matchmaker.pool import Ticket, WaitingPool
-from duet.services.matchmaker.ports import EdgeInfo, Edges, MatchStore, PeerError, PeerInvalidRequest, RoutingService
-from duet.services.store.records import CallRow
+from duet.services.matchmaker.ports import (
+    EdgeInfo,
+    Edges,
+    MatchStore,
+    PeerError,
+    PeerInvalidRequest,
+    RoutingService,
+    SafetyStore,
+)
+from duet.services.matchmaker.preferences import NO_PREFERENCES, Preferences
+from duet.services.matchmaker.rate_limit import RateLimiter
+from duet.services.matchmaker.reference_latency import ReferenceLatency
+from duet.services.matchmaker.rules.base import LatencyEstimate, PairContext
+from duet.services.matchmaker.rules.interests import shared_interests
+from duet.services.matchmaker.rules.media import VideoCodecs
+from duet.services.matchmaker.rules.relaxation import RelaxSchedule
+from duet.services.store.records import CallRow, checked_reason
 
 logger = logging.getLogger("duet.matchmaker")
 
@@ -44,6 +77,35 @@ USER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 RECENT_PARTNERS = 5
 # Stages a client reports about itself; the server's own (queued ... bridged) are not the client's to set.
 CLIENT_STAGES = ("session_open", "edge_assigned", "leg_connected", "first_frame")
+# One frame at 30 fps: the receiver's jitter buffer holds a frame until the next one starts.
+FRAME_INTERVAL_MS = 33.3
+# What the partner is told when a call ends, by how it ended (a blocked user is not told they were blocked).
+PARTNER_REASON = {"next": "partner_next", "left": "partner_left", "blocked": "partner_left"}
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """The matchmaker's tunables (``duet matchmaker --help`` names each)."""
+
+    recent_partners: int = RECENT_PARTNERS  # never re-paired with one of their last N partners
+    rematch_window_s: float = 0.0  # nor with anyone met within this many seconds (0: off)
+    ticket_ttl_s: float = 120.0  # a ticket not matched by then expires
+    relax: RelaxSchedule = field(default_factory=RelaxSchedule)
+    near_rtt_ms: float = 80.0  # "near me": same region or a reference RTT up to this
+    review_threshold: int = 3  # distinct reporters that hold a user for review
+    rate_limit_requests: int = 20  # find/next per user: a burst of this many ...
+    rate_limit_per_s: float = 10.0  # ... refilled over this many seconds
+    compare: int = 16  # the pool scores this many of the oldest compatible candidates
+
+    def __post_init__(self) -> None:
+        if self.recent_partners < 0:
+            raise ValueError(f"recent_partners must be 0 or more, got {self.recent_partners}")
+        if not self.ticket_ttl_s > 0:
+            raise ValueError(f"ticket_ttl_s must be more than 0 seconds, got {self.ticket_ttl_s}")
+        if not self.near_rtt_ms >= 0:
+            raise ValueError(f"near_rtt_ms must be 0 or more, got {self.near_rtt_ms}")
+        if self.review_threshold < 1:
+            raise ValueError(f"review_threshold must be 1 or more, got {self.review_threshold}")
 
 
 def now_ms() -> float:
@@ -81,7 +143,7 @@ class ClientSession:
     video: VideoCodecs | None = None  # set with the leg
     ticket: Ticket | None = None
     call: ActiveCall | None = None
-    recent_partners: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_PARTNERS))
+    preferences: Preferences = NO_PREFERENCES  # the last ones given
     closed: bool = False
 
     def send(self, event: SessionEvent) -> None:
@@ -91,19 +153,140 @@ class ClientSession:
 
 class Matchmaker:
     def __init__(
-        self, store: MatchStore, routing: RoutingService, edges: Edges, *, recent_partners: int = RECENT_PARTNERS
+        self,
+        store: MatchStore,
+        routing: RoutingService,
+        edges: Edges,
+        *,
+        recent_partners: int | None = None,
+        config: MatchConfig | None = None,
+        safety: SafetyStore | None = None,
+        latency: LatencyEstimate | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        if recent_partners < 0:
-            raise ValueError(f"recent_partners must be 0 or more, got {recent_partners}")
-        self.recent_partners = recent_partners
+        """``recent_partners`` overrides ``config.recent_partners``; ``safety`` defaults to an
+        in-memory store (blocks and reports then last as long as the process); ``latency``
+        to the routing library's reference RTTs; ``clock`` gives epoch seconds."""
+        config = config or MatchConfig()
+        if recent_partners is not None:
+            if recent_partners < 0:
+                raise ValueError(f"recent_partners must be 0 or more, got {recent_partners}")
+            config = MatchConfig(**{**config.__dict__, "recent_partners": recent_partners})
+        self.config = config
         self.store = store
         self.routing = routing
         self.edges = edges
-        self.pool = WaitingPool()
+        self.safety: SafetyStore = safety if safety is not None else InMemorySafetyStore()
+        self.latency: LatencyEstimate = latency if latency is not None else ReferenceLatency()
+        self.clock = clock
+        self.history = InMemoryPairHistory(
+            recent_partners=config.recent_partners, rematch_window_s=config.rematch_window_s, clock=clock
+        )
+        self.rate_limiter = RateLimiter(config.rate_limit_requests, config.rate_limit_per_s)
+        self.pool = WaitingPool(compare=config.compare)
         self.sessions: dict[str, ClientSession] = {}
         self._by_user: dict[str, ClientSession] = {}
         self._calls: dict[str, ActiveCall] = {}
+        self._reports: dict[str, int] = {}  # user -> distinct reporters (of users who opened a session)
         self._pool_lock = asyncio.Lock()
+        # Ticket deadlines (expiry, relaxation): (epoch ms, seq, ticket id), soonest first.
+        self._due: list[tuple[float, int, str]] = []
+        self._seq = itertools.count()
+        self._due_changed = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._wait_ema_ms = 0.0  # moving average of queued -> matched
+
+    @property
+    def recent_partners(self) -> int:
+        return self.config.recent_partners
+
+    def now_ms(self) -> float:
+        return self.clock() * 1000
+
+    def pair_context(self) -> PairContext:
+        return PairContext(
+            now_ms=self.now_ms(),
+            relax=self.config.relax,
+            latency=self.latency,
+            history=self.history,
+            near_rtt_ms=self.config.near_rtt_ms,
+        )
+
+    def held_for_review(self, user_id: str) -> bool:
+        return self._reports.get(user_id, 0) >= self.config.review_threshold
+
+    # -- the timer ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the timer task that expires tickets and re-examines them as they relax (stop() ends it)."""
+        if self._timer is None:
+            self._timer = asyncio.create_task(self._run_timer(), name="matchmaker ticket timer")
+
+    async def _run_timer(self) -> None:
+        while True:
+            self._due_changed.clear()
+            delay = (self._due[0][0] - self.now_ms()) / 1000 if self._due else None
+            if delay is None or delay > 0:
+                try:
+                    await asyncio.wait_for(self._due_changed.wait(), delay)
+                except TimeoutError:
+                    pass
+                continue
+            try:
+                await self.run_due()
+            except Exception:
+                # One bad ticket must not stop expiry for everyone else.
+                logger.exception("ticket timer failed")
+
+    def _schedule(self, at_ms: float, ticket_id: str) -> None:
+        if not self._due or at_ms < self._due[0][0]:
+            self._due_changed.set()
+        heapq.heappush(self._due, (at_ms, next(self._seq), ticket_id))
+
+    def _schedule_ticket(self, ticket: Ticket) -> None:
+        now = self.now_ms()
+        self._schedule(ticket.queued_at + self.config.ticket_ttl_s * 1000, ticket.ticket_id)
+        relax_at = self.config.relax.next_change_ms(ticket, now)
+        if relax_at is not None:
+            self._schedule(relax_at, ticket.ticket_id)
+
+    async def run_due(self) -> None:
+        """Expire the tickets past their lifetime and offer again those whose criteria just relaxed."""
+        while self._due and self._due[0][0] <= self.now_ms():
+            _, _, ticket_id = heapq.heappop(self._due)
+            ticket = self.pool.get(ticket_id)
+            if ticket is None:
+                continue  # matched or gone since
+            session = self.sessions.get(ticket.session_id)
+            if self.now_ms() >= ticket.queued_at + self.config.ticket_ttl_s * 1000:
+                await self._close_ticket(
+                    session,
+                    ticket,
+                    "expired",
+                    f"expired: no partner found within {self.config.ticket_ttl_s:g} s; "
+                    "send FindPartner to look again (fewer preferences find someone sooner)",
+                )
+                continue
+            async with self._pool_lock:
+                pair = self.pool.reoffer(ticket_id, self.pair_context())
+            if pair is not None:
+                await self._start_call(*pair)
+            else:
+                relax_at = self.config.relax.next_change_ms(ticket, self.now_ms())
+                if relax_at is not None:
+                    self._schedule(relax_at, ticket_id)
+
+    async def _close_ticket(self, session: ClientSession | None, ticket: Ticket, outcome: str, reason: str) -> None:
+        """Take a waiting ticket out of the pool without a match, and tell its client why."""
+        async with self._pool_lock:
+            self.pool.remove(ticket.ticket_id)
+        # Let go of it before any await, so a match started meanwhile cannot take it too.
+        tell = session is not None and session.ticket is ticket
+        if session is not None and tell:
+            session.ticket = None
+        await self.store.close_ticket(ticket.ticket_id, outcome)
+        if session is not None and tell:
+            session.send(TicketClosed(ticket_id=ticket.ticket_id, reason=reason))
 
     # -- session lifecycle --------------------------------------------------
 
@@ -111,8 +294,7 @@ class Matchmaker:
         """Start a session for ``user_id`` (replacing an older one of theirs) and assign it an edge."""
         if not USER_ID_RE.match(user_id):
             raise BadRequest("hello.user_id must be 1-64 characters of letters, digits, '_', '.' or '-'")
-        if len(display_name) > 64:
-            raise BadRequest("hello.display_name is longer than 64 characters")
+        name = checked_display_name(display_name) if display_name else user_id
         old = self._by_user.get(user_id)
         if old is not None:
             logger.info("user %s opened a new session; closing the old one", user_id)
@@ -122,12 +304,13 @@ class Matchmaker:
         session = ClientSession(
             session_id=uuid.uuid4().hex,
             user_id=user_id,
-            display_name=display_name or user_id,
+            display_name=name,
             client_ip=client_ip,
             outbox=outbox,
-            recent_partners=deque(maxlen=self.recent_partners),
         )
         await self.store.upsert_user(session.user_id, session.display_name)
+        self.history.load_blocks(user_id, await self.safety.blocks_of(user_id))
+        self._reports[user_id] = await self.safety.report_count(user_id)
         self.sessions[session.session_id] = session
         self._by_user[session.user_id] = session
         try:
@@ -138,7 +321,9 @@ class Matchmaker:
         session.edge = ingress.edge
         session.region = ingress.edge.region
         session.send(
-            EdgeAssigned(session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=now_ms())
+            EdgeAssigned(
+                session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=self.now_ms()
+            )
         )
         logger.info(
             "session %s: user %s from %s -> edge %s (%s)",
@@ -165,24 +350,106 @@ class Matchmaker:
         session.video = VideoCodecs.of(leg.video_send_codec, leg.video_receive_codecs)
         session.send(LegAnswered(leg_id=leg.leg_id, answer_sdp=leg.answer_sdp))
 
-    async def find_partner(self, session: ClientSession) -> None:
+    def _admit(self, session: ClientSession) -> None:
+        """The checks every find/next passes before it changes anything: review hold, then the rate limit."""
+        if self.held_for_review(session.user_id):
+            raise HeldForReview(
+                f"you cannot be matched for now: {self._reports[session.user_id]} people reported you, "
+                "and your account is held until a moderator has reviewed it"
+            )
+        self.rate_limiter.take(session.user_id, self.clock())
+
+    async def find_partner(self, session: ClientSession, preferences: Preferences | None = None) -> None:
+        """Enter the pool with these preferences (None: the session's last ones)."""
         if session.leg_id is None:
             raise WrongState("send your leg offer before find_partner")
         if session.ticket is not None or session.call is not None:
             raise WrongState("already waiting or in a call; use next to switch partners")
+        self._admit(session)
+        if preferences is not None:
+            session.preferences = preferences
         await self._enqueue(session)
 
-    async def next(self, session: ClientSession) -> None:
+    async def next(self, session: ClientSession, preferences: Preferences | None = None) -> None:
         """End the current call if any and look for someone new; when idle it is find_partner.
 
         Tolerant on purpose: both partners may press next at the same moment.
+        Waiting already: nothing changes (the preferences neither).
         """
         if session.leg_id is None:
             raise WrongState("send your leg offer before next")
+        if session.ticket is not None:
+            return
+        self._admit(session)
+        if preferences is not None:
+            session.preferences = preferences
         if session.call is not None:
             await self._end_call(session.call, "next", ender=session)
-        if session.ticket is None:
+        if session.ticket is None and not session.closed:
             await self._enqueue(session)
+
+    async def cancel(self, session: ClientSession) -> None:
+        """Leave the pool; the session and its leg stay. Not waiting: nothing happens."""
+        if session.leg_id is None:
+            raise WrongState("send your leg offer before cancel")
+        if session.ticket is not None:
+            await self._close_ticket(session, session.ticket, "cancelled: by the client", "cancelled")
+
+    def heartbeat(self, session: ClientSession) -> None:
+        ticket = session.ticket
+        session.send(
+            HeartbeatAck(
+                server_time=self.now_ms(),
+                ticket_id=ticket.ticket_id if ticket else "",
+                position=self.pool.position(ticket.ticket_id) if ticket else 0,
+                estimated_wait_ms=self._wait_ema_ms if ticket else 0.0,
+            )
+        )
+
+    # -- safety -----------------------------------------------------------
+
+    async def _partner_in(self, session: ClientSession, call_id: str) -> tuple[str, ActiveCall | None]:
+        """The other user of one of this user's calls (live or recorded), and the call if it is live."""
+        if not call_id:
+            raise BadRequest("call_id is required: the call (from Matched) whose partner you mean")
+        call = self._calls.get(call_id)
+        if call is not None and session in call.sessions:
+            return call.partner_of(session).user_id, call
+        row = await self.store.get_call(call_id)
+        if row is None or session.user_id not in (row.user_a, row.user_b):
+            raise NotFound(f"you had no call '{call_id}'")
+        return (row.user_b if row.user_a == session.user_id else row.user_a), None
+
+    async def block(self, session: ClientSession, call_id: str) -> None:
+        """The partner of that call never meets this user again; a live call with them ends now."""
+        partner, call = await self._partner_in(session, call_id)
+        await self.safety.add_block(session.user_id, partner, call_id)
+        self.history.add_block(session.user_id, partner)
+        if call is not None:
+            await self._end_call(call, "blocked", ender=session)
+        session.send(Blocked(call_id=call_id))
+        logger.info("user %s blocked %s (call %s)", session.user_id, partner, call_id[:8])
+
+    async def report(self, session: ClientSession, call_id: str, reason: str) -> None:
+        """Record a report about the partner of that call; past the threshold they are held for review."""
+        try:
+            checked_reason(reason)
+        except ValueError as exc:
+            raise BadRequest(f"report.reason: {exc}") from None
+        partner, _ = await self._partner_in(session, call_id)
+        count = await self.safety.add_report(session.user_id, partner, call_id, reason)
+        self._reports[partner] = count
+        session.send(Reported(call_id=call_id))
+        logger.info("user %s reported %s (call %s): %d reporters", session.user_id, partner, call_id[:8], count)
+        held = self._by_user.get(partner)
+        if self.held_for_review(partner) and held is not None and held.ticket is not None:
+            await self._close_ticket(
+                held,
+                held.ticket,
+                "cancelled: held for review",
+                f"held for review: {count} people reported you; you will not be matched until a moderator "
+                "has reviewed your account",
+            )
 
     async def close_session(self, session: ClientSession, reason: str) -> None:
         """Stream gone (leave, drop, replace): end its call, cancel its ticket, release its leg."""
@@ -195,10 +462,7 @@ class Matchmaker:
         if session.call is not None:
             await self._end_call(session.call, "left", ender=session)
         if session.ticket is not None:
-            async with self._pool_lock:
-                self.pool.remove(session.ticket.ticket_id)
-            await self.store.close_ticket(session.ticket.ticket_id, f"cancelled: {reason}")
-            session.ticket = None
+            await self._close_ticket(session, session.ticket, f"cancelled: {reason}", "cancelled")
         if session.leg_id is not None and session.edge is not None:
             try:
                 await self.edges.detach_leg(session.edge, session.leg_id)
@@ -226,10 +490,7 @@ class Matchmaker:
         if session.call is not None:
             await self._end_call(session.call, "edge_lost", ender=session)
         if session.ticket is not None:
-            async with self._pool_lock:
-                self.pool.remove(session.ticket.ticket_id)
-            await self.store.close_ticket(session.ticket.ticket_id, "cancelled: edge lost")
-            session.ticket = None
+            await self._close_ticket(session, session.ticket, "cancelled: edge lost", "edge_lost")
         try:
             ingress = await self.routing.pick_ingress(session.client_ip)
         except PeerError as exc:
@@ -240,7 +501,9 @@ class Matchmaker:
         session.edge = ingress.edge
         session.region = ingress.edge.region
         session.send(
-            EdgeAssigned(session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=now_ms())
+            EdgeAssigned(
+                session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=self.now_ms()
+            )
         )
         logger.info("session %s: re-attached to edge %s (%s)", session.session_id[:8], ingress.edge.edge_id, reason)
 
@@ -253,42 +516,62 @@ class Matchmaker:
             user_id=session.user_id,
             session_id=session.session_id,
             edge_id=session.edge.edge_id,
-            queued_at=now_ms(),
+            queued_at=self.now_ms(),
             video=session.video,
-            avoid=frozenset(session.recent_partners),
+            region=session.region,
+            preferences=session.preferences,
+            reports=self._reports.get(session.user_id, 0),
         )
         session.ticket = ticket
         await self.store.open_ticket(
             ticket.ticket_id, ticket.user_id, ticket.session_id, ticket.edge_id, ticket.queued_at / 1000
         )
-        session.send(Queued(ticket_id=ticket.ticket_id, queued_at=ticket.queued_at))
+        await self._offer(session, ticket)
+
+    async def _offer(self, session: ClientSession, ticket: Ticket) -> None:
+        """Offer the session's ticket to the pool: Queued, then a match at once or a place in the pool."""
         async with self._pool_lock:
-            pair = self.pool.offer(ticket)
+            pair = self.pool.offer(ticket, self.pair_context())
+            position = 0 if pair is not None else self.pool.position(ticket.ticket_id)
+        session.send(
+            Queued(
+                ticket_id=ticket.ticket_id,
+                queued_at=ticket.queued_at,
+                position=position or 1,
+                estimated_wait_ms=self._wait_ema_ms,
+                expires_at=ticket.queued_at + self.config.ticket_ttl_s * 1000,
+            )
+        )
         if pair is not None:
             await self._start_call(*pair)
+        else:
+            self._schedule_ticket(ticket)
 
     async def _start_call(self, first: Ticket, second: Ticket) -> None:
-        matched = now_ms()
+        matched = self.now_ms()
         a = self.sessions.get(first.session_id)
         b = self.sessions.get(second.session_id)
-        if a is None or b is None or a.closed or b.closed:
-            # One side left between pairing and here; the other goes back in the pool.
+        if a is None or b is None or a.closed or b.closed or a.ticket is not first or b.ticket is not second:
+            # One side left between pairing and here; the other's ticket goes back in the pool, keeping its age.
             for s, t in ((a, first), (b, second)):
-                if s is not None and not s.closed:
-                    s.ticket = None
-                    await self.store.close_ticket(t.ticket_id, "partner vanished")
-                    await self._enqueue(s)
+                if s is not None and not s.closed and s.ticket is t:
+                    async with self._pool_lock:
+                        pair = self.pool.offer(t, self.pair_context())
+                    if pair is not None:
+                        await self._start_call(*pair)
+                    else:
+                        self._schedule_ticket(t)
             return
-        for s in (a, b):
-            assert s.ticket is not None
-            await self.store.close_ticket(s.ticket.ticket_id, "matched")
-            s.ticket = None
+        a.ticket = b.ticket = None  # before any await: a cancel or expiry meanwhile finds nothing to close
+        for t in (first, second):
+            await self.store.close_ticket(t.ticket_id, "matched")
+            waited = max(0.0, matched - t.queued_at)
+            self._wait_ema_ms = waited if not self._wait_ema_ms else 0.8 * self._wait_ema_ms + 0.2 * waited
         assert a.edge is not None and b.edge is not None and a.leg_id and b.leg_id
         call_id = uuid.uuid4().hex
         bridge_id = secrets.randbits(63) or 1
         # Whatever goes wrong below, these two are not paired again right away.
-        a.recent_partners.append(b.user_id)
-        b.recent_partners.append(a.user_id)
+        self.history.note_met(a.user_id, b.user_id)
         try:
             route = await self.routing.pick_route(a.edge.edge_id, b.edge.edge_id)
         except PeerError as exc:
@@ -297,7 +580,7 @@ class Matchmaker:
             for s in (a, b):
                 s.send(CallEnded(reason=f"no route between the two edges: {exc}"))
             return
-        route_picked = now_ms()
+        route_picked = self.now_ms()
         results = await asyncio.gather(
             self.edges.bridge(a.edge, bridge_id, a.leg_id, 0, b.edge.edge_id),
             self.edges.bridge(b.edge, bridge_id, b.leg_id, 1, a.edge.edge_id),
@@ -307,7 +590,7 @@ class Matchmaker:
         if failures:
             await self._abort_start(a, b, bridge_id, failures)
             return
-        bridged = now_ms()
+        bridged = self.now_ms()
         stages = (
             {"queued": first.queued_at, "matched": matched, "route_picked": route_picked, "bridged": bridged},
             {"queued": second.queued_at, "matched": matched, "route_picked": route_picked, "bridged": bridged},
@@ -337,7 +620,8 @@ class Matchmaker:
                 # Left while we were bridging: end the call now rather than leave the partner waiting.
                 await self._end_call(call, "left", ender=s)
                 return
-        for side, (me, partner) in enumerate(((a, b), (b, a))):
+        shared = tuple(sorted(shared_interests(first, second)))
+        for side, (me, partner, partner_ticket) in enumerate(((a, b, second), (b, a, first))):
             me.send(
                 Matched(
                     call_id=call_id,
@@ -346,6 +630,14 @@ class Matchmaker:
                     route=route.path if side == 0 else tuple(reversed(route.path)),
                     route_rtt_ms=route.rtt_ms,
                     stages=dict(stages[side]),
+                    partner=PartnerProfile(
+                        display_name=partner.display_name,
+                        region=partner.region,
+                        shared_interests=shared,
+                        languages=tuple(sorted(partner_ticket.preferences.languages)),
+                    ),
+                    # Until the routing service predicts it: backbone one-way plus one frame interval.
+                    predicted_connect_ms=route.rtt_ms / 2 + FRAME_INTERVAL_MS,
                 )
             )
         logger.info(
@@ -400,7 +692,7 @@ class Matchmaker:
         partner = call.partner_of(ender)
         if not partner.closed:
             # The partner decides what comes next (find_partner again, or leave).
-            partner.send(CallEnded(call_id=call.call_id, reason=f"partner_{reason}"))
+            partner.send(CallEnded(call_id=call.call_id, reason=PARTNER_REASON.get(reason, f"partner_{reason}")))
         if not ender.closed:
             ender.send(CallEnded(call_id=call.call_id, reason=reason))
 
@@ -449,6 +741,10 @@ class Matchmaker:
         return row
 
     async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            await asyncio.gather(self._timer, return_exceptions=True)
+            self._timer = None
         for session in list(self.sessions.values()):
             session.send(CallEnded(reason="matchmaker shutting down"))
             await self.close_session(session, "shutdown")

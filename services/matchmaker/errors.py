@@ -29,3 +29,11 @@ class Forbidden(MatchmakerError):
 
 class Unavailable(MatchmakerError):
     """A service the request depends on (routing, an edge) is unreachable or failing; try again later."""
+
+
+class RateLimited(MatchmakerError):
+    """Too many find/next requests in a short time; the message says when to try again."""
+
+
+class HeldForReview(MatchmakerError):
+    """The user was reported by enough people that they are not matched until a moderator clears them."""

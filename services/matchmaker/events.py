@@ -30,6 +30,43 @@ class LegAnswered:
 class Queued:
     ticket_id: str
     queued_at: float
+    position: int = 1  # 1 + tickets in the pool queued before this one
+    estimated_wait_ms: float = 0.0  # 0: no estimate yet
+    expires_at: float = 0.0  # epoch ms
+
+
+@dataclass(frozen=True)
+class TicketClosed:
+    """The ticket left the pool without a match (cancelled, expired, held for review)."""
+
+    ticket_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class HeartbeatAck:
+    server_time: float
+    ticket_id: str = ""  # waiting: the ticket, its position and the estimated wait
+    position: int = 0
+    estimated_wait_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Blocked:
+    call_id: str
+
+
+@dataclass(frozen=True)
+class Reported:
+    call_id: str
+
+
+@dataclass(frozen=True)
+class PartnerProfile:
+    display_name: str
+    region: str
+    shared_interests: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,6 +77,8 @@ class Matched:
     route: tuple[str, ...]  # from this client's edge to the partner's
     route_rtt_ms: float
     stages: dict[str, float] = field(default_factory=dict)  # server-side: queued, matched, route_picked, bridged
+    partner: PartnerProfile | None = None
+    predicted_connect_ms: float = 0.0  # 0: no prediction
 
 
 @dataclass(frozen=True)
@@ -68,7 +107,18 @@ class SessionClosed:
     """The matchmaker ended the session (replaced, shutting down): the stream ends after what came before."""
 
 
-SessionEvent = EdgeAssigned | LegAnswered | Queued | Matched | CallEnded | EdgeLost
+SessionEvent = (
+    EdgeAssigned
+    | LegAnswered
+    | Queued
+    | Matched
+    | CallEnded
+    | TicketClosed
+    | HeartbeatAck
+    | Blocked
+    | Reported
+    | EdgeLost
+)
 
 
 class Outbox(Protocol):

@@ -1,8 +1,10 @@
 """What the matchmaker core needs from the rest of the system, as Protocols.
 
-Three ports: the routing service (where a client enters, how two edges are
+Four ports: the routing service (where a client enters, how two edges are
 joined), the edges (a client's WebRTC leg and the bridge between two legs),
-and the store (users, tickets, call records). Values crossing them are plain
+the store (users, tickets, call records) and the safety store (blocks and
+reports). The pool's latency estimate between regions is a port of the
+rules (``rules.base.LatencyEstimate``). Values crossing them are plain
 dataclasses and the errors are the ``Peer*`` exceptions below, never
 protobuf or gRPC, so the core runs unchanged over gRPC (``remote_peers``),
 over the in-memory ``fakes``, or over anything else that keeps these contracts.
@@ -182,4 +184,31 @@ class MatchStore(Protocol):
 
     async def get_call(self, call_id: str) -> CallRow | None:
         """A copy of the call record, or None."""
+        ...
+
+
+class SafetyStore(Protocol):
+    """Blocks and reports between users, kept for good.
+
+    Both users must exist (UnknownUser otherwise, from duet.services.store.records);
+    a user cannot block or report themselves (ValueError).
+    """
+
+    async def add_block(self, blocker: str, blocked: str, call_id: str) -> None:
+        """Record that ``blocker`` never wants to meet ``blocked``; blocking again changes nothing."""
+        ...
+
+    async def blocks_of(self, user_id: str) -> set[str]:
+        """Every user this one blocked or was blocked by."""
+        ...
+
+    async def add_report(self, reporter: str, reported: str, call_id: str, reason: str) -> int:
+        """Record a report (one per reporter per call; a repeat changes nothing).
+
+        Returns how many distinct users have now reported ``reported``.
+        """
+        ...
+
+    async def report_count(self, user_id: str) -> int:
+        """How many distinct users have reported this one."""
         ...

@@ -16,21 +16,35 @@ import grpc
 
 from duet.services.auth.secrets import AuthSecrets
 from duet.services.auth.tokens import UserClaims
-from duet.services.matchmaker.core import RECENT_PARTNERS, ClientSession, Matchmaker
+from duet.services.matchmaker.core import ClientSession, MatchConfig, Matchmaker
 from duet.services.matchmaker.edge_watch import watch_edges
-from duet.services.matchmaker.errors import BadRequest, Forbidden, NotFound, Unavailable, WrongState
+from duet.services.matchmaker.errors import (
+    BadRequest,
+    Forbidden,
+    HeldForReview,
+    MatchmakerError,
+    NotFound,
+    RateLimited,
+    Unavailable,
+    WrongState,
+)
 from duet.services.matchmaker.events import (
+    Blocked,
     CallEnded,
     EdgeAssigned,
     EdgeLost,
+    HeartbeatAck,
     LegAnswered,
     Matched,
     NoEdge,
     Queued,
+    Reported,
     SessionClosed,
     SessionEvent,
+    TicketClosed,
 )
 from duet.services.matchmaker.ports import EdgeInfo, PeerError
+from duet.services.matchmaker.preferences import InvalidPreferences, Preferences, Scope, checked_preferences
 from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient
 from duet.services.rpc.auth import AuthInterceptor, current_principal
 from duet.services.rpc.errors import map_errors
@@ -48,7 +62,33 @@ STATUS: dict[type[Exception], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     Forbidden: grpc.StatusCode.PERMISSION_DENIED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    HeldForReview: grpc.StatusCode.PERMISSION_DENIED,
 }
+
+# Refusals after which the session goes on (an Error message, the stream stays open), by request:
+# a person can act on them without losing their session and warm leg. Any other refusal ends the stream.
+KEEPS_SESSION: dict[str, tuple[type[Exception], ...]] = {
+    "find_partner": (InvalidPreferences, RateLimited, HeldForReview),
+    "next": (InvalidPreferences, RateLimited, HeldForReview),
+    "block": (MatchmakerError,),
+    "report": (MatchmakerError,),
+}
+
+_SCOPES = {
+    matchmaker_pb2.SCOPE_UNSPECIFIED: Scope.ANYWHERE,
+    matchmaker_pb2.SCOPE_ANYWHERE: Scope.ANYWHERE,
+    matchmaker_pb2.SCOPE_NEAR: Scope.NEAR,
+}
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """A refusal the session survives: sent as an Error message."""
+
+    code: grpc.StatusCode
+    message: str
+    request: str
 
 
 @dataclass(frozen=True)
@@ -57,6 +97,29 @@ class Abort:
 
     code: grpc.StatusCode
     details: str
+
+
+def status_of(exc: MatchmakerError) -> grpc.StatusCode:
+    for kind, code in STATUS.items():
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def preferences_from(message: matchmaker_pb2.Preferences, field: str) -> Preferences:
+    """The protobuf preferences as checked values; InvalidPreferences names the field and the rule."""
+    if message.scope not in _SCOPES:
+        raise InvalidPreferences(f"{field}.scope: {message.scope} is not a known scope (SCOPE_NEAR or SCOPE_ANYWHERE)")
+    return checked_preferences(
+        languages=message.languages,
+        interests=message.interests,
+        gender=message.gender,
+        want_genders=message.want_genders,
+        age_band=message.age_band,
+        want_age_bands=message.want_age_bands,
+        scope=_SCOPES[message.scope],
+        field=field,
+    )
 
 
 def abort_for(exc: Exception) -> Abort:
@@ -125,9 +188,16 @@ def server_message(event: SessionEvent) -> matchmaker_pb2.ServerMessage:
             )
         case Queued():
             return matchmaker_pb2.ServerMessage(
-                queued=matchmaker_pb2.Queued(ticket_id=event.ticket_id, queued=event.queued_at)
+                queued=matchmaker_pb2.Queued(
+                    ticket_id=event.ticket_id,
+                    queued=event.queued_at,
+                    position=event.position,
+                    estimated_wait_ms=event.estimated_wait_ms,
+                    expires=event.expires_at,
+                )
             )
         case Matched():
+            partner = event.partner
             return matchmaker_pb2.ServerMessage(
                 matched=matchmaker_pb2.Matched(
                     call_id=event.call_id,
@@ -136,8 +206,34 @@ def server_message(event: SessionEvent) -> matchmaker_pb2.ServerMessage:
                     route=event.route,
                     route_rtt_ms=event.route_rtt_ms,
                     stages=stage_times(event.stages),
+                    partner=None
+                    if partner is None
+                    else matchmaker_pb2.PartnerProfile(
+                        display_name=partner.display_name,
+                        region=partner.region,
+                        shared_interests=partner.shared_interests,
+                        languages=partner.languages,
+                    ),
+                    predicted_connect_ms=event.predicted_connect_ms,
                 )
             )
+        case TicketClosed():
+            return matchmaker_pb2.ServerMessage(
+                ticket_closed=matchmaker_pb2.TicketClosed(ticket_id=event.ticket_id, reason=event.reason)
+            )
+        case HeartbeatAck():
+            return matchmaker_pb2.ServerMessage(
+                heartbeat_ack=matchmaker_pb2.HeartbeatAck(
+                    server_time=event.server_time,
+                    ticket_id=event.ticket_id,
+                    position=event.position,
+                    estimated_wait_ms=event.estimated_wait_ms,
+                )
+            )
+        case Blocked():
+            return matchmaker_pb2.ServerMessage(blocked=matchmaker_pb2.Blocked(call_id=event.call_id))
+        case Reported():
+            return matchmaker_pb2.ServerMessage(reported=matchmaker_pb2.Reported(call_id=event.call_id))
         case CallEnded():
             return matchmaker_pb2.ServerMessage(
                 call_ended=matchmaker_pb2.CallEnded(call_id=event.call_id, reason=event.reason)
@@ -174,7 +270,7 @@ def call_record(row: CallRow) -> matchmaker_pb2.CallRecord:
 
 # -- the service -----------------------------------------------------------------
 
-Outgoing = SessionEvent | SessionClosed | NoEdge | Abort
+Outgoing = SessionEvent | SessionClosed | NoEdge | Abort | ErrorEvent
 
 
 @dataclass
@@ -213,6 +309,10 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                     await context.abort(item.code, item.details)  # raises
                 elif isinstance(item, NoEdge):
                     await context.abort(grpc.StatusCode.UNAVAILABLE, item.reason)  # raises
+                elif isinstance(item, ErrorEvent):
+                    yield matchmaker_pb2.ServerMessage(
+                        error=matchmaker_pb2.Error(code=item.code.name, message=item.message, request=item.request)
+                    )
                 else:
                     yield server_message(item)
         finally:
@@ -247,24 +347,16 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                     )
                     stream.session = session
                     continue
-                if kind == "hello":
-                    raise BadRequest("hello was already sent on this stream")
-                elif kind == "offer":
-                    await self.mm.attach_leg(session, msg.offer.sdp)
-                elif kind == "find_partner":
-                    await self.mm.find_partner(session)
-                elif kind == "next":
-                    await self.mm.next(session)
-                elif kind == "leave":
+                if kind == "leave":
                     stream.end = "leave"
                     break
-                elif kind == "connect_report":
-                    report = msg.connect_report
-                    # Only the stages the client set: proto3 leaves the others at 0.
-                    stages = {f.name: v for f, v in report.stages.ListFields()}
-                    await self.mm.connect_report(session, report.call_id, stages, report.connected)
-                else:
-                    raise BadRequest("empty ClientMessage: set one of its fields")
+                try:
+                    await self._handle(session, kind, msg)
+                except MatchmakerError as exc:
+                    if kind is None or not isinstance(exc, KEEPS_SESSION.get(kind, ())):
+                        raise
+                    logger.info("session %s: %s refused: %s", session.session_id[:8], kind, exc)
+                    outbox.put_nowait(ErrorEvent(status_of(exc), str(exc), kind))
             outbox.put_nowait(SessionClosed())
         except asyncio.CancelledError:
             raise
@@ -277,6 +369,39 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
             else:
                 logger.info("session error: %s", exc)
             outbox.put_nowait(abort)
+
+    async def _handle(self, session: ClientSession, kind: str | None, msg: matchmaker_pb2.ClientMessage) -> None:
+        """One client message after Hello (Leave is the reader's)."""
+        if kind == "hello":
+            raise BadRequest("hello was already sent on this stream")
+        elif kind == "offer":
+            await self.mm.attach_leg(session, msg.offer.sdp)
+        elif kind == "find_partner":
+            find = msg.find_partner
+            prefs = (
+                preferences_from(find.preferences, "find_partner.preferences") if find.HasField("preferences") else None
+            )
+            await self.mm.find_partner(session, prefs)
+        elif kind == "next":
+            prefs = (
+                preferences_from(msg.next.preferences, "next.preferences") if msg.next.HasField("preferences") else None
+            )
+            await self.mm.next(session, prefs)
+        elif kind == "cancel":
+            await self.mm.cancel(session)
+        elif kind == "heartbeat":
+            self.mm.heartbeat(session)
+        elif kind == "block":
+            await self.mm.block(session, msg.block.call_id)
+        elif kind == "report":
+            await self.mm.report(session, msg.report.call_id, msg.report.reason)
+        elif kind == "connect_report":
+            report = msg.connect_report
+            # Only the stages the client set: proto3 leaves the others at 0.
+            stages = {f.name: v for f, v in report.stages.ListFields()}
+            await self.mm.connect_report(session, report.call_id, stages, report.connected)
+        else:
+            raise BadRequest("empty ClientMessage: set one of its fields")
 
     @map_errors(STATUS)
     async def GetCall(
@@ -300,7 +425,7 @@ async def serve_matchmaker(
     token: str,
     bind: str = "127.0.0.1:0",
     trust_forwarded_for: bool = False,
-    recent_partners: int = RECENT_PARTNERS,
+    config: MatchConfig | None = None,
     stop: asyncio.Event | None = None,
     ready: asyncio.Future[str] | None = None,
 ) -> None:
@@ -313,8 +438,9 @@ async def serve_matchmaker(
     store = await Store.open(database)
     routing = RoutingClient(routing_address, token)
     edges = EdgeClients(token)
-    # The PostgreSQL Store is a MatchStore by shape alone; mypy checks it here.
-    mm = Matchmaker(store, routing, edges, recent_partners=recent_partners)
+    # The PostgreSQL Store is a MatchStore and a SafetyStore by shape alone; mypy checks it here.
+    mm = Matchmaker(store, routing, edges, config=config, safety=store)
+    mm.start()
     servicer = MatchmakerServicer(mm, trust_forwarded_for=trust_forwarded_for)
     server, address = await start_server(
         bind,

@@ -23,6 +23,8 @@ from duet.services.store.records import (
     UserRow,
     checked_call,
     checked_epoch,
+    checked_pair,
+    checked_reason,
     checked_side,
     checked_stages,
 )
@@ -266,6 +268,56 @@ class Store:
             f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY created_at DESC, call_id LIMIT $1", limit
         )
         return [_call(r) for r in rows]
+
+    # -- safety -------------------------------------------------------------
+
+    async def add_block(self, blocker: str, blocked: str, call_id: str) -> None:
+        """``blocker`` never meets ``blocked`` again; blocking again changes nothing."""
+        checked_pair(blocker, blocked, "block")
+        try:
+            await self.pool.execute(
+                "INSERT INTO blocks (blocker, blocked, call_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                blocker,
+                blocked,
+                call_id,
+            )
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise _integrity_error(exc, f"block of '{blocked}' by '{blocker}'") from exc
+
+    async def blocks_of(self, user_id: str) -> set[str]:
+        """Every user this one blocked or was blocked by."""
+        rows = await self.pool.fetch(
+            "SELECT blocked AS other FROM blocks WHERE blocker = $1 UNION SELECT blocker FROM blocks WHERE blocked = $1",
+            user_id,
+        )
+        return {r["other"] for r in rows}
+
+    async def add_report(self, reporter: str, reported: str, call_id: str, reason: str) -> int:
+        """Record a report (one per reporter per call); returns the distinct reporters of ``reported`` now."""
+        checked_pair(reporter, reported, "report")
+        checked_reason(reason)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO reports (reporter, reported, call_id, reason) VALUES ($1, $2, $3, $4) "
+                    "ON CONFLICT DO NOTHING",
+                    reporter,
+                    reported,
+                    call_id,
+                    reason,
+                )
+                count: int = await conn.fetchval(
+                    "SELECT count(DISTINCT reporter) FROM reports WHERE reported = $1", reported
+                )
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise _integrity_error(exc, f"report of '{reported}' by '{reporter}'") from exc
+        return count
+
+    async def report_count(self, user_id: str) -> int:
+        count: int = await self.pool.fetchval(
+            "SELECT count(DISTINCT reporter) FROM reports WHERE reported = $1", user_id
+        )
+        return count
 
     # -- topology -----------------------------------------------------------
 

@@ -131,3 +131,20 @@ __all__ = [
     "checked_side",
     "checked_stages",
 ]
+
+
+MAX_REPORT_REASON = 500
+
+
+def checked_pair(user: str, other: str, what: str) -> None:
+    """A block or report is between two different users."""
+    if not user or not other:
+        raise ValueError(f"a {what} needs two user ids, got {user!r} and {other!r}")
+    if user == other:
+        raise ValueError(f"a user cannot {what} themselves ('{user}')")
+
+
+def checked_reason(reason: str) -> str:
+    if len(reason) > MAX_REPORT_REASON:
+        raise ValueError(f"a report reason has at most {MAX_REPORT_REASON} characters, got {len(reason)}")
+    return reason

@@ -11,7 +11,8 @@ import grpc
 import pytest
 from playwright.async_api import Page
 
-from duet.services.client import STAGES
+from duet.services.client import STAGES, DuetClient, MatchPreferences
+from duet.services.devkit.synthetic_media import SyntheticCamera, SyntheticMicrophone
 from duet.services.rpc.server import start_server
 from duet.services.web.app import WebServer
 from duet.v1 import matchmaker_pb2_grpc
@@ -128,6 +129,37 @@ async def test_calls_next_and_leave_in_the_browser(web_cluster: WebCluster, open
     ben_next = await wait_calls(ben, 2)
     assert ben_next["partner"] == "greeter bot"
     assert ben_next["connected"] is True
+
+
+async def test_the_pages_preferences_reach_the_matchmaker(web_cluster: WebCluster, open_page: OpenPage) -> None:
+    page = await open_page(web_cluster.url)
+    await page.fill("#name", "Pia")
+    await page.fill("#languages", "PT")
+    await page.fill("#interests", "music, film")
+    await page.click("#talk")
+    # While young, a wait with interests meets only people who share one: not the greeter bot (none).
+    await wait_state(page, "waiting")
+    # The page's camera draws no marker: the SDK's default first-frame rule (any media) fits.
+    sol = DuetClient(
+        web_cluster.info.matchmaker,
+        "web-pref-sol",
+        "Sol",
+        video=SyntheticCamera(6161),
+        audio=SyntheticMicrophone(),
+        preferences=MatchPreferences(languages=("pt",), interests=("music", "chess")),
+        token=web_cluster.info.user_tokens("web-pref-sol"),
+    )
+    try:
+        await sol.connect()
+        result = await sol.find_partner()
+        assert sol.last_match is not None
+        profile = sol.last_match.partner
+        assert (result.partner_display_name, list(profile.languages)) == ("Pia", ["pt"])
+        assert list(profile.shared_interests) == ["music"]
+        shown = await wait_calls(page, 1)
+        assert shown["partner"] == "Sol"
+    finally:
+        await sol.leave()
 
 
 async def test_a_denied_camera_is_explained(web_cluster: WebCluster, open_page: OpenPage) -> None:

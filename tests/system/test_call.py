@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.tokens import Role
+from duet.services.client import MatchPreferences
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
 from duet.services.devkit.synthetic_media import synthetic_client
@@ -183,3 +184,54 @@ async def test_h264_only_clients_meet_each_other_and_never_a_client_they_cannot_
         for task in waiting:
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_preferences_profile_and_a_stored_block_across_the_system(
+    cluster: ClusterInfo, database_url: str
+) -> None:
+    ana = synthetic_client(
+        cluster.matchmaker,
+        "pref-ana",
+        "Ana",
+        tag=5151,
+        client_ip=DEMO_CLIENT_IPS["Frankfurt"],
+        token=cluster.user_tokens("pref-ana"),
+        preferences=MatchPreferences(languages=("pt",), interests=("music", "film")),
+    )
+    ben = synthetic_client(
+        cluster.matchmaker,
+        "pref-ben",
+        "Ben",
+        tag=5252,
+        client_ip=DEMO_CLIENT_IPS["Singapore"],
+        token=cluster.user_tokens("pref-ben"),
+        preferences=MatchPreferences(languages=("en", "pt"), interests=("music", "chess")),
+    )
+    try:
+        await asyncio.gather(ana.connect(), ben.connect())
+        await asyncio.gather(ana.find_partner(), ben.find_partner())
+        assert ana.last_match is not None and ben.last_match is not None
+        profile = ana.last_match.partner
+        assert (profile.display_name, profile.region) == ("Ben", "Singapore")
+        assert list(profile.shared_interests) == ["music"] and list(profile.languages) == ["en", "pt"]
+        assert ana.last_match.predicted_connect_ms == pytest.approx(ana.last_match.route_rtt_ms / 2 + 33.3)
+        await ana.block()  # returns once the block is stored; the call ends for both
+        for _ in range(100):
+            if not ben.in_call and not ana.in_call:
+                break
+            await asyncio.sleep(0.05)
+        assert not ben.in_call and not ana.in_call
+        async with grpc.aio.insecure_channel(cluster.matchmaker) as ch:
+            record = await matchmaker_pb2_grpc.MatchmakerStub(ch).GetCall(
+                matchmaker_pb2.GetCallRequest(call_id=ana.call_id),
+                metadata=bearer_metadata(cluster.user_token("pref-ana")),
+            )
+        assert (record.state, record.end_reason) == ("ended", "blocked")
+    finally:
+        await asyncio.gather(ana.leave(), ben.leave())
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT blocker, blocked, call_id FROM blocks WHERE blocker = 'pref-ana'")
+    finally:
+        await conn.close()
+    assert [(r["blocker"], r["blocked"], r["call_id"]) for r in rows] == [("pref-ana", "pref-ben", ana.call_id)]

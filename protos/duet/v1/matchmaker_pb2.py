@@ -25,47 +25,71 @@ _sym_db = _symbol_database.Default()
 from duet.v1 import common_pb2 as duet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64uet/v1/matchmaker.proto\x12\x07\x64uet.v1\x1a\x14\x64uet/v1/common.proto\"\xfb\x01\n\rClientMessage\x12\x1f\n\x05hello\x18\x01 \x01(\x0b\x32\x0e.duet.v1.HelloH\x00\x12\"\n\x05offer\x18\x02 \x01(\x0b\x32\x11.duet.v1.LegOfferH\x00\x12,\n\x0c\x66ind_partner\x18\x03 \x01(\x0b\x32\x14.duet.v1.FindPartnerH\x00\x12\x1d\n\x04next\x18\x04 \x01(\x0b\x32\r.duet.v1.NextH\x00\x12\x1f\n\x05leave\x18\x05 \x01(\x0b\x32\x0e.duet.v1.LeaveH\x00\x12\x30\n\x0e\x63onnect_report\x18\x06 \x01(\x0b\x32\x16.duet.v1.ConnectReportH\x00\x42\x05\n\x03msg\"\x86\x02\n\rServerMessage\x12.\n\redge_assigned\x18\x01 \x01(\x0b\x32\x15.duet.v1.EdgeAssignedH\x00\x12$\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x12.duet.v1.LegAnswerH\x00\x12!\n\x06queued\x18\x03 \x01(\x0b\x32\x0f.duet.v1.QueuedH\x00\x12#\n\x07matched\x18\x04 \x01(\x0b\x32\x10.duet.v1.MatchedH\x00\x12(\n\ncall_ended\x18\x05 \x01(\x0b\x32\x12.duet.v1.CallEndedH\x00\x12&\n\tedge_lost\x18\x06 \x01(\x0b\x32\x11.duet.v1.EdgeLostH\x00\x42\x05\n\x03msg\"D\n\x05Hello\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0csession_open\x18\x03 \x01(\x01\"\x17\n\x08LegOffer\x12\x0b\n\x03sdp\x18\x01 \x01(\t\"$\n\x0b\x46indPartner\x12\x15\n\rleg_connected\x18\x01 \x01(\x01\"\x06\n\x04Next\"\x07\n\x05Leave\"X\n\rConnectReport\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12#\n\x06stages\x18\x02 \x01(\x0b\x32\x13.duet.v1.StageTimes\x12\x11\n\tconnected\x18\x03 \x01(\x08\"i\n\x0c\x45\x64geAssigned\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1e\n\x04\x65\x64ge\x18\x02 \x01(\x0b\x32\x10.duet.v1.EdgeRef\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\redge_assigned\x18\x04 \x01(\x01\"+\n\x08\x45\x64geLost\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"(\n\tLegAnswer\x12\x0e\n\x06leg_id\x18\x01 \x01(\t\x12\x0b\n\x03sdp\x18\x02 \x01(\t\"+\n\x06Queued\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06queued\x18\x02 \x01(\x01\"\x9a\x01\n\x07Matched\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x1c\n\x14partner_display_name\x18\x02 \x01(\t\x12\x16\n\x0epartner_region\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x03(\t\x12\x14\n\x0croute_rtt_ms\x18\x05 \x01(\x01\x12#\n\x06stages\x18\x06 \x01(\x0b\x32\x13.duet.v1.StageTimes\",\n\tCallEnded\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"!\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"\x87\x01\n\x08\x43\x61llSide\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x02 \x01(\t\x12\x0e\n\x06leg_id\x18\x03 \x01(\t\x12#\n\x06stages\x18\x04 \x01(\x0b\x32\x13.duet.v1.StageTimes\x12\x12\n\nconnect_ms\x18\x05 \x01(\x01\x12\x10\n\x08total_ms\x18\x06 \x01(\x01\"\xa1\x01\n\nCallRecord\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x1c\n\x01\x61\x18\x02 \x01(\x0b\x32\x11.duet.v1.CallSide\x12\x1c\n\x01\x62\x18\x03 \x01(\x0b\x32\x11.duet.v1.CallSide\x12\r\n\x05route\x18\x04 \x03(\t\x12\x14\n\x0croute_rtt_ms\x18\x05 \x01(\x01\x12\r\n\x05state\x18\x06 \x01(\t\x12\x12\n\nend_reason\x18\x07 \x01(\t2\x84\x01\n\nMatchmaker\x12=\n\x07Session\x12\x16.duet.v1.ClientMessage\x1a\x16.duet.v1.ServerMessage(\x01\x30\x01\x12\x37\n\x07GetCall\x12\x17.duet.v1.GetCallRequest\x1a\x13.duet.v1.CallRecordb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64uet/v1/matchmaker.proto\x12\x07\x64uet.v1\x1a\x14\x64uet/v1/common.proto\"\x8b\x03\n\rClientMessage\x12\x1f\n\x05hello\x18\x01 \x01(\x0b\x32\x0e.duet.v1.HelloH\x00\x12\"\n\x05offer\x18\x02 \x01(\x0b\x32\x11.duet.v1.LegOfferH\x00\x12,\n\x0c\x66ind_partner\x18\x03 \x01(\x0b\x32\x14.duet.v1.FindPartnerH\x00\x12\x1d\n\x04next\x18\x04 \x01(\x0b\x32\r.duet.v1.NextH\x00\x12\x1f\n\x05leave\x18\x05 \x01(\x0b\x32\x0e.duet.v1.LeaveH\x00\x12\x30\n\x0e\x63onnect_report\x18\x06 \x01(\x0b\x32\x16.duet.v1.ConnectReportH\x00\x12!\n\x06\x63\x61ncel\x18\x07 \x01(\x0b\x32\x0f.duet.v1.CancelH\x00\x12\'\n\theartbeat\x18\x08 \x01(\x0b\x32\x12.duet.v1.HeartbeatH\x00\x12\x1f\n\x05\x62lock\x18\t \x01(\x0b\x32\x0e.duet.v1.BlockH\x00\x12!\n\x06report\x18\n \x01(\x0b\x32\x0f.duet.v1.ReportH\x00\x42\x05\n\x03msg\"\xd3\x03\n\rServerMessage\x12.\n\redge_assigned\x18\x01 \x01(\x0b\x32\x15.duet.v1.EdgeAssignedH\x00\x12$\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x12.duet.v1.LegAnswerH\x00\x12!\n\x06queued\x18\x03 \x01(\x0b\x32\x0f.duet.v1.QueuedH\x00\x12#\n\x07matched\x18\x04 \x01(\x0b\x32\x10.duet.v1.MatchedH\x00\x12(\n\ncall_ended\x18\x05 \x01(\x0b\x32\x12.duet.v1.CallEndedH\x00\x12.\n\rticket_closed\x18\x06 \x01(\x0b\x32\x15.duet.v1.TicketClosedH\x00\x12.\n\rheartbeat_ack\x18\x07 \x01(\x0b\x32\x15.duet.v1.HeartbeatAckH\x00\x12#\n\x07\x62locked\x18\x08 \x01(\x0b\x32\x10.duet.v1.BlockedH\x00\x12%\n\x08reported\x18\t \x01(\x0b\x32\x11.duet.v1.ReportedH\x00\x12\x1f\n\x05\x65rror\x18\n \x01(\x0b\x32\x0e.duet.v1.ErrorH\x00\x12&\n\tedge_lost\x18\x0b \x01(\x0b\x32\x11.duet.v1.EdgeLostH\x00\x42\x05\n\x03msg\"D\n\x05Hello\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0csession_open\x18\x03 \x01(\x01\"\x17\n\x08LegOffer\x12\x0b\n\x03sdp\x18\x01 \x01(\t\"O\n\x0b\x46indPartner\x12\x15\n\rleg_connected\x18\x01 \x01(\x01\x12)\n\x0bpreferences\x18\x02 \x01(\x0b\x32\x14.duet.v1.Preferences\"\xa2\x01\n\x0bPreferences\x12\x11\n\tlanguages\x18\x01 \x03(\t\x12\x11\n\tinterests\x18\x02 \x03(\t\x12\x0e\n\x06gender\x18\x03 \x01(\t\x12\x14\n\x0cwant_genders\x18\x04 \x03(\t\x12\x10\n\x08\x61ge_band\x18\x05 \x01(\t\x12\x16\n\x0ewant_age_bands\x18\x06 \x03(\t\x12\x1d\n\x05scope\x18\x07 \x01(\x0e\x32\x0e.duet.v1.Scope\"1\n\x04Next\x12)\n\x0bpreferences\x18\x01 \x01(\x0b\x32\x14.duet.v1.Preferences\"\x08\n\x06\x43\x61ncel\"\x0b\n\tHeartbeat\"\x18\n\x05\x42lock\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\")\n\x06Report\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x07\n\x05Leave\"X\n\rConnectReport\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12#\n\x06stages\x18\x02 \x01(\x0b\x32\x13.duet.v1.StageTimes\x12\x11\n\tconnected\x18\x03 \x01(\x08\"i\n\x0c\x45\x64geAssigned\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x1e\n\x04\x65\x64ge\x18\x02 \x01(\x0b\x32\x10.duet.v1.EdgeRef\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x15\n\redge_assigned\x18\x04 \x01(\x01\"+\n\x08\x45\x64geLost\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"(\n\tLegAnswer\x12\x0e\n\x06leg_id\x18\x01 \x01(\t\x12\x0b\n\x03sdp\x18\x02 \x01(\t\"i\n\x06Queued\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06queued\x18\x02 \x01(\x01\x12\x10\n\x08position\x18\x03 \x01(\x05\x12\x19\n\x11\x65stimated_wait_ms\x18\x04 \x01(\x01\x12\x0f\n\x07\x65xpires\x18\x05 \x01(\x01\"1\n\x0cTicketClosed\x12\x11\n\tticket_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"c\n\x0cHeartbeatAck\x12\x13\n\x0bserver_time\x18\x01 \x01(\x01\x12\x11\n\tticket_id\x18\x02 \x01(\t\x12\x10\n\x08position\x18\x03 \x01(\x05\x12\x19\n\x11\x65stimated_wait_ms\x18\x04 \x01(\x01\"\x1a\n\x07\x42locked\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"\x1b\n\x08Reported\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"7\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07request\x18\x03 \x01(\t\"c\n\x0ePartnerProfile\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\x18\n\x10shared_interests\x18\x03 \x03(\t\x12\x11\n\tlanguages\x18\x04 \x03(\t\"\xe2\x01\n\x07Matched\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x1c\n\x14partner_display_name\x18\x02 \x01(\t\x12\x16\n\x0epartner_region\x18\x03 \x01(\t\x12\r\n\x05route\x18\x04 \x03(\t\x12\x14\n\x0croute_rtt_ms\x18\x05 \x01(\x01\x12#\n\x06stages\x18\x06 \x01(\x0b\x32\x13.duet.v1.StageTimes\x12(\n\x07partner\x18\x07 \x01(\x0b\x32\x17.duet.v1.PartnerProfile\x12\x1c\n\x14predicted_connect_ms\x18\x08 \x01(\x01\",\n\tCallEnded\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"!\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"\x87\x01\n\x08\x43\x61llSide\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x02 \x01(\t\x12\x0e\n\x06leg_id\x18\x03 \x01(\t\x12#\n\x06stages\x18\x04 \x01(\x0b\x32\x13.duet.v1.StageTimes\x12\x12\n\nconnect_ms\x18\x05 \x01(\x01\x12\x10\n\x08total_ms\x18\x06 \x01(\x01\"\xa1\x01\n\nCallRecord\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x1c\n\x01\x61\x18\x02 \x01(\x0b\x32\x11.duet.v1.CallSide\x12\x1c\n\x01\x62\x18\x03 \x01(\x0b\x32\x11.duet.v1.CallSide\x12\r\n\x05route\x18\x04 \x03(\t\x12\x14\n\x0croute_rtt_ms\x18\x05 \x01(\x01\x12\r\n\x05state\x18\x06 \x01(\t\x12\x12\n\nend_reason\x18\x07 \x01(\t*B\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x0e\n\nSCOPE_NEAR\x10\x01\x12\x12\n\x0eSCOPE_ANYWHERE\x10\x02\x32\x84\x01\n\nMatchmaker\x12=\n\x07Session\x12\x16.duet.v1.ClientMessage\x1a\x16.duet.v1.ServerMessage(\x01\x30\x01\x12\x37\n\x07GetCall\x12\x17.duet.v1.GetCallRequest\x1a\x13.duet.v1.CallRecordb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'duet.v1.matchmaker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SCOPE']._serialized_start=2790
+  _globals['_SCOPE']._serialized_end=2856
   _globals['_CLIENTMESSAGE']._serialized_start=60
-  _globals['_CLIENTMESSAGE']._serialized_end=311
-  _globals['_SERVERMESSAGE']._serialized_start=314
-  _globals['_SERVERMESSAGE']._serialized_end=576
-  _globals['_HELLO']._serialized_start=578
-  _globals['_HELLO']._serialized_end=646
-  _globals['_LEGOFFER']._serialized_start=648
-  _globals['_LEGOFFER']._serialized_end=671
-  _globals['_FINDPARTNER']._serialized_start=673
-  _globals['_FINDPARTNER']._serialized_end=709
-  _globals['_NEXT']._serialized_start=711
-  _globals['_NEXT']._serialized_end=717
-  _globals['_LEAVE']._serialized_start=719
-  _globals['_LEAVE']._serialized_end=726
-  _globals['_CONNECTREPORT']._serialized_start=728
-  _globals['_CONNECTREPORT']._serialized_end=816
-  _globals['_EDGEASSIGNED']._serialized_start=818
-  _globals['_EDGEASSIGNED']._serialized_end=923
-  _globals['_EDGELOST']._serialized_start=925
-  _globals['_EDGELOST']._serialized_end=968
-  _globals['_LEGANSWER']._serialized_start=970
-  _globals['_LEGANSWER']._serialized_end=1010
-  _globals['_QUEUED']._serialized_start=1012
-  _globals['_QUEUED']._serialized_end=1055
-  _globals['_MATCHED']._serialized_start=1058
-  _globals['_MATCHED']._serialized_end=1212
-  _globals['_CALLENDED']._serialized_start=1214
-  _globals['_CALLENDED']._serialized_end=1258
-  _globals['_GETCALLREQUEST']._serialized_start=1260
-  _globals['_GETCALLREQUEST']._serialized_end=1293
-  _globals['_CALLSIDE']._serialized_start=1296
-  _globals['_CALLSIDE']._serialized_end=1431
-  _globals['_CALLRECORD']._serialized_start=1434
-  _globals['_CALLRECORD']._serialized_end=1595
-  _globals['_MATCHMAKER']._serialized_start=1598
-  _globals['_MATCHMAKER']._serialized_end=1730
+  _globals['_CLIENTMESSAGE']._serialized_end=455
+  _globals['_SERVERMESSAGE']._serialized_start=458
+  _globals['_SERVERMESSAGE']._serialized_end=925
+  _globals['_HELLO']._serialized_start=927
+  _globals['_HELLO']._serialized_end=995
+  _globals['_LEGOFFER']._serialized_start=997
+  _globals['_LEGOFFER']._serialized_end=1020
+  _globals['_FINDPARTNER']._serialized_start=1022
+  _globals['_FINDPARTNER']._serialized_end=1101
+  _globals['_PREFERENCES']._serialized_start=1104
+  _globals['_PREFERENCES']._serialized_end=1266
+  _globals['_NEXT']._serialized_start=1268
+  _globals['_NEXT']._serialized_end=1317
+  _globals['_CANCEL']._serialized_start=1319
+  _globals['_CANCEL']._serialized_end=1327
+  _globals['_HEARTBEAT']._serialized_start=1329
+  _globals['_HEARTBEAT']._serialized_end=1340
+  _globals['_BLOCK']._serialized_start=1342
+  _globals['_BLOCK']._serialized_end=1366
+  _globals['_REPORT']._serialized_start=1368
+  _globals['_REPORT']._serialized_end=1409
+  _globals['_LEAVE']._serialized_start=1411
+  _globals['_LEAVE']._serialized_end=1418
+  _globals['_CONNECTREPORT']._serialized_start=1420
+  _globals['_CONNECTREPORT']._serialized_end=1508
+  _globals['_EDGEASSIGNED']._serialized_start=1510
+  _globals['_EDGEASSIGNED']._serialized_end=1615
+  _globals['_EDGELOST']._serialized_start=1617
+  _globals['_EDGELOST']._serialized_end=1660
+  _globals['_LEGANSWER']._serialized_start=1662
+  _globals['_LEGANSWER']._serialized_end=1702
+  _globals['_QUEUED']._serialized_start=1704
+  _globals['_QUEUED']._serialized_end=1809
+  _globals['_TICKETCLOSED']._serialized_start=1811
+  _globals['_TICKETCLOSED']._serialized_end=1860
+  _globals['_HEARTBEATACK']._serialized_start=1862
+  _globals['_HEARTBEATACK']._serialized_end=1961
+  _globals['_BLOCKED']._serialized_start=1963
+  _globals['_BLOCKED']._serialized_end=1989
+  _globals['_REPORTED']._serialized_start=1991
+  _globals['_REPORTED']._serialized_end=2018
+  _globals['_ERROR']._serialized_start=2020
+  _globals['_ERROR']._serialized_end=2075
+  _globals['_PARTNERPROFILE']._serialized_start=2077
+  _globals['_PARTNERPROFILE']._serialized_end=2176
+  _globals['_MATCHED']._serialized_start=2179
+  _globals['_MATCHED']._serialized_end=2405
+  _globals['_CALLENDED']._serialized_start=2407
+  _globals['_CALLENDED']._serialized_end=2451
+  _globals['_GETCALLREQUEST']._serialized_start=2453
+  _globals['_GETCALLREQUEST']._serialized_end=2486
+  _globals['_CALLSIDE']._serialized_start=2489
+  _globals['_CALLSIDE']._serialized_end=2624
+  _globals['_CALLRECORD']._serialized_start=2627
+  _globals['_CALLRECORD']._serialized_end=2788
+  _globals['_MATCHMAKER']._serialized_start=2859
+  _globals['_MATCHMAKER']._serialized_end=2991
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 from duet.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -7,37 +8,64 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Scope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCOPE_UNSPECIFIED: _ClassVar[Scope]
+    SCOPE_NEAR: _ClassVar[Scope]
+    SCOPE_ANYWHERE: _ClassVar[Scope]
+SCOPE_UNSPECIFIED: Scope
+SCOPE_NEAR: Scope
+SCOPE_ANYWHERE: Scope
+
 class ClientMessage(_message.Message):
-    __slots__ = ("hello", "offer", "find_partner", "next", "leave", "connect_report")
+    __slots__ = ("hello", "offer", "find_partner", "next", "leave", "connect_report", "cancel", "heartbeat", "block", "report")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     OFFER_FIELD_NUMBER: _ClassVar[int]
     FIND_PARTNER_FIELD_NUMBER: _ClassVar[int]
     NEXT_FIELD_NUMBER: _ClassVar[int]
     LEAVE_FIELD_NUMBER: _ClassVar[int]
     CONNECT_REPORT_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     offer: LegOffer
     find_partner: FindPartner
     next: Next
     leave: Leave
     connect_report: ConnectReport
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., offer: _Optional[_Union[LegOffer, _Mapping]] = ..., find_partner: _Optional[_Union[FindPartner, _Mapping]] = ..., next: _Optional[_Union[Next, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., connect_report: _Optional[_Union[ConnectReport, _Mapping]] = ...) -> None: ...
+    cancel: Cancel
+    heartbeat: Heartbeat
+    block: Block
+    report: Report
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., offer: _Optional[_Union[LegOffer, _Mapping]] = ..., find_partner: _Optional[_Union[FindPartner, _Mapping]] = ..., next: _Optional[_Union[Next, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., connect_report: _Optional[_Union[ConnectReport, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., block: _Optional[_Union[Block, _Mapping]] = ..., report: _Optional[_Union[Report, _Mapping]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("edge_assigned", "answer", "queued", "matched", "call_ended", "edge_lost")
+    __slots__ = ("edge_assigned", "answer", "queued", "matched", "call_ended", "ticket_closed", "heartbeat_ack", "blocked", "reported", "error", "edge_lost")
     EDGE_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     MATCHED_FIELD_NUMBER: _ClassVar[int]
     CALL_ENDED_FIELD_NUMBER: _ClassVar[int]
+    TICKET_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_ACK_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     EDGE_LOST_FIELD_NUMBER: _ClassVar[int]
     edge_assigned: EdgeAssigned
     answer: LegAnswer
     queued: Queued
     matched: Matched
     call_ended: CallEnded
+    ticket_closed: TicketClosed
+    heartbeat_ack: HeartbeatAck
+    blocked: Blocked
+    reported: Reported
+    error: Error
     edge_lost: EdgeLost
-    def __init__(self, edge_assigned: _Optional[_Union[EdgeAssigned, _Mapping]] = ..., answer: _Optional[_Union[LegAnswer, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., matched: _Optional[_Union[Matched, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., edge_lost: _Optional[_Union[EdgeLost, _Mapping]] = ...) -> None: ...
+    def __init__(self, edge_assigned: _Optional[_Union[EdgeAssigned, _Mapping]] = ..., answer: _Optional[_Union[LegAnswer, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., matched: _Optional[_Union[Matched, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., ticket_closed: _Optional[_Union[TicketClosed, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., blocked: _Optional[_Union[Blocked, _Mapping]] = ..., reported: _Optional[_Union[Reported, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., edge_lost: _Optional[_Union[EdgeLost, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("user_id", "display_name", "session_open")
@@ -56,14 +84,58 @@ class LegOffer(_message.Message):
     def __init__(self, sdp: _Optional[str] = ...) -> None: ...
 
 class FindPartner(_message.Message):
-    __slots__ = ("leg_connected",)
+    __slots__ = ("leg_connected", "preferences")
     LEG_CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    PREFERENCES_FIELD_NUMBER: _ClassVar[int]
     leg_connected: float
-    def __init__(self, leg_connected: _Optional[float] = ...) -> None: ...
+    preferences: Preferences
+    def __init__(self, leg_connected: _Optional[float] = ..., preferences: _Optional[_Union[Preferences, _Mapping]] = ...) -> None: ...
+
+class Preferences(_message.Message):
+    __slots__ = ("languages", "interests", "gender", "want_genders", "age_band", "want_age_bands", "scope")
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
+    INTERESTS_FIELD_NUMBER: _ClassVar[int]
+    GENDER_FIELD_NUMBER: _ClassVar[int]
+    WANT_GENDERS_FIELD_NUMBER: _ClassVar[int]
+    AGE_BAND_FIELD_NUMBER: _ClassVar[int]
+    WANT_AGE_BANDS_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    languages: _containers.RepeatedScalarFieldContainer[str]
+    interests: _containers.RepeatedScalarFieldContainer[str]
+    gender: str
+    want_genders: _containers.RepeatedScalarFieldContainer[str]
+    age_band: str
+    want_age_bands: _containers.RepeatedScalarFieldContainer[str]
+    scope: Scope
+    def __init__(self, languages: _Optional[_Iterable[str]] = ..., interests: _Optional[_Iterable[str]] = ..., gender: _Optional[str] = ..., want_genders: _Optional[_Iterable[str]] = ..., age_band: _Optional[str] = ..., want_age_bands: _Optional[_Iterable[str]] = ..., scope: _Optional[_Union[Scope, str]] = ...) -> None: ...
 
 class Next(_message.Message):
+    __slots__ = ("preferences",)
+    PREFERENCES_FIELD_NUMBER: _ClassVar[int]
+    preferences: Preferences
+    def __init__(self, preferences: _Optional[_Union[Preferences, _Mapping]] = ...) -> None: ...
+
+class Cancel(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Block(_message.Message):
+    __slots__ = ("call_id",)
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    def __init__(self, call_id: _Optional[str] = ...) -> None: ...
+
+class Report(_message.Message):
+    __slots__ = ("call_id", "reason")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    reason: str
+    def __init__(self, call_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Leave(_message.Message):
     __slots__ = ()
@@ -108,28 +180,92 @@ class LegAnswer(_message.Message):
     def __init__(self, leg_id: _Optional[str] = ..., sdp: _Optional[str] = ...) -> None: ...
 
 class Queued(_message.Message):
-    __slots__ = ("ticket_id", "queued")
+    __slots__ = ("ticket_id", "queued", "position", "estimated_wait_ms", "expires")
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
     ticket_id: str
     queued: float
-    def __init__(self, ticket_id: _Optional[str] = ..., queued: _Optional[float] = ...) -> None: ...
+    position: int
+    estimated_wait_ms: float
+    expires: float
+    def __init__(self, ticket_id: _Optional[str] = ..., queued: _Optional[float] = ..., position: _Optional[int] = ..., estimated_wait_ms: _Optional[float] = ..., expires: _Optional[float] = ...) -> None: ...
+
+class TicketClosed(_message.Message):
+    __slots__ = ("ticket_id", "reason")
+    TICKET_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ticket_id: str
+    reason: str
+    def __init__(self, ticket_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class HeartbeatAck(_message.Message):
+    __slots__ = ("server_time", "ticket_id", "position", "estimated_wait_ms")
+    SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
+    TICKET_ID_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    server_time: float
+    ticket_id: str
+    position: int
+    estimated_wait_ms: float
+    def __init__(self, server_time: _Optional[float] = ..., ticket_id: _Optional[str] = ..., position: _Optional[int] = ..., estimated_wait_ms: _Optional[float] = ...) -> None: ...
+
+class Blocked(_message.Message):
+    __slots__ = ("call_id",)
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    def __init__(self, call_id: _Optional[str] = ...) -> None: ...
+
+class Reported(_message.Message):
+    __slots__ = ("call_id",)
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    def __init__(self, call_id: _Optional[str] = ...) -> None: ...
+
+class Error(_message.Message):
+    __slots__ = ("code", "message", "request")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    request: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., request: _Optional[str] = ...) -> None: ...
+
+class PartnerProfile(_message.Message):
+    __slots__ = ("display_name", "region", "shared_interests", "languages")
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    SHARED_INTERESTS_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGES_FIELD_NUMBER: _ClassVar[int]
+    display_name: str
+    region: str
+    shared_interests: _containers.RepeatedScalarFieldContainer[str]
+    languages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, display_name: _Optional[str] = ..., region: _Optional[str] = ..., shared_interests: _Optional[_Iterable[str]] = ..., languages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Matched(_message.Message):
-    __slots__ = ("call_id", "partner_display_name", "partner_region", "route", "route_rtt_ms", "stages")
+    __slots__ = ("call_id", "partner_display_name", "partner_region", "route", "route_rtt_ms", "stages", "partner", "predicted_connect_ms")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     PARTNER_DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     PARTNER_REGION_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     ROUTE_RTT_MS_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
+    PARTNER_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_CONNECT_MS_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     partner_display_name: str
     partner_region: str
     route: _containers.RepeatedScalarFieldContainer[str]
     route_rtt_ms: float
     stages: _common_pb2.StageTimes
-    def __init__(self, call_id: _Optional[str] = ..., partner_display_name: _Optional[str] = ..., partner_region: _Optional[str] = ..., route: _Optional[_Iterable[str]] = ..., route_rtt_ms: _Optional[float] = ..., stages: _Optional[_Union[_common_pb2.StageTimes, _Mapping]] = ...) -> None: ...
+    partner: PartnerProfile
+    predicted_connect_ms: float
+    def __init__(self, call_id: _Optional[str] = ..., partner_display_name: _Optional[str] = ..., partner_region: _Optional[str] = ..., route: _Optional[_Iterable[str]] = ..., route_rtt_ms: _Optional[float] = ..., stages: _Optional[_Union[_common_pb2.StageTimes, _Mapping]] = ..., partner: _Optional[_Union[PartnerProfile, _Mapping]] = ..., predicted_connect_ms: _Optional[float] = ...) -> None: ...
 
 class CallEnded(_message.Message):
     __slots__ = ("call_id", "reason")

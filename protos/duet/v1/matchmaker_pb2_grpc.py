@@ -86,6 +86,18 @@ class MatchmakerServicer:
         'authorization: Bearer <token>' (a JWT signed by the app's server;
         docs/client-guide.md, "Authentication"). The session is the token's
         user's; Hello.user_id may be empty, and when set must be that user.
+        At any time after EdgeAssigned: Cancel (leave the pool, keep the session
+        and the warm leg; answered by TicketClosed "cancelled"), Heartbeat
+        (answered by HeartbeatAck), Block and Report (about the partner of a call
+        of this session; answered by Blocked / Reported). The server may send
+        TicketClosed on its own: the ticket expired (no partner within the
+        ticket lifetime, 120 s by default) or the user was held for review.
+
+        Matching (docs/matching.md): both-way filters (language, gender and age
+        preferences, region scope, video codecs), never a blocked pair, never a
+        recent partner, latency-aware and shared-interest scoring, oldest waiting
+        first, criteria relaxed as the wait grows (interests after 10 s, scope
+        after 30 s by default; blocks, gender and age never relax).
 
         The client's address (the TCP peer, or the first x-forwarded-for entry
         when the server is started with --trust-forwarded-for) chooses its edge.
@@ -99,16 +111,30 @@ class MatchmakerServicer:
         newer session replaces it, and when the matchmaker shuts down (after
         CallEnded "matchmaker shutting down").
 
-        Statuses: a client message the protocol does not allow ends the stream
-        with a status.
+        Two kinds of refusal:
+
+        Refusals that keep the session (the stream stays open, the request has
+        changed nothing; the server sends Error with the status name and the
+        message it answers, see Error):
+        - FindPartner / Next: INVALID_ARGUMENT for invalid preferences (the
+        message names the field and the rule); RESOURCE_EXHAUSTED over the
+        per-user rate limit ("slow down: 20 requests in 10 s; try again in
+        1.5 s"); PERMISSION_DENIED while the user is held for review.
+        - Block / Report: INVALID_ARGUMENT for an empty call_id or a reason
+        over 500 characters; NOT_FOUND when this user had no call with that
+        call_id.
+
+        Refusals that end the stream with a status (the protocol was broken):
         - Opening the stream, before any message is read: UNAUTHENTICATED when
         there is no token or it proves nothing (expired, forged, malformed);
         PERMISSION_DENIED for a service token. No session is touched.
         - First message not Hello: INVALID_ARGUMENT.
         - Hello: UNAUTHENTICATED "token is for user X, not Y" when user_id is
         set and is not the token's user; INVALID_ARGUMENT when display_name
-        is longer than 64 characters; UNAVAILABLE when no edge could be assigned (the routing service failed
-        or had no edge available).
+        (after Unicode NFC normalisation) is longer than 40 characters or
+        holds a control or bidirectional-override character; UNAVAILABLE
+        when no edge could be assigned (the routing service failed or had no
+        edge available).
         - Hello again, or a ClientMessage with no field set: INVALID_ARGUMENT.
         - LegOffer: FAILED_PRECONDITION when the session already has a leg;
         INVALID_ARGUMENT when the edge rejected the SDP offer; UNAVAILABLE when
@@ -116,7 +142,7 @@ class MatchmakerServicer:
         - FindPartner: FAILED_PRECONDITION when there is no leg yet (send
         LegOffer first), or the session is already waiting or in a call (use
         Next).
-        - Next: FAILED_PRECONDITION when there is no leg yet.
+        - Next, Cancel: FAILED_PRECONDITION when there is no leg yet.
         - ConnectReport: NOT_FOUND when this user has no call with that call_id;
         PERMISSION_DENIED when the call is live but not this user's.
         - Any message: UNAVAILABLE when a backing gRPC call failed unexpectedly;
@@ -124,7 +150,8 @@ class MatchmakerServicer:
         while starting the call that this message's ticket completed.
         When the session's edge dies (it stops heartbeating to the routing
         service) the server sends EdgeLost, ends the session's call (CallEnded
-        "edge_lost"; the partner gets "partner_edge_lost") and cancels its ticket,
+        "edge_lost"; the partner gets "partner_edge_lost") or closes its ticket
+        (TicketClosed "edge_lost"),
         then sends EdgeAssigned with a new edge: the client closes its old leg and
         continues from step 3 (LegOffer, then FindPartner when the new leg is
         connected). The stream stays open. When no other edge is available the

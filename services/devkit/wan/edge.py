@@ -10,23 +10,38 @@
   profile: the edge side of the leg emulates both directions, which works
   for every client, browsers included.
 
+- **Control plane**: with a control region configured, the edge reaches the
+  routing service through a :class:`TcpDelayProxy` and registers a second
+  one, in front of its EdgeControl server, as its control address, so the
+  matchmaker's calls to it (Bridge, AttachLeg, ...) and the replies each pay
+  the one-way delay between the two regions (:func:`edge_control_plane`).
+
 Nothing is wrapped when the config has nothing for this edge.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from duet.edge.leg import Leg
 from duet.edge.relay import AttachedLeg, EdgeRelay
+from duet.services.devkit.wan.delay_proxy import TcpDelayProxy
 from duet.services.devkit.wan.ice_internals import ice_protocols, leg_peer_connection
 from duet.services.devkit.wan.profile import LinkProfile, WanConfig
 from duet.services.devkit.wan.shaper import EmulatedDatagramTransport, LinkCounters, LinkSet
 
-__all__ = ["EdgeEmulation", "LegEmulation", "emulate_edge", "emulate_edge_from_env", "emulate_leg"]
+__all__ = [
+    "EdgeEmulation",
+    "LegEmulation",
+    "edge_control_plane",
+    "emulate_edge",
+    "emulate_edge_from_env",
+    "emulate_leg",
+]
 
 logger = logging.getLogger("duet.devkit.wan")
 
@@ -160,3 +175,33 @@ def _wrap_attach_leg(relay: EdgeRelay, emulation: EdgeEmulation) -> None:
         return attached
 
     relay.attach_leg = attach_leg  # type: ignore[method-assign]
+
+
+@contextlib.asynccontextmanager
+async def edge_control_plane(
+    config: WanConfig, edge_id: str, *, routing: str, control: str, host: str = "127.0.0.1"
+) -> AsyncIterator[tuple[str, str]]:
+    """(routing address to dial, control address to register) for this edge, delayed when configured.
+
+    Without a control region both are returned unchanged and nothing runs.
+    Otherwise two proxies on ``host`` run until the context exits: one to the
+    routing service, one in front of this edge's own EdgeControl server; each
+    delays both directions by the one-way delay between the edge's region and
+    the control region. Raises ValueError when the edge is not in the control
+    plane's topology.
+    """
+    if config.control is None:
+        yield routing, control
+        return
+    profile = config.control.to_edge(edge_id)
+    async with (
+        TcpDelayProxy(routing, profile, host=host, name=f"{edge_id} -> routing") as routing_proxy,
+        TcpDelayProxy(control, profile, host=host, name=f"control -> {edge_id}") as control_proxy,
+    ):
+        logger.warning(
+            "edge %s: control plane emulated (test facility): %.1f ms each way to the control region %s",
+            edge_id,
+            profile.delay_ms,
+            config.control.region,
+        )
+        yield routing_proxy, control_proxy

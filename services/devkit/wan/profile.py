@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from duet.routing.topology import Topology, TopologyError, default_topology
+from duet.routing.reference import reference_rtt_ms
+from duet.routing.topology import Topology, TopologyError, UnknownEdge, default_topology, world_topology
 
 __all__ = [
     "DEFAULT_LAST_MILE_MS",
     "ENV_VAR",
+    "ControlPlane",
     "LinkProfile",
     "WanConfig",
     "backbone_from_topology",
@@ -106,16 +108,74 @@ def backbone_from_topology(
 
 
 @dataclass(frozen=True)
+class ControlPlane:
+    """Where the matchmaker and routing service run, and how far every region is from there.
+
+    Their gRPC traffic to and from a region is delayed by the one-way delay
+    between the two regions: the reference RTT / 2 (``reference_rtt_ms`` of the
+    topology's regions: measured where the table has the pair, else the
+    distance prior). ``jitter_ms`` adds uniform jitter that never reorders
+    bytes (a TCP stream stays in order); there is no loss on a stream.
+    """
+
+    region: str
+    topology: Topology
+    jitter_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.topology.has_region(self.region):
+            known = ", ".join(r.name for r in self.topology.regions)
+            raise ValueError(f"control region {self.region!r} is not in the topology; its regions: {known}")
+        LinkProfile(jitter_ms=self.jitter_ms)  # the same checks as any profile
+
+    def one_way_ms(self, region: str) -> float:
+        """One-way delay between the control region and ``region``."""
+        if not self.topology.has_region(region):
+            raise ValueError(f"region {region!r} is not in the topology")
+        return reference_rtt_ms(self.topology.region(self.region), self.topology.region(region)) / 2
+
+    def to_region(self, region: str, *, extra_ms: float = 0.0) -> LinkProfile:
+        """The profile for control traffic with ``region``, each way; ``extra_ms`` adds e.g. a client's last mile."""
+        return LinkProfile(delay_ms=self.one_way_ms(region) + extra_ms, jitter_ms=self.jitter_ms)
+
+    def to_edge(self, edge_id: str) -> LinkProfile:
+        """The profile for control traffic with an edge (by the region the topology puts it in)."""
+        try:
+            edge = self.topology.edge(edge_id)
+        except UnknownEdge:
+            raise ValueError(f"edge {edge_id!r} is not in the control plane's topology") from None
+        return self.to_region(edge.region)
+
+    @classmethod
+    def from_dict(cls, doc: Any, where: str) -> ControlPlane:
+        """From ``{"region": "Frankfurt", "topology": "world", "jitter_ms": 0}``."""
+        if not isinstance(doc, Mapping):
+            raise ValueError(f'{where}: expected an object like {{"region": "Frankfurt", "topology": "world"}}')
+        unknown = set(doc) - {"region", "topology", "jitter_ms"}
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; use region, topology, jitter_ms")
+        region = doc.get("region")
+        if not isinstance(region, str) or not region:
+            raise ValueError(f"{where}.region: name the region the matchmaker and routing service run in")
+        topology = _load_topology(doc.get("topology", "world"), f"{where}.topology")
+        try:
+            return cls(region, topology, doc.get("jitter_ms", 0.0))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+
+
+@dataclass(frozen=True)
 class WanConfig:
     """Which profile applies where. Empty (the default) means no emulation at all."""
 
     backbone: Mapping[LinkKey, LinkProfile] = field(default_factory=dict)
     legs: LinkProfile | None = None  # every client leg, each way, at the edge
     sessions: Mapping[str, LinkProfile] = field(default_factory=dict)  # per session id, instead of `legs`
+    control: ControlPlane | None = None  # gRPC between the control region and each edge
 
     @property
     def enabled(self) -> bool:
-        return bool(self.backbone) or self.legs is not None or bool(self.sessions)
+        return bool(self.backbone) or self.legs is not None or bool(self.sessions) or self.control is not None
 
     def backbone_profile(self, edge_id: str, peer_edge_id: str) -> LinkProfile | None:
         profile = self.backbone.get((edge_id, peer_edge_id))
@@ -139,17 +199,21 @@ class WanConfig:
             {"backbone": {"topology": "default", "jitter_ms": 2,
                           "links": {"fra-1>vir-1": {"delay_ms": 50}}},
              "legs": {"delay_ms": 15},           # or true: the default last mile, 15 ms each way
-             "sessions": {"session-7": {"delay_ms": 15, "loss": 0.05}}}
+             "sessions": {"session-7": {"delay_ms": 15, "loss": 0.05}},
+             "control": {"region": "Frankfurt", "topology": "world"}}
 
-        ``topology`` is "default" (the shipped 3-region topology) or the path
-        of a topology JSON file; its links give one-way delays of RTT/2, and
-        ``links`` entries replace single directions.
+        ``topology`` is "default" (the shipped 3-region topology), "world"
+        (all 13 shipped regions) or the path of a topology JSON file; its
+        links give one-way delays of RTT/2, and ``links`` entries replace
+        single directions. ``control`` puts the matchmaker and routing
+        service in a region: an edge's gRPC with them is delayed by the
+        one-way delay between its region and that one (:class:`ControlPlane`).
         """
         if not isinstance(doc, Mapping):
-            raise ValueError(f"{where}: expected a JSON object with backbone, legs or sessions")
-        unknown = set(doc) - {"backbone", "legs", "sessions"}
+            raise ValueError(f"{where}: expected a JSON object with backbone, legs, sessions or control")
+        unknown = set(doc) - {"backbone", "legs", "sessions", "control"}
         if unknown:
-            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; use backbone, legs, sessions")
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; use backbone, legs, sessions, control")
         backbone = _backbone_from(doc.get("backbone", {}), f"{where}.backbone")
         legs_doc = doc.get("legs")
         legs: LinkProfile | None
@@ -163,7 +227,9 @@ class WanConfig:
         if not isinstance(sessions_doc, Mapping):
             raise ValueError(f"{where}.sessions: expected an object of session id -> profile")
         sessions = {str(sid): LinkProfile.from_dict(p, f"{where}.sessions[{sid!r}]") for sid, p in sessions_doc.items()}
-        return cls(backbone=backbone, legs=legs, sessions=sessions)
+        control_doc = doc.get("control")
+        control = None if control_doc is None else ControlPlane.from_dict(control_doc, f"{where}.control")
+        return cls(backbone=backbone, legs=legs, sessions=sessions, control=control)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WanConfig:
@@ -216,8 +282,10 @@ def _backbone_from(doc: Any, where: str) -> dict[LinkKey, LinkProfile]:
 def _load_topology(source: Any, where: str) -> Topology:
     if source == "default":
         return default_topology()
+    if source == "world":
+        return world_topology()
     if not isinstance(source, str):
-        raise ValueError(f'{where}: expected "default" or the path of a topology JSON file, got {source!r}')
+        raise ValueError(f'{where}: expected "default", "world" or the path of a topology JSON file, got {source!r}')
     try:
         return Topology.from_dict(json.loads(Path(source).read_text()))
     except OSError as exc:

@@ -41,6 +41,7 @@ const FRAME_TIMEOUT_MS = 10000; // Matched -> the partner's first frame
 const $ = (id) => document.getElementById(id);
 const ui = {
   talk: $("talk"), next: $("next"), leave: $("leave"), name: $("name"),
+  languages: $("languages"), interests: $("interests"), near: $("near"),
   regionChoice: $("region-choice"), region: $("region"),
   status: $("status"), error: $("error"), partner: $("partner"),
   local: $("local-video"), remote: $("remote-video"),
@@ -74,6 +75,19 @@ async function signIn() {
 }
 
 const view = { state: "idle", error: "", breakdowns: [] };
+
+// The person's matching preferences as a Preferences message (protobuf JSON), or undefined for none.
+// Read at every search, so they may be changed between calls; the matchmaker checks them.
+function preferences() {
+  const list = (text) => text.split(",").map((item) => item.trim()).filter(Boolean);
+  const prefs = {};
+  const languages = list(ui.languages.value.toLowerCase());
+  const interests = list(ui.interests.value);
+  if (languages.length) prefs.languages = languages;
+  if (interests.length) prefs.interests = interests;
+  if (ui.near.checked) prefs.scope = "SCOPE_NEAR";
+  return Object.keys(prefs).length ? prefs : undefined;
+}
 let session = null; // the live Session, or null
 
 // -- what the person sees -------------------------------------------------------
@@ -230,6 +244,8 @@ class Session {
     if (message.queued) return this.onQueued(message.queued);
     if (message.matched) return this.onMatched(message.matched);
     if (message.callEnded) return this.onCallEnded(message.callEnded);
+    if (message.ticketClosed) return this.onTicketClosed(message.ticketClosed);
+    if (message.error) return this.onRefused(message.error);
     if (message.edgeLost) return this.onEdgeLost(message.edgeLost);
   }
 
@@ -249,6 +265,24 @@ class Session {
     this.inPool = false;
     ui.remote.srcObject = null;
     setState("connecting", `Edge ${lost.edgeId} stopped answering; moving you to another edge …`);
+  }
+
+  // The wait ended without a match (expired, cancelled, held for review); the session and leg stay.
+  onTicketClosed(closed) {
+    this.inPool = false;
+    if (closed.reason === "edge_lost") return; // EdgeLost came first: the new leg puts us back in the pool
+    if (closed.reason === "cancelled") return setState("ended", "Not in a call.");
+    showError(`You are no longer waiting: ${closed.reason}. Press “Talk to someone” to try again.`);
+    setState("ended", "Not in a call.");
+  }
+
+  // A request the matchmaker refused (rate limit, review hold, bad preferences); the session goes on.
+  onRefused(error) {
+    showError(`${error.message || error.code}`);
+    if (error.request === "find_partner" || error.request === "next") {
+      this.inPool = false;
+      setState("ended", "Not in a call.");
+    }
   }
 
   async onEdgeAssigned(assigned) {
@@ -297,13 +331,13 @@ class Session {
 
   findPartner() {
     showError("");
-    this.send({ findPartner: { legConnected: this.stages.leg_connected } });
+    this.send({ findPartner: { legConnected: this.stages.leg_connected, preferences: preferences() } });
     setState("waiting", "Looking for someone …");
   }
 
   next() {
     showError("");
-    this.send({ next: {} });
+    this.send({ next: { preferences: preferences() } });
     setState("waiting", "Looking for someone new …");
   }
 
@@ -336,7 +370,9 @@ class Session {
       done: false,
     };
     showPartner(this.call);
-    setState("matched", `Matched with ${this.call.partner} (${this.call.region}); waiting for their video …`);
+    const shared = (matched.partner && matched.partner.sharedInterests) || [];
+    const both = shared.length ? `; you both like ${shared.join(", ")}` : "";
+    setState("matched", `Matched with ${this.call.partner} (${this.call.region})${both}; waiting for their video …`);
     watchFirstFrame(this, this.call);
     const call = this.call;
     this.after(FRAME_TIMEOUT_MS, () => {

@@ -16,6 +16,7 @@ from duet.services.client import (
     DuetClient,
     DuetClientError,
     LegState,
+    MatchPreferences,
     PartnerFrame,
     SessionInbox,
     StreamEnded,
@@ -471,6 +472,40 @@ async def test_any_tracks_or_none_and_the_default_rule_across_next(fake) -> None
 def test_a_track_of_the_wrong_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="video= takes a video track, not audio"):
         DuetClient("127.0.0.1:1", "u9", "x", video=SyntheticMicrophone())
+
+
+async def test_inbox_turns_a_closed_ticket_and_a_refusal_into_errors() -> None:
+    inbox = SessionInbox()
+    inbox.put(server(heartbeat_ack=matchmaker_pb2.HeartbeatAck(server_time=1.0)))  # skipped quietly
+    inbox.put(server(ticket_closed=matchmaker_pb2.TicketClosed(ticket_id="t1", reason="expired: no partner found")))
+    with pytest.raises(DuetClientError, match="waiting for a match: expired: no partner found") as info:
+        await inbox.expect(("queued", "matched"), timeout=1, waiting_for="a match")
+    assert info.value.reason == "expired: no partner found"
+    inbox.put(
+        server(
+            error=matchmaker_pb2.Error(
+                code="RESOURCE_EXHAUSTED", message="slow down: 20 requests in 10 s; try again in 1.0 s", request="next"
+            )
+        )
+    )
+    with pytest.raises(DuetClientError, match=r"next was refused \(RESOURCE_EXHAUSTED\): slow down") as info:
+        await inbox.expect(("queued", "matched"), timeout=1, waiting_for="a match")
+    assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_preferences_go_with_find_partner_and_next(fake) -> None:
+    servicer, address = await fake()
+    prefs = MatchPreferences(languages=("en", "pt"), interests=("music",), scope="near")
+    async with synthetic_client(address, "u1", "User One", tag=42, preferences=prefs) as client:
+        await client.find_partner()
+        await client.next()
+    sent = [m for m in servicer.received if m.WhichOneof("msg") in ("find_partner", "next")]
+    assert [m.WhichOneof("msg") for m in sent] == ["find_partner", "next"]
+    for m in sent:
+        p = m.find_partner.preferences if m.HasField("find_partner") else m.next.preferences
+        assert (list(p.languages), list(p.interests), p.scope) == (["en", "pt"], ["music"], matchmaker_pb2.SCOPE_NEAR)
+    with pytest.raises(ValueError, match="scope must be one of anywhere, near"):
+        MatchPreferences(scope="mars")
 
 
 async def test_the_token_goes_with_the_session_and_a_source_is_asked_per_connect(fake) -> None:

@@ -20,6 +20,7 @@ from duet.services.matchmaker.events import (
     Queued,
     SessionClosed,
     SessionEvent,
+    TicketClosed,
 )
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemoryStore
 from duet.services.matchmaker.ports import EdgeState
@@ -106,7 +107,9 @@ async def test_a_waiting_client_on_a_lost_edge_leaves_the_pool_until_its_new_leg
     assert ben.last(Queued)
     kill(routing, edges, "vir-1")
     await mm.edge_lost("vir-1", "gone")
-    assert ben.drain() == [EdgeLost, EdgeAssigned]
+    got = ben.items()
+    assert [type(e) for e in got] == [EdgeLost, TicketClosed, EdgeAssigned]
+    assert isinstance(got[1], TicketClosed) and got[1].reason == "edge_lost"
     assert not await match_store.open_tickets()
     ana = await join(mm, "ana")
     await mm.find_partner(ana.session)

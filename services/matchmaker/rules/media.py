@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the ticket carries VideoCodecs, so only the type checker imports it here
+    from duet.services.matchmaker.rules.base import PairContext
+    from duet.services.matchmaker.ticket import Ticket
 
 
 @dataclass(frozen=True)
@@ -28,3 +33,15 @@ class VideoCodecs:
 def can_exchange_video(a: VideoCodecs, b: VideoCodecs) -> bool:
     """Symmetric: each side decodes what the other sends."""
     return a.send in b.receive and b.send in a.receive
+
+
+class MediaRule:
+    """Hard filter, both ways: each client decodes what the other sends."""
+
+    name = "media"
+
+    def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool:
+        return can_exchange_video(a.video, b.video)
+
+    def bucket_allows(self, newcomer: Ticket, sample: Ticket, ctx: PairContext) -> bool:
+        return can_exchange_video(newcomer.video, sample.video)  # video is part of the bucket key

@@ -1,0 +1,1 @@
+"""make bench-connect: match -> first frame for every region pair under world WAN emulation."""

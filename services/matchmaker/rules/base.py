@@ -1,0 +1,64 @@
+"""The rules' interfaces and the context they read (see the package docstring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from duet.services.matchmaker.rules.relaxation import RelaxSchedule
+from duet.services.matchmaker.ticket import Ticket
+
+
+class LatencyEstimate(Protocol):
+    """The reference RTT between two regions (ms), or None when unknown. Must be fast (no I/O)."""
+
+    def rtt_ms(self, region_a: str, region_b: str) -> float | None: ...
+
+
+class PairHistory(Protocol):
+    """What two users did to each other before. Symmetric; fast (in memory)."""
+
+    def blocked(self, user_a: str, user_b: str) -> bool:
+        """Either one blocked the other."""
+        ...
+
+    def met_recently(self, user_a: str, user_b: str) -> bool:
+        """The two were paired within the no-rematch window (or are among each other's last partners)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PairContext:
+    now_ms: float  # the matchmaker clock, epoch ms: decides each ticket's relaxation
+    relax: RelaxSchedule
+    latency: LatencyEstimate
+    history: PairHistory
+    near_rtt_ms: float = 80.0  # "near me": same region or a reference RTT up to this
+
+
+class PairFilter(Protocol):
+    """May ``a`` and ``b`` be paired now? Symmetric in a and b."""
+
+    name: str
+
+    def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool: ...
+
+
+@runtime_checkable
+class BucketFilter(PairFilter, Protocol):
+    """A filter whose answer, for a given newcomer, is the same for every ticket in one pool bucket.
+
+    The pool groups tickets by the fields its bucket key holds (gender, age band
+    and their wanted lists, region, video codecs); ``bucket_allows`` returning
+    False for one ticket of a bucket lets the pool skip the whole bucket.
+    """
+
+    def bucket_allows(self, newcomer: Ticket, sample: Ticket, ctx: PairContext) -> bool: ...
+
+
+class PairScorer(Protocol):
+    """How good pairing a waiting ticket with a newcomer is; the pool adds up every scorer's points."""
+
+    name: str
+
+    def score(self, waiting: Ticket, newcomer: Ticket, ctx: PairContext) -> float: ...
