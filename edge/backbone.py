@@ -90,6 +90,9 @@ class Backbone(asyncio.DatagramProtocol):
         self.on_probe_reply: ProbeReplyHandler | None = None
         # Neighbours' backbone addresses -> edge ids (probe targets, which need not be next hops).
         self.peer_ids: dict[Address, str] = {}
+        # Next hops this edge sent or relayed through since the prober last looked (it probes
+        # those often): one set insert per datagram, against ~100 us of forwarding work.
+        self.sent_via: set[str] = set()
 
     async def start(self, host: str, port: int = 0) -> Address:
         loop = asyncio.get_running_loop()
@@ -134,6 +137,7 @@ class Backbone(asyncio.DatagramProtocol):
         header.ttl = self._ttl
         datagram = pack(header, payload, self._key)
         self._transport.sendto(datagram, entry.next_hop_address)
+        self.sent_via.add(entry.next_hop_edge_id)
         self.counters.packets_out += 1
         self.counters.bytes_out += len(datagram)
         return True
@@ -188,3 +192,4 @@ class Backbone(asyncio.DatagramProtocol):
             return
         self._transport.sendto(buf, entry.next_hop_address)
         self.counters.packets_relayed += 1
+        self.sent_via.add(entry.next_hop_edge_id)

@@ -15,7 +15,7 @@ recompute and a push to every edge. The rule:
 * **Loss** moves the same way, with a band of 2 percentage points.
 * **Down fast, up slowly.** A reading with no answers (the edge heard nothing
   for 0.4 s) or loss of 50 % or more takes the link down at once; it carries
-  routes again after 3 clean rounds in a row (reachable, loss under 10 %).
+  routes again after 3 clean rounds in a row (reachable, loss under 30 %).
 
 With ``measured_weights=False`` only the up/down rule applies and the
 declared RTT and loss stay the weights (for a cluster on loopback, whose
@@ -33,7 +33,7 @@ RTT_BAND_MIN_MS = 2.0
 LOSS_BAND = 0.02
 MOVE_ROUNDS = 3
 DOWN_LOSS = 0.5
-CLEAN_LOSS = 0.1
+CLEAN_LOSS = 0.3
 UP_ROUNDS = 3
 MIN_RTT_MS = 0.01  # topology RTTs must be > 0 (positive hop costs keep tables loop-free)
 

@@ -43,6 +43,11 @@ class Membership:
     def is_alive(self, edge_id: str) -> bool:
         return edge_id not in self._silent
 
+    def heard_within(self, edge_id: str, seconds: float, now: float) -> bool:
+        """Whether ``edge_id`` heartbeated in the last ``seconds`` (True for an edge never watched)."""
+        last = self._last_beat.get(edge_id)
+        return last is None or now - last <= seconds
+
     def beat(self, edge_id: str, now: float, *, why: str = "heartbeat again") -> MembershipChange | None:
         """A heartbeat (or registration) at ``now``; the change when a silent edge came back."""
         self._last_beat[edge_id] = now

@@ -43,6 +43,7 @@ class EdgePulse:
         self.prober = LinkProber(self._send_probe)
         self._wake = asyncio.Event()
         self._cpu = (time.monotonic(), time.process_time())
+        self.stalled_s = 0.0  # the longest the loop ran late since the last heartbeat
         node.backbone.on_probe_reply = self._on_probe_reply
 
     def _send_probe(self, neighbour: Neighbour, number: int) -> None:
@@ -52,11 +53,28 @@ class EdgePulse:
         if self.prober.on_reply(src_number, probe_number, time.monotonic()):
             self._wake.set()
 
+    def busy_links(self) -> set[str]:
+        """Neighbours whose links carry calls now: next hops sent or relayed through, and toward bridged partners."""
+        backbone = self.node.backbone
+        busy, backbone.sent_via = backbone.sent_via, set()
+        routes = backbone.routes.by_number
+        for side in self.node.bridges.all():
+            entry = routes.get(side.peer_edge_number)
+            if entry is not None:
+                busy.add(entry.next_hop_edge_id)
+        return busy
+
+    def _note_lateness(self, late_s: float) -> None:
+        self.stalled_s = max(self.stalled_s, late_s)
+
     async def run_probes(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            if self.prober.tick(time.monotonic()):
+            if self.prober.tick(time.monotonic(), self.busy_links()):
                 self._wake.set()  # a link stopped (or started) answering: tell routing now
+            due = loop.time() + PROBE_INTERVAL_S
             await asyncio.sleep(PROBE_INTERVAL_S)
+            self._note_lateness(loop.time() - due)
 
     def _cpu_share(self) -> float:
         wall, cpu = time.monotonic(), time.process_time()
@@ -70,6 +88,7 @@ class EdgePulse:
             legs=len(self.node.legs),
             bridges=len(self.node.bridges.all()),
             cpu=self._cpu_share(),
+            stalled_ms=self.stalled_s * 1000,
             links=[
                 routing_pb2.LinkMeasurement(
                     peer_edge_id=s.peer_edge_id, rtt_ms=s.rtt_ms, loss=s.loss, reachable=s.reachable
@@ -90,10 +109,13 @@ class EdgePulse:
 
     async def run_heartbeats(self) -> None:
         failing = False
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
+            request = self.request()
+            self.stalled_s = 0.0
             try:
-                reply = await self.stub.Heartbeat(self.request(), timeout=2.0, metadata=self.metadata)
+                reply = await self.stub.Heartbeat(request, timeout=2.0, metadata=self.metadata)
                 self._take_neighbours(reply)
                 if failing:
                     logger.info("heartbeats reach the routing service again")
@@ -103,7 +125,9 @@ class EdgePulse:
                 if not failing:
                     logger.warning("heartbeat refused or lost (%s: %s); retrying", exc.code().name, exc.details())
                 failing = True
+            due = loop.time() + self.interval_s
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
             except TimeoutError:
-                pass
+                # Measured here too: after a stall this loop may run before the probe loop notices.
+                self._note_lateness(loop.time() - due)

@@ -243,8 +243,13 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
                 readings[m.peer_edge_id] = LinkReading(m.rtt_ms, m.loss, m.reachable)
             except ValueError as exc:
                 raise ValueError(f"link to {m.peer_edge_id}: {exc}") from None
+        if not (math.isfinite(request.stalled_ms) and request.stalled_ms >= 0):
+            raise ValueError(f"stalled_ms must be a finite number >= 0, got {request.stalled_ms!r}")
         neighbours = await self.membership.heartbeat(
-            request.edge_id, EdgeLoad(request.legs, request.bridges, request.cpu), readings
+            request.edge_id,
+            EdgeLoad(request.legs, request.bridges, request.cpu),
+            readings,
+            stalled_s=request.stalled_ms / 1000,
         )
         return routing_pb2.HeartbeatResponse(neighbours=[edge_ref(n) for n in neighbours])
 

@@ -70,7 +70,7 @@ def test_unanswered_or_heavy_loss_is_down_at_once_and_up_after_clean_rounds() ->
     assert h.observe(ok(50.0)) and h.published.up
     assert h.observe(ok(50.0, loss=0.6)) and not h.published.up  # heavy loss
     h.observe(ok(50.0))
-    h.observe(ok(50.0, loss=0.2))  # not clean: the count starts again
+    h.observe(ok(50.0, loss=0.4))  # not clean: the count starts again
     h.observe(ok(50.0))
     h.observe(ok(50.0))
     assert not h.published.up

@@ -152,18 +152,20 @@ class LinkMeasurement(_message.Message):
     def __init__(self, peer_edge_id: _Optional[str] = ..., rtt_ms: _Optional[float] = ..., loss: _Optional[float] = ..., reachable: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("edge_id", "legs", "bridges", "cpu", "links")
+    __slots__ = ("edge_id", "legs", "bridges", "cpu", "links", "stalled_ms")
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     LEGS_FIELD_NUMBER: _ClassVar[int]
     BRIDGES_FIELD_NUMBER: _ClassVar[int]
     CPU_FIELD_NUMBER: _ClassVar[int]
     LINKS_FIELD_NUMBER: _ClassVar[int]
+    STALLED_MS_FIELD_NUMBER: _ClassVar[int]
     edge_id: str
     legs: int
     bridges: int
     cpu: float
     links: _containers.RepeatedCompositeFieldContainer[LinkMeasurement]
-    def __init__(self, edge_id: _Optional[str] = ..., legs: _Optional[int] = ..., bridges: _Optional[int] = ..., cpu: _Optional[float] = ..., links: _Optional[_Iterable[_Union[LinkMeasurement, _Mapping]]] = ...) -> None: ...
+    stalled_ms: float
+    def __init__(self, edge_id: _Optional[str] = ..., legs: _Optional[int] = ..., bridges: _Optional[int] = ..., cpu: _Optional[float] = ..., links: _Optional[_Iterable[_Union[LinkMeasurement, _Mapping]]] = ..., stalled_ms: _Optional[float] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("neighbours",)

@@ -132,6 +132,8 @@ def emulate_edge(relay: EdgeRelay, config: WanConfig) -> EdgeEmulation | None:
     if has_backbone:
         backbone = relay.backbone
 
+        unplaced: set[tuple[Any, Any]] = set()
+
         def next_hop_profile(addr: tuple[Any, Any]) -> LinkProfile | None:
             peer = backbone.peer_ids.get(addr)  # a probed neighbour, next hop or not
             if peer is not None:
@@ -139,8 +141,15 @@ def emulate_edge(relay: EdgeRelay, config: WanConfig) -> EdgeEmulation | None:
             for entry in backbone.routes.by_number.values():
                 if entry.next_hop_address == addr:
                     return emulation.config.backbone_profile(relay.edge_id, entry.next_hop_edge_id)
-            logger.warning("edge %s: backbone datagram to %s, which is no next hop; not emulated", relay.edge_id, addr)
-            return None
+            if addr not in unplaced:
+                unplaced.add(addr)
+                logger.warning(
+                    "edge %s: backbone datagram to %s, no neighbour or next hop (yet); not emulated",
+                    relay.edge_id,
+                    addr,
+                )
+            # Not remembered as unshaped: a probe reply can leave before this edge knows its neighbours.
+            raise LookupError(addr)
 
         def wrap(inner: Any) -> EmulatedDatagramTransport:
             emulation.backbone = EmulatedDatagramTransport(inner, next_hop_profile, salt=f"{relay.edge_id}/backbone")

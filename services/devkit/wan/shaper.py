@@ -131,7 +131,12 @@ class LinkShaper:
 
 
 class LinkSet:
-    """One shaper per remote address, in one direction; addresses without a profile pass straight through."""
+    """One shaper per remote address, in one direction; addresses without a profile pass straight through.
+
+    ``profile_for`` raises LookupError for an address it cannot place yet (an
+    edge before its route table names a neighbour): that datagram passes
+    unshaped and the address is asked about again, not remembered as unshaped.
+    """
 
     def __init__(self, deliver: Deliver, profile_for: ProfileFor, *, salt: str = "") -> None:
         self._deliver = deliver
@@ -145,7 +150,11 @@ class LinkSet:
         try:
             shaper = self.links[key]
         except KeyError:
-            profile = self._profile_for(key)
+            try:
+                profile = self._profile_for(key)
+            except LookupError:  # a destination not known yet: unshaped, and asked again next time
+                self._deliver(data, addr)  # type: ignore[arg-type]
+                return
             shaper = None
             if profile is not None and profile.active:
                 shaper = LinkShaper(profile, self._deliver, salt=self._salt)

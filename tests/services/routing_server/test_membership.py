@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from duet.edge.backbone_wire import BackboneHeader, PacketType, StreamKind
 from duet.edge.relay import EdgeRelay
+from duet.routing.link_health import LinkReading
 from duet.routing.topology import EdgeNode, Link, Region, Topology
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.secrets import AuthSecrets
@@ -24,7 +26,9 @@ from duet.services.devkit.wan.edge import emulate_edge
 from duet.services.devkit.wan.profile import LinkProfile, WanConfig
 from duet.services.edge_server.heartbeat import EdgePulse
 from duet.services.edge_server.server import route_entries
+from duet.services.routing_server.membership import EdgeLoad, LiveMembership
 from duet.services.routing_server.server import serve_routing
+from duet.services.routing_server.state import RoutingState
 from duet.v1 import routing_pb2, routing_pb2_grpc
 from tests.services.routing_server import credentials
 from tests.services.routing_server.test_admin import free_port
@@ -191,8 +195,9 @@ async def test_heartbeat_statuses() -> None:
 
 
 async def test_a_failed_link_is_routed_around_from_real_probes() -> None:
-    """Four in-process edges probe each other over UDP and heartbeat; the WAN emulation drops
-    everything on fra-1<->vir-1; fra-1's route to sin-1 moves to fra-2 and comes back when healed."""
+    """Four in-process edges probe each other over UDP and heartbeat while fra-1 streams to sin-1;
+    the WAN emulation drops everything on fra-1<->vir-1; fra-1's route to sin-1 moves to fra-2 and
+    comes back when healed."""
     # Every direction emulated with the link's declared RTT, so probes measure what is declared.
     healthy = {
         (a, b): LinkProfile(delay_ms=ln.rtt_ms / 2) for ln in TOPOLOGY.links for a, b in ((ln.a, ln.b), (ln.b, ln.a))
@@ -240,6 +245,17 @@ async def test_a_failed_link_is_routed_around_from_real_probes() -> None:
                 return entry.next_hop_edge_id if entry is not None else None
 
             await wait_until(lambda: via() == "vir-1", 5)
+
+            async def stream() -> None:
+                # A call's media from fra-1 to sin-1, 50 datagrams/s: its links are busy (probed often).
+                sin = relays["sin-1"].number
+                while True:
+                    relays["fra-1"].backbone.send(
+                        BackboneHeader(PacketType.MEDIA, sin, 0, 7, 0, StreamKind.AUDIO), b"rtp"
+                    )
+                    await asyncio.sleep(0.02)
+
+            tasks.append(asyncio.create_task(stream()))
             await asyncio.sleep(2.0)  # probes settle
             assert via() == "vir-1"
 
@@ -254,7 +270,7 @@ async def test_a_failed_link_is_routed_around_from_real_probes() -> None:
             t1 = time.monotonic()
             for emulation in emulations:
                 emulation.reload(WanConfig(backbone=healthy))
-            await wait_until(lambda: via() == "vir-1", 5)
+            await wait_until(lambda: via() == "vir-1", 10)  # idle now: probed every 1 s, up after clean rounds
             assert time.monotonic() - t1 > 0.5  # up again only after clean rounds, not on the first answer
         finally:
             for t in tasks:
@@ -262,3 +278,66 @@ async def test_a_failed_link_is_routed_around_from_real_probes() -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
             for relay in relays.values():
                 await relay.stop()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def live(clock: FakeClock) -> tuple[RoutingState, LiveMembership]:
+    t = TOPOLOGY
+    for e in t.edges:
+        t = t.with_edge_addresses(e.edge_id, control_address="h:1", backbone_address="h:2", media_host="127.0.0.1")
+    state = RoutingState(t)
+    return state, LiveMembership(state, clock=clock)
+
+
+def link_up(state: RoutingState, a: str, b: str) -> bool:
+    ln = state.routed.link(a, b)
+    assert ln is not None
+    return ln.up
+
+
+DEAD = LinkReading(0.0, 0.5, False)
+LOAD = EdgeLoad(0, 0, 0.0)
+
+
+async def test_a_dead_link_reported_while_its_far_end_heartbeats_goes_down_at_once() -> None:
+    clock = FakeClock()
+    state, m = live(clock)
+    await m.heartbeat("vir-1", LOAD, {})
+    clock.now += 0.1
+    await m.heartbeat("fra-1", LOAD, {"vir-1": DEAD})
+    assert not link_up(state, "fra-1", "vir-1")
+    assert state.routes.path("fra-1", "sin-1").edge_ids == ("fra-1", "fra-2", "sin-1")
+
+
+async def test_a_dead_link_waits_for_a_quiet_far_ends_next_heartbeat_which_decides() -> None:
+    clock = FakeClock()
+    state, m = live(clock)
+    await m.heartbeat("vir-1", LOAD, {})
+    clock.now += 0.45  # vir-1 is between heartbeats
+    await m.heartbeat("fra-1", LOAD, {"vir-1": DEAD})
+    assert link_up(state, "fra-1", "vir-1")  # held: a dead link, or vir-1 stalled?
+    clock.now += 0.05
+    await m.heartbeat("vir-1", LOAD, {}, stalled_s=0.0)  # alive and was never stalled: the link failed
+    assert not link_up(state, "fra-1", "vir-1")
+
+
+async def test_a_far_end_that_stalled_does_not_lose_its_links() -> None:
+    clock = FakeClock()
+    state, m = live(clock)
+    await m.heartbeat("vir-1", LOAD, {})
+    clock.now += 0.6  # vir-1 stalls for 0.7 s; its neighbours hear nothing meanwhile
+    await m.heartbeat("fra-1", LOAD, {"vir-1": DEAD})
+    await m.heartbeat("sin-1", LOAD, {"vir-1": DEAD})
+    clock.now += 0.1
+    await m.heartbeat("vir-1", LOAD, {}, stalled_s=0.7)
+    clock.now += 0.05
+    await m.heartbeat("fra-1", LOAD, {"vir-1": DEAD})  # made before vir-1's answers were read again
+    assert link_up(state, "fra-1", "vir-1") and link_up(state, "vir-1", "sin-1")
+    assert state.routes.path("fra-1", "sin-1").edge_ids == ("fra-1", "vir-1", "sin-1")
