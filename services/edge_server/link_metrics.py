@@ -34,7 +34,7 @@ class LinkCollector(Collector):
         )
         reachable = GaugeMetricFamily(
             "duet_edge_link_reachable",
-            "1 while the neighbour answers probes, 0 once it has not for 0.4 s",
+            "1 while the neighbour answers probes; 0 after 0.4 s without an answer (3 s on an idle link)",
             labels=labels,
         )
         for s in self.prober.samples():
