@@ -157,6 +157,7 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="PostgreSQL URL for registered edges and the topology audit log (default: none; the log is then kept in memory)",
     )
+    add_metrics_arguments(parser)
     add_auth_arguments(parser, own_token=None)
     parser.add_argument("--log-level", default="INFO")
 
@@ -176,6 +177,8 @@ def run_routing(args: argparse.Namespace) -> int:
             stop=stop,
             topology_source=str(args.topology) if args.topology else "the shipped world topology",
             reset_topology=args.reset_topology,
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
         )
 
     return serve_until_stopped(args.log_level, serve)
@@ -268,6 +271,7 @@ def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N/S",
         help=f"find/next requests per user: N in S seconds (default: {d.rate_limit_requests}/{d.rate_limit_per_s:g})",
     )
+    add_metrics_arguments(parser)
     add_auth_arguments(parser, own_token=MATCHMAKER_MINT)
     parser.add_argument("--log-level", default="INFO")
 
@@ -356,6 +360,8 @@ def run_matchmaker(args: argparse.Namespace) -> int:
                 secrets=secrets,
                 token=token,
                 stop=stop,
+                metrics_port=args.metrics_port,
+                metrics_host=args.metrics_host,
             )
 
     return serve_until_stopped(args.log_level, serve)

@@ -11,6 +11,7 @@ next-hop table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -23,7 +24,9 @@ from duet.routing.ingress import NoEdgeAvailable, pick_ingress
 from duet.routing.paths import NoRoute
 from duet.routing.topology import EdgeNode, EdgeState, Topology, UnknownEdge
 from duet.services.auth.secrets import AuthSecrets
+from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
 from duet.services.routing_server.admin import TopologyAdminServicer
+from duet.services.routing_server.metrics import RoutingMetrics, timed
 from duet.services.routing_server.restore import startup_topology
 from duet.services.routing_server.state import RoutingState
 from duet.services.rpc.auth import AuthInterceptor
@@ -62,13 +65,22 @@ def edge_ref(e: EdgeNode) -> common_pb2.EdgeRef:
 
 
 class RoutingServicer(routing_pb2_grpc.RoutingServicer):
-    def __init__(self, state: RoutingState, geo: GeoLocator, default_region: str, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        state: RoutingState,
+        geo: GeoLocator,
+        default_region: str,
+        store: Store | None = None,
+        metrics: RoutingMetrics | None = None,
+    ) -> None:
         self.state = state
         self.geo = geo
         self.default_region = default_region
         self.store = store
+        self.metrics = metrics
 
     @map_errors(_ERRORS)
+    @timed("PickIngress")
     async def PickIngress(
         self, request: routing_pb2.PickIngressRequest, context: grpc.aio.ServicerContext
     ) -> routing_pb2.PickIngressResponse:
@@ -92,6 +104,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         )
 
     @map_errors(_ERRORS)
+    @timed("PickRoute")
     async def PickRoute(
         self, request: routing_pb2.PickRouteRequest, context: grpc.aio.ServicerContext
     ) -> routing_pb2.PickRouteResponse:
@@ -151,6 +164,8 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
                 )
             yield table
             sent = c
+            if self.metrics is not None:
+                self.metrics.route_pushed(request.edge_id, len(table.entries))
             await self.state.wait_for_change(topology.version)
 
     @map_errors(_ERRORS)
@@ -220,13 +235,16 @@ async def serve_routing(
     stop: asyncio.Event | None = None,
     topology_source: str = "the default topology",
     reset_topology: bool = False,
+    metrics_port: int | None = None,
+    metrics_host: str = DEFAULT_METRICS_HOST,
 ) -> None:
     """Serve Routing and TopologyAdmin until ``stop`` is set.
 
     With a database, the last topology applied through the admin API is
     served instead of ``topology`` (which only seeds an empty audit log),
     unless ``reset_topology``; ``topology_source`` names it in the log. Every
-    caller must present a service token signed with ``secrets``.
+    caller must present a service token signed with ``secrets``. ``metrics_port`` (0 = any free)
+    also serves Prometheus metrics (None: off).
     """
     stop = stop or asyncio.Event()
     secrets.require_service("the routing service verifies the edges', the matchmaker's and ops tokens with it")
@@ -247,7 +265,8 @@ async def serve_routing(
     geo = GeoLocator(geoip_db)
     logger.info("GeoIP databases: %s", ", ".join(geo.paths) or "none (clients fall back to the default region)")
     state = RoutingState(topology)
-    servicer = RoutingServicer(state, geo, default_region, store)
+    metrics = RoutingMetrics()
+    servicer = RoutingServicer(state, geo, default_region, store, metrics)
     admin = TopologyAdminServicer(state, audit)
 
     def add_servicers(s: grpc.aio.Server) -> None:
@@ -268,9 +287,16 @@ async def serve_routing(
         len(topology.edges),
         default_region,
     )
-    print(f"routing ready address={address}", flush=True)
     try:
-        await stop.wait()
+        async with contextlib.AsyncExitStack() as extras:
+            scrape = ""
+            if metrics_port is not None:
+                url = await extras.enter_async_context(
+                    MetricsServer(metrics.registry, host=metrics_host, port=metrics_port)
+                )
+                scrape = f" metrics={url}"
+            print(f"routing ready address={address}{scrape}", flush=True)
+            await stop.wait()
     finally:
         logger.info("routing shutting down")
         await server.stop(grace=1.0)

@@ -216,6 +216,15 @@ class Session {
       this.send({ hello: { userId: this.userId, displayName: this.displayName, sessionOpen: this.stages.session_open } });
     };
     this.ws.onmessage = (event) => {
+      const received = nowMs();
+      // Clock probes are answered here, at once, not behind the queued work: a late answer widens the
+      // round trip and with it the uncertainty of the offset the matchmaker estimates from it.
+      if (typeof event.data === "string" && event.data.startsWith('{"clockProbe"')) {
+        const probe = JSON.parse(event.data).clockProbe;
+        this.send({ clockEcho: { probeId: probe.probeId || "0", clientReceive: received, clientSend: nowMs() } });
+        this.clockProbesAnswered = (this.clockProbesAnswered || 0) + 1;
+        return;
+      }
       this.work = this.work.then(() => this.onFrame(event.data)).catch((err) => this.fail(`Unexpected error: ${err.message || err}`));
     };
     this.ws.onclose = (event) => { this.work = this.work.then(() => this.onSocketClosed(event)); };
