@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"else {DEFAULT_MATCHMAKER})",
     )
     parser.add_argument("--limit", type=_limit, default=20, metavar="N", help="show N calls (default: %(default)s)")
-    parser.add_argument("--user", type=_user, default="", metavar="USER_ID", help="only calls this user was in")
+    parser.add_argument("--user", type=_user, default=None, metavar="USER_ID", help="only calls this user was in")
     parser.add_argument("--json", action="store_true", help="print the records as JSON lines instead of a table")
     parser.add_argument(
         "--token", default=None, help=f"ops token, role ops-read (default: ${OPS_TOKEN_ENV}, else minted)"
@@ -179,7 +179,7 @@ def format_calls(calls: list[matchmaker_pb2.CallRecord]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     address = matchmaker_address(args.matchmaker)
     try:
-        calls = list_calls(address, args.limit, args.user, ops_read_token(args.token))
+        calls = list_calls(address, args.limit, args.user or "", ops_read_token(args.token))
     except CommandFailed as exc:
         print(f"duet calls: {exc}", file=sys.stderr, flush=True)
         return 1

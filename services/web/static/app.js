@@ -13,7 +13,9 @@
 //   window.duetState.partner      {name, region} of the current partner, or null
 //   window.duetState.lastBreakdown  the last call with a first frame (or a give-up):
 //                                 {callId, partner, region, route, stages: {name: epoch ms},
-//                                  connectMs, totalMs, connected}
+//                                  connectMs, totalMs, connected, clock}; clock, once the call record
+//                                 is read back: {synced, offsetMs, uncertaintyMs}, this browser's clock
+//                                 minus the matchmaker's, from the clock probes it answered
 //   window.duetState.breakdowns   every such call so far, oldest first
 //   window.duetState.error        the error shown to the person, or ""
 //   window.duetState.edge         the assigned edge {edgeId, region}, or null
@@ -563,6 +565,12 @@ async function fillEdgeStage(result, userId) {
       if (!response.ok) continue;
       const record = await response.json();
       const side = [record.a, record.b].find((s) => s && s.userId === userId);
+      if (side) {
+        // How far this browser's clock is from the matchmaker's (it answered the clock probes).
+        result.clock = {
+          synced: !!side.clockSynced, offsetMs: side.clockOffsetMs || 0, uncertaintyMs: side.clockUncertaintyMs || 0,
+        };
+      }
       const at = side?.stages?.firstPacketAtEdge;
       if (at) {
         result.stages.first_packet_at_edge = at;
