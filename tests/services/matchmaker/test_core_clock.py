@@ -231,3 +231,17 @@ async def test_list_calls_newest_first_by_user_and_checked(mm: Matchmaker) -> No
         await mm.list_calls(1001, "")
     with pytest.raises(BadRequest, match="user_id must be"):
         await mm.list_calls(5, "no spaces allowed")
+
+
+async def test_next_bridges_the_same_warm_leg_again_without_a_new_one(mm: Matchmaker, edges: FakeEdges) -> None:
+    ana, _, first = await matched_pair(mm)
+    legs_before = dict(edges.legs)
+    ana_leg = ana.session.leg_id
+    await mm.next(ana.session)
+    cleo = await join(mm, "cleo", "2.2.2.2")
+    await mm.find_partner(cleo.session)
+    (second,) = cleo.take(Matched)
+    assert isinstance(second, Matched) and second.call_id != first.call_id
+    # ana's side of the new call is her old leg; the only leg attached since is cleo's own.
+    assert ana_leg in edges.bridges.values() and ana.session.leg_id == ana_leg
+    assert set(edges.legs) - set(legs_before) == {cleo.session.leg_id}
