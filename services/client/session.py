@@ -208,7 +208,10 @@ class DuetClient:
         await self._send(
             matchmaker_pb2.ClientMessage(
                 hello=matchmaker_pb2.Hello(
-                    user_id=self.user_id, display_name=self.display_name, session_open=self.stages["session_open"]
+                    user_id=self.user_id,
+                    display_name=self.display_name,
+                    session_open=self.stages["session_open"],
+                    clock_probes=True,
                 )
             ),
             "Hello",

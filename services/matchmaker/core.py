@@ -299,8 +299,13 @@ class Matchmaker:
 
     # -- session lifecycle --------------------------------------------------
 
-    async def open_session(self, user_id: str, display_name: str, client_ip: str, outbox: Outbox) -> ClientSession:
-        """Start a session for ``user_id`` (replacing an older one of theirs) and assign it an edge."""
+    async def open_session(
+        self, user_id: str, display_name: str, client_ip: str, outbox: Outbox, *, clock_probes: bool = False
+    ) -> ClientSession:
+        """Start a session for ``user_id`` (replacing an older one of theirs) and assign it an edge.
+
+        ``clock_probes``: the client answers clock probes; it is sent them, one after another.
+        """
         if not USER_ID_RE.match(user_id):
             raise BadRequest("hello.user_id must be 1-64 characters of letters, digits, '_', '.' or '-'")
         name = checked_display_name(display_name) if display_name else user_id
@@ -334,8 +339,9 @@ class Matchmaker:
                 session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=self.now_ms()
             )
         )
-        # The first clock probe; each echo brings the next, until the session has enough samples.
-        self._probe_clock(session)
+        if clock_probes:
+            # The first clock probe; each echo brings the next, until the session has enough samples.
+            self._probe_clock(session)
         logger.info(
             "session %s: user %s from %s -> edge %s (%s)",
             session.session_id[:8],

@@ -351,6 +351,7 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                         msg.hello.display_name,
                         peer_ip(context, self.trust_forwarded_for),
                         outbox,
+                        clock_probes=msg.hello.clock_probes,
                     )
                     stream.session = session
                     continue

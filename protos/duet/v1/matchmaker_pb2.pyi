@@ -70,14 +70,16 @@ class ServerMessage(_message.Message):
     def __init__(self, edge_assigned: _Optional[_Union[EdgeAssigned, _Mapping]] = ..., answer: _Optional[_Union[LegAnswer, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., matched: _Optional[_Union[Matched, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., ticket_closed: _Optional[_Union[TicketClosed, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., blocked: _Optional[_Union[Blocked, _Mapping]] = ..., reported: _Optional[_Union[Reported, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., clock_probe: _Optional[_Union[ClockProbe, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("user_id", "display_name", "session_open")
+    __slots__ = ("user_id", "display_name", "session_open", "clock_probes")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     SESSION_OPEN_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_PROBES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     display_name: str
     session_open: float
-    def __init__(self, user_id: _Optional[str] = ..., display_name: _Optional[str] = ..., session_open: _Optional[float] = ...) -> None: ...
+    clock_probes: bool
+    def __init__(self, user_id: _Optional[str] = ..., display_name: _Optional[str] = ..., session_open: _Optional[float] = ..., clock_probes: _Optional[bool] = ...) -> None: ...
 
 class LegOffer(_message.Message):
     __slots__ = ("sdp",)

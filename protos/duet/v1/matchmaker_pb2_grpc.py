@@ -87,12 +87,13 @@ class MatchmakerServicer:
         ended the call; send FindPartner or Next to look again)
         9. client Leave: the server ends the call and closes the stream with OK
 
-        Clock sync: after EdgeAssigned the server sends ClockProbe (a few, one
-        after another's answer); the client answers each at once with ClockEcho
-        (its receive and send times on its own clock). The server keeps the
-        sample with the smallest round trip and reports the client's stages on
-        its own clock (docs/client-guide.md, "Clock sync"). A client that does
-        not answer still works: its stages are then stored as it sent them.
+        Clock sync: to a client whose Hello set clock_probes, the server sends
+        ClockProbe after EdgeAssigned (five, each after the previous one's
+        answer); the client answers each at once with ClockEcho (its receive and
+        send times on its own clock). The server keeps the sample with the
+        smallest round trip and stores the client's stages on its own clock
+        (docs/client-guide.md, "Clock sync"). A client that does not ask for
+        probes has its stages stored as it sent them.
 
         Identity: the stream's metadata carries the user's token,
         'authorization: Bearer <token>' (a JWT signed by the app's server;

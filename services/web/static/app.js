@@ -215,7 +215,9 @@ class Session {
     this.ws = new WebSocket(url);
     this.ws.onopen = () => {
       this.opened = true;
-      this.send({ hello: { userId: this.userId, displayName: this.displayName, sessionOpen: this.stages.session_open } });
+      this.send({
+        hello: { userId: this.userId, displayName: this.displayName, sessionOpen: this.stages.session_open, clockProbes: true },
+      });
     };
     this.ws.onmessage = (event) => {
       const received = nowMs();

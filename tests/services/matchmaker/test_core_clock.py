@@ -79,9 +79,9 @@ def mm(match_store: AnyStore, routing: FakeRouting, edges: FakeEdges, telemetry:
     return Matchmaker(match_store, routing, edges, telemetry=telemetry)
 
 
-async def join(mm: Matchmaker, user: str, ip: str = "1.1.1.1") -> Client:
+async def join(mm: Matchmaker, user: str, ip: str = "1.1.1.1", *, clock_probes: bool = True) -> Client:
     outbox: asyncio.Queue[SessionEvent | SessionClosed] = asyncio.Queue()
-    session = await mm.open_session(user, user.title(), ip, outbox)
+    session = await mm.open_session(user, user.title(), ip, outbox, clock_probes=clock_probes)
     await mm.attach_leg(session, "v=0 offer")
     return Client(session, outbox)
 
@@ -150,6 +150,11 @@ async def test_a_client_that_answers_no_probe_keeps_its_own_clock(mm: Matchmaker
     assert row is not None
     side, clock_row = (row.stages_b, row.clock_b) if row.user_b == "ben" else (row.stages_a, row.clock_a)
     assert side["first_frame"] == 1234.0 and clock_row is None
+
+
+async def test_a_client_that_does_not_ask_for_probes_gets_none(mm: Matchmaker) -> None:
+    old = await join(mm, "old", clock_probes=False)
+    assert old.take(ClockProbe) == [] and old.session.clock.offset is None
 
 
 async def test_an_echo_that_answers_nothing_is_a_bad_request(mm: Matchmaker) -> None:
