@@ -164,6 +164,7 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
         help="route by the RTT and loss edges measure with probes (with hysteresis), or by the declared ones; "
         "either way a link its edges report unanswered carries no routes (default: %(default)s)",
     )
+    add_metrics_arguments(parser)
     add_auth_arguments(parser, own_token=None)
     parser.add_argument("--log-level", default="INFO")
 
@@ -184,6 +185,8 @@ def run_routing(args: argparse.Namespace) -> int:
             topology_source=str(args.topology) if args.topology else "the shipped world topology",
             reset_topology=args.reset_topology,
             measured_weights=args.link_weights == "measured",
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
         )
 
     return serve_until_stopped(args.log_level, serve)
@@ -276,6 +279,7 @@ def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N/S",
         help=f"find/next requests per user: N in S seconds (default: {d.rate_limit_requests}/{d.rate_limit_per_s:g})",
     )
+    add_metrics_arguments(parser)
     add_auth_arguments(parser, own_token=MATCHMAKER_MINT)
     parser.add_argument("--log-level", default="INFO")
 
@@ -364,6 +368,8 @@ def run_matchmaker(args: argparse.Namespace) -> int:
                 secrets=secrets,
                 token=token,
                 stop=stop,
+                metrics_port=args.metrics_port,
+                metrics_host=args.metrics_host,
             )
 
     return serve_until_stopped(args.log_level, serve)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import av
@@ -77,6 +77,7 @@ class DuetClient:
         restrict_ice: bool = True,
         video_codecs: Sequence[str] = ("VP8", "H264"),
         preferences: MatchPreferences | None = None,
+        clock: Callable[[], float] = now_ms,
     ) -> None:
         """
         video, audio: what this user sends, any aiortc tracks of that kind (e.g.
@@ -103,6 +104,10 @@ class DuetClient:
             and is matched only with partners that can exchange video with it.
         preferences: who the user is and whom they want to meet, sent with
             every FindPartner and Next (None: no preferences, anyone).
+        clock: this client's wall clock, epoch ms (default the system's):
+            every client stage is taken with it, and it answers the
+            matchmaker's clock probes, so the matchmaker can move the
+            stages onto its own clock (docs/client-guide.md, "Clock sync").
         """
         self.matchmaker_address = matchmaker_address
         self.user_id = user_id
@@ -115,6 +120,8 @@ class DuetClient:
         self._metadata = tuple(metadata) + ((("x-forwarded-for", client_ip),) if client_ip else ())
         self._token: TokenSource | None = StaticToken(token) if isinstance(token, str) else token
         self._restrict_ice = restrict_ice
+        self.clock = clock
+        self.clock_probes_answered = 0
 
         # Learned from the server.
         self.session_id: str = ""
@@ -138,11 +145,14 @@ class DuetClient:
             inbox=self._inbox,
             name=user_id,
             video_codecs=video_codecs,
+            clock=clock,
         )
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.StreamStreamCall | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
+        # One write at a time on the stream: clock echoes are written by the reader task.
+        self._write_lock = asyncio.Lock()
         self._connected = False
         self._closed = False
         self._lost_edge: str | None = None
@@ -201,13 +211,16 @@ class DuetClient:
         metadata = self._metadata
         if self._token is not None:
             metadata += bearer_metadata(await self._token())
-        self.stages["session_open"] = now_ms()
+        self.stages["session_open"] = self.clock()
         self._call = stub.Session(metadata=metadata or None)
         self._spawn(self._read_server_messages(self._call), "session reader")
         await self._send(
             matchmaker_pb2.ClientMessage(
                 hello=matchmaker_pb2.Hello(
-                    user_id=self.user_id, display_name=self.display_name, session_open=self.stages["session_open"]
+                    user_id=self.user_id,
+                    display_name=self.display_name,
+                    session_open=self.stages["session_open"],
+                    clock_probes=True,
                 )
             ),
             "Hello",
@@ -229,7 +242,7 @@ class DuetClient:
             )
             if event_kind(event) == "edge_assigned":
                 break
-        self.stages["edge_assigned"] = now_ms()
+        self.stages["edge_assigned"] = self.clock()
         assigned = event.edge_assigned  # type: ignore[union-attr]
         self.session_id = assigned.session_id
         self.edge = assigned.edge
@@ -417,7 +430,7 @@ class DuetClient:
                 continue
             assert isinstance(event, matchmaker_pb2.ServerMessage)
             if event.WhichOneof("msg") == "queued":
-                client_stages["queued"] = now_ms()
+                client_stages["queued"] = self.clock()
                 queued_at_server = event.queued.queued
                 logger.debug("%s: queued, ticket %s", self.user_id, event.queued.ticket_id)
                 continue
@@ -486,7 +499,8 @@ class DuetClient:
         if call is None:
             raise DuetClientError(f"cannot send {what}: no Session stream")
         try:
-            await call.write(message)
+            async with self._write_lock:
+                await call.write(message)
         except grpc.aio.AioRpcError as exc:
             # A stream the server ended at once (a refused token) fails the write with a placeholder status.
             code, details = await final_status(call, exc.code(), exc.details() or "")
@@ -502,6 +516,9 @@ class DuetClient:
         try:
             async for message in call:
                 kind = message.WhichOneof("msg")
+                if kind == "clock_probe":
+                    await self._answer_clock_probe(call, message.clock_probe)
+                    continue
                 self._track_server_state(message)
                 if kind == "call_ended":
                     logger.info(
@@ -521,6 +538,22 @@ class DuetClient:
             logger.exception("%s: reading the Session stream failed", self.user_id)
             error = DuetClientError(f"reading the Session stream failed: {exc!r}")
         self._inbox.put(StreamEnded(error))
+
+    async def _write_leave(self, call: grpc.aio.StreamStreamCall) -> None:
+        async with self._write_lock:
+            await call.write(matchmaker_pb2.ClientMessage(leave=matchmaker_pb2.Leave()))
+
+    async def _answer_clock_probe(self, call: grpc.aio.StreamStreamCall, probe: matchmaker_pb2.ClockProbe) -> None:
+        """Answer at once, with the probe's arrival and the answer's departure on this client's clock."""
+        received = self.clock()
+        async with self._write_lock:
+            echo = matchmaker_pb2.ClockEcho(probe_id=probe.probe_id, client_receive=received, client_send=self.clock())
+            try:
+                await call.write(matchmaker_pb2.ClientMessage(clock_echo=echo))
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+                logger.debug("%s: clock echo not sent: %r", self.user_id, exc)  # the stream is ending
+                return
+        self.clock_probes_answered += 1
 
     def _track_server_state(self, message: matchmaker_pb2.ServerMessage) -> None:
         kind = message.WhichOneof("msg")
@@ -573,7 +606,7 @@ class DuetClient:
         if call is not None and not call.done():
             if send_leave:
                 try:
-                    await asyncio.wait_for(call.write(matchmaker_pb2.ClientMessage(leave=matchmaker_pb2.Leave())), 2.0)
+                    await asyncio.wait_for(self._write_leave(call), 2.0)
                     await asyncio.wait_for(call.done_writing(), 2.0)
                     # Let the server end the stream itself (it sees Leave, not a cancellation).
                     await asyncio.wait_for(call.code(), 2.0)

@@ -90,6 +90,8 @@ class ClusterInfo:
     routing: str
     edges: dict[str, str] = field(default_factory=dict)  # edge id -> control address
     edge_metrics: dict[str, str] = field(default_factory=dict)  # edge id -> Prometheus scrape URL
+    routing_metrics: str = ""  # the routing service's Prometheus scrape URL
+    matchmaker_metrics: str = ""  # the matchmaker's
     database_url: str = ""
     log_dir: Path = Path(".duet/logs")
     database_where: str | None = None  # where the private cluster's data is (None: a given URL)
@@ -226,6 +228,8 @@ class LocalCluster:
                 # the WAN emulation (when on) makes real.
                 "--link-weights",
                 "measured" if emulated_backbone else "declared",
+                "--metrics-port",
+                "0",
             ],
             env,
             log_dir,
@@ -253,6 +257,8 @@ class LocalCluster:
                 "--database-url",
                 dsn,
                 "--trust-forwarded-for",
+                "--metrics-port",
+                "0",
                 *(["--avoid-recent", str(self.avoid_recent)] if self.avoid_recent is not None else []),
             ],
             {**env, SERVICE_TOKEN_ENV: mint_service_token(service_secret, Role.MATCHMAKER)},
@@ -269,6 +275,8 @@ class LocalCluster:
             routing=routing_address,
             edges={c.name.removeprefix("edge-"): _field(c.ready_line, "control") for c in edges},
             edge_metrics={c.name.removeprefix("edge-"): _field(c.ready_line, "metrics") for c in edges},
+            routing_metrics=_field(routing.ready_line, "metrics"),
+            matchmaker_metrics=_field(mm.ready_line, "metrics"),
             database_url=dsn,
             log_dir=log_dir,
             database_where=db.describe(),

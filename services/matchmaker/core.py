@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from duet.services.matchmaker.clock_sync import ClockSync, InvalidEcho
 from duet.services.matchmaker.display_name import checked_display_name
 from duet.services.matchmaker.errors import (
     BadRequest,
@@ -35,6 +36,7 @@ from duet.services.matchmaker.errors import (
 from duet.services.matchmaker.events import (
     Blocked,
     CallEnded,
+    ClockProbe,
     EdgeAssigned,
     EdgeLost,
     HeartbeatAck,
@@ -58,6 +60,7 @@ from duet.services.matchmaker.ports import (
     MatchStore,
     PeerError,
     PeerInvalidRequest,
+    Route,
     RoutingService,
     SafetyStore,
 )
@@ -68,6 +71,7 @@ from duet.services.matchmaker.rules.base import LatencyEstimate, PairContext
 from duet.services.matchmaker.rules.interests import shared_interests
 from duet.services.matchmaker.rules.media import VideoCodecs
 from duet.services.matchmaker.rules.relaxation import RelaxSchedule
+from duet.services.matchmaker.telemetry import CallTelemetry, NoTelemetry
 from duet.services.store.records import CallRow, checked_reason
 
 logger = logging.getLogger("duet.matchmaker")
@@ -81,6 +85,9 @@ CLIENT_STAGES = ("session_open", "edge_assigned", "leg_connected", "first_frame"
 FRAME_INTERVAL_MS = 33.3
 # What the partner is told when a call ends, by how it ended (a blocked user is not told they were blocked).
 PARTNER_REASON = {"next": "partner_next", "left": "partner_left", "blocked": "partner_left"}
+# ListCalls: the default and the largest page.
+LIST_CALLS_DEFAULT = 20
+LIST_CALLS_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,7 @@ class ActiveCall:
     route_rtt_ms: float
     stages: tuple[dict[str, float], dict[str, float]]
     reported: set[int] = field(default_factory=set)
+    observed: set[int] = field(default_factory=set)  # sides whose first frame went to telemetry
     ended: bool = False
 
     def side_of(self, session: ClientSession) -> int:
@@ -144,6 +152,7 @@ class ClientSession:
     ticket: Ticket | None = None
     call: ActiveCall | None = None
     preferences: Preferences = NO_PREFERENCES  # the last ones given
+    clock: ClockSync = field(default_factory=ClockSync)  # the client's clock offset, from probes on the stream
     closed: bool = False
 
     def send(self, event: SessionEvent) -> None:
@@ -163,6 +172,7 @@ class Matchmaker:
         safety: SafetyStore | None = None,
         latency: LatencyEstimate | None = None,
         clock: Callable[[], float] = time.time,
+        telemetry: CallTelemetry | None = None,
     ) -> None:
         """``recent_partners`` overrides ``config.recent_partners``; ``safety`` defaults to an
         in-memory store (blocks and reports then last as long as the process); ``latency``
@@ -179,6 +189,7 @@ class Matchmaker:
         self.safety: SafetyStore = safety if safety is not None else InMemorySafetyStore()
         self.latency: LatencyEstimate = latency if latency is not None else ReferenceLatency()
         self.clock = clock
+        self.telemetry: CallTelemetry = telemetry if telemetry is not None else NoTelemetry()
         self.history = InMemoryPairHistory(
             recent_partners=config.recent_partners, rematch_window_s=config.rematch_window_s, clock=clock
         )
@@ -290,8 +301,13 @@ class Matchmaker:
 
     # -- session lifecycle --------------------------------------------------
 
-    async def open_session(self, user_id: str, display_name: str, client_ip: str, outbox: Outbox) -> ClientSession:
-        """Start a session for ``user_id`` (replacing an older one of theirs) and assign it an edge."""
+    async def open_session(
+        self, user_id: str, display_name: str, client_ip: str, outbox: Outbox, *, clock_probes: bool = False
+    ) -> ClientSession:
+        """Start a session for ``user_id`` (replacing an older one of theirs) and assign it an edge.
+
+        ``clock_probes``: the client answers clock probes; it is sent them, one after another.
+        """
         if not USER_ID_RE.match(user_id):
             raise BadRequest("hello.user_id must be 1-64 characters of letters, digits, '_', '.' or '-'")
         name = checked_display_name(display_name) if display_name else user_id
@@ -325,6 +341,9 @@ class Matchmaker:
                 session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=self.now_ms()
             )
         )
+        if clock_probes:
+            # The first clock probe; each echo brings the next, until the session has enough samples.
+            self._probe_clock(session)
         logger.info(
             "session %s: user %s from %s -> edge %s (%s)",
             session.session_id[:8],
@@ -349,6 +368,25 @@ class Matchmaker:
         session.leg_id = leg.leg_id
         session.video = VideoCodecs.of(leg.video_send_codec, leg.video_receive_codecs)
         session.send(LegAnswered(leg_id=leg.leg_id, answer_sdp=leg.answer_sdp))
+
+    def _probe_clock(self, session: ClientSession) -> None:
+        now = self.now_ms()
+        session.send(ClockProbe(probe_id=session.clock.probe(now), server_send=now))
+
+    def clock_echo(self, session: ClientSession, probe_id: int, client_receive: float, client_send: float) -> None:
+        """The client's answer to a clock probe: one more sample of its clock offset."""
+        try:
+            sample = session.clock.answer(probe_id, client_receive, client_send, self.now_ms())
+        except InvalidEcho as exc:
+            raise BadRequest(str(exc)) from None
+        logger.debug(
+            "session %s: clock offset %.1f ms, round trip %.1f ms",
+            session.session_id[:8],
+            sample.offset_ms,
+            sample.round_trip_ms,
+        )
+        if session.clock.wants_more:
+            self._probe_clock(session)
 
     def _admit(self, session: ClientSession) -> None:
         """The checks every find/next passes before it changes anything: review hold, then the rate limit."""
@@ -563,34 +601,59 @@ class Matchmaker:
                         self._schedule_ticket(t)
             return
         a.ticket = b.ticket = None  # before any await: a cancel or expiry meanwhile finds nothing to close
-        for t in (first, second):
-            await self.store.close_ticket(t.ticket_id, "matched")
+        for s, t in ((a, first), (b, second)):
             waited = max(0.0, matched - t.queued_at)
             self._wait_ema_ms = waited if not self._wait_ema_ms else 0.8 * self._wait_ema_ms + 0.2 * waited
+            self.telemetry.ticket_matched(s.region, waited)
         assert a.edge is not None and b.edge is not None and a.leg_id and b.leg_id
         call_id = uuid.uuid4().hex
         bridge_id = secrets.randbits(63) or 1
         # Whatever goes wrong below, these two are not paired again right away.
         self.history.note_met(a.user_id, b.user_id)
-        try:
-            route = await self.routing.pick_route(a.edge.edge_id, b.edge.edge_id)
-        except PeerError as exc:
-            # Neither leg is at fault; both clients decide whether to look again.
-            logger.warning("no route %s -> %s: %s", a.edge.edge_id, b.edge.edge_id, exc)
-            for s in (a, b):
-                s.send(CallEnded(reason=f"no route between the two edges: {exc}"))
-            return
-        route_picked = self.now_ms()
-        results = await asyncio.gather(
+        route_picked = 0.0
+
+        async def pick_route() -> Route:
+            nonlocal route_picked
+            route = await self.routing.pick_route(a.edge.edge_id, b.edge.edge_id)  # type: ignore[union-attr]
+            route_picked = self.now_ms()
+            return route
+
+        # Nothing here waits for anything it does not need: an edge bridges toward its peer edge with its own
+        # next-hop table, so the route (needed only for Matched and the record) is asked for while both edges
+        # bridge, and the tickets are closed meanwhile. Each step costs a round trip to a different peer.
+        closed, route_result, *bridges = await asyncio.gather(
+            asyncio.gather(*(self.store.close_ticket(t.ticket_id, "matched") for t in (first, second))),
+            pick_route(),
             self.edges.bridge(a.edge, bridge_id, a.leg_id, 0, b.edge.edge_id),
             self.edges.bridge(b.edge, bridge_id, b.leg_id, 1, a.edge.edge_id),
             return_exceptions=True,
         )
-        failures = [(s, r) for s, r in zip((a, b), results, strict=True) if isinstance(r, BaseException)]
+        bridged = self.now_ms()
+        if isinstance(closed, BaseException) or isinstance(route_result, BaseException):
+            for side, (s, r) in enumerate(zip((a, b), bridges, strict=True)):
+                if not isinstance(r, BaseException) and s.edge is not None:
+                    try:
+                        await self.edges.unbridge(s.edge, bridge_id, side)
+                    except PeerError:
+                        pass
+            if isinstance(closed, BaseException):
+                raise closed  # the store failed: the ticket's client gets INTERNAL, as before
+            if isinstance(route_result, BaseException) and not isinstance(route_result, PeerError):
+                raise route_result
+            # Neither leg is at fault; both clients decide whether to look again.
+            logger.warning("no route %s -> %s: %s", a.edge.edge_id, b.edge.edge_id, route_result)
+            self.telemetry.call_start_failed("no route")
+            for s in (a, b):
+                s.send(CallEnded(reason=f"no route between the two edges: {route_result}"))
+            return
+        route = route_result
+        failures = [(s, r) for s, r in zip((a, b), bridges, strict=True) if isinstance(r, BaseException)]
         if failures:
+            self.telemetry.call_start_failed("bridge failed")
             await self._abort_start(a, b, bridge_id, failures)
             return
-        bridged = self.now_ms()
+        for stage, at in (("route_picked", route_picked), ("bridged", bridged)):
+            self.telemetry.call_stage(stage, a.region, b.region, at - matched)
         stages = (
             {"queued": first.queued_at, "matched": matched, "route_picked": route_picked, "bridged": bridged},
             {"queued": second.queued_at, "matched": matched, "route_picked": route_picked, "bridged": bridged},
@@ -640,15 +703,19 @@ class Matchmaker:
                     predicted_connect_ms=route.rtt_ms / 2 + FRAME_INTERVAL_MS,
                 )
             )
+        notified = self.now_ms()
+        self.telemetry.call_stage("notified", a.region, b.region, notified - matched)
         logger.info(
-            "call %s: %s (%s) <-> %s (%s) via %s, %.1f ms from match to bridged",
+            "call %s: %s (%s) <-> %s (%s) via %s; after the match: route %.1f ms, bridged %.1f ms, notified %.1f ms",
             call_id[:8],
             a.user_id,
             a.edge.edge_id,
             b.user_id,
             b.edge.edge_id,
             "-".join(route.path),
+            route_picked - matched,
             bridged - matched,
+            notified - matched,
         )
 
     async def _abort_start(
@@ -718,6 +785,11 @@ class Matchmaker:
             side = call.side_of(session)
             edge = session.edge
         merged = {k: v for k, v in stages.items() if k in CLIENT_STAGES}
+        offset = session.clock.offset
+        if offset is not None:
+            # Onto the matchmaker's clock, so every stage of the record compares with its own.
+            merged = {k: offset.to_server(v) if v else v for k, v in merged.items()}
+            await self.store.set_clock(call_id, "ab"[side], offset)
         if edge is not None and call is not None:
             try:
                 first_packet = await self.edges.first_packet_at_edge(edge, call.bridge_id, side)
@@ -726,6 +798,13 @@ class Matchmaker:
             if first_packet:
                 merged["first_packet_at_edge"] = first_packet
         await self.store.merge_stages(call_id, "ab"[side], merged)
+        if call is not None and connected and side not in call.observed:
+            call.observed.add(side)
+            me, partner = call.sessions[side], call.sessions[1 - side]
+            matched = call.stages[side].get("matched", 0.0)
+            for stage in ("first_packet_at_edge", "first_frame"):
+                if merged.get(stage) and matched:
+                    self.telemetry.call_stage(stage, me.region, partner.region, merged[stage] - matched)
         if call is not None and connected:
             call.reported.add(side)
             if call.reported == {0, 1}:
@@ -739,6 +818,14 @@ class Matchmaker:
         if row is None:
             raise NotFound(f"no call '{call_id}'")
         return row
+
+    async def list_calls(self, limit: int, user_id: str) -> list[CallRow]:
+        """Recent call records, newest first: ``limit`` 0 means the default; ``user_id`` empty means everyone's."""
+        if not 0 <= limit <= LIST_CALLS_MAX:
+            raise BadRequest(f"limit must be 0 (the default, {LIST_CALLS_DEFAULT}) to {LIST_CALLS_MAX}, got {limit}")
+        if user_id and not USER_ID_RE.match(user_id):
+            raise BadRequest("user_id must be 1-64 characters of letters, digits, '_', '.' or '-'")
+        return await self.store.list_calls(limit or LIST_CALLS_DEFAULT, user_id or None)
 
     async def stop(self) -> None:
         if self._timer is not None:

@@ -103,6 +103,14 @@ class NoEdge:
 
 
 @dataclass(frozen=True)
+class ClockProbe:
+    """Asks the client for its clock; it answers with the probe's id and its receive and send times."""
+
+    probe_id: int
+    server_send: float  # epoch ms, matchmaker clock
+
+
+@dataclass(frozen=True)
 class SessionClosed:
     """The matchmaker ended the session (replaced, shutting down): the stream ends after what came before."""
 
@@ -118,6 +126,7 @@ SessionEvent = (
     | Blocked
     | Reported
     | EdgeLost
+    | ClockProbe
 )
 
 

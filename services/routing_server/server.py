@@ -11,6 +11,7 @@ next-hop table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Sequence
@@ -25,8 +26,10 @@ from duet.routing.link_health import LinkReading
 from duet.routing.paths import NoRoute
 from duet.routing.topology import EdgeNode, EdgeState, Topology, UnknownEdge
 from duet.services.auth.secrets import AuthSecrets
+from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
 from duet.services.routing_server.admin import TopologyAdminServicer
 from duet.services.routing_server.membership import EdgeLoad, LiveMembership, NotRegistered
+from duet.services.routing_server.metrics import RoutingMetrics, timed
 from duet.services.routing_server.restore import startup_topology
 from duet.services.routing_server.state import RoutingState
 from duet.services.rpc.auth import AuthInterceptor
@@ -72,6 +75,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         geo: GeoLocator,
         default_region: str,
         store: Store | None = None,
+        metrics: RoutingMetrics | None = None,
         membership: LiveMembership | None = None,
     ) -> None:
         self.state = state
@@ -79,8 +83,10 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         self.default_region = default_region
         self.store = store
         self.membership = membership or LiveMembership(state)
+        self.metrics = metrics
 
     @map_errors(_ERRORS)
+    @timed("PickIngress")
     async def PickIngress(
         self, request: routing_pb2.PickIngressRequest, context: grpc.aio.ServicerContext
     ) -> routing_pb2.PickIngressResponse:
@@ -110,6 +116,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         )
 
     @map_errors(_ERRORS)
+    @timed("PickRoute")
     async def PickRoute(
         self, request: routing_pb2.PickRouteRequest, context: grpc.aio.ServicerContext
     ) -> routing_pb2.PickRouteResponse:
@@ -169,6 +176,8 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
                 )
             yield table
             sent = c
+            if self.metrics is not None:
+                self.metrics.route_pushed(request.edge_id, len(table.entries))
             await self.state.wait_for_change(generation)
 
     @map_errors(_ERRORS)
@@ -272,6 +281,8 @@ async def serve_routing(
     topology_source: str = "the default topology",
     reset_topology: bool = False,
     measured_weights: bool = True,
+    metrics_port: int | None = None,
+    metrics_host: str = DEFAULT_METRICS_HOST,
 ) -> None:
     """Serve Routing and TopologyAdmin until ``stop`` is set.
 
@@ -281,6 +292,8 @@ async def serve_routing(
     caller must present a service token signed with ``secrets``.
     ``measured_weights``: links take their probe-measured RTT and loss as
     weights (else only up/down follows the probes; see routing.link_health).
+    caller must present a service token signed with ``secrets``. ``metrics_port`` (0 = any free)
+    also serves Prometheus metrics (None: off).
     """
     stop = stop or asyncio.Event()
     secrets.require_service("the routing service verifies the edges', the matchmaker's and ops tokens with it")
@@ -302,7 +315,8 @@ async def serve_routing(
     logger.info("GeoIP databases: %s", ", ".join(geo.paths) or "none (clients fall back to the default region)")
     state = RoutingState(topology)
     membership = LiveMembership(state, measured_weights=measured_weights)
-    servicer = RoutingServicer(state, geo, default_region, store, membership)
+    metrics = RoutingMetrics()
+    servicer = RoutingServicer(state, geo, default_region, store, metrics=metrics, membership=membership)
     admin = TopologyAdminServicer(state, audit)
 
     def add_servicers(s: grpc.aio.Server) -> None:
@@ -323,10 +337,17 @@ async def serve_routing(
         len(topology.edges),
         default_region,
     )
-    print(f"routing ready address={address}", flush=True)
     sweeper = asyncio.create_task(membership.run(), name="membership sweep")
     try:
-        await stop.wait()
+        async with contextlib.AsyncExitStack() as extras:
+            scrape = ""
+            if metrics_port is not None:
+                url = await extras.enter_async_context(
+                    MetricsServer(metrics.registry, host=metrics_host, port=metrics_port)
+                )
+                scrape = f" metrics={url}"
+            print(f"routing ready address={address}{scrape}", flush=True)
+            await stop.wait()
     finally:
         logger.info("routing shutting down")
         sweeper.cancel()

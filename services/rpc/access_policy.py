@@ -63,6 +63,8 @@ POLICY: Mapping[str, Access] = {
     # Clients. GetCall: a user reads only calls they were in (checked by the matchmaker).
     "/duet.v1.Matchmaker/Session": users(),
     "/duet.v1.Matchmaker/GetCall": users(Role.MATCHMAKER, *OPS_READ),
+    # Every call's record (users' ids, edges, timings): operators only.
+    "/duet.v1.Matchmaker/ListCalls": services(*OPS_READ),
     # The routing service.
     "/duet.v1.Routing/PickIngress": services(Role.MATCHMAKER),
     "/duet.v1.Routing/PickRoute": services(Role.MATCHMAKER),

@@ -18,7 +18,7 @@ SCOPE_NEAR: Scope
 SCOPE_ANYWHERE: Scope
 
 class ClientMessage(_message.Message):
-    __slots__ = ("hello", "offer", "find_partner", "next", "leave", "connect_report", "cancel", "heartbeat", "block", "report")
+    __slots__ = ("hello", "offer", "find_partner", "next", "leave", "connect_report", "cancel", "heartbeat", "block", "report", "clock_echo")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     OFFER_FIELD_NUMBER: _ClassVar[int]
     FIND_PARTNER_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class ClientMessage(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     BLOCK_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_ECHO_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     offer: LegOffer
     find_partner: FindPartner
@@ -39,10 +40,11 @@ class ClientMessage(_message.Message):
     heartbeat: Heartbeat
     block: Block
     report: Report
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., offer: _Optional[_Union[LegOffer, _Mapping]] = ..., find_partner: _Optional[_Union[FindPartner, _Mapping]] = ..., next: _Optional[_Union[Next, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., connect_report: _Optional[_Union[ConnectReport, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., block: _Optional[_Union[Block, _Mapping]] = ..., report: _Optional[_Union[Report, _Mapping]] = ...) -> None: ...
+    clock_echo: ClockEcho
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., offer: _Optional[_Union[LegOffer, _Mapping]] = ..., find_partner: _Optional[_Union[FindPartner, _Mapping]] = ..., next: _Optional[_Union[Next, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., connect_report: _Optional[_Union[ConnectReport, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., block: _Optional[_Union[Block, _Mapping]] = ..., report: _Optional[_Union[Report, _Mapping]] = ..., clock_echo: _Optional[_Union[ClockEcho, _Mapping]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("edge_assigned", "answer", "queued", "matched", "call_ended", "ticket_closed", "heartbeat_ack", "blocked", "reported", "error", "edge_lost")
+    __slots__ = ("edge_assigned", "answer", "queued", "matched", "call_ended", "ticket_closed", "heartbeat_ack", "blocked", "reported", "error", "edge_lost", "clock_probe")
     EDGE_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +56,7 @@ class ServerMessage(_message.Message):
     REPORTED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     EDGE_LOST_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_PROBE_FIELD_NUMBER: _ClassVar[int]
     edge_assigned: EdgeAssigned
     answer: LegAnswer
     queued: Queued
@@ -65,17 +68,20 @@ class ServerMessage(_message.Message):
     reported: Reported
     error: Error
     edge_lost: EdgeLost
-    def __init__(self, edge_assigned: _Optional[_Union[EdgeAssigned, _Mapping]] = ..., answer: _Optional[_Union[LegAnswer, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., matched: _Optional[_Union[Matched, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., ticket_closed: _Optional[_Union[TicketClosed, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., blocked: _Optional[_Union[Blocked, _Mapping]] = ..., reported: _Optional[_Union[Reported, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., edge_lost: _Optional[_Union[EdgeLost, _Mapping]] = ...) -> None: ...
+    clock_probe: ClockProbe
+    def __init__(self, edge_assigned: _Optional[_Union[EdgeAssigned, _Mapping]] = ..., answer: _Optional[_Union[LegAnswer, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., matched: _Optional[_Union[Matched, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., ticket_closed: _Optional[_Union[TicketClosed, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., blocked: _Optional[_Union[Blocked, _Mapping]] = ..., reported: _Optional[_Union[Reported, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., edge_lost: _Optional[_Union[EdgeLost, _Mapping]] = ..., clock_probe: _Optional[_Union[ClockProbe, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("user_id", "display_name", "session_open")
+    __slots__ = ("user_id", "display_name", "session_open", "clock_probes")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     SESSION_OPEN_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_PROBES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     display_name: str
     session_open: float
-    def __init__(self, user_id: _Optional[str] = ..., display_name: _Optional[str] = ..., session_open: _Optional[float] = ...) -> None: ...
+    clock_probes: bool
+    def __init__(self, user_id: _Optional[str] = ..., display_name: _Optional[str] = ..., session_open: _Optional[float] = ..., clock_probes: _Optional[bool] = ...) -> None: ...
 
 class LegOffer(_message.Message):
     __slots__ = ("sdp",)
@@ -235,6 +241,24 @@ class Error(_message.Message):
     request: str
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., request: _Optional[str] = ...) -> None: ...
 
+class ClockProbe(_message.Message):
+    __slots__ = ("probe_id", "server_send")
+    PROBE_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVER_SEND_FIELD_NUMBER: _ClassVar[int]
+    probe_id: int
+    server_send: float
+    def __init__(self, probe_id: _Optional[int] = ..., server_send: _Optional[float] = ...) -> None: ...
+
+class ClockEcho(_message.Message):
+    __slots__ = ("probe_id", "client_receive", "client_send")
+    PROBE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_RECEIVE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SEND_FIELD_NUMBER: _ClassVar[int]
+    probe_id: int
+    client_receive: float
+    client_send: float
+    def __init__(self, probe_id: _Optional[int] = ..., client_receive: _Optional[float] = ..., client_send: _Optional[float] = ...) -> None: ...
+
 class PartnerProfile(_message.Message):
     __slots__ = ("display_name", "region", "shared_interests", "languages")
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -282,23 +306,29 @@ class GetCallRequest(_message.Message):
     def __init__(self, call_id: _Optional[str] = ...) -> None: ...
 
 class CallSide(_message.Message):
-    __slots__ = ("user_id", "edge_id", "leg_id", "stages", "connect_ms", "total_ms")
+    __slots__ = ("user_id", "edge_id", "leg_id", "stages", "connect_ms", "total_ms", "clock_synced", "clock_offset_ms", "clock_uncertainty_ms")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     LEG_ID_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     CONNECT_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_SYNCED_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_UNCERTAINTY_MS_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     edge_id: str
     leg_id: str
     stages: _common_pb2.StageTimes
     connect_ms: float
     total_ms: float
-    def __init__(self, user_id: _Optional[str] = ..., edge_id: _Optional[str] = ..., leg_id: _Optional[str] = ..., stages: _Optional[_Union[_common_pb2.StageTimes, _Mapping]] = ..., connect_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+    clock_synced: bool
+    clock_offset_ms: float
+    clock_uncertainty_ms: float
+    def __init__(self, user_id: _Optional[str] = ..., edge_id: _Optional[str] = ..., leg_id: _Optional[str] = ..., stages: _Optional[_Union[_common_pb2.StageTimes, _Mapping]] = ..., connect_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., clock_synced: _Optional[bool] = ..., clock_offset_ms: _Optional[float] = ..., clock_uncertainty_ms: _Optional[float] = ...) -> None: ...
 
 class CallRecord(_message.Message):
-    __slots__ = ("call_id", "a", "b", "route", "route_rtt_ms", "state", "end_reason")
+    __slots__ = ("call_id", "a", "b", "route", "route_rtt_ms", "state", "end_reason", "created_at", "ended_at")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     A_FIELD_NUMBER: _ClassVar[int]
     B_FIELD_NUMBER: _ClassVar[int]
@@ -306,6 +336,8 @@ class CallRecord(_message.Message):
     ROUTE_RTT_MS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     END_REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     a: CallSide
     b: CallSide
@@ -313,4 +345,20 @@ class CallRecord(_message.Message):
     route_rtt_ms: float
     state: str
     end_reason: str
-    def __init__(self, call_id: _Optional[str] = ..., a: _Optional[_Union[CallSide, _Mapping]] = ..., b: _Optional[_Union[CallSide, _Mapping]] = ..., route: _Optional[_Iterable[str]] = ..., route_rtt_ms: _Optional[float] = ..., state: _Optional[str] = ..., end_reason: _Optional[str] = ...) -> None: ...
+    created_at: float
+    ended_at: float
+    def __init__(self, call_id: _Optional[str] = ..., a: _Optional[_Union[CallSide, _Mapping]] = ..., b: _Optional[_Union[CallSide, _Mapping]] = ..., route: _Optional[_Iterable[str]] = ..., route_rtt_ms: _Optional[float] = ..., state: _Optional[str] = ..., end_reason: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ...) -> None: ...
+
+class ListCallsRequest(_message.Message):
+    __slots__ = ("limit", "user_id")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    user_id: str
+    def __init__(self, limit: _Optional[int] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class ListCallsResponse(_message.Message):
+    __slots__ = ("calls",)
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[CallRecord]
+    def __init__(self, calls: _Optional[_Iterable[_Union[CallRecord, _Mapping]]] = ...) -> None: ...

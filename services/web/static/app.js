@@ -15,7 +15,9 @@
 //   window.duetState.partner      {name, region} of the current partner, or null
 //   window.duetState.lastBreakdown  the last call with a first frame (or a give-up):
 //                                 {callId, partner, region, route, stages: {name: epoch ms},
-//                                  connectMs, totalMs, connected}
+//                                  connectMs, totalMs, connected, clock}; clock, once the call record
+//                                 is read back: {synced, offsetMs, uncertaintyMs}, this browser's clock
+//                                 minus the matchmaker's, from the clock probes it answered
 //   window.duetState.breakdowns   every such call so far, oldest first
 //   window.duetState.error        the error shown to the person, or ""
 //   window.duetState.edge         the assigned edge {edgeId, region}, or null
@@ -217,9 +219,20 @@ class Session {
     this.ws = new WebSocket(url);
     this.ws.onopen = () => {
       this.opened = true;
-      this.send({ hello: { userId: this.userId, displayName: this.displayName, sessionOpen: this.stages.session_open } });
+      this.send({
+        hello: { userId: this.userId, displayName: this.displayName, sessionOpen: this.stages.session_open, clockProbes: true },
+      });
     };
     this.ws.onmessage = (event) => {
+      const received = nowMs();
+      // Clock probes are answered here, at once, not behind the queued work: a late answer widens the
+      // round trip and with it the uncertainty of the offset the matchmaker estimates from it.
+      if (typeof event.data === "string" && event.data.startsWith('{"clockProbe"')) {
+        const probe = JSON.parse(event.data).clockProbe;
+        this.send({ clockEcho: { probeId: probe.probeId || "0", clientReceive: received, clientSend: nowMs() } });
+        this.clockProbesAnswered = (this.clockProbesAnswered || 0) + 1;
+        return;
+      }
       this.work = this.work.then(() => this.onFrame(event.data)).catch((err) => this.fail(`Unexpected error: ${err.message || err}`));
     };
     this.ws.onclose = (event) => { this.work = this.work.then(() => this.onSocketClosed(event)); };
@@ -581,6 +594,12 @@ async function fillEdgeStage(result, userId) {
       if (!response.ok) continue;
       const record = await response.json();
       const side = [record.a, record.b].find((s) => s && s.userId === userId);
+      if (side) {
+        // How far this browser's clock is from the matchmaker's (it answered the clock probes).
+        result.clock = {
+          synced: !!side.clockSynced, offsetMs: side.clockOffsetMs || 0, uncertaintyMs: side.clockUncertaintyMs || 0,
+        };
+      }
       const at = side?.stages?.firstPacketAtEdge;
       if (at) {
         result.stages.first_packet_at_edge = at;
