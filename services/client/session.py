@@ -290,7 +290,7 @@ class DuetClient:
         lost = self._lost_edge
         if lost is None:
             return
-        t0 = now_ms()
+        t0 = self.clock()
         await self._media.reset()
         self.leg_id = ""
         await self._open_leg()
