@@ -80,9 +80,10 @@ class ClusterThread:
             asyncio.run(self._main())
         except BaseException as exc:  # reported through the futures; a thread has nobody else to tell
             if not self._started.done():
-                self._started.set_exception(exc)
-            if not self._stopped.done():
-                self._stopped.set_exception(exc)
+                self._started.set_exception(exc)  # start() raises it; stopping had nothing to do
+                self._stopped.set_result(None)
+            elif not self._stopped.done():
+                self._stopped.set_exception(exc)  # stopping failed: stop() raises it
         else:
             if not self._started.done():
                 self._started.set_exception(RuntimeError("the local cluster's thread ended before it started"))

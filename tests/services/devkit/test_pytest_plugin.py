@@ -86,3 +86,14 @@ def test_a_bad_topology_file_stops_the_session_in_words(pytester: pytest.Pyteste
 def test_the_options_are_listed_in_help(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--help", timeout=60)
     result.stdout.fnmatch_lines(["*--duet-topology=FILE*", "*--duet-control-region=NAME*", "*--duet-last-mile-ms=MS*"])
+
+
+def test_a_cluster_that_cannot_start_fails_the_session_in_words(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", team_topology=TOPOLOGY)
+    pytester.makepyfile(test_team="def test_uses_the_cluster(duet_cluster):\n    pass\n")
+    args = ("-p", "no:cacheprovider", "--duet-topology", "team_topology.yaml")
+    result = pytester.runpytest_subprocess(
+        *args, "--duet-database-url", "postgresql://nobody@127.0.0.1:1/none", timeout=120
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*duet: the local cluster did not start:*"])
