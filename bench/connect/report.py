@@ -14,6 +14,10 @@ from bench.connect.pairs import PairPath
 __all__ = ["PairFigures", "pair_figures", "percentile", "region_table", "stage_table", "summary", "write_heatmap"]
 
 
+# A 10 ms timer of the load process waking this much late means the process itself fell behind.
+STALL_MS = 50.0
+
+
 def percentile(values: Sequence[float], q: int) -> float:
     """The q-th percentile (inclusive method: within the samples' range, exact for one sample)."""
     if not values:
@@ -145,6 +149,8 @@ def summary(
         else None,
         # What physics allows next_p95_ms: the same percentile of those calls' own pairs' floors.
         "next_floor_p95_ms": rounded(percentile([floors[s.pair] for s in nexts], 95)) if nexts else None,
+        # Calls during which the load process itself stalled (docs/benchmarks.md, "The tail").
+        "stalled_calls": sum(1 for s in cross_calls if s.loop_lag_ms > STALL_MS),
         "same_region_pairs": len(same),
         "same_region_worst_p95_ms": rounded(max(f.p95 for f in same)) if same else None,
         "failed_calls": sum(1 for s in duet if s.connect_ms is None) + sum(1 for b in baseline if b.connect_ms is None),

@@ -110,11 +110,8 @@ def _load_topology(config: pytest.Config) -> Topology:
     path = Path(named)
     if not path.is_absolute():
         # Relative to the ini file's folder when set there, else to where pytest was started.
-        base = (
-            config.rootpath
-            if not config.getoption("duet_topology") and config.inipath
-            else config.invocation_params.dir
-        )
+        from_ini = not config.getoption("duet_topology") and config.inipath is not None
+        base = config.inipath.parent if from_ini and config.inipath else config.invocation_params.dir
         path = base / path
     try:
         return load_topology_file(path)

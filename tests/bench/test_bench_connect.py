@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from bench.connect.camera_gate import GatedCamera
-from bench.connect.duet_calls import MAX_CALLS_PER_PAIR, SCHEDULE, schedule
+from bench.connect.duet_calls import MAX_CALLS_PER_PAIR, SCHEDULE, DuetSample, schedule
 from bench.connect.floor import pair_floor
 from bench.connect.loop_lag import LoopLag
 from bench.connect.pairs import all_pairs, pair_path
+from bench.connect.report import pair_figures, summary
 from bench.connect.udp_relay import UdpPairRelay, rewrite_candidates
 from duet.routing.reference import reference_rtt_ms
 from duet.routing.topology import world_topology
@@ -34,6 +35,7 @@ SUMMARY_KEYS = {
     "worst_ratio_to_floor",
     "next_p95_ms",
     "next_floor_p95_ms",
+    "stalled_calls",
     "same_region_pairs",
     "same_region_worst_p95_ms",
     "failed_calls",
@@ -202,3 +204,29 @@ async def test_a_gated_camera_yields_frames_only_while_open() -> None:
         await camera.recv()
     assert asyncio.get_running_loop().time() - t0 >= 2.5 / 30
     camera.stop()
+
+
+def test_the_summary_counts_cross_region_pairs_and_reports_same_region_apart() -> None:
+    world = world_topology()
+    control = ControlPlane("Frankfurt", world)
+    far = pair_path(world, control, "Sydney", "Johannesburg", last_mile_ms=15)
+    near = pair_path(world, control, "Frankfurt", "London", last_mile_ms=15)
+    same = pair_path(world, control, "Tokyo", "Tokyo", last_mile_ms=15)
+    duet = [
+        DuetSample(far.key, "find", 400.0),
+        DuetSample(far.key, "next", 420.0, loop_lag_ms=120.0),
+        DuetSample(near.key, "find", 90.0),
+        DuetSample(near.key, "next", 95.0),
+        DuetSample(same.key, "find", 70.0),
+        DuetSample(same.key, "next", 900.0),  # slow, but not a pair of two regions
+    ]
+    result = summary(pair_figures([far, near, same], duet, []), duet, [])
+    assert result["pairs"] == 2 and result["calls"] == 4
+    assert result["worst_pair_p95_ms"] == pytest.approx(419.0)  # inclusive p95 of 400 and 420
+    assert result["next_p95_ms"] == pytest.approx(95 + 0.95 * (420 - 95), abs=0.1)
+    assert result["next_floor_p95_ms"] == pytest.approx(
+        near.floor().total_ms + 0.95 * (far.floor().total_ms - near.floor().total_ms), abs=0.1
+    )
+    assert result["stalled_calls"] == 1
+    assert result["same_region_pairs"] == 1 and result["same_region_worst_p95_ms"] == pytest.approx(858.5)
+    assert result["failed_calls"] == 0
