@@ -27,15 +27,15 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from bench.connect.camera_gate import GatedCamera
 from bench.connect.loop_lag import LoopLag
+from bench.connect.media_gate import GatedCamera, GatedMicrophone
 from bench.connect.pairs import PairPath
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.tokens import Role
 from duet.services.client import CallResult, DuetClient
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo
-from duet.services.devkit.synthetic_media import MarkerRule, SyntheticMicrophone
+from duet.services.devkit.synthetic_media import MarkerRule
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 __all__ = [
@@ -157,18 +157,18 @@ async def pair_calls(
     regions = (path.region_a, path.region_b)
     used = sorted({(0, i) for i, _, _ in plan} | {(1, j) for _, j, _ in plan})
     clients: dict[tuple[int, int], DuetClient] = {}
-    cameras: dict[tuple[int, int], GatedCamera] = {}
+    gates: dict[tuple[int, int], tuple[GatedCamera, GatedMicrophone]] = {}
     for n, (side, i) in enumerate(used):
         region = regions[side]
         name = f"{'ab'[side]}{i + 1}"
         tag = first_tag + n
-        cameras[(side, i)] = GatedCamera(tag)
+        gates[(side, i)] = (GatedCamera(tag), GatedMicrophone())
         clients[(side, i)] = DuetClient(
             info.matchmaker_for(region),
             f"bench-{tag}",
             f"{name}@{region}",
-            video=cameras[(side, i)],
-            audio=SyntheticMicrophone(),
+            video=gates[(side, i)][0],
+            audio=gates[(side, i)][1],
             first_frame_rule=MarkerRule(own_tag=tag),
             client_ip=DEMO_CLIENT_IPS[region],
             token=info.user_tokens(f"bench-{tag}"),
@@ -187,12 +187,13 @@ async def pair_calls(
             error = f"connect failed: {failures[0]}"
             return [DuetSample(path.key, how, None, error=error) for _, _, how in plan]
         for i, j, how in plan:
-            # Only the two clients of this call encode (see camera_gate.py).
-            for key, camera in cameras.items():
-                if key in ((0, i), (1, j)):
-                    camera.open()
-                else:
-                    camera.close()
+            # Only the two clients of this call encode (see media_gate.py).
+            for key, tracks in gates.items():
+                for track in tracks:
+                    if key in ((0, i), (1, j)):
+                        track.open()
+                    else:
+                        track.close()
             try:
                 results = await _place(clients[(0, i)], clients[(1, j)], how)
             except Exception as exc:  # one failed call is counted; the pair's next calls still run

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.connect.camera_gate import GatedCamera
 from bench.connect.duet_calls import MAX_CALLS_PER_PAIR, SCHEDULE, DuetSample, schedule
 from bench.connect.floor import pair_floor
 from bench.connect.loop_lag import LoopLag
+from bench.connect.media_gate import GatedCamera, GatedMicrophone
 from bench.connect.pairs import all_pairs, pair_path
 from bench.connect.report import pair_figures, summary
 from bench.connect.udp_relay import UdpPairRelay, rewrite_candidates
@@ -187,7 +187,7 @@ def test_loop_lag_reports_the_worst_delay_within_a_call() -> None:
     assert lag.worst_between(2000, 3000) == 0.0
 
 
-async def test_a_gated_camera_yields_frames_only_while_open() -> None:
+async def test_gated_camera_and_microphone_yield_frames_only_while_open() -> None:
     camera = GatedCamera(tag=77)
     camera.open()
     first = await asyncio.wait_for(camera.recv(), 1)
@@ -204,6 +204,16 @@ async def test_a_gated_camera_yields_frames_only_while_open() -> None:
         await camera.recv()
     assert asyncio.get_running_loop().time() - t0 >= 2.5 / 30
     camera.stop()
+
+    mic = GatedMicrophone()
+    mic.open()
+    a = await asyncio.wait_for(mic.recv(), 1)
+    b = await asyncio.wait_for(mic.recv(), 1)
+    assert a.samples == 960 and (b.pts - a.pts) == 960  # 20 ms apart, whole frames
+    mic.close()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(mic.recv(), 0.1)
+    mic.stop()
 
 
 def test_the_summary_counts_cross_region_pairs_and_reports_same_region_apart() -> None:
