@@ -21,6 +21,16 @@ After two users are matched, the first frame needs, at the least:
    (bridging, keyframe request, decode); 15 ms, the order of what a call
    needs on loopback beyond the frame interval on the 2-core test machines.
 
+The **bound** (``connect_bound_ms``) is what a measured call must stay under:
+``BOUND_FIXED_MS + BOUND_SCALE x (control + backbone + access) + frame``. The
+one-way delays get a margin in proportion (emulated and real delays are
+timers and queues that run late in proportion to how much is in flight), the
+rest a fixed allowance for a busy 2-core machine: the processing allowance
+plus the scheduling stalls of the services and the clients' encoders and
+decoders sharing it. docs/connect-time-in-ci.md gives the measurements the
+two constants come from. The connect-time property tests hold every call of
+random topologies to it, and the pytest plugin hands it to users' tests.
+
 The prediction is a pure function of (topology, matchmaker region, region
 pair, last mile): no measurements, no clock. It is the floor the connect
 benchmark reports each pair's p95 against, what ``duet topology diff`` and
@@ -46,10 +56,13 @@ from duet.routing.reference import reference_rtt_ms
 from duet.routing.topology import EdgeNode, Topology
 
 __all__ = [
+    "BOUND_FIXED_MS",
+    "BOUND_SCALE",
     "FRAME_INTERVAL_MS",
     "LAST_MILE_MS",
     "PROCESSING_MS",
     "ConnectPrediction",
+    "connect_bound_ms",
     "predict_all_pairs",
     "predict_connect",
     "region_pairs",
@@ -58,6 +71,8 @@ __all__ = [
 LAST_MILE_MS = 15.0  # one way, client <-> its edge
 FRAME_INTERVAL_MS = 33.0  # 30 fps
 PROCESSING_MS = 15.0
+BOUND_SCALE = 1.25  # x the one-way delays (control + backbone + access)
+BOUND_FIXED_MS = 150.0  # processing and a noisy machine's stalls, beyond the frame interval
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,28 @@ class ConnectPrediction:
         if self.unreachable:
             return math.inf
         return self.control_ms + self.backbone_ms + self.access_ms + self.frame_ms + self.processing_ms
+
+    @property
+    def one_way_ms(self) -> float:
+        """The delays of the path: control to the farther edge, the backbone trip and both last miles."""
+        return self.control_ms + self.backbone_ms + self.access_ms
+
+
+def connect_bound_ms(
+    prediction: ConnectPrediction, *, scale: float = BOUND_SCALE, fixed_ms: float = BOUND_FIXED_MS
+) -> float:
+    """The most a call of the predicted pair may take, match -> first frame (inf when unreachable).
+
+    ``fixed_ms + scale x prediction.one_way_ms + prediction.frame_ms``; ValueError for
+    a ``scale`` below 1 or a negative ``fixed_ms`` (the bound never undercuts the floor).
+    """
+    if not (math.isfinite(scale) and scale >= 1):
+        raise ValueError(f"scale must be a finite number >= 1, got {scale!r}")
+    if not (math.isfinite(fixed_ms) and fixed_ms >= 0):
+        raise ValueError(f"fixed_ms must be a finite number >= 0, got {fixed_ms!r}")
+    if prediction.unreachable:
+        return math.inf
+    return fixed_ms + scale * prediction.one_way_ms + prediction.frame_ms
 
 
 def region_pairs(topology: Topology) -> list[tuple[str, str]]:

@@ -20,7 +20,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.connect.baseline import BaselineResult, baseline_call
-from bench.connect.duet_calls import SCHEDULE, DuetSample, pair_calls
+from bench.connect.duet_calls import MAX_CALLS_PER_PAIR, MAX_CLIENTS_PER_REGION, DuetSample, pair_calls
+from bench.connect.loop_lag import watch_loop_lag
 from bench.connect.pairs import QUICK_PAIRS, all_pairs, pair_path
 from bench.connect.report import pair_figures, region_table, stage_table, summary, write_heatmap
 from duet.routing.reference import region_sites
@@ -35,7 +36,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.connect", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="two pairs (Sydney-Johannesburg, Frankfurt-Virginia), short")
     p.add_argument("--regions", default=None, help="comma-separated regions to start and pair (default: all 13)")
-    p.add_argument("--calls-per-pair", type=int, default=len(SCHEDULE), help="Duet calls per pair, 1-4: 2 find, then 2 next (default: %(default)s)")  # fmt: skip
+    p.add_argument("--calls-per-pair", type=int, default=10, help=f"Duet calls per pair, 1-{MAX_CALLS_PER_PAIR}: 2 find then next for up to 4, else 4 find then next (default: %(default)s)")  # fmt: skip
     p.add_argument("--baseline-calls", type=int, default=2, help="end-to-end baseline calls per pair (default: %(default)s)")  # fmt: skip
     p.add_argument("--no-same-region", action="store_true", help="skip the pairs of a region with itself")
     p.add_argument("--control-region", default=DEFAULT_CONTROL_REGION, help="where the matchmaker and routing run (default: %(default)s)")  # fmt: skip
@@ -45,8 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--state-dir", type=Path, default=Path(".duet"), help="the cluster's state: PostgreSQL, logs (default: %(default)s)")  # fmt: skip
     p.add_argument("--database-url", default=None, help="PostgreSQL URL (default: $DUET_DATABASE_URL, else a private one)")  # fmt: skip
     args = p.parse_args(argv)
-    if not 1 <= args.calls_per_pair <= len(SCHEDULE):
-        p.error(f"--calls-per-pair must be 1 to {len(SCHEDULE)}")
+    if not 1 <= args.calls_per_pair <= MAX_CALLS_PER_PAIR:
+        p.error(f"--calls-per-pair must be 1 to {MAX_CALLS_PER_PAIR}")
     if args.baseline_calls < 0:
         p.error("--baseline-calls must be >= 0")
     return args
@@ -94,9 +95,15 @@ async def run(args: argparse.Namespace) -> int:
         ) as info:
             print(f"cluster up in {time.monotonic() - started:.0f} s", flush=True)
             for n, path in enumerate(paths):
-                samples = await pair_calls(
-                    info, path, calls=calls_per_pair, first_tag=1000 + 4 * n, timeout=args.timeout
-                )
+                async with watch_loop_lag() as lag:
+                    samples = await pair_calls(
+                        info,
+                        path,
+                        calls=calls_per_pair,
+                        first_tag=1000 + 2 * MAX_CLIENTS_PER_REGION * n,
+                        timeout=args.timeout,
+                        lag=lag,
+                    )
                 duet += samples
                 shown = " ".join("FAIL" if s.connect_ms is None else f"{s.connect_ms:.0f}" for s in samples)
                 print(

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from duet.routing.geo_database import installed_default_database
-from duet.routing.topology import default_topology
+from duet.routing.topology import Topology, default_topology
 from duet.services.auth.secrets import (
     SECRETS_ENV,
     SECRETS_FILE_NAME,
@@ -130,8 +130,14 @@ class LocalCluster:
         log_level: str = "INFO",
         avoid_recent: int | None = None,
         emulation: ClusterEmulation | None = None,
+        topology: Topology | None = None,
     ) -> None:
         """``avoid_recent``: the matchmaker's --avoid-recent (None: its default).
+
+        ``topology``: run this topology (one edge process per edge it declares,
+        links, RTTs and states as given) instead of the shipped one for
+        ``regions``; its regions replace ``regions``, the first one being the
+        routing service's default region.
 
         ``emulation``: emulate the WAN between the regions (a test and benchmark
         facility): the edges get ``$DUET_WAN`` for backbone, last mile and
@@ -142,7 +148,8 @@ class LocalCluster:
         self.emulation = emulation
         self.state_dir = state_dir
         self.database = database
-        self.regions = tuple(regions)
+        self.topology = topology
+        self.regions = tuple(r.name for r in topology.regions) if topology is not None else tuple(regions)
         self.log_level = log_level
         self.children: list[Child] = []
         self.info: ClusterInfo | None = None
@@ -178,7 +185,7 @@ class LocalCluster:
         db = await self._stack.enter_async_context(open_database(self.database, state_dir=self.state_dir))
         dsn = db.url
         geo = write_demo_mmdb(self.state_dir / "demo-geo.mmdb")
-        topology = default_topology(self.regions)
+        topology = self.topology if self.topology is not None else default_topology(self.regions)
         topo_path = self.state_dir / "topology.json"
         topo_path.write_text(json.dumps(topology.to_dict(), indent=2))
         # Kept across runs, so dev tokens minted from it (duet token mint, duet call) stay valid;

@@ -11,11 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from bench.connect.duet_calls import MAX_CALLS_PER_PAIR, SCHEDULE, DuetSample, schedule
 from bench.connect.floor import pair_floor
+from bench.connect.loop_lag import LoopLag
+from bench.connect.media_gate import GatedCamera, GatedMicrophone
 from bench.connect.pairs import all_pairs, pair_path
+from bench.connect.report import pair_figures, summary
 from bench.connect.udp_relay import UdpPairRelay, rewrite_candidates
 from duet.routing.reference import reference_rtt_ms
 from duet.routing.topology import world_topology
+from duet.services.devkit.synthetic_media import read_marker
 from duet.services.devkit.wan import ControlPlane, LinkProfile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +34,10 @@ SUMMARY_KEYS = {
     "speedup_worst",
     "worst_ratio_to_floor",
     "next_p95_ms",
+    "next_floor_p95_ms",
+    "stalled_calls",
+    "same_region_pairs",
+    "same_region_worst_p95_ms",
     "failed_calls",
 }
 
@@ -149,3 +158,85 @@ def test_quick_run_prints_sane_figures_a_heatmap_and_a_report(database_url: str,
     assert [c["how"] for c in report["duet_calls"]].count("next") == 2
     assert (out / "connect_p95.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Sydney-Johannesburg" in run.stdout and "Physical floor per pair" in run.stdout
+
+
+def test_the_schedule_meets_a_new_partner_every_call_and_starts_with_finds() -> None:
+    for calls in range(1, MAX_CALLS_PER_PAIR + 1):
+        plan = schedule(calls)
+        assert len(plan) == calls
+        pairings = [(i, j) for i, j, _ in plan]
+        assert len(set(pairings)) == calls  # every call a new partner for both
+        hows = [how for _, _, how in plan]
+        finds = hows.count("find")
+        assert hows[:finds] == ["find"] * finds and all(h == "next" for h in hows[finds:])
+        # A "next" client has been in a call before (a warm leg that was bridged).
+        for n, (i, j, how) in enumerate(plan):
+            if how == "next":
+                assert any(i == a for a, _, _ in plan[:n]) and any(j == b for _, b, _ in plan[:n])
+    assert schedule(4) == SCHEDULE == ((0, 0, "find"), (1, 1, "find"), (0, 1, "next"), (1, 0, "next"))
+    with pytest.raises(ValueError, match="1 to 16"):
+        schedule(17)
+
+
+def test_loop_lag_reports_the_worst_delay_within_a_call() -> None:
+    lag = LoopLag()
+    for at, late in ((1000.0, 1.0), (1010.0, 40.0), (1020.0, 2.0), (1100.0, 90.0)):
+        lag.record(at, late)
+    assert lag.worst_between(1000, 1020) == 40.0
+    assert lag.worst_between(1015, 1050) == 2.0
+    assert lag.worst_between(2000, 3000) == 0.0
+
+
+async def test_gated_camera_and_microphone_yield_frames_only_while_open() -> None:
+    camera = GatedCamera(tag=77)
+    camera.open()
+    first = await asyncio.wait_for(camera.recv(), 1)
+    assert read_marker(first) is not None and read_marker(first).tag == 77
+    camera.close()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(camera.recv(), 0.2)
+    camera.open()
+    after = await asyncio.wait_for(camera.recv(), 1)
+    # Timestamps follow the wall clock across the closed spell: no burst of catch-up frames.
+    assert after.pts - first.pts >= 0.2 * 90_000
+    t0 = asyncio.get_running_loop().time()
+    for _ in range(3):
+        await camera.recv()
+    assert asyncio.get_running_loop().time() - t0 >= 2.5 / 30
+    camera.stop()
+
+    mic = GatedMicrophone()
+    mic.open()
+    a = await asyncio.wait_for(mic.recv(), 1)
+    b = await asyncio.wait_for(mic.recv(), 1)
+    assert a.samples == 960 and (b.pts - a.pts) == 960  # 20 ms apart, whole frames
+    mic.close()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(mic.recv(), 0.1)
+    mic.stop()
+
+
+def test_the_summary_counts_cross_region_pairs_and_reports_same_region_apart() -> None:
+    world = world_topology()
+    control = ControlPlane("Frankfurt", world)
+    far = pair_path(world, control, "Sydney", "Johannesburg", last_mile_ms=15)
+    near = pair_path(world, control, "Frankfurt", "London", last_mile_ms=15)
+    same = pair_path(world, control, "Tokyo", "Tokyo", last_mile_ms=15)
+    duet = [
+        DuetSample(far.key, "find", 400.0),
+        DuetSample(far.key, "next", 420.0, loop_lag_ms=120.0),
+        DuetSample(near.key, "find", 90.0),
+        DuetSample(near.key, "next", 95.0),
+        DuetSample(same.key, "find", 70.0),
+        DuetSample(same.key, "next", 900.0),  # slow, but not a pair of two regions
+    ]
+    result = summary(pair_figures([far, near, same], duet, []), duet, [])
+    assert result["pairs"] == 2 and result["calls"] == 4
+    assert result["worst_pair_p95_ms"] == pytest.approx(419.0)  # inclusive p95 of 400 and 420
+    assert result["next_p95_ms"] == pytest.approx(95 + 0.95 * (420 - 95), abs=0.1)
+    assert result["next_floor_p95_ms"] == pytest.approx(
+        near.floor().total_ms + 0.95 * (far.floor().total_ms - near.floor().total_ms), abs=0.1
+    )
+    assert result["stalled_calls"] == 1
+    assert result["same_region_pairs"] == 1 and result["same_region_worst_p95_ms"] == pytest.approx(858.5)
+    assert result["failed_calls"] == 0

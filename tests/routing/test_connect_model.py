@@ -10,15 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from duet.routing.connect_model import (
+    BOUND_FIXED_MS,
+    BOUND_SCALE,
     FRAME_INTERVAL_MS,
     PROCESSING_MS,
+    connect_bound_ms,
     predict_all_pairs,
     predict_connect,
     region_pairs,
 )
 from duet.routing.distance import great_circle_km, prior_rtt_ms
 from duet.routing.reference import reference_rtt_ms
-from duet.routing.topology import EdgeNode, EdgeState, Link, Region, Topology
+from duet.routing.topology import EdgeNode, EdgeState, Link, Region, Topology, world_topology
 from tests.routing.strategies import REGIONS, topologies
 
 FRA, VIR, SIN = "Frankfurt", "Virginia", "Singapore"
@@ -132,3 +135,27 @@ def test_a_longer_last_mile_adds_exactly_twice_its_growth(
             assert q.unreachable == p.unreachable
         else:
             assert q.total_ms == pytest.approx(p.total_ms + 2 * growth)
+
+
+def test_the_bound_adds_a_margin_in_proportion_to_the_delays_and_a_fixed_one() -> None:
+    world = world_topology()
+    p = predict_connect(world, "Frankfurt", "Sydney", "Johannesburg")
+    one_way = p.control_ms + p.backbone_ms + p.access_ms
+    assert p.one_way_ms == pytest.approx(one_way)
+    assert connect_bound_ms(p) == pytest.approx(BOUND_FIXED_MS + BOUND_SCALE * one_way + p.frame_ms)
+    assert connect_bound_ms(p, scale=1, fixed_ms=p.processing_ms) == pytest.approx(p.total_ms)
+    # Within one region there is no backbone: the bound is mostly the fixed allowance.
+    same = predict_connect(world, "Frankfurt", "Tokyo", "Tokyo")
+    assert connect_bound_ms(same) == pytest.approx(BOUND_FIXED_MS + BOUND_SCALE * same.one_way_ms + same.frame_ms)
+    for bad in ({"scale": 0.9}, {"scale": math.nan}, {"fixed_ms": -1.0}, {"fixed_ms": math.inf}):
+        with pytest.raises(ValueError, match="must be a finite number"):
+            connect_bound_ms(p, **bad)
+    cut = Topology(world.regions, world.edges, (), 1)  # no links: no route between two regions
+    assert connect_bound_ms(predict_connect(cut, "Frankfurt", "Sydney", "Johannesburg")) == math.inf
+
+
+@settings(max_examples=50, deadline=None)
+@given(topologies())
+def test_the_bound_is_never_under_the_prediction(topology: Topology) -> None:
+    for p in predict_all_pairs(topology, topology.regions[0].name):
+        assert connect_bound_ms(p) >= p.total_ms or math.isinf(p.total_ms)
