@@ -73,6 +73,8 @@ CONTROL_PLANE: dict[str, tuple[str, Message]] = {
     "/duet.v1.EdgeControl/Unbridge": ("edge", edge_pb2.UnbridgeRequest(bridge_id=7, side=0)),
     "/duet.v1.EdgeControl/GetStats": ("edge", edge_pb2.GetStatsRequest()),
     "/duet.v1.Matchmaker/GetCall": ("matchmaker", matchmaker_pb2.GetCallRequest(call_id="some-call")),
+    "/duet.v1.Matchmaker/ListFriends": ("matchmaker", matchmaker_pb2.ListFriendsRequest()),
+    "/duet.v1.Matchmaker/RemoveFriend": ("matchmaker", matchmaker_pb2.RemoveFriendRequest(user_id="ben")),
     "/duet.v1.TopologyAdmin/GetTopologyFile": ("admin", admin_pb2.GetTopologyFileRequest()),
     "/duet.v1.TopologyAdmin/ListTopologyChanges": ("admin", admin_pb2.ListTopologyChangesRequest()),
     "/duet.v1.TopologyAdmin/ApplyTopology": ("admin", admin_pb2.ApplyTopologyRequest(text="regions: [Frankfurt]\n")),
