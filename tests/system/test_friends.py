@@ -6,6 +6,8 @@ declined, offline and bad requests get the right answer and change nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -169,3 +171,52 @@ async def test_offline_unknown_self_and_strangers_are_refused_and_nothing_change
             assert await theirs.list() == []
     finally:
         await asyncio.gather(cleo.leave(), dara.leave(), eve.leave())
+
+
+async def duet(*args: str) -> tuple[int, str, str]:
+    """Run the duet command as its own process (without blocking the loop): exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "duet.services.cli", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_the_cli_lists_friends_and_places_and_answers_a_friend_call(cluster: ClusterInfo) -> None:
+    fay = client(cluster, "fr-fay", "Fay", 8181, "Frankfurt")
+    gus = client(cluster, "fr-gus", "Gus", 9191, "Virginia")
+    try:
+        await asyncio.gather(fay.connect(), gus.connect())
+        await asyncio.gather(fay.find_partner(), gus.find_partner())
+        await fay.add_friend()
+        await gus.add_friend()
+    finally:
+        await asyncio.gather(fay.leave(), gus.leave())
+    fay_token, gus_token = cluster.user_token("fr-fay"), cluster.user_token("fr-gus")
+    mm = ["--matchmaker", cluster.matchmaker]
+
+    code, out, err = await duet("friends", *mm, "--token", fay_token, "--json", "list")
+    assert code == 0, err
+    assert [(f["user_id"], f["online"]) for f in json.loads(out)] == [("fr-gus", False)]
+
+    ip = ["--client-ip", DEMO_CLIENT_IPS["Virginia"]]
+    answering = asyncio.create_task(duet("call", *mm, *ip, "--token", gus_token, "--answer", "--timeout", "30"))
+    for _ in range(100):  # until gus's session is up and waiting
+        async with FriendsDirectory(cluster.matchmaker, fay_token) as mine:
+            if (await mine.list())[0].online:
+                break
+        await asyncio.sleep(0.2)
+    code, out, err = await duet("call", *mm, "--token", fay_token, "--friend", "fr-gus", "--hold", "1")
+    assert code == 0, err
+    assert "ringing fr-gus" in out and "call " in out and "connect_ms" in out
+    code, answered, err = await answering
+    assert code == 0, err
+    assert "fr-fay (fr-fay) is calling; accepting" in answered  # no --name: the user id is shown
+
+    code, out, err = await duet("call", *mm, "--token", fay_token, "--friend", "fr-gus", "--timeout", "10")
+    assert code == 1 and "not online" in err, (out, err)
+    code, out, err = await duet("friends", *mm, "--token", fay_token, "remove", "fr-nobody")
+    assert code == 1 and "NOT_FOUND" in err and "not one of your friends" in err, err
+    code, out, err = await duet("friends", *mm, "--token", fay_token, "remove", "fr-gus")
+    assert code == 0 and "no longer your friend" in out
