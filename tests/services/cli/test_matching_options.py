@@ -28,8 +28,10 @@ def test_call_refuses_an_unknown_scope(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_matchmaker_options_make_its_config() -> None:
     args = build_parser().parse_args(
-        ["matchmaker", "--ticket-ttl", "90", "--rate-limit", "5/2", "--anywhere-after", "20", "--review-threshold", "4"]
-        + ["--ring-timeout", "12"]
+        [
+            *("matchmaker", "--ticket-ttl", "90", "--rate-limit", "5/2", "--anywhere-after", "20"),
+            *("--review-threshold", "4", "--ring-timeout", "12"),
+        ]
     )
     config = matchmaker_config(args)
     assert (config.ticket_ttl_s, config.rate_limit_requests, config.rate_limit_per_s) == (90, 5, 2)
@@ -39,7 +41,11 @@ def test_matchmaker_options_make_its_config() -> None:
 
 @pytest.mark.parametrize(
     ("flag", "value", "words"),
-    [("--rate-limit", "20", "not a rate like 20/10"), ("--ticket-ttl", "0", "give more than 0"), ("--ring-timeout", "0", "give more than 0")],
+    [
+        ("--rate-limit", "20", "not a rate like 20/10"),
+        ("--ticket-ttl", "0", "give more than 0"),
+        ("--ring-timeout", "0", "give more than 0"),
+    ],
 )
 def test_matchmaker_refuses_bad_options(capsys: pytest.CaptureFixture[str], flag: str, value: str, words: str) -> None:
     with pytest.raises(SystemExit):
