@@ -616,8 +616,12 @@ class Matchmaker:
             await self._close_ticket(
                 session, session.ticket, "cancelled: answered a friend's call", "cancelled: answered a friend's call"
             )
-        if caller.closed or session.closed:
-            return  # close_session told the one still here
+        if caller.closed or session.closed or caller.call is not None or session.call is not None:
+            # Gone or connected elsewhere while the ticket closed: the ring ends without a call after all.
+            reason = rings.CALLER_LEFT if caller.closed else rings.FRIEND_OFFLINE if session.closed else rings.BUSY
+            for s in (caller, session):
+                s.send(RingEnded(request_id=request_id, reason=reason))
+            return
         logger.info("user %s accepted %s's call (request %s)", session.user_id, caller.user_id, request_id[:8])
         await self._connect_pair(
             caller,

@@ -135,6 +135,9 @@ class MatchmakerServicer:
         - Block / Report: INVALID_ARGUMENT for an empty call_id or a reason
         over 500 characters; NOT_FOUND when this user had no call with that
         call_id.
+        - AddFriend, CallFriend, AnswerCall, CancelCall: each message lists
+        its refusals (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED,
+        FAILED_PRECONDITION); none ends the session.
 
         Refusals that end the stream with a status (the protocol was broken):
         - Opening the stream, before any message is read: UNAUTHENTICATED when

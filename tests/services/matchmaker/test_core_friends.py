@@ -4,6 +4,8 @@ runs on the in-memory stores and again on real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from duet.services.matchmaker import ring as rings
@@ -282,3 +284,14 @@ async def test_a_failed_friend_call_set_up_is_recorded_and_nobody_is_queued(mm: 
         assert len(rows) == 1 and rows[0].state == "ended" and rows[0].end_reason is not None
         assert rows[0].end_reason.startswith("bridge failed: ben: ") and rows[0].duration_ms == 0
         assert set(rows[0].stages_a) == {"queued", "matched", "route_picked"}
+
+
+async def test_a_caller_leaving_while_the_answer_is_handled_ends_the_ring_for_the_friend(mm: Matchmaker) -> None:
+    ana, ben = await join(mm, "ana"), await join(mm, "ben")
+    await befriend(mm, ana, ben)
+    await mm.find_partner(ben.session)  # closing ben's ticket on accept takes a round trip to the store
+    await mm.call_friend(ana.session, "ben")
+    request_id = ben.last(IncomingCall).request_id
+    await asyncio.gather(mm.answer_call(ben.session, request_id, accept=True), mm.close_session(ana.session, "leave"))
+    assert ben.last(RingEnded) == RingEnded(request_id, rings.CALLER_LEFT)
+    assert ben.session.call is None and ben.session.ring is None and not mm._calls
