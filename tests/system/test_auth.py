@@ -153,7 +153,9 @@ async def test_no_bad_or_unfit_credential_gets_through(cluster: ClusterInfo, met
         code, details = await status_of(
             cluster, method, as_service(cluster, wrong, "fra-1" if wrong is Role.EDGE else None)
         )
-        assert code == Code.PERMISSION_DENIED and f"role {wrong})" in details, (wrong, details)
+        # A method for users only refuses every service token as such; one with roles names the role it wants.
+        wanted = f"role {wrong})" if access.roles else "this is a service token"
+        assert code == Code.PERMISSION_DENIED and wanted in details, (wrong, details)
 
 
 async def test_the_right_credential_gets_through(cluster: ClusterInfo) -> None:

@@ -95,7 +95,12 @@ async def test_strangers_become_friends_and_a_friend_call_connects_with_video(
         assert ra.route == ["fra-1", "vir-1"] and ra.connect_ms is not None and ra.connect_ms > 0
         assert ana.last_match is not None and ana.last_match.friend_call
 
-        record = await get_call(cluster, ra.call_id, "fr-ben")
+        # Both ConnectReports and the edges' first packets reach the record a moment after the frames.
+        for _ in range(50):
+            record = await get_call(cluster, ra.call_id, "fr-ben")
+            if all(s.stages.first_frame and s.stages.first_packet_at_edge for s in (record.a, record.b)):
+                break
+            await asyncio.sleep(0.1)
         assert record.kind == "friend" and record.state in ("bridged", "connected")
         for side in (record.a, record.b):
             st = side.stages
