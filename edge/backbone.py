@@ -12,7 +12,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from duet.edge.backbone_wire import BackboneError, BackboneHeader, decrement_ttl, pack, unpack
+from duet.edge.backbone_wire import (
+    BackboneError,
+    BackboneHeader,
+    PacketType,
+    StreamKind,
+    decrement_ttl,
+    pack,
+    unpack,
+)
 
 logger = logging.getLogger("duet.edge.backbone")
 
@@ -64,6 +72,8 @@ class BackboneCounters:
 
 
 DeliverHandler = Callable[[BackboneHeader, memoryview], None]
+# (sending edge number, probe number) of a PROBE_REPLY addressed to this edge.
+ProbeReplyHandler = Callable[[int, int], None]
 
 
 class Backbone(asyncio.DatagramProtocol):
@@ -77,6 +87,12 @@ class Backbone(asyncio.DatagramProtocol):
         self._deliver = deliver
         self._ttl = ttl
         self._transport: asyncio.DatagramTransport | None = None
+        self.on_probe_reply: ProbeReplyHandler | None = None
+        # Neighbours' backbone addresses -> edge ids (probe targets, which need not be next hops).
+        self.peer_ids: dict[Address, str] = {}
+        # Next hops this edge sent or relayed through since the prober last looked (it probes
+        # those often): one set insert per datagram, against ~100 us of forwarding work.
+        self.sent_via: set[str] = set()
 
     async def start(self, host: str, port: int = 0) -> Address:
         loop = asyncio.get_running_loop()
@@ -121,9 +137,25 @@ class Backbone(asyncio.DatagramProtocol):
         header.ttl = self._ttl
         datagram = pack(header, payload, self._key)
         self._transport.sendto(datagram, entry.next_hop_address)
+        self.sent_via.add(entry.next_hop_edge_id)
         self.counters.packets_out += 1
         self.counters.bytes_out += len(datagram)
         return True
+
+    def send_probe(self, dest_number: int, probe_number: int, address: Address) -> None:
+        """A PROBE straight to a neighbour's socket (not by route: it measures that one link)."""
+        if self._transport is None:
+            return
+        header = BackboneHeader(PacketType.PROBE, dest_number, self.edge_number, probe_number, 0, StreamKind.AUDIO, 1)
+        self._transport.sendto(pack(header, b"", self._key), address)
+
+    def _answer_probe(self, header: BackboneHeader, addr: Address) -> None:
+        if self._transport is None:
+            return
+        reply = BackboneHeader(
+            PacketType.PROBE_REPLY, header.src_edge, self.edge_number, header.bridge_id, 0, StreamKind.AUDIO, 1
+        )
+        self._transport.sendto(pack(reply, b"", self._key), addr)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         try:
@@ -135,6 +167,13 @@ class Backbone(asyncio.DatagramProtocol):
         self.counters.bytes_in += len(data)
         if header.dest_edge != self.edge_number:
             self._relay(header, data)
+            return
+        if header.ptype is PacketType.PROBE:
+            self._answer_probe(header, addr)
+            return
+        if header.ptype is PacketType.PROBE_REPLY:
+            if self.on_probe_reply is not None:
+                self.on_probe_reply(header.src_edge, header.bridge_id)
             return
         try:
             self._deliver(header, payload)
@@ -153,3 +192,4 @@ class Backbone(asyncio.DatagramProtocol):
             return
         self._transport.sendto(buf, entry.next_hop_address)
         self.counters.packets_relayed += 1
+        self.sent_via.add(entry.next_hop_edge_id)

@@ -125,8 +125,37 @@ class EdgeRelay:
         self.backbone.close()
 
     def set_routes(self, version: int, entries: list[RouteEntry]) -> None:
+        before = self.backbone.routes.by_number
         self.backbone.routes.replace(version, entries)
-        logger.info("edge %s: route table v%d with %d destinations", self.edge_id, version, len(entries))
+        after = self.backbone.routes.by_number
+        rerouted = 0
+        for bside in self.bridges.all():
+            old, new = before.get(bside.peer_edge_number), after.get(bside.peer_edge_number)
+            if old is not None and new is not None and old.next_hop_edge_id != new.next_hop_edge_id:
+                self._rerouted(bside)
+                rerouted += 1
+        logger.info(
+            "edge %s: route table v%d with %d destinations%s",
+            self.edge_id,
+            version,
+            len(entries),
+            f"; {rerouted} bridge sides rerouted, keyframes asked for" if rerouted else "",
+        )
+
+    def _rerouted(self, bside: BridgeSide) -> None:
+        """The path to this side's partner changed (a link or an edge on it failed, or got worse).
+
+        What the old path lost cannot be repaired from that far back, so both
+        streams restart as at a bridge, on the new path: this client starts a
+        fresh picture now (the partner's edge does the same for the partner),
+        and this leg's partner video waits for that keyframe with its numbers
+        kept continuous, so the client's jitter buffer sees no hole to wait on
+        and decodes the keyframe as it arrives.
+        """
+        bside.leg.request_keyframe(StreamKind.VIDEO, force=True)
+        bside.awaiting_keyframe = True
+        bside.video_from_cache = False
+        bside.leg.switch_source()
 
     # -- legs -------------------------------------------------------------
 

@@ -12,6 +12,9 @@ service (``duet.services.routing_server``) is a thin layer over these modules:
 - ``paths``     least-cost backbone paths and alternates (networkx)
 - ``next_hop``  per-edge next-hop tables
 - ``all_pairs`` every pair's route precomputed per topology version (read in microseconds)
+- ``membership`` which edges are alive, from their heartbeats (a silence timer)
+- ``link_health`` link weights following probe measurements, with hysteresis
+- ``live_view``  the declared topology with membership and measurements applied (what routes use)
 """
 
 from duet.routing.geo import GeoLocator, LocateResult, Location, parse_ip

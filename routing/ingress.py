@@ -9,8 +9,8 @@ For each eligible edge we estimate the client's RTT:
   ~200 km/ms, and measured backbone RTTs are a median 1.83x that straight-line
   floor (see routing/distance.py and routing/data/ATTRIBUTION.md).
 
-The estimate is then weighted by load: ``score = rtt x (1 + 10 x max(0, u - 0.8))``
-with ``u = load / capacity``. Below 80 % utilisation load does not matter; a
+The estimate is then weighted by load: ``score = max(rtt, 5 ms) x (1 + 10 x max(0, u - 0.8))``
+with ``u = load / capacity`` (loads: the legs each edge reports in its heartbeat). Below 80 % utilisation load does not matter; a
 full edge looks 3x as far. Multiplying (rather than adding) means load only
 moves clients between edges of comparable latency (two edges in one metro),
 never to another continent, and the penalty is continuous so choices do not
@@ -34,6 +34,9 @@ from duet.routing.topology import EdgeNode, EdgeState, Topology
 
 LOAD_THRESHOLD = 0.8  # utilisation above which an edge is penalised
 LOAD_PENALTY = 10.0  # score multiplier added per unit of utilisation above the threshold
+# No client is 0 ms from an edge (there is a last mile): without a floor, edges at the
+# client's own location would score 0 and load would never move a client between them.
+SCORE_FLOOR_MS = 5.0
 
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 
@@ -126,7 +129,7 @@ def pick_ingress(
     def score(e: EdgeNode) -> tuple[float, float, int]:
         r = rtt(e)
         # Ties (same region, same load) go to the lower edge number: deterministic.
-        return (r * load_factor(loads.get(e.edge_id, 0.0), e.capacity), r, e.number)
+        return (max(r, SCORE_FLOOR_MS) * load_factor(loads.get(e.edge_id, 0.0), e.capacity), r, e.number)
 
     best = min(eligible, key=score)
     best_rtt = rtt(best)

@@ -163,6 +163,7 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
                 print(f"web client {web_url}")
             print("edges " + "   ".join(f"{k} {v}" for k, v in info.edges.items()))
             print("edge metrics " + "   ".join(f"{k} {v}" for k, v in info.edge_metrics.items()))
+            print(f"metrics matchmaker {info.matchmaker_metrics}   routing {info.routing_metrics}")
             if info.database_where:
                 print(info.database_where)
             print(f"service logs in {info.log_dir}/", flush=True)

@@ -15,6 +15,7 @@ Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge re
   duet demo        start a local cluster, place demo calls, print a JSON summary, exit
   duet call        place one call from a simulated client against a running cluster
   duet friends     list or remove your friends (friends are made after a call)
+  duet calls       recent calls with their connect-time breakdown (ops-read)
   duet web         serve the browser client and its gateway in front of a running matchmaker
   duet token mint  print a development user or service token (signed with the local cluster's secrets)
   duet geoip       install or locate the default GeoIP database (DB-IP City Lite)
@@ -24,7 +25,7 @@ Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge re
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from duet.services.cli import call, cluster_commands, friends, geoip, serve, token, topology, web
+    from duet.services.cli import call, calls, cluster_commands, friends, geoip, serve, token, topology, web
 
     parser = argparse.ArgumentParser(
         prog="duet", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -51,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     friend_list = sub.add_parser("friends", help="list or remove your friends", description=friends.HELP)
     friends.add_arguments(friend_list)
     friend_list.set_defaults(func=friends.run)
+
+    recent = sub.add_parser(
+        "calls",
+        help="recent calls with their connect-time breakdown",
+        description=calls.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    calls.add_arguments(recent)
+    recent.set_defaults(func=calls.run)
 
     gateway = sub.add_parser(
         "web", help="serve the browser client and its WebSocket gateway to a matchmaker", description=web.HELP

@@ -157,6 +157,14 @@ def add_routing_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="PostgreSQL URL for registered edges and the topology audit log (default: none; the log is then kept in memory)",
     )
+    parser.add_argument(
+        "--link-weights",
+        choices=("measured", "declared"),
+        default="measured",
+        help="route by the RTT and loss edges measure with probes (with hysteresis), or by the declared ones; "
+        "either way a link its edges report unanswered carries no routes (default: %(default)s)",
+    )
+    add_metrics_arguments(parser)
     add_auth_arguments(parser, own_token=None)
     parser.add_argument("--log-level", default="INFO")
 
@@ -176,6 +184,9 @@ def run_routing(args: argparse.Namespace) -> int:
             stop=stop,
             topology_source=str(args.topology) if args.topology else "the shipped world topology",
             reset_topology=args.reset_topology,
+            measured_weights=args.link_weights == "measured",
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
         )
 
     return serve_until_stopped(args.log_level, serve)
@@ -275,6 +286,7 @@ def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="a friend call not answered within S seconds ends with 'no answer' (default: %(default)g)",
     )
+    add_metrics_arguments(parser)
     add_auth_arguments(parser, own_token=MATCHMAKER_MINT)
     parser.add_argument("--log-level", default="INFO")
 
@@ -364,6 +376,8 @@ def run_matchmaker(args: argparse.Namespace) -> int:
                 secrets=secrets,
                 token=token,
                 stop=stop,
+                metrics_port=args.metrics_port,
+                metrics_host=args.metrics_host,
             )
 
     return serve_until_stopped(args.log_level, serve)

@@ -151,6 +151,13 @@ class SessionInbox:
                         f"the WebRTC leg to the edge is {event.state} (while waiting for {waiting_for})"
                     )
                 continue
+            if kind == "edge_lost":
+                lost = event.edge_lost  # type: ignore[union-attr]
+                raise DuetClientError(
+                    f"edge {lost.edge_id} was lost ({lost.reason}) while waiting for {waiting_for}; "
+                    "find_partner() or reattach() moves the leg to another edge",
+                    reason="edge_lost",
+                )
             if kind == "call_ended":
                 ended = event.call_ended  # type: ignore[union-attr]
                 if ended.call_id and ended.call_id in self.finished_calls:
@@ -162,6 +169,8 @@ class SessionInbox:
                 )
             if kind == "ticket_closed":
                 closed = event.ticket_closed  # type: ignore[union-attr]
+                if closed.reason == "edge_lost":
+                    continue  # follows EdgeLost, which said all there is to say
                 raise DuetClientError(
                     f"the wait ended while waiting for {waiting_for}: {closed.reason}", reason=closed.reason
                 )

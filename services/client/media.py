@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +77,9 @@ class MediaLeg:
         inbox: SessionInbox,
         name: str,
         video_codecs: Sequence[str] = tuple(VIDEO_CODECS),
+        clock: Callable[[], float] = now_ms,
     ) -> None:
+        """``clock``: epoch ms, what leg_connected and first-frame times are taken with."""
         unknown = [c for c in video_codecs if c not in VIDEO_CODECS]
         if unknown or not video_codecs:
             raise ValueError(f"video_codecs must name some of {', '.join(VIDEO_CODECS)}; got {list(video_codecs)}")
@@ -89,6 +91,7 @@ class MediaLeg:
         self._rule = first_frame_rule
         self._inbox = inbox
         self._name = name
+        self._clock = clock
         self._pc: RTCPeerConnection | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._watch: _Watch | None = None
@@ -163,7 +166,7 @@ class MediaLeg:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            at = now_ms()
+            at = self._clock()
             self.frames_decoded += 1
             if not isinstance(frame, av.VideoFrame):
                 continue
@@ -198,7 +201,7 @@ class MediaLeg:
     def _on_connection_state(self) -> None:
         state = self._pc.connectionState if self._pc is not None else "closed"
         logger.debug("%s: leg state %s", self._name, state)
-        self._inbox.put(LegState(state=state, at_ms=now_ms()))
+        self._inbox.put(LegState(state=state, at_ms=self._clock()))
 
     # -- ownership -------------------------------------------------------------------
 
@@ -212,14 +215,32 @@ class MediaLeg:
         if not task.cancelled() and task.exception() is not None:
             logger.error("%s: %s crashed", self._name, task.get_name(), exc_info=task.exception())
 
-    async def close(self) -> None:
-        """Stop watching, cancel the consumers, stop the caller's tracks, close the connection."""
+    async def reset(self) -> None:
+        """Close the connection (its edge is gone) but keep the caller's tracks for the next one.
+
+        :meth:`create_offer` then starts a new connection with the same tracks.
+        """
         self._watch = None
+        await self._cancel_consumers()
+        pc, self._pc = self._pc, None
+        if pc is None:
+            return
+        pc.remove_all_listeners()  # its "closed" is no news for the session
+        for sender in pc.getSenders():
+            sender.replaceTrack(None)  # a closing sender stops its track: not ours to stop yet
+        await pc.close()
+
+    async def _cancel_consumers(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop watching, cancel the consumers, stop the caller's tracks, close the connection."""
+        self._watch = None
+        await self._cancel_consumers()
         for track in self._tracks.values():
             if track is not None:
                 track.stop()

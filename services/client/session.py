@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import av
@@ -43,7 +43,14 @@ from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.sources import StaticToken, TokenSource
 from duet.services.client.first_frame import AnyMediaRule, FirstFrameRule
 from duet.services.client.friends import FriendInfo, FriendsDirectory, friend_info
-from duet.services.client.inbox import DuetClientError, LegState, PartnerFrame, SessionInbox, StreamEnded
+from duet.services.client.inbox import (
+    DuetClientError,
+    LegState,
+    PartnerFrame,
+    SessionInbox,
+    StreamEnded,
+    event_kind,
+)
 from duet.services.client.media import MediaLeg
 from duet.services.client.preferences import MatchPreferences
 from duet.services.client.stages import CallResult, build_call_result, client_report_stages, now_ms
@@ -76,6 +83,7 @@ class DuetClient:
         restrict_ice: bool = True,
         video_codecs: Sequence[str] = ("VP8", "H264"),
         preferences: MatchPreferences | None = None,
+        clock: Callable[[], float] = now_ms,
     ) -> None:
         """
         video, audio: what this user sends, any aiortc tracks of that kind (e.g.
@@ -102,6 +110,10 @@ class DuetClient:
             and is matched only with partners that can exchange video with it.
         preferences: who the user is and whom they want to meet, sent with
             every FindPartner and Next (None: no preferences, anyone).
+        clock: this client's wall clock, epoch ms (default the system's):
+            every client stage is taken with it, and it answers the
+            matchmaker's clock probes, so the matchmaker can move the
+            stages onto its own clock (docs/client-guide.md, "Clock sync").
         """
         self.matchmaker_address = matchmaker_address
         self.user_id = user_id
@@ -114,6 +126,8 @@ class DuetClient:
         self._metadata = tuple(metadata) + ((("x-forwarded-for", client_ip),) if client_ip else ())
         self._token: TokenSource | None = StaticToken(token) if isinstance(token, str) else token
         self._restrict_ice = restrict_ice
+        self.clock = clock
+        self.clock_probes_answered = 0
 
         # Learned from the server.
         self.session_id: str = ""
@@ -143,13 +157,18 @@ class DuetClient:
             inbox=self._inbox,
             name=user_id,
             video_codecs=video_codecs,
+            clock=clock,
         )
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.StreamStreamCall | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
+        # One write at a time on the stream: clock echoes are written by the reader task.
+        self._write_lock = asyncio.Lock()
         self._connected = False
         self._closed = False
+        self._lost_edge: str | None = None
+        self.reattached = 0  # legs moved to another edge after EdgeLost
 
     @property
     def peer_connection(self) -> RTCPeerConnection | None:
@@ -204,19 +223,38 @@ class DuetClient:
         metadata = self._metadata
         if self._token is not None:
             metadata += bearer_metadata(await self._token())
-        self.stages["session_open"] = now_ms()
+        self.stages["session_open"] = self.clock()
         self._call = stub.Session(metadata=metadata or None)
         self._spawn(self._read_server_messages(self._call), "session reader")
         await self._send(
             matchmaker_pb2.ClientMessage(
                 hello=matchmaker_pb2.Hello(
-                    user_id=self.user_id, display_name=self.display_name, session_open=self.stages["session_open"]
+                    user_id=self.user_id,
+                    display_name=self.display_name,
+                    session_open=self.stages["session_open"],
+                    clock_probes=True,
                 )
             ),
             "Hello",
         )
-        event = await self._inbox.expect(("edge_assigned",), timeout=self.rpc_timeout, waiting_for="EdgeAssigned")
-        self.stages["edge_assigned"] = now_ms()
+        await self._open_leg()
+        self._connected = True
+        logger.info(
+            "%s: leg %s connected in %.0f ms after session open",
+            self.user_id,
+            self.leg_id,
+            self.stages["leg_connected"] - self.stages["session_open"],
+        )
+
+    async def _open_leg(self) -> None:
+        """EdgeAssigned, then LegOffer -> LegAnswer -> ICE + DTLS with that edge."""
+        while True:  # after an edge loss its EdgeLost may still be queued: the EdgeAssigned follows it
+            event = await self._inbox.expect(
+                ("edge_assigned", "edge_lost"), timeout=self.rpc_timeout, waiting_for="EdgeAssigned"
+            )
+            if event_kind(event) == "edge_assigned":
+                break
+        self.stages["edge_assigned"] = self.clock()
         assigned = event.edge_assigned  # type: ignore[union-attr]
         self.session_id = assigned.session_id
         self.edge = assigned.edge
@@ -244,12 +282,40 @@ class DuetClient:
                 break
             if event.state in ("failed", "closed"):
                 raise DuetClientError(f"the WebRTC leg {self.leg_id} to edge {self.edge.edge_id} {event.state}")
-        self._connected = True
+
+    @property
+    def edge_lost(self) -> str | None:
+        """The id of the edge the matchmaker said was lost, until :meth:`reattach` moved the leg off it."""
+        return self._lost_edge
+
+    async def reattach(self) -> None:
+        """After EdgeLost: drop the dead leg and bring a new one up on the edge the matchmaker assigns.
+
+        find_partner() and next() do this themselves first when an edge was
+        lost; call it directly to be ready (leg connected) before that.
+        """
+        async with self._lock:
+            self._check_ready()
+            await self._reattach_unlocked()
+
+    async def _reattach_unlocked(self) -> None:
+        lost = self._lost_edge
+        if lost is None:
+            return
+        t0 = self.clock()
+        await self._media.reset()
+        self.leg_id = ""
+        await self._open_leg()
+        self._lost_edge = None
+        self.reattached += 1
+        assert self.edge is not None
         logger.info(
-            "%s: leg %s connected in %.0f ms after session open",
+            "%s: re-attached from lost edge %s to %s in %.0f ms (leg %s)",
             self.user_id,
+            lost,
+            self.edge.edge_id,
+            self.stages["leg_connected"] - t0,
             self.leg_id,
-            self.stages["leg_connected"] - self.stages["session_open"],
         )
 
     async def find_partner(self) -> CallResult:
@@ -259,6 +325,7 @@ class DuetClient:
             return await self._find_partner_unlocked()
 
     async def _find_partner_unlocked(self) -> CallResult:
+        await self._reattach_unlocked()
         return await self._look_for_partner(
             matchmaker_pb2.ClientMessage(
                 find_partner=matchmaker_pb2.FindPartner(
@@ -279,7 +346,7 @@ class DuetClient:
         """
         async with self._lock:
             self._check_ready()
-            if self._live_call is None and not self._queued:
+            if (self._live_call is None and not self._queued) or self._lost_edge is not None:
                 return await self._find_partner_unlocked()
             prefs = self.preferences.to_proto() if self.preferences else None
             return await self._look_for_partner(
@@ -300,8 +367,10 @@ class DuetClient:
                 return "not in a call"
             while True:
                 event = await self._inbox.expect(
-                    ("call_ended",), timeout=timeout, waiting_for=f"the end of call {call_id}"
+                    ("call_ended", "edge_lost"), timeout=timeout, waiting_for=f"the end of call {call_id}"
                 )
+                if event.WhichOneof("msg") == "edge_lost":  # type: ignore[union-attr]
+                    return "edge_lost"
                 ended = event.call_ended  # type: ignore[union-attr]
                 if ended.call_id == call_id:
                     self._inbox.finished_calls.add(call_id)
@@ -487,7 +556,7 @@ class DuetClient:
                 reason = event.ring_ended.reason
                 raise DuetClientError(f"the call to your friend ended without a call: {reason}", reason=reason)
             if kind == "queued":
-                client_stages["queued"] = now_ms()
+                client_stages["queued"] = self.clock()
                 queued_at_server = event.queued.queued
                 logger.debug("%s: queued, ticket %s", self.user_id, event.queued.ticket_id)
                 continue
@@ -556,7 +625,8 @@ class DuetClient:
         if call is None:
             raise DuetClientError(f"cannot send {what}: no Session stream")
         try:
-            await call.write(message)
+            async with self._write_lock:
+                await call.write(message)
         except grpc.aio.AioRpcError as exc:
             # A stream the server ended at once (a refused token) fails the write with a placeholder status.
             code, details = await final_status(call, exc.code(), exc.details() or "")
@@ -572,6 +642,9 @@ class DuetClient:
         try:
             async for message in call:
                 kind = message.WhichOneof("msg")
+                if kind == "clock_probe":
+                    await self._answer_clock_probe(call, message.clock_probe)
+                    continue
                 self._track_server_state(message)
                 if self._route(message):
                     continue
@@ -614,6 +687,22 @@ class DuetClient:
             self._my_ring = ""
         return False
 
+    async def _write_leave(self, call: grpc.aio.StreamStreamCall) -> None:
+        async with self._write_lock:
+            await call.write(matchmaker_pb2.ClientMessage(leave=matchmaker_pb2.Leave()))
+
+    async def _answer_clock_probe(self, call: grpc.aio.StreamStreamCall, probe: matchmaker_pb2.ClockProbe) -> None:
+        """Answer at once, with the probe's arrival and the answer's departure on this client's clock."""
+        received = self.clock()
+        async with self._write_lock:
+            echo = matchmaker_pb2.ClockEcho(probe_id=probe.probe_id, client_receive=received, client_send=self.clock())
+            try:
+                await call.write(matchmaker_pb2.ClientMessage(clock_echo=echo))
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+                logger.debug("%s: clock echo not sent: %r", self.user_id, exc)  # the stream is ending
+                return
+        self.clock_probes_answered += 1
+
     def _track_server_state(self, message: matchmaker_pb2.ServerMessage) -> None:
         kind = message.WhichOneof("msg")
         if kind == "queued":
@@ -623,6 +712,15 @@ class DuetClient:
             self._live_call = message.matched.call_id
             # Told here, as it arrives: the first-frame rule orders it against decoded frames.
             self._media.matched()
+        elif kind == "edge_lost":
+            self._lost_edge = message.edge_lost.edge_id
+            self._queued = False  # the ticket is cancelled
+            if self._live_call is not None:  # its CallEnded ("edge_lost") follows: expected now
+                self._inbox.finished_calls.add(self._live_call)
+                self._live_call = None
+            logger.warning(
+                "%s: edge %s lost (%s); re-attaching", self.user_id, message.edge_lost.edge_id, message.edge_lost.reason
+            )
         elif kind == "ticket_closed":
             self._queued = False
         elif kind == "call_ended":
@@ -656,7 +754,7 @@ class DuetClient:
         if call is not None and not call.done():
             if send_leave:
                 try:
-                    await asyncio.wait_for(call.write(matchmaker_pb2.ClientMessage(leave=matchmaker_pb2.Leave())), 2.0)
+                    await asyncio.wait_for(self._write_leave(call), 2.0)
                     await asyncio.wait_for(call.done_writing(), 2.0)
                     # Let the server end the stream itself (it sees Leave, not a cancellation).
                     await asyncio.wait_for(call.code(), 2.0)

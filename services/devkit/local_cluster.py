@@ -48,6 +48,7 @@ from duet.services.devkit.embedded_postgres import open_database
 from duet.services.devkit.errors import SetupError
 from duet.services.devkit.wan.cluster import ClusterEmulation, client_proxies
 from duet.services.devkit.wan.profile import ENV_VAR as WAN_ENV_VAR
+from duet.services.devkit.wan.profile import WanConfig
 
 logger = logging.getLogger("duet.cluster")
 
@@ -89,6 +90,8 @@ class ClusterInfo:
     routing: str
     edges: dict[str, str] = field(default_factory=dict)  # edge id -> control address
     edge_metrics: dict[str, str] = field(default_factory=dict)  # edge id -> Prometheus scrape URL
+    routing_metrics: str = ""  # the routing service's Prometheus scrape URL
+    matchmaker_metrics: str = ""  # the matchmaker's
     database_url: str = ""
     log_dir: Path = Path(".duet/logs")
     database_where: str | None = None  # where the private cluster's data is (None: a given URL)
@@ -199,6 +202,10 @@ class LocalCluster:
             except ValueError as exc:
                 raise SetupError(f"WAN emulation: {exc}") from exc
             edge_env = dict(env, **{WAN_ENV_VAR: self.emulation.edge_env(topo_path.resolve())})
+        try:
+            emulated_backbone = bool(WanConfig.from_env(edge_env).backbone)
+        except ValueError as exc:
+            raise SetupError(f"WAN emulation: {exc}") from exc
 
         routing = await self._spawn(
             "routing",
@@ -217,6 +224,12 @@ class LocalCluster:
                 dsn,
                 # The regions are this run's: a topology applied in an earlier run must not replace them.
                 "--reset-topology",
+                # On bare loopback every link measures ~0.2 ms: route by the topology's RTTs, which
+                # the WAN emulation (when on) makes real.
+                "--link-weights",
+                "measured" if emulated_backbone else "declared",
+                "--metrics-port",
+                "0",
             ],
             env,
             log_dir,
@@ -244,6 +257,8 @@ class LocalCluster:
                 "--database-url",
                 dsn,
                 "--trust-forwarded-for",
+                "--metrics-port",
+                "0",
                 *(["--avoid-recent", str(self.avoid_recent)] if self.avoid_recent is not None else []),
             ],
             {**env, SERVICE_TOKEN_ENV: mint_service_token(service_secret, Role.MATCHMAKER)},
@@ -260,6 +275,8 @@ class LocalCluster:
             routing=routing_address,
             edges={c.name.removeprefix("edge-"): _field(c.ready_line, "control") for c in edges},
             edge_metrics={c.name.removeprefix("edge-"): _field(c.ready_line, "metrics") for c in edges},
+            routing_metrics=_field(routing.ready_line, "metrics"),
+            matchmaker_metrics=_field(mm.ready_line, "metrics"),
             database_url=dsn,
             log_dir=log_dir,
             database_where=db.describe(),

@@ -2,7 +2,9 @@
 
 At start it binds its backbone socket and control port, registers both with
 the routing service (which gives it its backbone number), and keeps a
-``WatchRoutes`` stream open so route-table changes reach it live.
+``WatchRoutes`` stream open so route-table changes reach it live. It probes
+its backbone neighbours and heartbeats its load and their measurements
+(``heartbeat.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from duet.services.auth.secrets import AuthSecrets
 from duet.services.devkit.errors import SetupError
 from duet.services.devkit.wan.edge import edge_control_plane, emulate_edge
 from duet.services.devkit.wan.profile import ENV_VAR, WanConfig
+from duet.services.devkit.wan.reload import follow_wan_file, wan_file_from_env
+from duet.services.edge_server.heartbeat import EdgePulse
+from duet.services.edge_server.link_metrics import LinkCollector
 from duet.services.edge_server.metrics import edge_registry
 from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
 from duet.services.rpc.auth import AuthInterceptor
@@ -229,13 +234,14 @@ async def serve_edge(
     restrict_ice_to([host])
     node = EdgeRelay(edge_id, 0, cluster_key)
     backbone = await node.start(host, backbone_port)
-    emulate_edge(node, wan)
+    emulation = emulate_edge(node, wan)
+    wan_file = wan_file_from_env() if emulation is not None else None
     server, control_address = await start_server(
         f"{host}:{control_port}",
         lambda s: edge_pb2_grpc.add_EdgeControlServicer_to_server(EdgeControlServicer(node), s),
         interceptors=[AuthInterceptor(secrets)],
     )
-    watch: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
     extras = contextlib.AsyncExitStack()
     channel: grpc.aio.Channel | None = None
     try:
@@ -247,13 +253,14 @@ async def serve_edge(
         except ValueError as exc:
             raise SetupError(f"{ENV_VAR}: {exc}") from exc
         channel = grpc.aio.insecure_channel(routing_address)
+        stub = routing_pb2_grpc.RoutingStub(channel)
+        pulse = EdgePulse(node, stub, metadata)
         metrics = ""
         if metrics_port is not None:
-            url = await extras.enter_async_context(
-                MetricsServer(edge_registry(node), host=metrics_host, port=metrics_port)
-            )
+            registry = edge_registry(node)
+            registry.register(LinkCollector(edge_id, pulse.prober))
+            url = await extras.enter_async_context(MetricsServer(registry, host=metrics_host, port=metrics_port))
             metrics = f" metrics={url}"
-        stub = routing_pb2_grpc.RoutingStub(channel)
         registration = routing_pb2.RegisterEdgeRequest(
             edge_id=edge_id,
             control_address=advertised_control,
@@ -262,7 +269,13 @@ async def serve_edge(
         )
         reply = await _register(stub, registration, stop, metadata)
         node.assign_number(reply.edge.number)
-        watch = asyncio.create_task(_stay_registered(stub, node, registration, metadata))
+        tasks = [
+            asyncio.create_task(_stay_registered(stub, node, registration, metadata), name="route watch"),
+            asyncio.create_task(pulse.run_heartbeats(), name="heartbeats"),
+            asyncio.create_task(pulse.run_probes(), name="probes"),
+        ]
+        if emulation is not None and wan_file is not None:
+            tasks.append(asyncio.create_task(follow_wan_file(emulation, wan_file), name="WAN file"))
         logger.info("edge %s (#%d, %s) serving control on %s", edge_id, node.number, reply.edge.region, control_address)
         print(
             f"edge {edge_id} ready control={advertised_control} backbone={backbone[0]}:{backbone[1]}{metrics}",
@@ -271,9 +284,9 @@ async def serve_edge(
         await stop.wait()
     finally:
         logger.info("edge %s shutting down", edge_id)
-        if watch is not None:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await server.stop(grace=1.0)
         await node.stop()
         if channel is not None:

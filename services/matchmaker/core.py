@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from duet.services.matchmaker import ring as rings
+from duet.services.matchmaker.clock_sync import ClockSync, InvalidEcho
 from duet.services.matchmaker.display_name import checked_display_name
 from duet.services.matchmaker.errors import (
     BadRequest,
@@ -36,7 +37,9 @@ from duet.services.matchmaker.errors import (
 from duet.services.matchmaker.events import (
     Blocked,
     CallEnded,
+    ClockProbe,
     EdgeAssigned,
+    EdgeLost,
     Friend,
     FriendAdded,
     FriendRequested,
@@ -44,6 +47,7 @@ from duet.services.matchmaker.events import (
     IncomingCall,
     LegAnswered,
     Matched,
+    NoEdge,
     Outbox,
     PartnerProfile,
     Queued,
@@ -65,6 +69,7 @@ from duet.services.matchmaker.ports import (
     MatchStore,
     PeerError,
     PeerInvalidRequest,
+    Route,
     RoutingService,
     SafetyStore,
 )
@@ -76,6 +81,7 @@ from duet.services.matchmaker.rules.base import LatencyEstimate, PairContext
 from duet.services.matchmaker.rules.interests import shared_interests
 from duet.services.matchmaker.rules.media import VideoCodecs
 from duet.services.matchmaker.rules.relaxation import RelaxSchedule
+from duet.services.matchmaker.telemetry import CallTelemetry, NoTelemetry
 from duet.services.store.records import CALL_KIND_FRIEND, CALL_KIND_MATCH, CallRow, FriendRow, checked_reason
 
 logger = logging.getLogger("duet.matchmaker")
@@ -94,6 +100,9 @@ PARTNER_REASON = {
     "blocked": "partner_left",
     "hung_up": "partner_hung_up",
 }
+# ListCalls: the default and the largest page.
+LIST_CALLS_DEFAULT = 20
+LIST_CALLS_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,7 @@ class ActiveCall:
     route_rtt_ms: float
     stages: tuple[dict[str, float], dict[str, float]]
     reported: set[int] = field(default_factory=set)
+    observed: set[int] = field(default_factory=set)  # sides whose first frame went to telemetry
     ended: bool = False
     kind: str = CALL_KIND_MATCH
 
@@ -162,6 +172,7 @@ class ClientSession:
     call: ActiveCall | None = None
     ring: Ring | None = None  # a friend call this session is making or being offered
     preferences: Preferences = NO_PREFERENCES  # the last ones given
+    clock: ClockSync = field(default_factory=ClockSync)  # the client's clock offset, from probes on the stream
     closed: bool = False
 
     def send(self, event: SessionEvent) -> None:
@@ -182,6 +193,7 @@ class Matchmaker:
         friends: FriendStore | None = None,
         latency: LatencyEstimate | None = None,
         clock: Callable[[], float] = time.time,
+        telemetry: CallTelemetry | None = None,
     ) -> None:
         """``recent_partners`` overrides ``config.recent_partners``; ``safety`` defaults to an
         in-memory store (blocks and reports then last as long as the process), ``friends`` likewise; ``latency``
@@ -199,6 +211,7 @@ class Matchmaker:
         self.friends: FriendStore = friends if friends is not None else InMemoryFriendStore()
         self.latency: LatencyEstimate = latency if latency is not None else ReferenceLatency()
         self.clock = clock
+        self.telemetry: CallTelemetry = telemetry if telemetry is not None else NoTelemetry()
         self.history = InMemoryPairHistory(
             recent_partners=config.recent_partners, rematch_window_s=config.rematch_window_s, clock=clock
         )
@@ -317,8 +330,13 @@ class Matchmaker:
 
     # -- session lifecycle --------------------------------------------------
 
-    async def open_session(self, user_id: str, display_name: str, client_ip: str, outbox: Outbox) -> ClientSession:
-        """Start a session for ``user_id`` (replacing an older one of theirs) and assign it an edge."""
+    async def open_session(
+        self, user_id: str, display_name: str, client_ip: str, outbox: Outbox, *, clock_probes: bool = False
+    ) -> ClientSession:
+        """Start a session for ``user_id`` (replacing an older one of theirs) and assign it an edge.
+
+        ``clock_probes``: the client answers clock probes; it is sent them, one after another.
+        """
         if not USER_ID_RE.match(user_id):
             raise BadRequest("hello.user_id must be 1-64 characters of letters, digits, '_', '.' or '-'")
         name = checked_display_name(display_name) if display_name else user_id
@@ -352,6 +370,9 @@ class Matchmaker:
                 session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=self.now_ms()
             )
         )
+        if clock_probes:
+            # The first clock probe; each echo brings the next, until the session has enough samples.
+            self._probe_clock(session)
         logger.info(
             "session %s: user %s from %s -> edge %s (%s)",
             session.session_id[:8],
@@ -365,7 +386,8 @@ class Matchmaker:
     async def attach_leg(self, session: ClientSession, offer_sdp: str) -> None:
         if session.leg_id is not None:
             raise WrongState("this session already has a leg; one offer per session")
-        assert session.edge is not None
+        if session.edge is None:
+            raise WrongState("the session's edge was lost; wait for EdgeAssigned before offering a leg")
         try:
             leg = await self.edges.attach_leg(session.edge, session.session_id, offer_sdp)
         except PeerError as exc:
@@ -375,6 +397,25 @@ class Matchmaker:
         session.leg_id = leg.leg_id
         session.video = VideoCodecs.of(leg.video_send_codec, leg.video_receive_codecs)
         session.send(LegAnswered(leg_id=leg.leg_id, answer_sdp=leg.answer_sdp))
+
+    def _probe_clock(self, session: ClientSession) -> None:
+        now = self.now_ms()
+        session.send(ClockProbe(probe_id=session.clock.probe(now), server_send=now))
+
+    def clock_echo(self, session: ClientSession, probe_id: int, client_receive: float, client_send: float) -> None:
+        """The client's answer to a clock probe: one more sample of its clock offset."""
+        try:
+            sample = session.clock.answer(probe_id, client_receive, client_send, self.now_ms())
+        except InvalidEcho as exc:
+            raise BadRequest(str(exc)) from None
+        logger.debug(
+            "session %s: clock offset %.1f ms, round trip %.1f ms",
+            session.session_id[:8],
+            sample.offset_ms,
+            sample.round_trip_ms,
+        )
+        if session.clock.wants_more:
+            self._probe_clock(session)
 
     def _admit(self, session: ClientSession) -> None:
         """The checks every find/next passes before it changes anything: review hold, then the rate limit."""
@@ -690,6 +731,46 @@ class Matchmaker:
                 logger.info("detach of leg %s on %s: %s", session.leg_id, session.edge.edge_id, exc)
         logger.info("session %s (%s) closed: %s", session.session_id[:8], session.user_id, reason)
 
+    async def edge_lost(self, edge_id: str, reason: str) -> None:
+        """``edge_id`` died (the routing service saw it fall silent): move its sessions to other edges.
+
+        Each session on it gets EdgeLost; its call ends ("edge_lost", the
+        partner "partner_edge_lost") and its ticket is cancelled; then it gets
+        EdgeAssigned with a new edge and offers a new leg as at the start.
+        """
+        lost = [s for s in self.sessions.values() if s.edge is not None and s.edge.edge_id == edge_id]
+        if lost:
+            logger.warning("edge %s lost (%s): re-attaching %d sessions", edge_id, reason, len(lost))
+        for session in lost:
+            await self._reattach(session, edge_id, reason)
+
+    async def _reattach(self, session: ClientSession, edge_id: str, reason: str) -> None:
+        session.send(EdgeLost(edge_id=edge_id, reason=reason))
+        # The edge is gone: nothing to unbridge or detach there.
+        session.edge, session.leg_id, session.video = None, None, None
+        if session.ring is not None:
+            # The leg a friend call would bridge is gone: the ring ends (the caller can ring again on the new leg).
+            self._end_ring(session.ring, rings.EDGE_LOST)
+        if session.call is not None:
+            await self._end_call(session.call, "edge_lost", ender=session)
+        if session.ticket is not None:
+            await self._close_ticket(session, session.ticket, "cancelled: edge lost", "edge_lost")
+        try:
+            ingress = await self.routing.pick_ingress(session.client_ip)
+        except PeerError as exc:
+            session.outbox.put_nowait(NoEdge(f"edge {edge_id} was lost and no other edge could be assigned: {exc}"))
+            return
+        if session.closed:
+            return
+        session.edge = ingress.edge
+        session.region = ingress.edge.region
+        session.send(
+            EdgeAssigned(
+                session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=self.now_ms()
+            )
+        )
+        logger.info("session %s: re-attached to edge %s (%s)", session.session_id[:8], ingress.edge.edge_id, reason)
+
     # -- pairing ----------------------------------------------------------
 
     async def _enqueue(self, session: ClientSession) -> None:
@@ -746,10 +827,10 @@ class Matchmaker:
                         self._schedule_ticket(t)
             return
         a.ticket = b.ticket = None  # before any await: a cancel or expiry meanwhile finds nothing to close
-        for t in (first, second):
-            await self.store.close_ticket(t.ticket_id, "matched")
+        for s, t in ((a, first), (b, second)):
             waited = max(0.0, matched - t.queued_at)
             self._wait_ema_ms = waited if not self._wait_ema_ms else 0.8 * self._wait_ema_ms + 0.2 * waited
+            self.telemetry.ticket_matched(s.region, waited)
         # Whatever goes wrong below, these two are not paired again right away.
         self.history.note_met(a.user_id, b.user_id)
         shared = tuple(sorted(shared_interests(first, second)))
@@ -761,6 +842,7 @@ class Matchmaker:
             kind=CALL_KIND_MATCH,
             shared=shared,
             languages=(first.preferences.languages, second.preferences.languages),
+            tickets=(first.ticket_id, second.ticket_id),
         )
 
     async def _connect_pair(
@@ -773,29 +855,57 @@ class Matchmaker:
         kind: str,
         shared: tuple[str, ...],
         languages: tuple[frozenset[str], frozenset[str]],
+        tickets: tuple[str, ...] = (),
     ) -> None:
-        """The connect path, for a match and a friend call alike: route, bridge both warm legs, record, tell both."""
+        """The connect path, for a match and a friend call alike: route, bridge both warm legs, record, tell both.
+
+        ``tickets`` (a match's two) are closed as "matched" while the edges bridge.
+        """
         assert a.edge is not None and b.edge is not None and a.leg_id and b.leg_id
         call_id = uuid.uuid4().hex
         bridge_id = secrets.randbits(63) or 1
-        try:
-            route = await self.routing.pick_route(a.edge.edge_id, b.edge.edge_id)
-        except PeerError as exc:
-            # Neither leg is at fault; both clients decide whether to look again.
-            logger.warning("no route %s -> %s: %s", a.edge.edge_id, b.edge.edge_id, exc)
-            reason = f"no route between the two edges: {exc}"
-            await self._record_failed(call_id, a, b, kind, reason, [], 0.0, queued, {"matched": matched})
-            for s in (a, b):
-                s.send(CallEnded(reason=reason))
-            return
-        route_picked = self.now_ms()
-        results = await asyncio.gather(
+        route_picked = 0.0
+
+        async def pick_route() -> Route:
+            nonlocal route_picked
+            route = await self.routing.pick_route(a.edge.edge_id, b.edge.edge_id)  # type: ignore[union-attr]
+            route_picked = self.now_ms()
+            return route
+
+        # Nothing here waits for anything it does not need: an edge bridges toward its peer edge with its own
+        # next-hop table, so the route (needed only for Matched and the record) is asked for while both edges
+        # bridge, and the tickets are closed meanwhile. Each step costs a round trip to a different peer.
+        closed, route_result, *bridges = await asyncio.gather(
+            asyncio.gather(*(self.store.close_ticket(t, "matched") for t in tickets)),
+            pick_route(),
             self.edges.bridge(a.edge, bridge_id, a.leg_id, 0, b.edge.edge_id),
             self.edges.bridge(b.edge, bridge_id, b.leg_id, 1, a.edge.edge_id),
             return_exceptions=True,
         )
-        failures = [(s, r) for s, r in zip((a, b), results, strict=True) if isinstance(r, BaseException)]
+        bridged = self.now_ms()
+        if isinstance(closed, BaseException) or isinstance(route_result, BaseException):
+            for side, (s, r) in enumerate(zip((a, b), bridges, strict=True)):
+                if not isinstance(r, BaseException) and s.edge is not None:
+                    try:
+                        await self.edges.unbridge(s.edge, bridge_id, side)
+                    except PeerError:
+                        pass
+            if isinstance(closed, BaseException):
+                raise closed  # the store failed: the ticket's client gets INTERNAL, as before
+            if isinstance(route_result, BaseException) and not isinstance(route_result, PeerError):
+                raise route_result
+            # Neither leg is at fault; both clients decide whether to look again.
+            logger.warning("no route %s -> %s: %s", a.edge.edge_id, b.edge.edge_id, route_result)
+            self.telemetry.call_start_failed("no route")
+            reason = f"no route between the two edges: {route_result}"
+            await self._record_failed(call_id, a, b, kind, reason, [], 0.0, queued, {"matched": matched})
+            for s in (a, b):
+                s.send(CallEnded(reason=reason))
+            return
+        route = route_result
+        failures = [(s, r) for s, r in zip((a, b), bridges, strict=True) if isinstance(r, BaseException)]
         if failures:
+            self.telemetry.call_start_failed("bridge failed")
             details = "; ".join(f"{s.user_id}: {r if isinstance(r, PeerError) else repr(r)}" for s, r in failures)
             await self._record_failed(
                 call_id,
@@ -810,7 +920,8 @@ class Matchmaker:
             )
             await self._abort_start(a, b, bridge_id, failures, requeue=kind == CALL_KIND_MATCH)
             return
-        bridged = self.now_ms()
+        for stage, at in (("route_picked", route_picked), ("bridged", bridged)):
+            self.telemetry.call_stage(stage, a.region, b.region, at - matched)
         stages = (
             {"queued": queued[0], "matched": matched, "route_picked": route_picked, "bridged": bridged},
             {"queued": queued[1], "matched": matched, "route_picked": route_picked, "bridged": bridged},
@@ -865,8 +976,10 @@ class Matchmaker:
                     friend_call=kind == CALL_KIND_FRIEND,
                 )
             )
+        notified = self.now_ms()
+        self.telemetry.call_stage("notified", a.region, b.region, notified - matched)
         logger.info(
-            "%s call %s: %s (%s) <-> %s (%s) via %s, %.1f ms from match to bridged",
+            "%s call %s: %s (%s) <-> %s (%s) via %s; after the match: route %.1f ms, bridged %.1f ms, notified %.1f ms",
             kind,
             call_id[:8],
             a.user_id,
@@ -874,7 +987,9 @@ class Matchmaker:
             b.user_id,
             b.edge.edge_id,
             "-".join(route.path),
+            route_picked - matched,
             bridged - matched,
+            notified - matched,
         )
 
     async def _record_failed(
@@ -988,6 +1103,11 @@ class Matchmaker:
             side = call.side_of(session)
             edge = session.edge
         merged = {k: v for k, v in stages.items() if k in CLIENT_STAGES}
+        offset = session.clock.offset
+        if offset is not None:
+            # Onto the matchmaker's clock, so every stage of the record compares with its own.
+            merged = {k: offset.to_server(v) if v else v for k, v in merged.items()}
+            await self.store.set_clock(call_id, "ab"[side], offset)
         if edge is not None and call is not None:
             try:
                 first_packet = await self.edges.first_packet_at_edge(edge, call.bridge_id, side)
@@ -996,6 +1116,13 @@ class Matchmaker:
             if first_packet:
                 merged["first_packet_at_edge"] = first_packet
         await self.store.merge_stages(call_id, "ab"[side], merged)
+        if call is not None and connected and side not in call.observed:
+            call.observed.add(side)
+            me, partner = call.sessions[side], call.sessions[1 - side]
+            matched = call.stages[side].get("matched", 0.0)
+            for stage in ("first_packet_at_edge", "first_frame"):
+                if merged.get(stage) and matched:
+                    self.telemetry.call_stage(stage, me.region, partner.region, merged[stage] - matched)
         if call is not None and connected:
             call.reported.add(side)
             if call.reported == {0, 1}:
@@ -1009,6 +1136,14 @@ class Matchmaker:
         if row is None:
             raise NotFound(f"no call '{call_id}'")
         return row
+
+    async def list_calls(self, limit: int, user_id: str) -> list[CallRow]:
+        """Recent call records, newest first: ``limit`` 0 means the default; ``user_id`` empty means everyone's."""
+        if not 0 <= limit <= LIST_CALLS_MAX:
+            raise BadRequest(f"limit must be 0 (the default, {LIST_CALLS_DEFAULT}) to {LIST_CALLS_MAX}, got {limit}")
+        if user_id and not USER_ID_RE.match(user_id):
+            raise BadRequest("user_id must be 1-64 characters of letters, digits, '_', '.' or '-'")
+        return await self.store.list_calls(limit or LIST_CALLS_DEFAULT, user_id or None)
 
     async def stop(self) -> None:
         if self._timer is not None:

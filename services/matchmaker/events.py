@@ -139,6 +139,29 @@ class RingEnded:
 
 
 @dataclass(frozen=True)
+class EdgeLost:
+    """The session's edge died; an EdgeAssigned with a new edge follows (or NoEdge)."""
+
+    edge_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class NoEdge:
+    """No edge could take the session any more: the stream ends UNAVAILABLE with this reason."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ClockProbe:
+    """Asks the client for its clock; it answers with the probe's id and its receive and send times."""
+
+    probe_id: int
+    server_send: float  # epoch ms, matchmaker clock
+
+
+@dataclass(frozen=True)
 class SessionClosed:
     """The matchmaker ended the session (replaced, shutting down): the stream ends after what came before."""
 
@@ -158,10 +181,12 @@ SessionEvent = (
     | Ringing
     | IncomingCall
     | RingEnded
+    | EdgeLost
+    | ClockProbe
 )
 
 
 class Outbox(Protocol):
     """Where a session's events go (an asyncio.Queue in the server); the core only ever puts."""
 
-    def put_nowait(self, item: SessionEvent | SessionClosed, /) -> None: ...
+    def put_nowait(self, item: SessionEvent | SessionClosed | NoEdge, /) -> None: ...

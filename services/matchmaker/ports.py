@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from duet.services.store.records import CallRow, FriendRow
+from duet.services.store.records import CallRow, ClockOffset, FriendRow
 
 # -- values -------------------------------------------------------------------
 
@@ -184,6 +184,17 @@ class MatchStore(Protocol):
 
     async def get_call(self, call_id: str) -> CallRow | None:
         """A copy of the call record, or None."""
+        ...
+
+    async def set_clock(self, call_id: str, side: str, clock: ClockOffset) -> bool:
+        """Record the clock offset side 'a' or 'b''s client stages were moved onto the matchmaker's clock with.
+
+        False if the call does not exist.
+        """
+        ...
+
+    async def list_calls(self, limit: int = 50, user_id: str | None = None) -> list[CallRow]:
+        """Up to ``limit`` calls (of ``user_id``, either side, or everyone's), newest first."""
         ...
 
 

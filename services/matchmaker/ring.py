@@ -16,6 +16,7 @@ CALLER_LEFT = "caller left"
 FRIEND_OFFLINE = "friend went offline"
 NO_LONGER_FRIENDS = "no longer friends"
 BUSY = "busy: in another call"
+EDGE_LOST = "edge lost"  # either side's edge died: its leg is gone with it
 
 
 @dataclass(eq=False)

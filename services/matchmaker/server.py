@@ -1,4 +1,4 @@
-"""The matchmaker process: the Session stream and GetCall over ``Matchmaker``.
+"""The matchmaker process: the Session stream, GetCall and ListCalls over ``Matchmaker``.
 
 The one place where the core meets protobuf: client messages become core
 calls, core events become ServerMessages, call records become CallRecords,
@@ -8,6 +8,7 @@ and each kind of domain error becomes its status code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import grpc
 from duet.services.auth.secrets import AuthSecrets
 from duet.services.auth.tokens import UserClaims
 from duet.services.matchmaker.core import ClientSession, MatchConfig, Matchmaker
+from duet.services.matchmaker.edge_watch import watch_edges
 from duet.services.matchmaker.errors import (
     BadRequest,
     Forbidden,
@@ -30,7 +32,9 @@ from duet.services.matchmaker.errors import (
 from duet.services.matchmaker.events import (
     Blocked,
     CallEnded,
+    ClockProbe,
     EdgeAssigned,
+    EdgeLost,
     Friend,
     FriendAdded,
     FriendRequested,
@@ -38,6 +42,7 @@ from duet.services.matchmaker.events import (
     IncomingCall,
     LegAnswered,
     Matched,
+    NoEdge,
     PartnerProfile,
     Queued,
     Reported,
@@ -47,14 +52,16 @@ from duet.services.matchmaker.events import (
     SessionEvent,
     TicketClosed,
 )
+from duet.services.matchmaker.metrics import MatchmakerMetrics
 from duet.services.matchmaker.ports import EdgeInfo, PeerError
 from duet.services.matchmaker.preferences import InvalidPreferences, Preferences, Scope, checked_preferences
 from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient
+from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
 from duet.services.rpc.auth import AuthInterceptor, current_principal
 from duet.services.rpc.errors import map_errors
 from duet.services.rpc.server import start_server
 from duet.services.store.postgres import Store
-from duet.services.store.records import CallRow
+from duet.services.store.records import CallRow, ClockOffset
 from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
 
 logger = logging.getLogger("duet.matchmaker.server")
@@ -81,6 +88,7 @@ KEEPS_SESSION: dict[str, tuple[type[Exception], ...]] = {
     "call_friend": (MatchmakerError,),
     "answer_call": (MatchmakerError,),
     "cancel_call": (MatchmakerError,),
+    "clock_echo": (BadRequest,),
 }
 
 _SCOPES = {
@@ -286,11 +294,24 @@ def server_message(event: SessionEvent) -> matchmaker_pb2.ServerMessage:
             return matchmaker_pb2.ServerMessage(
                 ring_ended=matchmaker_pb2.RingEnded(request_id=event.request_id, reason=event.reason)
             )
+        case EdgeLost():
+            return matchmaker_pb2.ServerMessage(
+                edge_lost=matchmaker_pb2.EdgeLost(edge_id=event.edge_id, reason=event.reason)
+            )
+        case ClockProbe():
+            return matchmaker_pb2.ServerMessage(
+                clock_probe=matchmaker_pb2.ClockProbe(probe_id=event.probe_id, server_send=event.server_send)
+            )
 
 
-def _call_side(user: str, edge: str, leg: str, stages: dict[str, float]) -> matchmaker_pb2.CallSide:
+def _call_side(
+    user: str, edge: str, leg: str, stages: dict[str, float], clock: ClockOffset | None
+) -> matchmaker_pb2.CallSide:
     first = stages.get("first_frame", 0.0)
     return matchmaker_pb2.CallSide(
+        clock_synced=clock is not None,
+        clock_offset_ms=clock.offset_ms if clock else 0.0,
+        clock_uncertainty_ms=clock.uncertainty_ms if clock else 0.0,
         user_id=user,
         edge_id=edge,
         leg_id=leg,
@@ -303,22 +324,22 @@ def _call_side(user: str, edge: str, leg: str, stages: dict[str, float]) -> matc
 def call_record(row: CallRow) -> matchmaker_pb2.CallRecord:
     return matchmaker_pb2.CallRecord(
         call_id=row.call_id,
-        a=_call_side(row.user_a, row.edge_a, row.leg_a, row.stages_a),
-        b=_call_side(row.user_b, row.edge_b, row.leg_b, row.stages_b),
+        a=_call_side(row.user_a, row.edge_a, row.leg_a, row.stages_a, row.clock_a),
+        b=_call_side(row.user_b, row.edge_b, row.leg_b, row.stages_b, row.clock_b),
         route=row.route,
         route_rtt_ms=row.route_rtt_ms,
         state=row.state,
         end_reason=row.end_reason or "",
-        kind=row.kind,
         created_at=(row.created_at or 0.0) * 1000,
         ended_at=(row.ended_at or 0.0) * 1000,
+        kind=row.kind,
         duration_ms=row.duration_ms or 0.0,
     )
 
 
 # -- the service -----------------------------------------------------------------
 
-Outgoing = SessionEvent | SessionClosed | Abort | ErrorEvent
+Outgoing = SessionEvent | SessionClosed | NoEdge | Abort | ErrorEvent
 
 
 @dataclass
@@ -355,6 +376,8 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                     break
                 elif isinstance(item, Abort):
                     await context.abort(item.code, item.details)  # raises
+                elif isinstance(item, NoEdge):
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, item.reason)  # raises
                 elif isinstance(item, ErrorEvent):
                     yield matchmaker_pb2.ServerMessage(
                         error=matchmaker_pb2.Error(code=item.code.name, message=item.message, request=item.request)
@@ -390,6 +413,7 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                         msg.hello.display_name,
                         peer_ip(context, self.trust_forwarded_for),
                         outbox,
+                        clock_probes=msg.hello.clock_probes,
                     )
                     stream.session = session
                     continue
@@ -451,6 +475,9 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
             await self.mm.cancel_call(session, msg.cancel_call.request_id)
         elif kind == "hang_up":
             await self.mm.hang_up(session)
+        elif kind == "clock_echo":
+            echo = msg.clock_echo
+            self.mm.clock_echo(session, echo.probe_id, echo.client_receive, echo.client_send)
         elif kind == "connect_report":
             report = msg.connect_report
             # Only the stages the client set: proto3 leaves the others at 0.
@@ -471,6 +498,13 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
         ):
             raise Forbidden(f"call '{request.call_id}' is not one of yours")
         return call_record(row)
+
+    @map_errors(STATUS)
+    async def ListCalls(
+        self, request: matchmaker_pb2.ListCallsRequest, context: grpc.aio.ServicerContext
+    ) -> matchmaker_pb2.ListCallsResponse:
+        rows = await self.mm.list_calls(request.limit, request.user_id)
+        return matchmaker_pb2.ListCallsResponse(calls=[call_record(r) for r in rows])
 
     @map_errors(STATUS)
     async def ListFriends(
@@ -506,35 +540,54 @@ async def serve_matchmaker(
     config: MatchConfig | None = None,
     stop: asyncio.Event | None = None,
     ready: asyncio.Future[str] | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = DEFAULT_METRICS_HOST,
 ) -> None:
     """Serve until ``stop`` is set. ``secrets``: the user-token secret (clients' tokens) and the
     service-token secret (ops tokens on GetCall); ``token``: the matchmaker's own service token
-    (role matchmaker), presented to the routing service and the edges."""
+    (role matchmaker), presented to the routing service and the edges. ``metrics_port`` (0 = any
+    free) also serves Prometheus metrics (None: off)."""
     stop = stop or asyncio.Event()
     secrets.require_user("the matchmaker verifies its clients' tokens with it")
     secrets.require_service("the matchmaker verifies ops tokens with it")
     store = await Store.open(database)
     routing = RoutingClient(routing_address, token)
     edges = EdgeClients(token)
+    metrics = MatchmakerMetrics(lambda: mm.pool.waiting())
     # The PostgreSQL Store is a MatchStore, SafetyStore and FriendStore by shape alone; mypy checks it here.
-    mm = Matchmaker(store, routing, edges, config=config, safety=store, friends=store)
+    mm = Matchmaker(store, routing, edges, config=config, safety=store, friends=store, telemetry=metrics)
     mm.start()
     servicer = MatchmakerServicer(mm, trust_forwarded_for=trust_forwarded_for)
-    server, address = await start_server(
-        bind,
-        lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s),
-        interceptors=[AuthInterceptor(secrets)],
-    )
-    logger.info("matchmaker serving on %s", address)
-    print(f"matchmaker ready address={address}", flush=True)
-    if ready is not None:
-        ready.set_result(address)
-    try:
-        await stop.wait()
-    finally:
-        logger.info("matchmaker shutting down")
-        await mm.stop()
-        await server.stop(grace=1.0)
-        await routing.close()
-        await edges.close()
-        await store.close()
+    async with contextlib.AsyncExitStack() as extras:
+        try:
+            server, address = await start_server(
+                bind,
+                lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s),
+                interceptors=[AuthInterceptor(secrets)],
+            )
+        except BaseException:
+            await mm.stop()
+            await store.close()
+            raise
+        edge_watch = asyncio.create_task(watch_edges(routing_address, token, mm), name="edge membership")
+        try:
+            scrape = ""
+            if metrics_port is not None:
+                url = await extras.enter_async_context(
+                    MetricsServer(metrics.registry, host=metrics_host, port=metrics_port)
+                )
+                scrape = f" metrics={url}"
+            logger.info("matchmaker serving on %s", address)
+            print(f"matchmaker ready address={address}{scrape}", flush=True)
+            if ready is not None:
+                ready.set_result(address)
+            await stop.wait()
+        finally:
+            logger.info("matchmaker shutting down")
+            edge_watch.cancel()
+            await asyncio.gather(edge_watch, return_exceptions=True)
+            await mm.stop()
+            await server.stop(grace=1.0)
+            await routing.close()
+            await edges.close()
+            await store.close()

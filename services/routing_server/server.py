@@ -11,7 +11,9 @@ next-hop table.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -20,10 +22,14 @@ import grpc
 from duet.routing.all_pairs import NextHopColumns
 from duet.routing.geo import GeoLocator, parse_ip
 from duet.routing.ingress import NoEdgeAvailable, pick_ingress
+from duet.routing.link_health import LinkReading
 from duet.routing.paths import NoRoute
 from duet.routing.topology import EdgeNode, EdgeState, Topology, UnknownEdge
 from duet.services.auth.secrets import AuthSecrets
+from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
 from duet.services.routing_server.admin import TopologyAdminServicer
+from duet.services.routing_server.membership import EdgeLoad, LiveMembership, NotRegistered
+from duet.services.routing_server.metrics import RoutingMetrics, timed
 from duet.services.routing_server.restore import startup_topology
 from duet.services.routing_server.state import RoutingState
 from duet.services.rpc.auth import AuthInterceptor
@@ -46,6 +52,7 @@ _ERRORS = {
     UnknownEdge: grpc.StatusCode.NOT_FOUND,
     NoEdgeAvailable: grpc.StatusCode.UNAVAILABLE,
     NoRoute: grpc.StatusCode.FAILED_PRECONDITION,
+    NotRegistered: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
@@ -62,13 +69,24 @@ def edge_ref(e: EdgeNode) -> common_pb2.EdgeRef:
 
 
 class RoutingServicer(routing_pb2_grpc.RoutingServicer):
-    def __init__(self, state: RoutingState, geo: GeoLocator, default_region: str, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        state: RoutingState,
+        geo: GeoLocator,
+        default_region: str,
+        store: Store | None = None,
+        metrics: RoutingMetrics | None = None,
+        membership: LiveMembership | None = None,
+    ) -> None:
         self.state = state
         self.geo = geo
         self.default_region = default_region
         self.store = store
+        self.membership = membership or LiveMembership(state)
+        self.metrics = metrics
 
     @map_errors(_ERRORS)
+    @timed("PickIngress")
     async def PickIngress(
         self, request: routing_pb2.PickIngressRequest, context: grpc.aio.ServicerContext
     ) -> routing_pb2.PickIngressResponse:
@@ -81,8 +99,14 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
                 raise ValueError("every probe needs an edge_id")
             probes[p.edge_id] = p.rtt_ms
         located = self.geo.locate(request.client_ip)
+        # The routed view: silent edges are DOWN there; live loads weigh busy edges.
         choice = pick_ingress(
-            self.state.topology, located, probes=probes, default_region=self.default_region, require_registered=True
+            self.state.routed,
+            located,
+            probes=probes,
+            loads=self.membership.ingress_loads(),
+            default_region=self.default_region,
+            require_registered=True,
         )
         return routing_pb2.PickIngressResponse(
             edge=edge_ref(choice.edge),
@@ -92,6 +116,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         )
 
     @map_errors(_ERRORS)
+    @timed("PickRoute")
     async def PickRoute(
         self, request: routing_pb2.PickRouteRequest, context: grpc.aio.ServicerContext
     ) -> routing_pb2.PickRouteResponse:
@@ -112,8 +137,8 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"edge '{request.edge_id}' is not in the topology")
         sent: NextHopColumns | None = None
         while True:
-            # Read together: a change replaces both at once, so the table matches its version.
-            topology, routes = self.state.topology, self.state.routes
+            # Read together: a change replaces them at once, so the table matches its version.
+            topology, routes, generation = self.state.topology, self.state.routes, self.state.generation
             if topology.find_edge(request.edge_id) is None:
                 await context.abort(
                     grpc.StatusCode.NOT_FOUND, f"edge '{request.edge_id}' was removed from the topology"
@@ -121,7 +146,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
             try:
                 c = routes.next_hop_columns(request.edge_id)
                 if c == sent:  # this edge's routes did not change: nothing to push
-                    await self.state.wait_for_change(topology.version)
+                    await self.state.wait_for_change(generation)
                     continue
                 table = routing_pb2.RouteTable(
                     edge_id=request.edge_id,
@@ -151,7 +176,9 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
                 )
             yield table
             sent = c
-            await self.state.wait_for_change(topology.version)
+            if self.metrics is not None:
+                self.metrics.route_pushed(request.edge_id, len(table.entries))
+            await self.state.wait_for_change(generation)
 
     @map_errors(_ERRORS)
     async def GetTopology(
@@ -188,6 +215,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
             )
             await self.state.replace(topology)
         edge = topology.edge(request.edge_id)
+        await self.membership.registered(edge.edge_id)
         if self.store is not None:
             await self.store.upsert_edge(
                 EdgeRow(
@@ -208,6 +236,38 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         )
         return routing_pb2.RegisterEdgeResponse(edge=edge_ref(edge))
 
+    @map_errors(_ERRORS)
+    async def Heartbeat(
+        self, request: routing_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
+    ) -> routing_pb2.HeartbeatResponse:
+        if not request.edge_id:
+            raise ValueError("edge_id is required")
+        if not (math.isfinite(request.cpu) and request.cpu >= 0):
+            raise ValueError(f"cpu must be a finite number >= 0, got {request.cpu!r}")
+        readings = {}
+        for m in request.links:
+            if not m.peer_edge_id:
+                raise ValueError("every link measurement needs a peer_edge_id")
+            try:
+                readings[m.peer_edge_id] = LinkReading(m.rtt_ms, m.loss, m.reachable)
+            except ValueError as exc:
+                raise ValueError(f"link to {m.peer_edge_id}: {exc}") from None
+        if not (math.isfinite(request.stalled_ms) and request.stalled_ms >= 0):
+            raise ValueError(f"stalled_ms must be a finite number >= 0, got {request.stalled_ms!r}")
+        neighbours = await self.membership.heartbeat(
+            request.edge_id,
+            EdgeLoad(request.legs, request.bridges, request.cpu),
+            readings,
+            stalled_s=request.stalled_ms / 1000,
+        )
+        return routing_pb2.HeartbeatResponse(neighbours=[edge_ref(n) for n in neighbours])
+
+    async def WatchMembership(
+        self, request: routing_pb2.WatchMembershipRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[routing_pb2.MembershipEvent]:
+        async for change in self.membership.watch():
+            yield routing_pb2.MembershipEvent(edge_id=change.edge_id, alive=change.alive, reason=change.reason)
+
 
 async def serve_routing(
     topology: Topology,
@@ -220,6 +280,9 @@ async def serve_routing(
     stop: asyncio.Event | None = None,
     topology_source: str = "the default topology",
     reset_topology: bool = False,
+    measured_weights: bool = True,
+    metrics_port: int | None = None,
+    metrics_host: str = DEFAULT_METRICS_HOST,
 ) -> None:
     """Serve Routing and TopologyAdmin until ``stop`` is set.
 
@@ -227,6 +290,10 @@ async def serve_routing(
     served instead of ``topology`` (which only seeds an empty audit log),
     unless ``reset_topology``; ``topology_source`` names it in the log. Every
     caller must present a service token signed with ``secrets``.
+    ``measured_weights``: links take their probe-measured RTT and loss as
+    weights (else only up/down follows the probes; see routing.link_health).
+    caller must present a service token signed with ``secrets``. ``metrics_port`` (0 = any free)
+    also serves Prometheus metrics (None: off).
     """
     stop = stop or asyncio.Event()
     secrets.require_service("the routing service verifies the edges', the matchmaker's and ops tokens with it")
@@ -247,7 +314,9 @@ async def serve_routing(
     geo = GeoLocator(geoip_db)
     logger.info("GeoIP databases: %s", ", ".join(geo.paths) or "none (clients fall back to the default region)")
     state = RoutingState(topology)
-    servicer = RoutingServicer(state, geo, default_region, store)
+    membership = LiveMembership(state, measured_weights=measured_weights)
+    metrics = RoutingMetrics()
+    servicer = RoutingServicer(state, geo, default_region, store, metrics=metrics, membership=membership)
     admin = TopologyAdminServicer(state, audit)
 
     def add_servicers(s: grpc.aio.Server) -> None:
@@ -268,11 +337,21 @@ async def serve_routing(
         len(topology.edges),
         default_region,
     )
-    print(f"routing ready address={address}", flush=True)
+    sweeper = asyncio.create_task(membership.run(), name="membership sweep")
     try:
-        await stop.wait()
+        async with contextlib.AsyncExitStack() as extras:
+            scrape = ""
+            if metrics_port is not None:
+                url = await extras.enter_async_context(
+                    MetricsServer(metrics.registry, host=metrics_host, port=metrics_port)
+                )
+                scrape = f" metrics={url}"
+            print(f"routing ready address={address}{scrape}", flush=True)
+            await stop.wait()
     finally:
         logger.info("routing shutting down")
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
         await server.stop(grace=1.0)
         geo.close()
         if store is not None:

@@ -66,12 +66,17 @@ POLICY: Mapping[str, Access] = {
     # Friends: user tokens only; the handler acts for the token's user, never another.
     "/duet.v1.Matchmaker/ListFriends": users(),
     "/duet.v1.Matchmaker/RemoveFriend": users(),
+    # Every call's record (users' ids, edges, timings): operators only.
+    "/duet.v1.Matchmaker/ListCalls": services(*OPS_READ),
     # The routing service.
     "/duet.v1.Routing/PickIngress": services(Role.MATCHMAKER),
     "/duet.v1.Routing/PickRoute": services(Role.MATCHMAKER),
     "/duet.v1.Routing/RegisterEdge": services(Role.EDGE, edge_id_field="edge_id"),
     "/duet.v1.Routing/WatchRoutes": services(Role.EDGE, edge_id_field="edge_id"),
     "/duet.v1.Routing/GetTopology": services(*OPS_READ),
+    "/duet.v1.Routing/Heartbeat": services(Role.EDGE, edge_id_field="edge_id"),
+    # The matchmaker re-attaches a dead edge's clients; ops may watch too.
+    "/duet.v1.Routing/WatchMembership": services(Role.MATCHMAKER, *OPS_READ),
     # Topology admin (served beside Routing). ApplyTopology needs ops-admin even for a dry run.
     "/duet.v1.TopologyAdmin/GetTopologyFile": services(*OPS_READ),
     "/duet.v1.TopologyAdmin/ListTopologyChanges": services(*OPS_READ),

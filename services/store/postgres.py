@@ -16,6 +16,7 @@ from duet.services.store.migrate import migrate
 from duet.services.store.records import (
     CALL_STATE_ENDED,
     CallRow,
+    ClockOffset,
     DuplicateRecord,
     EdgeRow,
     FriendRow,
@@ -53,6 +54,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+def _clock(offset: float | None, uncertainty: float | None) -> ClockOffset | None:
+    return None if offset is None or uncertainty is None else ClockOffset(offset, uncertainty)
+
+
 def _call(r: asyncpg.Record) -> CallRow:
     return CallRow(
         call_id=r["call_id"],
@@ -72,6 +77,8 @@ def _call(r: asyncpg.Record) -> CallRow:
         created_at=_from_ts(r["created_at"]),
         ended_at=_from_ts(r["ended_at"]),
         duration_ms=r["duration_ms"],
+        clock_a=_clock(r["clock_offset_a_ms"], r["clock_uncertainty_a_ms"]),
+        clock_b=_clock(r["clock_offset_b_ms"], r["clock_uncertainty_b_ms"]),
     )
 
 
@@ -101,7 +108,8 @@ def _edge(r: asyncpg.Record) -> EdgeRow:
 
 _CALL_COLUMNS = (
     "call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, state, end_reason, "
-    "stages_a, stages_b, kind, created_at, ended_at, duration_ms"
+    "stages_a, stages_b, kind, created_at, ended_at, duration_ms, "
+    "clock_offset_a_ms, clock_uncertainty_a_ms, clock_offset_b_ms, clock_uncertainty_b_ms"
 )
 _TICKET_COLUMNS = "ticket_id, user_id, session_id, edge_id, queued_at, closed_at, outcome"
 # Namespace for per-user advisory locks (two-int form; the migration lock uses the one-bigint form).
@@ -242,6 +250,17 @@ class Store:
         )
         return status == "UPDATE 1"
 
+    async def set_clock(self, call_id: str, side: str, clock: ClockOffset) -> bool:
+        """Record the clock offset one side's client stages were corrected with; False if no such call."""
+        s = checked_side(side)
+        status: str = await self.pool.execute(
+            f"UPDATE calls SET clock_offset_{s}_ms = $2, clock_uncertainty_{s}_ms = $3 WHERE call_id = $1",
+            call_id,
+            clock.offset_ms,
+            clock.uncertainty_ms,
+        )
+        return status == "UPDATE 1"
+
     async def set_call_state(self, call_id: str, state: str, end_reason: str | None = None) -> bool:
         """Move a call to `state`; 'ended' also stamps ended_at and is final.
 
@@ -266,12 +285,15 @@ class Store:
         r = await self.pool.fetchrow(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = $1", call_id)
         return None if r is None else _call(r)
 
-    async def list_calls(self, limit: int = 50) -> list[CallRow]:
-        """The most recent calls, newest first."""
+    async def list_calls(self, limit: int = 50, user_id: str | None = None) -> list[CallRow]:
+        """The most recent calls (of one user, either side, or everyone's), newest first."""
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         rows = await self.pool.fetch(
-            f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY created_at DESC, call_id LIMIT $1", limit
+            f"SELECT {_CALL_COLUMNS} FROM calls WHERE ($2::text IS NULL OR user_a = $2 OR user_b = $2) "
+            "ORDER BY created_at DESC, call_id LIMIT $1",
+            limit,
+            user_id,
         )
         return [_call(r) for r in rows]
 

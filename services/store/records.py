@@ -19,6 +19,25 @@ CALL_KIND_FRIEND = "friend"
 CALL_KINDS = (CALL_KIND_MATCH, CALL_KIND_FRIEND)
 
 
+@dataclass(frozen=True)
+class ClockOffset:
+    """A client's clock minus the matchmaker's (ms), within ``uncertainty_ms`` (half the best probe's round trip)."""
+
+    offset_ms: float
+    uncertainty_ms: float
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.offset_ms) or not math.isfinite(self.uncertainty_ms) or self.uncertainty_ms < 0:
+            raise ValueError(
+                f"a clock offset needs a finite offset and an uncertainty of 0 or more, "
+                f"got {self.offset_ms!r} +- {self.uncertainty_ms!r}"
+            )
+
+    def to_server(self, client_ms: float) -> float:
+        """A client-clock time on the matchmaker's clock."""
+        return client_ms - self.offset_ms
+
+
 @dataclass
 class CallRow:
     call_id: str
@@ -39,6 +58,9 @@ class CallRow:
     created_at: float | None = None
     ended_at: float | None = None
     duration_ms: float | None = None
+    # Each side's clock offset, once its client's report was moved onto the matchmaker's clock (set_clock).
+    clock_a: ClockOffset | None = None
+    clock_b: ClockOffset | None = None
 
 
 @dataclass
@@ -133,6 +155,7 @@ __all__ = [
     "CALL_KIND_MATCH",
     "CALL_STATE_ENDED",
     "CallRow",
+    "ClockOffset",
     "DuplicateRecord",
     "EdgeRow",
     "FriendRow",

@@ -107,6 +107,12 @@ async def test_calls_next_and_leave_in_the_browser(web_cluster: WebCluster, open
     assert second["route"] == ["fra-1", "sin-1"]
     check_breakdown(second, await shown_breakdown(ana))
     check_breakdown(ben_call, await shown_breakdown(ben))
+    # Each browser answered the matchmaker's clock probes: its record side carries the offset.
+    for page in (ana, ben):
+        await page.wait_for_function("duetState.lastBreakdown.clock !== undefined")
+        clock = await page.evaluate("duetState.lastBreakdown.clock")
+        assert clock["synced"] is True and 0 <= clock["uncertaintyMs"] < 100
+        assert abs(clock["offsetMs"]) < 1000  # one machine (a page clock may drift a little from the system's)
     # Ana's leg was warm: no new session or leg for the second call.
     assert second["stages"]["leg_connected"] == first["stages"]["leg_connected"]
     assert second["stages"]["first_frame"] > second["stages"]["matched"] > first["stages"]["first_frame"]

@@ -131,6 +131,9 @@ def test_receiving_never_raises_and_counts_each_drop_once_by_reason(batch: list[
     backbone.routes.replace(1, [RouteEntry("other", OTHER_EDGE, "other", ("127.0.0.1", 9), 10.0)])
     transport = _Transport()
     backbone.connection_made(transport)  # type: ignore[arg-type]
+    replies: list[tuple[int, int]] = []
+    backbone.on_probe_reply = lambda src, number: replies.append((src, number))
+    probes = 0
 
     for i, datagram in enumerate(batch):
         before = sum(backbone.counters.dropped.values())
@@ -141,7 +144,22 @@ def test_receiving_never_raises_and_counts_each_drop_once_by_reason(batch: list[
         except BackboneError as exc:
             assert drops == 1 and backbone.counters.dropped.get(f"bad datagram: {exc.reason}", 0) >= 1
             continue
-        if header.dest_edge == THIS_EDGE:
+        if header.dest_edge == THIS_EDGE and header.ptype is PacketType.PROBE:
+            # Answered at once, to the address it came from, with its number.
+            probes += 1
+            answer, to = transport.sent[-1]
+            reply, _ = unpack(answer, KEY)
+            assert drops == 0 and to == ("127.0.0.1", 1000 + i)
+            assert (reply.ptype, reply.dest_edge, reply.src_edge, reply.bridge_id) == (
+                PacketType.PROBE_REPLY,
+                header.src_edge,
+                THIS_EDGE,
+                header.bridge_id,
+            )
+        elif header.dest_edge == THIS_EDGE and header.ptype is PacketType.PROBE_REPLY:
+            probes += 1
+            assert drops == 0 and replies[-1] == (header.src_edge, header.bridge_id)
+        elif header.dest_edge == THIS_EDGE:
             assert drops == 0 and delivered[-1] == (header, datagram[OVERHEAD:])
         elif header.dest_edge == OTHER_EDGE and header.ttl > 1:
             assert drops == 0 and transport.sent[-1] == (
@@ -152,6 +170,6 @@ def test_receiving_never_raises_and_counts_each_drop_once_by_reason(batch: list[
             assert drops == 1  # no route, or the TTL ran out
 
     assert set(backbone.counters.dropped) <= RECEIVE_REASONS
-    assert backbone.counters.packets_in == len(delivered) + backbone.counters.packets_relayed + sum(
+    assert backbone.counters.packets_in == len(delivered) + probes + backbone.counters.packets_relayed + sum(
         backbone.counters.dropped.get(r, 0) for r in ("no route", "ttl expired")
     )

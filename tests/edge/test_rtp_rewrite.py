@@ -250,7 +250,8 @@ def test_rtp_ssrc() -> None:
 
 
 def test_bench_rewrite_runs() -> None:
-    assert 0 < bench_rewrite(2000) < 1e6
+    # It runs the rewrite and gives a per-call figure (timing goals live in make bench-edge).
+    assert 0 <= bench_rewrite(2000) < 1e6
 
 
 # -- aiortc cross-checks ---------------------------------------------------------

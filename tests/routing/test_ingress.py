@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from duet.routing.distance import great_circle_km
 from duet.routing.geo import LocateResult, Location
-from duet.routing.ingress import NoEdgeAvailable, estimated_rtt_ms, load_factor, pick_ingress
+from duet.routing.ingress import SCORE_FLOOR_MS, NoEdgeAvailable, estimated_rtt_ms, load_factor, pick_ingress
 from duet.routing.topology import EdgeState, Topology, default_topology, world_topology
 from tests.routing.strategies import topologies
 
@@ -176,7 +176,7 @@ def test_ingress_only_picks_active_edges_and_the_best_score(t: Topology, locatio
 
     def score(e) -> float:
         rtt = probes.get(e.edge_id, estimated_rtt_ms(t, origin, e))
-        return rtt * load_factor(loads.get(e.edge_id, 0.0), e.capacity)
+        return max(rtt, SCORE_FLOOR_MS) * load_factor(loads.get(e.edge_id, 0.0), e.capacity)
 
     assert score(choice.edge) <= min(score(e) for e in active) + 1e-9
     # Deterministic: the same inputs give the same answer.

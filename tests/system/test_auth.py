@@ -64,6 +64,9 @@ CONTROL_PLANE: dict[str, tuple[str, Message]] = {
     ),
     "/duet.v1.Routing/WatchRoutes": ("routing", routing_pb2.WatchRoutesRequest(edge_id="fra-1")),
     "/duet.v1.Routing/GetTopology": ("routing", routing_pb2.GetTopologyRequest()),
+    # Zero legs and no readings: what fra-1 would report when idle, so a served one changes nothing.
+    "/duet.v1.Routing/Heartbeat": ("routing", routing_pb2.HeartbeatRequest(edge_id="fra-1")),
+    "/duet.v1.Routing/WatchMembership": ("routing", routing_pb2.WatchMembershipRequest()),
     "/duet.v1.EdgeControl/AttachLeg": ("edge", edge_pb2.AttachLegRequest(session_id="intruder", offer_sdp="v=0")),
     "/duet.v1.EdgeControl/DetachLeg": ("edge", edge_pb2.DetachLegRequest(leg_id="some-leg")),
     "/duet.v1.EdgeControl/Bridge": (
@@ -75,6 +78,7 @@ CONTROL_PLANE: dict[str, tuple[str, Message]] = {
     "/duet.v1.Matchmaker/GetCall": ("matchmaker", matchmaker_pb2.GetCallRequest(call_id="some-call")),
     "/duet.v1.Matchmaker/ListFriends": ("matchmaker", matchmaker_pb2.ListFriendsRequest()),
     "/duet.v1.Matchmaker/RemoveFriend": ("matchmaker", matchmaker_pb2.RemoveFriendRequest(user_id="ben")),
+    "/duet.v1.Matchmaker/ListCalls": ("matchmaker", matchmaker_pb2.ListCallsRequest(limit=1)),
     "/duet.v1.TopologyAdmin/GetTopologyFile": ("admin", admin_pb2.GetTopologyFileRequest()),
     "/duet.v1.TopologyAdmin/ListTopologyChanges": ("admin", admin_pb2.ListTopologyChangesRequest()),
     "/duet.v1.TopologyAdmin/ApplyTopology": ("admin", admin_pb2.ApplyTopologyRequest(text="regions: [Frankfurt]\n")),
@@ -107,9 +111,9 @@ async def status_of(cluster: ClusterInfo, method: str, metadata: Metadata) -> tu
     async with grpc.aio.insecure_channel(address_of(cluster, server)) as ch:
         rpc = getattr(STUBS[server](ch), method.rsplit("/", 1)[1])
         try:
-            if method.endswith("WatchRoutes"):
+            if method.endswith(("WatchRoutes", "WatchMembership")):
                 stream = rpc(request, metadata=metadata, timeout=5)
-                await stream.read()  # the first table, or the refusal
+                await stream.read()  # the first message, or the refusal
                 stream.cancel()
             else:
                 await rpc(request, metadata=metadata, timeout=5)
@@ -172,6 +176,10 @@ async def test_the_right_credential_gets_through(cluster: ClusterInfo) -> None:
     ] == Code.OK
     code, _ = await status_of(cluster, "/duet.v1.Matchmaker/GetCall", bearer_metadata(cluster.user_token("ana")))
     assert code == Code.NOT_FOUND
+    assert (await status_of(cluster, "/duet.v1.Routing/Heartbeat", as_service(cluster, Role.EDGE, "fra-1")))[
+        0
+    ] == Code.OK
+    assert (await status_of(cluster, "/duet.v1.Routing/WatchMembership", mm))[0] == Code.OK
 
 
 async def topology(cluster: ClusterInfo) -> dict[str, tuple[str, str, str]]:

@@ -18,7 +18,7 @@ SCOPE_NEAR: Scope
 SCOPE_ANYWHERE: Scope
 
 class ClientMessage(_message.Message):
-    __slots__ = ("hello", "offer", "find_partner", "next", "leave", "connect_report", "cancel", "heartbeat", "block", "report", "add_friend", "call_friend", "answer_call", "cancel_call", "hang_up")
+    __slots__ = ("hello", "offer", "find_partner", "next", "leave", "connect_report", "cancel", "heartbeat", "block", "report", "clock_echo", "add_friend", "call_friend", "answer_call", "cancel_call", "hang_up")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     OFFER_FIELD_NUMBER: _ClassVar[int]
     FIND_PARTNER_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class ClientMessage(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     BLOCK_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_ECHO_FIELD_NUMBER: _ClassVar[int]
     ADD_FRIEND_FIELD_NUMBER: _ClassVar[int]
     CALL_FRIEND_FIELD_NUMBER: _ClassVar[int]
     ANSWER_CALL_FIELD_NUMBER: _ClassVar[int]
@@ -44,15 +45,16 @@ class ClientMessage(_message.Message):
     heartbeat: Heartbeat
     block: Block
     report: Report
+    clock_echo: ClockEcho
     add_friend: AddFriend
     call_friend: CallFriend
     answer_call: AnswerCall
     cancel_call: CancelCall
     hang_up: HangUp
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., offer: _Optional[_Union[LegOffer, _Mapping]] = ..., find_partner: _Optional[_Union[FindPartner, _Mapping]] = ..., next: _Optional[_Union[Next, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., connect_report: _Optional[_Union[ConnectReport, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., block: _Optional[_Union[Block, _Mapping]] = ..., report: _Optional[_Union[Report, _Mapping]] = ..., add_friend: _Optional[_Union[AddFriend, _Mapping]] = ..., call_friend: _Optional[_Union[CallFriend, _Mapping]] = ..., answer_call: _Optional[_Union[AnswerCall, _Mapping]] = ..., cancel_call: _Optional[_Union[CancelCall, _Mapping]] = ..., hang_up: _Optional[_Union[HangUp, _Mapping]] = ...) -> None: ...
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., offer: _Optional[_Union[LegOffer, _Mapping]] = ..., find_partner: _Optional[_Union[FindPartner, _Mapping]] = ..., next: _Optional[_Union[Next, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., connect_report: _Optional[_Union[ConnectReport, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., block: _Optional[_Union[Block, _Mapping]] = ..., report: _Optional[_Union[Report, _Mapping]] = ..., clock_echo: _Optional[_Union[ClockEcho, _Mapping]] = ..., add_friend: _Optional[_Union[AddFriend, _Mapping]] = ..., call_friend: _Optional[_Union[CallFriend, _Mapping]] = ..., answer_call: _Optional[_Union[AnswerCall, _Mapping]] = ..., cancel_call: _Optional[_Union[CancelCall, _Mapping]] = ..., hang_up: _Optional[_Union[HangUp, _Mapping]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("edge_assigned", "answer", "queued", "matched", "call_ended", "ticket_closed", "heartbeat_ack", "blocked", "reported", "error", "friend_requested", "friend_added", "ringing", "incoming_call", "ring_ended")
+    __slots__ = ("edge_assigned", "answer", "queued", "matched", "call_ended", "ticket_closed", "heartbeat_ack", "blocked", "reported", "error", "edge_lost", "clock_probe", "friend_requested", "friend_added", "ringing", "incoming_call", "ring_ended")
     EDGE_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +65,8 @@ class ServerMessage(_message.Message):
     BLOCKED_FIELD_NUMBER: _ClassVar[int]
     REPORTED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    EDGE_LOST_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_PROBE_FIELD_NUMBER: _ClassVar[int]
     FRIEND_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     FRIEND_ADDED_FIELD_NUMBER: _ClassVar[int]
     RINGING_FIELD_NUMBER: _ClassVar[int]
@@ -78,22 +82,26 @@ class ServerMessage(_message.Message):
     blocked: Blocked
     reported: Reported
     error: Error
+    edge_lost: EdgeLost
+    clock_probe: ClockProbe
     friend_requested: FriendRequested
     friend_added: FriendAdded
     ringing: Ringing
     incoming_call: IncomingCall
     ring_ended: RingEnded
-    def __init__(self, edge_assigned: _Optional[_Union[EdgeAssigned, _Mapping]] = ..., answer: _Optional[_Union[LegAnswer, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., matched: _Optional[_Union[Matched, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., ticket_closed: _Optional[_Union[TicketClosed, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., blocked: _Optional[_Union[Blocked, _Mapping]] = ..., reported: _Optional[_Union[Reported, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., friend_requested: _Optional[_Union[FriendRequested, _Mapping]] = ..., friend_added: _Optional[_Union[FriendAdded, _Mapping]] = ..., ringing: _Optional[_Union[Ringing, _Mapping]] = ..., incoming_call: _Optional[_Union[IncomingCall, _Mapping]] = ..., ring_ended: _Optional[_Union[RingEnded, _Mapping]] = ...) -> None: ...
+    def __init__(self, edge_assigned: _Optional[_Union[EdgeAssigned, _Mapping]] = ..., answer: _Optional[_Union[LegAnswer, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., matched: _Optional[_Union[Matched, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., ticket_closed: _Optional[_Union[TicketClosed, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., blocked: _Optional[_Union[Blocked, _Mapping]] = ..., reported: _Optional[_Union[Reported, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., edge_lost: _Optional[_Union[EdgeLost, _Mapping]] = ..., clock_probe: _Optional[_Union[ClockProbe, _Mapping]] = ..., friend_requested: _Optional[_Union[FriendRequested, _Mapping]] = ..., friend_added: _Optional[_Union[FriendAdded, _Mapping]] = ..., ringing: _Optional[_Union[Ringing, _Mapping]] = ..., incoming_call: _Optional[_Union[IncomingCall, _Mapping]] = ..., ring_ended: _Optional[_Union[RingEnded, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("user_id", "display_name", "session_open")
+    __slots__ = ("user_id", "display_name", "session_open", "clock_probes")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     SESSION_OPEN_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_PROBES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     display_name: str
     session_open: float
-    def __init__(self, user_id: _Optional[str] = ..., display_name: _Optional[str] = ..., session_open: _Optional[float] = ...) -> None: ...
+    clock_probes: bool
+    def __init__(self, user_id: _Optional[str] = ..., display_name: _Optional[str] = ..., session_open: _Optional[float] = ..., clock_probes: _Optional[bool] = ...) -> None: ...
 
 class LegOffer(_message.Message):
     __slots__ = ("sdp",)
@@ -181,6 +189,14 @@ class EdgeAssigned(_message.Message):
     edge_assigned: float
     def __init__(self, session_id: _Optional[str] = ..., edge: _Optional[_Union[_common_pb2.EdgeRef, _Mapping]] = ..., reason: _Optional[str] = ..., edge_assigned: _Optional[float] = ...) -> None: ...
 
+class EdgeLost(_message.Message):
+    __slots__ = ("edge_id", "reason")
+    EDGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    edge_id: str
+    reason: str
+    def __init__(self, edge_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class LegAnswer(_message.Message):
     __slots__ = ("leg_id", "sdp")
     LEG_ID_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +261,24 @@ class Error(_message.Message):
     request: str
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., request: _Optional[str] = ...) -> None: ...
 
+class ClockProbe(_message.Message):
+    __slots__ = ("probe_id", "server_send")
+    PROBE_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVER_SEND_FIELD_NUMBER: _ClassVar[int]
+    probe_id: int
+    server_send: float
+    def __init__(self, probe_id: _Optional[int] = ..., server_send: _Optional[float] = ...) -> None: ...
+
+class ClockEcho(_message.Message):
+    __slots__ = ("probe_id", "client_receive", "client_send")
+    PROBE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_RECEIVE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_SEND_FIELD_NUMBER: _ClassVar[int]
+    probe_id: int
+    client_receive: float
+    client_send: float
+    def __init__(self, probe_id: _Optional[int] = ..., client_receive: _Optional[float] = ..., client_send: _Optional[float] = ...) -> None: ...
+
 class PartnerProfile(_message.Message):
     __slots__ = ("display_name", "region", "shared_interests", "languages")
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -294,23 +328,29 @@ class GetCallRequest(_message.Message):
     def __init__(self, call_id: _Optional[str] = ...) -> None: ...
 
 class CallSide(_message.Message):
-    __slots__ = ("user_id", "edge_id", "leg_id", "stages", "connect_ms", "total_ms")
+    __slots__ = ("user_id", "edge_id", "leg_id", "stages", "connect_ms", "total_ms", "clock_synced", "clock_offset_ms", "clock_uncertainty_ms")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     LEG_ID_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
     CONNECT_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_SYNCED_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_UNCERTAINTY_MS_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     edge_id: str
     leg_id: str
     stages: _common_pb2.StageTimes
     connect_ms: float
     total_ms: float
-    def __init__(self, user_id: _Optional[str] = ..., edge_id: _Optional[str] = ..., leg_id: _Optional[str] = ..., stages: _Optional[_Union[_common_pb2.StageTimes, _Mapping]] = ..., connect_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+    clock_synced: bool
+    clock_offset_ms: float
+    clock_uncertainty_ms: float
+    def __init__(self, user_id: _Optional[str] = ..., edge_id: _Optional[str] = ..., leg_id: _Optional[str] = ..., stages: _Optional[_Union[_common_pb2.StageTimes, _Mapping]] = ..., connect_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., clock_synced: _Optional[bool] = ..., clock_offset_ms: _Optional[float] = ..., clock_uncertainty_ms: _Optional[float] = ...) -> None: ...
 
 class CallRecord(_message.Message):
-    __slots__ = ("call_id", "a", "b", "route", "route_rtt_ms", "state", "end_reason", "kind", "created_at", "ended_at", "duration_ms")
+    __slots__ = ("call_id", "a", "b", "route", "route_rtt_ms", "state", "end_reason", "created_at", "ended_at", "kind", "duration_ms")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     A_FIELD_NUMBER: _ClassVar[int]
     B_FIELD_NUMBER: _ClassVar[int]
@@ -318,9 +358,9 @@ class CallRecord(_message.Message):
     ROUTE_RTT_MS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     END_REASON_FIELD_NUMBER: _ClassVar[int]
-    KIND_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     a: CallSide
@@ -329,11 +369,25 @@ class CallRecord(_message.Message):
     route_rtt_ms: float
     state: str
     end_reason: str
-    kind: str
     created_at: float
     ended_at: float
+    kind: str
     duration_ms: float
-    def __init__(self, call_id: _Optional[str] = ..., a: _Optional[_Union[CallSide, _Mapping]] = ..., b: _Optional[_Union[CallSide, _Mapping]] = ..., route: _Optional[_Iterable[str]] = ..., route_rtt_ms: _Optional[float] = ..., state: _Optional[str] = ..., end_reason: _Optional[str] = ..., kind: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., duration_ms: _Optional[float] = ...) -> None: ...
+    def __init__(self, call_id: _Optional[str] = ..., a: _Optional[_Union[CallSide, _Mapping]] = ..., b: _Optional[_Union[CallSide, _Mapping]] = ..., route: _Optional[_Iterable[str]] = ..., route_rtt_ms: _Optional[float] = ..., state: _Optional[str] = ..., end_reason: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., kind: _Optional[str] = ..., duration_ms: _Optional[float] = ...) -> None: ...
+
+class ListCallsRequest(_message.Message):
+    __slots__ = ("limit", "user_id")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    user_id: str
+    def __init__(self, limit: _Optional[int] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class ListCallsResponse(_message.Message):
+    __slots__ = ("calls",)
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    calls: _containers.RepeatedCompositeFieldContainer[CallRecord]
+    def __init__(self, calls: _Optional[_Iterable[_Union[CallRecord, _Mapping]]] = ...) -> None: ...
 
 class AddFriend(_message.Message):
     __slots__ = ("call_id",)

@@ -52,6 +52,11 @@ class MatchmakerStub:
                 request_serializer=duet_dot_v1_dot_matchmaker__pb2.GetCallRequest.SerializeToString,
                 response_deserializer=duet_dot_v1_dot_matchmaker__pb2.CallRecord.FromString,
                 _registered_method=True)
+        self.ListCalls = channel.unary_unary(
+                '/duet.v1.Matchmaker/ListCalls',
+                request_serializer=duet_dot_v1_dot_matchmaker__pb2.ListCallsRequest.SerializeToString,
+                response_deserializer=duet_dot_v1_dot_matchmaker__pb2.ListCallsResponse.FromString,
+                _registered_method=True)
         self.ListFriends = channel.unary_unary(
                 '/duet.v1.Matchmaker/ListFriends',
                 request_serializer=duet_dot_v1_dot_matchmaker__pb2.ListFriendsRequest.SerializeToString,
@@ -91,6 +96,14 @@ class MatchmakerServicer:
         (or server CallEnded "partner_next" / "partner_left": the partner
         ended the call; send FindPartner or Next to look again)
         9. client Leave: the server ends the call and closes the stream with OK
+
+        Clock sync: to a client whose Hello set clock_probes, the server sends
+        ClockProbe after EdgeAssigned (five, each after the previous one's
+        answer); the client answers each at once with ClockEcho (its receive and
+        send times on its own clock). The server keeps the sample with the
+        smallest round trip and stores the client's stages on its own clock
+        (docs/client-guide.md, "Clock sync"). A client that does not ask for
+        probes has its stages stored as it sent them.
 
         Identity: the stream's metadata carries the user's token,
         'authorization: Bearer <token>' (a JWT signed by the app's server;
@@ -163,6 +176,15 @@ class MatchmakerServicer:
         - Any message: UNAVAILABLE when a backing gRPC call failed unexpectedly;
         INTERNAL on an unexpected failure (e.g. the database), including one
         while starting the call that this message's ticket completed.
+        When the session's edge dies (it stops heartbeating to the routing
+        service) the server sends EdgeLost, ends the session's call (CallEnded
+        "edge_lost"; the partner gets "partner_edge_lost") or closes its ticket
+        (TicketClosed "edge_lost"),
+        then sends EdgeAssigned with a new edge: the client closes its old leg and
+        continues from step 3 (LegOffer, then FindPartner when the new leg is
+        connected). The stream stays open. When no other edge is available the
+        stream ends with UNAVAILABLE after EdgeLost.
+
         Failures while starting a call do not end the stream: both clients get
         CallEnded ("no route between the two edges: ..."), or the client whose leg
         could not be bridged gets CallEnded ("bridge failed: ...") and a healthy
@@ -183,6 +205,21 @@ class MatchmakerServicer:
         ("call 'ID' is not one of yours"), or a service role that may not read.
         - INVALID_ARGUMENT: call_id is empty.
         - NOT_FOUND: no call with this id.
+        - INTERNAL: unexpected failure (e.g. the database).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCalls(self, request, context):
+        """Recent call records, newest first, with the stage timings of both sides
+        (what `duet calls` shows). Needs a service token with role ops-read or
+        ops-admin.
+
+        Statuses:
+        - UNAUTHENTICATED: no token, or one that proves nothing.
+        - PERMISSION_DENIED: a user token, or a service role that may not read.
+        - INVALID_ARGUMENT: limit over 1000, or a user_id that cannot be one.
         - INTERNAL: unexpected failure (e.g. the database).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -231,6 +268,11 @@ def add_MatchmakerServicer_to_server(servicer, server):
                     servicer.GetCall,
                     request_deserializer=duet_dot_v1_dot_matchmaker__pb2.GetCallRequest.FromString,
                     response_serializer=duet_dot_v1_dot_matchmaker__pb2.CallRecord.SerializeToString,
+            ),
+            'ListCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCalls,
+                    request_deserializer=duet_dot_v1_dot_matchmaker__pb2.ListCallsRequest.FromString,
+                    response_serializer=duet_dot_v1_dot_matchmaker__pb2.ListCallsResponse.SerializeToString,
             ),
             'ListFriends': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFriends,
@@ -305,6 +347,33 @@ class Matchmaker:
             '/duet.v1.Matchmaker/GetCall',
             duet_dot_v1_dot_matchmaker__pb2.GetCallRequest.SerializeToString,
             duet_dot_v1_dot_matchmaker__pb2.CallRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/duet.v1.Matchmaker/ListCalls',
+            duet_dot_v1_dot_matchmaker__pb2.ListCallsRequest.SerializeToString,
+            duet_dot_v1_dot_matchmaker__pb2.ListCallsResponse.FromString,
             options,
             channel_credentials,
             insecure,

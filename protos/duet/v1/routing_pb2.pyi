@@ -138,3 +138,51 @@ class RegisterEdgeResponse(_message.Message):
     EDGE_FIELD_NUMBER: _ClassVar[int]
     edge: _common_pb2.EdgeRef
     def __init__(self, edge: _Optional[_Union[_common_pb2.EdgeRef, _Mapping]] = ...) -> None: ...
+
+class LinkMeasurement(_message.Message):
+    __slots__ = ("peer_edge_id", "rtt_ms", "loss", "reachable")
+    PEER_EDGE_ID_FIELD_NUMBER: _ClassVar[int]
+    RTT_MS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    peer_edge_id: str
+    rtt_ms: float
+    loss: float
+    reachable: bool
+    def __init__(self, peer_edge_id: _Optional[str] = ..., rtt_ms: _Optional[float] = ..., loss: _Optional[float] = ..., reachable: _Optional[bool] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("edge_id", "legs", "bridges", "cpu", "links", "stalled_ms")
+    EDGE_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGS_FIELD_NUMBER: _ClassVar[int]
+    BRIDGES_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
+    STALLED_MS_FIELD_NUMBER: _ClassVar[int]
+    edge_id: str
+    legs: int
+    bridges: int
+    cpu: float
+    links: _containers.RepeatedCompositeFieldContainer[LinkMeasurement]
+    stalled_ms: float
+    def __init__(self, edge_id: _Optional[str] = ..., legs: _Optional[int] = ..., bridges: _Optional[int] = ..., cpu: _Optional[float] = ..., links: _Optional[_Iterable[_Union[LinkMeasurement, _Mapping]]] = ..., stalled_ms: _Optional[float] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("neighbours",)
+    NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
+    neighbours: _containers.RepeatedCompositeFieldContainer[_common_pb2.EdgeRef]
+    def __init__(self, neighbours: _Optional[_Iterable[_Union[_common_pb2.EdgeRef, _Mapping]]] = ...) -> None: ...
+
+class WatchMembershipRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MembershipEvent(_message.Message):
+    __slots__ = ("edge_id", "alive", "reason")
+    EDGE_ID_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    edge_id: str
+    alive: bool
+    reason: str
+    def __init__(self, edge_id: _Optional[str] = ..., alive: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -83,6 +83,16 @@ class RoutingStub:
                 request_serializer=duet_dot_v1_dot_routing__pb2.RegisterEdgeRequest.SerializeToString,
                 response_deserializer=duet_dot_v1_dot_routing__pb2.RegisterEdgeResponse.FromString,
                 _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/duet.v1.Routing/Heartbeat',
+                request_serializer=duet_dot_v1_dot_routing__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=duet_dot_v1_dot_routing__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
+        self.WatchMembership = channel.unary_stream(
+                '/duet.v1.Routing/WatchMembership',
+                request_serializer=duet_dot_v1_dot_routing__pb2.WatchMembershipRequest.SerializeToString,
+                response_deserializer=duet_dot_v1_dot_routing__pb2.MembershipEvent.FromString,
+                _registered_method=True)
 
 
 class RoutingServicer:
@@ -114,16 +124,18 @@ class RoutingServicer:
 
     def PickIngress(self, request, context):
         """Picks the edge a client should attach its WebRTC leg to: the ACTIVE,
-        registered edge with the lowest estimated RTT from the client. The
-        estimate is a client probe for that edge when one is given, else a distance
-        prior from the client's geoip location to the edge's region. A client that
+        registered, alive (not silent: see Heartbeat) edge with the lowest
+        estimated RTT from the client, weighted by the load the edges report
+        in their heartbeats. The estimate is a client probe for that edge when
+        one is given, else a distance prior from the client's geoip location to
+        the edge's region. A client that
         cannot be located (private, loopback or unknown address; no geoip database)
         is placed at the service's default region.
 
         Statuses:
         - INVALID_ARGUMENT: client_ip is empty or not an IPv4/IPv6 literal; a
         probe has no edge_id, or an rtt_ms that is negative or not finite.
-        - UNAVAILABLE: no edge is both ACTIVE and registered.
+        - UNAVAILABLE: no edge is ACTIVE, registered and alive.
         - INTERNAL: unexpected failure (the message points to the server log).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -132,8 +144,10 @@ class RoutingServicer:
 
     def PickRoute(self, request, context):
         """The least-cost backbone path between two edges. A link costs its RTT times
-        (1 + 10 x loss); DOWN edges, unregistered edges and down links are not
-        usable, and a DRAINING edge may be an end of the path but never a transit
+        (1 + 10 x loss), RTT and loss as measured by the edges' probes (with
+        hysteresis) unless the service routes by declared weights; DOWN, silent
+        and unregistered edges, down links and links their edges report
+        unanswered are not usable, and a DRAINING edge may be an end of the path but never a transit
         hop. from_edge_id == to_edge_id answers a one-edge path with rtt_ms 0.
 
         Statuses:
@@ -196,6 +210,44 @@ class RoutingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Heartbeat(self, request, context):
+        """An edge's pulse: sent every 0.5 s by each edge process (and at once when
+        one of its backbone links stops or starts answering probes), with its load
+        and its probe measurements of the links to its neighbours. An edge that has
+        heartbeated once and then stays silent for 2 s is taken out of routing
+        (no new clients, no routes through it: as if DOWN, without changing its
+        declared state) until it heartbeats or registers again. Edges that never
+        heartbeat are never timed out. Loads weight ingress choice; measurements
+        move link weights through a hysteresis rule and take a link out of routing
+        while the edges report it unanswered (docs/architecture.md, "Membership,
+        probes and failover"). Membership and measurements are live state, not
+        topology changes: they bump no topology version and write no audit record.
+
+        Statuses:
+        - INVALID_ARGUMENT: edge_id is empty; a load or measurement is negative
+        or not finite, or loss is above 1.
+        - NOT_FOUND: edge_id is not declared in the topology.
+        - FAILED_PRECONDITION: the edge has not registered (register first; the
+        routing service may have restarted).
+        - INTERNAL: unexpected failure.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchMembership(self, request, context):
+        """Which edges are alive: one event per declared edge at once (its current
+        liveness), then one whenever an edge falls silent or comes back, for as
+        long as the stream is open. The matchmaker watches it to tell the clients
+        of a dead edge to re-attach elsewhere.
+
+        Statuses:
+        - UNKNOWN: unexpected failure.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -223,6 +275,16 @@ def add_RoutingServicer_to_server(servicer, server):
                     servicer.RegisterEdge,
                     request_deserializer=duet_dot_v1_dot_routing__pb2.RegisterEdgeRequest.FromString,
                     response_serializer=duet_dot_v1_dot_routing__pb2.RegisterEdgeResponse.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=duet_dot_v1_dot_routing__pb2.HeartbeatRequest.FromString,
+                    response_serializer=duet_dot_v1_dot_routing__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'WatchMembership': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchMembership,
+                    request_deserializer=duet_dot_v1_dot_routing__pb2.WatchMembershipRequest.FromString,
+                    response_serializer=duet_dot_v1_dot_routing__pb2.MembershipEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -384,6 +446,60 @@ class Routing:
             '/duet.v1.Routing/RegisterEdge',
             duet_dot_v1_dot_routing__pb2.RegisterEdgeRequest.SerializeToString,
             duet_dot_v1_dot_routing__pb2.RegisterEdgeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/duet.v1.Routing/Heartbeat',
+            duet_dot_v1_dot_routing__pb2.HeartbeatRequest.SerializeToString,
+            duet_dot_v1_dot_routing__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchMembership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/duet.v1.Routing/WatchMembership',
+            duet_dot_v1_dot_routing__pb2.WatchMembershipRequest.SerializeToString,
+            duet_dot_v1_dot_routing__pb2.MembershipEvent.FromString,
             options,
             channel_credentials,
             insecure,

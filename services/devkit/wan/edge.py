@@ -111,6 +111,17 @@ class EdgeEmulation:
     def backbone_counters(self) -> LinkCounters:
         return LinkCounters() if self.backbone is None else self.backbone.links.counters()
 
+    def reload(self, config: WanConfig) -> None:
+        """Apply ``config``'s backbone profiles from now on (e.g. fail a link mid-call).
+
+        Datagrams already held on the old links still leave as they would have. Leg profiles of legs
+        already attached stay as they were; new legs take the new ones. Only an
+        edge whose backbone was emulated from the start can change it.
+        """
+        self.config = config
+        if self.backbone is not None:
+            self.backbone.links.reset()
+
 
 def emulate_edge(relay: EdgeRelay, config: WanConfig) -> EdgeEmulation | None:
     """Install ``config`` into a started edge; ``None`` (and nothing installed) when it has nothing for it."""
@@ -121,12 +132,24 @@ def emulate_edge(relay: EdgeRelay, config: WanConfig) -> EdgeEmulation | None:
     if has_backbone:
         backbone = relay.backbone
 
+        unplaced: set[tuple[Any, Any]] = set()
+
         def next_hop_profile(addr: tuple[Any, Any]) -> LinkProfile | None:
+            peer = backbone.peer_ids.get(addr)  # a probed neighbour, next hop or not
+            if peer is not None:
+                return emulation.config.backbone_profile(relay.edge_id, peer)
             for entry in backbone.routes.by_number.values():
                 if entry.next_hop_address == addr:
-                    return config.backbone_profile(relay.edge_id, entry.next_hop_edge_id)
-            logger.warning("edge %s: backbone datagram to %s, which is no next hop; not emulated", relay.edge_id, addr)
-            return None
+                    return emulation.config.backbone_profile(relay.edge_id, entry.next_hop_edge_id)
+            if addr not in unplaced:
+                unplaced.add(addr)
+                logger.warning(
+                    "edge %s: backbone datagram to %s, no neighbour or next hop (yet); not emulated",
+                    relay.edge_id,
+                    addr,
+                )
+            # Not remembered as unshaped: a probe reply can leave before this edge knows its neighbours.
+            raise LookupError(addr)
 
         def wrap(inner: Any) -> EmulatedDatagramTransport:
             emulation.backbone = EmulatedDatagramTransport(inner, next_hop_profile, salt=f"{relay.edge_id}/backbone")

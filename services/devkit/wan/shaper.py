@@ -131,20 +131,30 @@ class LinkShaper:
 
 
 class LinkSet:
-    """One shaper per remote address, in one direction; addresses without a profile pass straight through."""
+    """One shaper per remote address, in one direction; addresses without a profile pass straight through.
+
+    ``profile_for`` raises LookupError for an address it cannot place yet (an
+    edge before its route table names a neighbour): that datagram passes
+    unshaped and the address is asked about again, not remembered as unshaped.
+    """
 
     def __init__(self, deliver: Deliver, profile_for: ProfileFor, *, salt: str = "") -> None:
         self._deliver = deliver
         self._profile_for = profile_for
         self._salt = salt
         self.links: dict[tuple[Any, Any], LinkShaper | None] = {}
+        self._retired: list[LinkShaper] = []  # replaced by reset(), still releasing what they hold
 
     def submit(self, data: bytes | bytearray | memoryview, addr: Address) -> None:
         key = (addr[0], addr[1])
         try:
             shaper = self.links[key]
         except KeyError:
-            profile = self._profile_for(key)
+            try:
+                profile = self._profile_for(key)
+            except LookupError:  # a destination not known yet: unshaped, and asked again next time
+                self._deliver(data, addr)  # type: ignore[arg-type]
+                return
             shaper = None
             if profile is not None and profile.active:
                 shaper = LinkShaper(profile, self._deliver, salt=self._salt)
@@ -156,15 +166,20 @@ class LinkSet:
 
     def counters(self) -> LinkCounters:
         total = LinkCounters()
-        for shaper in self.links.values():
+        for shaper in [*self.links.values(), *self._retired]:
             if shaper is not None:
                 total.add(shaper.counters)
         return total
 
     def close(self) -> None:
-        for shaper in self.links.values():
+        for shaper in [*self.links.values(), *self._retired]:
             if shaper is not None:
                 shaper.close()
+
+    def reset(self) -> None:
+        """New datagrams ask ``profile_for`` again; those already held still leave as they would have."""
+        self._retired.extend(s for s in self.links.values() if s is not None)
+        self.links.clear()
 
 
 class EmulatedDatagramTransport(asyncio.DatagramTransport):

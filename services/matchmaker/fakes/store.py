@@ -12,6 +12,7 @@ from duet.services.matchmaker.ports import MatchStore
 from duet.services.store.records import (
     CALL_STATE_ENDED,
     CallRow,
+    ClockOffset,
     DuplicateRecord,
     TicketRow,
     UnknownUser,
@@ -113,6 +114,25 @@ class InMemoryStore(MatchStore):
             return False
         getattr(call, column).update(checked)
         return True
+
+    async def set_clock(self, call_id: str, side: str, clock: ClockOffset) -> bool:
+        column = f"clock_{checked_side(side)}"
+        await asyncio.sleep(0)
+        call = self._calls.get(call_id)
+        if call is None:
+            return False
+        setattr(call, column, clock)
+        return True
+
+    async def list_calls(self, limit: int = 50, user_id: str | None = None) -> list[CallRow]:
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        await asyncio.sleep(0)
+        found = [c for c in self._calls.values() if user_id in (None, c.user_a, c.user_b)]
+        # Newest first; ties by id, as the PostgreSQL store orders them.
+        found.sort(key=lambda c: c.call_id)
+        found.sort(key=lambda c: c.created_at or 0.0, reverse=True)
+        return [copy.deepcopy(c) for c in found[:limit]]
 
     async def set_call_state(self, call_id: str, state: str, end_reason: str | None = None) -> bool:
         if not state:

@@ -5,6 +5,8 @@
 //   Hello -> EdgeAssigned -> LegOffer (complete offer, no trickle ICE) -> LegAnswer
 //   -> leg connected -> FindPartner -> Queued -> Matched -> partner's first frame
 //   -> ConnectReport; Next and Leave as the person presses them.
+//   EdgeLost (the edge died): drop the leg; EdgeAssigned with a new edge follows, and the
+//   page offers a new leg there and goes back to looking for someone.
 // Friends (docs/friends.md): AddFriend{callId} after a call (FriendRequested, FriendAdded once
 // both asked); the friends list with who is online from GET friends (ListFriends through the
 // gateway); CallFriend{userId} -> Ringing -> Matched (friendCall) or RingEnded; a friend's
@@ -17,7 +19,9 @@
 //   window.duetState.partner      {name, region} of the current partner, or null
 //   window.duetState.lastBreakdown  the last call with a first frame (or a give-up):
 //                                 {callId, partner, region, route, stages: {name: epoch ms},
-//                                  connectMs, totalMs, connected}
+//                                  connectMs, totalMs, connected, clock}; clock, once the call record
+//                                 is read back: {synced, offsetMs, uncertaintyMs}, this browser's clock
+//                                 minus the matchmaker's, from the clock probes it answered
 //   window.duetState.breakdowns   every such call so far, oldest first
 //   window.duetState.error        the error shown to the person, or ""
 //   window.duetState.edge         the assigned edge {edgeId, region}, or null
@@ -26,6 +30,7 @@
 //   window.duetState.ringing      the friend this page is ringing {requestId, userId, name}, or null
 //   window.duetState.friendNotice the last friends message shown (request sent, friends now, declined ...)
 //   window.duetState.friendCall   the current call is a friend call
+//   window.duetState.edgesLost    ids of the edges this session lost (EdgeLost), oldest first
 //   window.duetState.mediaStats() a Promise of the leg's inbound figures (getStats' inbound-rtp,
 //                                 0 or "" until the kind's first packet; null before a leg):
 //                                 {video: {framesDecoded, framesReceived, framesDropped, keyFramesDecoded,
@@ -284,6 +289,7 @@ class Session {
     this.previousVideo = false; // the leg has shown a partner's video before (a switch, not a fresh leg)
     this.timers = new Set();
     this.work = Promise.resolve(); // server messages are handled one after another
+    this.edgesLost = []; // edge ids the matchmaker said died under this session
   }
 
   async start() {
@@ -304,9 +310,20 @@ class Session {
     this.ws = new WebSocket(url);
     this.ws.onopen = () => {
       this.opened = true;
-      this.send({ hello: { userId: this.userId, displayName: this.displayName, sessionOpen: this.stages.session_open } });
+      this.send({
+        hello: { userId: this.userId, displayName: this.displayName, sessionOpen: this.stages.session_open, clockProbes: true },
+      });
     };
     this.ws.onmessage = (event) => {
+      const received = nowMs();
+      // Clock probes are answered here, at once, not behind the queued work: a late answer widens the
+      // round trip and with it the uncertainty of the offset the matchmaker estimates from it.
+      if (typeof event.data === "string" && event.data.startsWith('{"clockProbe"')) {
+        const probe = JSON.parse(event.data).clockProbe;
+        this.send({ clockEcho: { probeId: probe.probeId || "0", clientReceive: received, clientSend: nowMs() } });
+        this.clockProbesAnswered = (this.clockProbesAnswered || 0) + 1;
+        return;
+      }
       this.work = this.work.then(() => this.onFrame(event.data)).catch((err) => this.fail(`Unexpected error: ${err.message || err}`));
     };
     this.ws.onclose = (event) => { this.work = this.work.then(() => this.onSocketClosed(event)); };
@@ -338,6 +355,7 @@ class Session {
     if (message.ringing) return this.onRinging(message.ringing);
     if (message.incomingCall) return this.onIncomingCall(message.incomingCall);
     if (message.ringEnded) return this.onRingEnded(message.ringEnded);
+    if (message.edgeLost) return this.onEdgeLost(message.edgeLost);
   }
 
   addFriend() {
@@ -414,9 +432,28 @@ class Session {
     refreshFriends();
   }
 
+  // The edge died: its leg is gone. The call (if any) ends and EdgeAssigned with a new edge
+  // follows; the new leg's "connected" puts the person back in the pool (onLegState).
+  onEdgeLost(lost) {
+    this.edgesLost.push(lost.edgeId);
+    if (this.pc) {
+      this.pc.onconnectionstatechange = null; // its failure is no news now
+      this.pc.ontrack = null;
+      this.pc.close();
+      this.pc = null;
+    }
+    this.stages.leg_connected = 0;
+    this.answerSdp = "";
+    this.previousVideo = false;
+    this.inPool = false;
+    ui.remote.srcObject = null;
+    setState("connecting", `Edge ${lost.edgeId} stopped answering; moving you to another edge …`);
+  }
+
   // The wait ended without a match (expired, cancelled, held for review); the session and leg stay.
   onTicketClosed(closed) {
     this.inPool = false;
+    if (closed.reason === "edge_lost") return; // EdgeLost came first: the new leg puts us back in the pool
     if (closed.reason.startsWith("cancelled")) return setState("ended", "Not in a call."); // we asked (or answered a friend)
     showError(`You are no longer waiting: ${closed.reason}. Press “Talk to someone” to try again.`);
     setState("ended", "Not in a call.");
@@ -453,8 +490,9 @@ class Session {
     await this.pc.setLocalDescription(await this.pc.createOffer());
     await iceGatheringComplete(this.pc); // non-trickle: the offer carries every candidate
     this.send({ offer: { sdp: this.pc.localDescription.sdp } });
+    const pc = this.pc;
     this.after(LEG_TIMEOUT_MS, () => {
-      if (!this.stages.leg_connected && !this.ended) {
+      if (this.pc === pc && !this.stages.leg_connected && !this.ended) {
         this.fail(`The media connection to edge ${this.edge.edgeId} did not come up within ${LEG_TIMEOUT_MS / 1000} s.${loopbackHint(this.answerSdp)}`);
       }
     });
@@ -575,15 +613,17 @@ class Session {
       showPartner(null);
     }
     if (reason === "next") return; // ours: Queued and Matched follow
+    if (reason === "edge_lost") return; // ours: EdgeLost came first, EdgeAssigned follows
     if (reason === "hung_up" || reason === "partner_hung_up" || (call?.friendCall && reason.startsWith("partner_"))) {
       // A friend call, or a call one of us hung up: no new stranger unless the person asks.
       setState("ended", `The call with ${call ? call.partner : "your partner"} ended.`);
       return;
     }
-    if (reason === "partner_next" || reason === "partner_left") {
+    if (reason === "partner_next" || reason === "partner_left" || reason === "partner_edge_lost") {
       // Like any stranger-chat: look for the next person at once.
       this.findPartner();
-      ui.status.textContent = `${call ? call.partner : "Your partner"} ${reason === "partner_left" ? "left" : "moved on"}; looking for someone new …`;
+      const what = { partner_left: "left", partner_next: "moved on", partner_edge_lost: "lost their connection" }[reason];
+      ui.status.textContent = `${call ? call.partner : "Your partner"} ${what}; looking for someone new …`;
       return;
     }
     if (reason === "replaced by a newer session" || reason === "matchmaker shutting down") {
@@ -738,6 +778,12 @@ async function fillEdgeStage(result, userId) {
       if (!response.ok) continue;
       const record = await response.json();
       const side = [record.a, record.b].find((s) => s && s.userId === userId);
+      if (side) {
+        // How far this browser's clock is from the matchmaker's (it answered the clock probes).
+        result.clock = {
+          synced: !!side.clockSynced, offsetMs: side.clockOffsetMs || 0, uncertaintyMs: side.clockUncertaintyMs || 0,
+        };
+      }
       const at = side?.stages?.firstPacketAtEdge;
       if (at) {
         result.stages.first_packet_at_edge = at;
@@ -809,6 +855,7 @@ window.duetState = Object.freeze({
   get ringing() { return view.ringing ? { ...view.ringing } : null; },
   get friendNotice() { return view.friendNotice; },
   get friendCall() { return !!session?.call?.friendCall; },
+  get edgesLost() { return [...(session?.edgesLost || [])]; },
   mediaStats: () => (session?.pc ? inboundStats(session.pc) : Promise.resolve(null)),
 });
 

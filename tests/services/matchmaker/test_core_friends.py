@@ -5,6 +5,7 @@ runs on the in-memory stores and again on real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -29,6 +30,7 @@ from duet.services.matchmaker.fakes import (
     InMemorySafetyStore,
     InMemoryStore,
 )
+from duet.services.matchmaker.ports import EdgeState
 from duet.services.store.postgres import Store
 from tests.services.matchmaker.test_core import EDGES, Client, join
 
@@ -196,6 +198,28 @@ async def test_every_way_a_ring_ends_without_a_call_tells_both(mm: Matchmaker, c
     if not ben.session.closed:
         with pytest.raises(NotFound):  # too late to accept
             await mm.answer_call(ben.session, request_id, accept=True)
+
+
+@pytest.mark.parametrize("lost", ["caller", "friend"])
+async def test_a_ring_ends_when_either_sides_edge_is_lost(mm: Matchmaker, lost: str) -> None:
+    # ben's session is on vir-1; its leg goes with the edge, so the ring cannot be connected.
+    ana, ben = await join(mm, "ana"), await join(mm, "ben", "2.2.2.2")
+    await befriend(mm, ana, ben)
+    caller, callee = (ben, ana) if lost == "caller" else (ana, ben)
+    await mm.call_friend(caller.session, callee.session.user_id)
+    request_id = caller.last(Ringing).request_id
+    routing: FakeRouting = mm.routing  # type: ignore[assignment]
+    routing.edges = [replace(e, state=EdgeState.DOWN) if e.edge_id == "vir-1" else e for e in routing.edges]
+    mm.edges.down.add("vir-1")  # type: ignore[attr-defined]
+
+    await mm.edge_lost("vir-1", "gone")
+    for client in (ana, ben):
+        assert client.last(RingEnded) == RingEnded(request_id, rings.EDGE_LOST)
+        assert client.session.ring is None
+    assert not mm._rings
+    with pytest.raises(NotFound):
+        await mm.answer_call(callee.session, request_id, accept=True)
+    assert Matched not in ana.drain() + ben.drain()
 
 
 async def test_bad_friend_calls_are_refused_and_change_nothing(mm: Matchmaker) -> None:

@@ -18,7 +18,7 @@ from duet.services.auth.tokens import Role, mint_service_token
 
 # The name the audit log shows for calls made through such a channel.
 ADMIN_SUBJECT = "admin-test"
-_EDGE_METHODS = ("/duet.v1.Routing/RegisterEdge", "/duet.v1.Routing/WatchRoutes")
+_EDGE_METHODS = ("/duet.v1.Routing/RegisterEdge", "/duet.v1.Routing/WatchRoutes", "/duet.v1.Routing/Heartbeat")
 
 
 class _Tokens:

@@ -13,7 +13,7 @@ import pytest
 
 from duet.services.matchmaker.fakes import InMemoryStore
 from duet.services.store.postgres import Store
-from duet.services.store.records import CallRow, DuplicateRecord, UnknownUser
+from duet.services.store.records import CallRow, ClockOffset, DuplicateRecord, UnknownUser
 
 AnyStore = InMemoryStore | Store
 
@@ -237,3 +237,33 @@ async def test_create_call_rejects_unknown_users_duplicates_and_bad_values(users
         await users.create_call(call(user_a="ben", user_b="ana"))
     got = await users.get_call("c1")
     assert got is not None and got.user_a == "ana"
+
+
+# -- clock offsets and listing ------------------------------------------------------
+
+
+async def test_a_sides_clock_offset_is_kept_with_the_call(users: AnyStore) -> None:
+    await users.create_call(call("c1"))
+    fresh = await users.get_call("c1")
+    assert fresh is not None and fresh.clock_a is None and fresh.clock_b is None
+    assert await users.set_clock("c1", "b", ClockOffset(-5000.25, 0.75))
+    row = await users.get_call("c1")
+    assert row is not None and row.clock_a is None and row.clock_b == ClockOffset(-5000.25, 0.75)
+    assert not await users.set_clock("nope", "a", ClockOffset(1.0, 1.0))
+    with pytest.raises(ValueError, match="side must be"):
+        await users.set_clock("c1", "c", ClockOffset(1.0, 1.0))
+    with pytest.raises(ValueError, match="uncertainty of 0 or more"):
+        ClockOffset(1.0, -1.0)
+
+
+async def test_list_calls_newest_first_of_one_user_or_everyone(users: AnyStore) -> None:
+    await users.upsert_user("cleo", "Cleo")
+    for i, (a, b) in enumerate((("ana", "ben"), ("cleo", "ben"), ("ana", "cleo"))):
+        await users.create_call(call(f"c{i}", user_a=a, user_b=b))
+        await asyncio.sleep(0.002)  # created_at is the store's clock
+    assert [c.call_id for c in await users.list_calls()] == ["c2", "c1", "c0"]
+    assert [c.call_id for c in await users.list_calls(user_id="ana")] == ["c2", "c0"]
+    assert [c.call_id for c in await users.list_calls(limit=1, user_id="ben")] == ["c1"]
+    assert await users.list_calls(user_id="nobody") == []
+    with pytest.raises(ValueError, match="limit must be"):
+        await users.list_calls(limit=-1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,29 @@ async def test_hello_over_the_websocket_gets_edge_assigned(
         assert assigned["edge"]["edgeId"] == "fra-1"
         assert assigned["sessionId"]
         assert assigned["edgeAssigned"] > 0
+        await ws.send_str(json.dumps({"leave": {}}))
+        await expect_closed(ws, "OK")
+
+
+async def test_clock_probes_and_echoes_cross_the_gateway_as_json(
+    cluster: ClusterInfo, web_url: str, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(ws_url(web_url, token=cluster.user_token("ws-clock"))) as ws:
+        await ws.send_str(json.dumps({"hello": {"userId": "ws-clock", "clockProbes": True}}))
+        assert "edgeAssigned" in await receive(ws)
+        for expected_id in ("1", "2"):  # the next probe follows each echo
+            probe = (await receive(ws))["clockProbe"]
+            assert probe["probeId"] == expected_id and probe["serverSend"] > 0  # uint64 is a string in JSON
+            now = time.time() * 1000
+            await ws.send_str(
+                json.dumps({"clockEcho": {"probeId": probe["probeId"], "clientReceive": now, "clientSend": now}})
+            )
+        assert (await receive(ws))["clockProbe"]["probeId"] == "3"  # left unanswered
+        # An echo that answers nothing is refused in words; the session goes on.
+        await ws.send_str(json.dumps({"clockEcho": {"probeId": "99", "clientReceive": 1.0, "clientSend": 1.0}}))
+        error = (await receive(ws))["error"]
+        assert error["code"] == "INVALID_ARGUMENT" and "answers no outstanding clock probe" in error["message"]
+        assert error["request"] == "clock_echo"
         await ws.send_str(json.dumps({"leave": {}}))
         await expect_closed(ws, "OK")
 

@@ -1,0 +1,193 @@
+"""``duet calls``: recent calls with their connect-time breakdown, from the matchmaker's call records."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+
+from duet.services.auth.bearer import bearer_metadata
+from duet.services.auth.secrets import SECRETS_FILE_NAME, SecretsError, find_secrets
+from duet.services.auth.tokens import Role, mint_service_token
+from duet.services.devkit.local_cluster import running_cluster_address
+from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
+
+HELP = """\
+Show recent calls, newest first, with when each stage happened in ms after
+the match (route, bridged, first packet at the edge, first frame), per side.
+Client stages are on the matchmaker's clock when the client answered its
+clock probes: the offset and its uncertainty (+-) are shown per side.
+
+Reads the call records through the matchmaker's ListCalls with an ops-read
+token: --token, else $DUET_OPS_TOKEN, else one minted from a local cluster's
+secrets (./.duet/auth-secrets.json or $DUET_AUTH_SECRETS).
+"""
+
+OPS_TOKEN_ENV = "DUET_OPS_TOKEN"
+MATCHMAKER_ENV = "DUET_MATCHMAKER"
+DEFAULT_MATCHMAKER = "127.0.0.1:50052"
+STATE_DIR = Path(".duet")
+RPC_TIMEOUT_S = 10.0
+MAX_LIMIT = 1000
+# The columns, in ms after the match, and the stage each reads.
+COLUMNS = (
+    ("route", "route_picked"),
+    ("bridged", "bridged"),
+    ("1st pkt@edge", "first_packet_at_edge"),
+    ("1st frame", "first_frame"),
+)
+
+
+class CommandFailed(Exception):
+    """What went wrong, in words, for the person at the terminal."""
+
+
+def _limit(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number of calls from 1 to {MAX_LIMIT}")
+    return n
+
+
+def _user(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        raise argparse.ArgumentTypeError(f"'{value}' is not a user id (1-64 letters, digits, '_', '.' or '-')")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--matchmaker",
+        default=None,
+        help=f"matchmaker address (default: ${MATCHMAKER_ENV}, else a local cluster's from ./.duet, "
+        f"else {DEFAULT_MATCHMAKER})",
+    )
+    parser.add_argument("--limit", type=_limit, default=20, metavar="N", help="show N calls (default: %(default)s)")
+    parser.add_argument("--user", type=_user, default=None, metavar="USER_ID", help="only calls this user was in")
+    parser.add_argument("--json", action="store_true", help="print the records as JSON lines instead of a table")
+    parser.add_argument(
+        "--token", default=None, help=f"ops token, role ops-read (default: ${OPS_TOKEN_ENV}, else minted)"
+    )
+
+
+def matchmaker_address(given: str | None) -> str:
+    if given:
+        return given
+    return os.environ.get(MATCHMAKER_ENV) or running_cluster_address(STATE_DIR, "matchmaker") or DEFAULT_MATCHMAKER
+
+
+def _actor() -> str:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (some containers)
+        name = f"uid-{os.getuid()}"
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:64] or f"uid-{os.getuid()}"
+
+
+def ops_read_token(given: str | None) -> str:
+    token = given or os.environ.get(OPS_TOKEN_ENV, "").strip()
+    if token:
+        return token
+    try:
+        found = find_secrets(default=STATE_DIR / SECRETS_FILE_NAME)
+    except SecretsError as exc:
+        raise CommandFailed(str(exc)) from None
+    if found is None or found.service is None:
+        raise CommandFailed(
+            f"no ops token: give --token TOKEN or set ${OPS_TOKEN_ENV} (mint one where the secrets are: "
+            f"duet token mint --role ops-read --name YOU), or run where `duet up` keeps {STATE_DIR / SECRETS_FILE_NAME}"
+        )
+    return mint_service_token(found.service, Role.OPS_READ, _actor(), ttl_s=300.0)
+
+
+def list_calls(address: str, limit: int, user: str, token: str) -> list[matchmaker_pb2.CallRecord]:
+    with grpc.insecure_channel(address) as channel:
+        stub = matchmaker_pb2_grpc.MatchmakerStub(channel)
+        try:
+            reply = stub.ListCalls(
+                matchmaker_pb2.ListCallsRequest(limit=limit, user_id=user),
+                timeout=RPC_TIMEOUT_S,
+                metadata=bearer_metadata(token),
+            )
+        except grpc.RpcError as exc:
+            code: grpc.StatusCode = exc.code()
+            details = exc.details() or ""
+            if code is grpc.StatusCode.UNAVAILABLE:
+                raise CommandFailed(
+                    f"cannot reach the matchmaker at {address} ({details}); is it running? "
+                    "Give its address with --matchmaker ADDRESS"
+                ) from None
+            if code is grpc.StatusCode.UNAUTHENTICATED:
+                raise CommandFailed(f"not signed in: {details}") from None
+            if code is grpc.StatusCode.PERMISSION_DENIED:
+                raise CommandFailed(f"not allowed: {details} (ListCalls needs a token with role ops-read)") from None
+            if code is grpc.StatusCode.UNIMPLEMENTED:
+                raise CommandFailed(f"the service at {address} has no ListCalls (is it a matchmaker?)") from None
+            raise CommandFailed(f"ListCalls failed ({code.name}): {details}") from None
+    return list(reply.calls)
+
+
+def _after(stages: matchmaker_pb2.CallSide, name: str) -> str:
+    value = getattr(stages.stages, name)
+    matched = stages.stages.matched
+    return f"+{value - matched:.1f}" if value and matched else "-"
+
+
+def _clock(side: matchmaker_pb2.CallSide) -> str:
+    if not side.clock_synced:
+        return "client clock"
+    return f"{side.clock_offset_ms:+.1f} +-{side.clock_uncertainty_ms:.1f}"
+
+
+def format_calls(calls: list[matchmaker_pb2.CallRecord]) -> list[str]:
+    """The table `duet calls` prints: one header line per call, one line per side."""
+    if not calls:
+        return ["no calls recorded"]
+    lines = []
+    header = f"  {'user':<16}{'edge':<10}{'waited':>9}" + "".join(f"{c:>14}" for c, _ in COLUMNS)
+    header += f"{'connect_ms':>12}  {'clock offset (ms)':<20}"
+    for record in calls:
+        when = datetime.fromtimestamp(record.created_at / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        ended = f", {record.end_reason}" if record.end_reason else ""
+        lines.append(
+            f"call {record.call_id[:12]}  {when} UTC  {record.state}{ended}  route {' > '.join(record.route)} "
+            f"({record.route_rtt_ms:.0f} ms RTT)"
+        )
+        lines.append(header)
+        for side in (record.a, record.b):
+            s = side.stages
+            waited = f"{s.matched - s.queued:.1f}" if s.matched and s.queued else "-"
+            connect = f"{side.connect_ms:.1f}" if side.connect_ms else "-"
+            row = f"  {side.user_id[:15]:<16}{side.edge_id:<10}{waited:>9}"
+            row += "".join(f"{_after(side, name):>14}" for _, name in COLUMNS)
+            lines.append(row + f"{connect:>12}  {_clock(side):<20}")
+    lines.append("(times in ms after the match; waited = queued -> matched; all on the matchmaker's clock")
+    lines.append(" except 1st pkt@edge, the edge's, and client stages marked 'client clock')")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    address = matchmaker_address(args.matchmaker)
+    try:
+        calls = list_calls(address, args.limit, args.user or "", ops_read_token(args.token))
+    except CommandFailed as exc:
+        print(f"duet calls: {exc}", file=sys.stderr, flush=True)
+        return 1
+    if args.json:
+        from google.protobuf import json_format
+
+        for record in calls:
+            print(json.dumps(json_format.MessageToDict(record), separators=(",", ":")))
+    else:
+        print("\n".join(format_calls(calls)))
+    return 0

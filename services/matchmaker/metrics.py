@@ -1,0 +1,88 @@
+"""The matchmaker's Prometheus metrics: connect stages per region pair, and the pool.
+
+:class:`MatchmakerMetrics` is the core's ``CallTelemetry``: histograms filled
+when each stage happens (a match, a route, both bridges, Matched sent, the
+edge's first packet and the client's first frame, each as time since the
+match), and a collector that reads the waiting pool at scrape time (tickets
+waiting per region and language group, the pool's first index level).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as CounterMetric
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from duet.services.matchmaker.ticket import Ticket
+
+__all__ = ["STAGE_BUCKETS_S", "MatchmakerMetrics"]
+
+# Seconds: fine around the 600 ms target, coarse beyond it.
+STAGE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.5, 5.0)
+WAIT_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class _PoolCollector(Collector):
+    def __init__(self, waiting: Callable[[], Iterable[Ticket]]) -> None:
+        self.waiting = waiting
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "duet_matchmaker_waiting_tickets",
+            "tickets waiting in the pool, by the region of their edge and language group (a ticket with "
+            "several languages counts in each; 'any' = gave none)",
+            labels=["region", "language"],
+        )
+        counts: Counter[tuple[str, str]] = Counter()
+        for t in self.waiting():
+            for language in sorted(t.preferences.languages) or ["any"]:
+                counts[(t.region, language)] += 1
+        for (region, language), n in sorted(counts.items()):
+            family.add_metric([region, language], n)
+        yield family
+
+
+class MatchmakerMetrics:
+    """Histograms and counters in their own registry (``registry``), served by ``MetricsServer``."""
+
+    def __init__(self, waiting: Callable[[], Iterable[Ticket]]) -> None:
+        self.registry = CollectorRegistry()
+        self._stage = Histogram(
+            "duet_matchmaker_stage_seconds",
+            "time from the match to each stage of a call: route_picked, bridged, notified (both clients "
+            "sent Matched) per call with region_a = side 0's region; first_packet_at_edge and first_frame "
+            "per side with region_a = the receiving side's region, region_b = its partner's. first_frame "
+            "is on the matchmaker's clock (clock-synced client), first_packet_at_edge on the edge's",
+            ["stage", "region_a", "region_b"],
+            buckets=STAGE_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._wait = Histogram(
+            "duet_matchmaker_time_to_match_seconds",
+            "time a ticket waited in the pool before it was paired, by the region of its edge",
+            ["region"],
+            buckets=WAIT_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._failed = CounterMetric(
+            "duet_matchmaker_call_start_failures",
+            "matches that could not become calls, by reason (no route, bridge failed)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.registry.register(_PoolCollector(waiting))
+        ProcessCollector(registry=self.registry)
+
+    def ticket_matched(self, region: str, waited_ms: float) -> None:
+        self._wait.labels(region).observe(max(0.0, waited_ms) / 1000)
+
+    def call_stage(self, stage: str, region_a: str, region_b: str, since_match_ms: float) -> None:
+        self._stage.labels(stage, region_a, region_b).observe(max(0.0, since_match_ms) / 1000)
+
+    def call_start_failed(self, reason: str) -> None:
+        self._failed.labels(reason).inc()
