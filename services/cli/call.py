@@ -30,6 +30,11 @@ microphone, or a media file with --media), warm up a WebRTC leg to the assigned
 edge, wait for a partner (`duet up` keeps a greeter bot waiting), and print when
 each stage of the connect path happened, then leave.
 
+Friends: --add-friend asks to be friends with the partner after the call
+(both must ask); --friend USER_ID calls a friend instead of waiting for a
+stranger; --answer waits for a friend's call and accepts it. `duet friends`
+lists and removes friends.
+
 The matchmaker wants a user token: --token gives one; without it, one is
 minted for the user id from the local cluster's secrets (.duet/auth-secrets.json,
 or $DUET_AUTH_SECRETS), so in the folder where `duet up` runs no step is needed.
@@ -99,6 +104,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--age-band", default="", help="your age band: 18-24, 25-34, 35-44, 45-54 or 55+")
     parser.add_argument(
         "--want-age-bands", default="", metavar="LIST", help="comma-separated age bands you want to meet"
+    )
+    friends = parser.add_mutually_exclusive_group()
+    friends.add_argument(
+        "--friend", default=None, metavar="USER_ID", help="call this friend directly instead of meeting a stranger"
+    )
+    friends.add_argument(
+        "--answer", action="store_true", help="wait (up to --timeout) for a friend's call and accept it"
+    )
+    parser.add_argument(
+        "--add-friend",
+        action="store_true",
+        help="after the call, ask to be friends with the partner (you are friends once they ask too)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--log-level", default="WARNING")
@@ -193,6 +210,37 @@ async def _add_edge_stages(matchmaker: str, user_id: str, token: TokenSource, re
         result.stages["first_packet_at_edge"] = side.stages.first_packet_at_edge
 
 
+async def _place(client: DuetClient, args: argparse.Namespace) -> CallResult:
+    """The call: a stranger from the pool, a friend we ring, or a friend's call we accept."""
+    if args.friend:
+        print(f"{client.user_id}: leg to the edge is up; ringing {args.friend} ...", flush=True)
+        return await client.call_friend(args.friend)
+    if args.answer:
+        print(f"{client.user_id}: leg to the edge is up; waiting for a friend's call ...", flush=True)
+        incoming = await client.wait_incoming_call()
+        print(f"{incoming.caller.display_name} ({incoming.caller_user_id}) is calling; accepting", flush=True)
+        result = await client.answer(incoming.request_id)
+        assert result is not None  # accepting returns the call
+        return result
+    print(f"{client.user_id}: leg to the edge is up; waiting for a partner ...", flush=True)
+    return await client.find_partner()
+
+
+async def _add_friend(client: DuetClient, hold: float) -> None:
+    """Ask to be friends with the partner; within ``hold`` s they may ask too."""
+    if await client.add_friend():
+        friend = await client.wait_friend_added(5)
+        print(f"you and {friend.display_name} are friends now; call them with --friend {friend.user_id}")
+        await asyncio.sleep(hold)
+        return
+    print("friend request sent; you are friends once they add you too", flush=True)
+    try:
+        friend = await client.wait_friend_added(hold)
+    except DuetClientError:
+        return
+    print(f"you and {friend.display_name} are friends now; call them with --friend {friend.user_id}")
+
+
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     user_id, token = user_and_token(args.user_id, args.token)
@@ -229,12 +277,14 @@ def run(args: argparse.Namespace) -> int:
             )
         try:
             await client.connect()
-            print(f"{user_id}: leg to the edge is up; waiting for a partner ...", flush=True)
-            result = await asyncio.wait_for(client.find_partner(), args.timeout)
-            await asyncio.sleep(args.hold)
+            result = await asyncio.wait_for(_place(client, args), args.timeout)
+            if args.add_friend:
+                await _add_friend(client, args.hold)
+            else:
+                await asyncio.sleep(args.hold)
             await _add_edge_stages(args.matchmaker, user_id, token, result)
         except TimeoutError:
-            print(f"no partner within {args.timeout:.0f} s")
+            print(f"no {'answer' if args.friend else 'call' if args.answer else 'partner'} within {args.timeout:.0f} s")
             return 1
         except DuetClientError as exc:  # refused (a token, preferences, the rate limit), expired, or gone: in words
             print(f"duet call: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge re
   duet up          start a local cluster, place demo calls, serve until Ctrl-C (what `make run` runs)
   duet demo        start a local cluster, place demo calls, print a JSON summary, exit
   duet call        place one call from a simulated client against a running cluster
+  duet friends     list or remove your friends (friends are made after a call)
   duet calls       recent calls with their connect-time breakdown (ops-read)
   duet web         serve the browser client and its gateway in front of a running matchmaker
   duet token mint  print a development user or service token (signed with the local cluster's secrets)
@@ -24,7 +25,7 @@ Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge re
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from duet.services.cli import call, calls, cluster_commands, geoip, serve, token, topology, web
+    from duet.services.cli import call, calls, cluster_commands, friends, geoip, serve, token, topology, web
 
     parser = argparse.ArgumentParser(
         prog="duet", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     call.add_arguments(place)
     place.set_defaults(func=call.run)
+    friend_list = sub.add_parser("friends", help="list or remove your friends", description=friends.HELP)
+    friends.add_arguments(friend_list)
+    friend_list.set_defaults(func=friends.run)
 
     recent = sub.add_parser(
         "calls",

@@ -279,6 +279,13 @@ def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N/S",
         help=f"find/next requests per user: N in S seconds (default: {d.rate_limit_requests}/{d.rate_limit_per_s:g})",
     )
+    parser.add_argument(
+        "--ring-timeout",
+        type=_positive_seconds,
+        default=d.ring_timeout_s,
+        metavar="S",
+        help="a friend call not answered within S seconds ends with 'no answer' (default: %(default)g)",
+    )
     add_metrics_arguments(parser)
     add_auth_arguments(parser, own_token=MATCHMAKER_MINT)
     parser.add_argument("--log-level", default="INFO")
@@ -295,6 +302,7 @@ def matchmaker_config(args: argparse.Namespace) -> MatchConfig:
         review_threshold=args.review_threshold,
         rate_limit_requests=requests,
         rate_limit_per_s=per_s,
+        ring_timeout_s=args.ring_timeout,
     )
 
 

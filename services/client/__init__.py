@@ -5,7 +5,9 @@
     media        the leg's RTCPeerConnection with the caller's tracks; the partner's video watch
     first_frame  which decoded frame is the new partner's first (FirstFrameRule, AnyMediaRule)
     preferences  MatchPreferences: who the user is and whom they want to meet
-    session      DuetClient: connect / find_partner / next / block / report / leave
+    session      DuetClient: connect / find_partner / next / block / report / leave; friends:
+                 add_friend / call_friend / wait_incoming_call / answer / cancel_call / hang_up
+    friends      FriendsDirectory: list and remove friends without a Session
 
 A client with the caller's media (any aiortc tracks)::
 
@@ -18,6 +20,7 @@ synthetic camera and microphone, for tests and load generation.
 """
 
 from duet.services.client.first_frame import AnyMediaRule, FirstFrameRule, NewPartner
+from duet.services.client.friends import FriendInfo, FriendsDirectory
 from duet.services.client.inbox import (
     DuetClientError,
     Event,
@@ -54,6 +57,8 @@ __all__ = [
     "DuetClientError",
     "Event",
     "FirstFrameRule",
+    "FriendInfo",
+    "FriendsDirectory",
     "LegState",
     "MatchPreferences",
     "MediaLeg",

@@ -10,6 +10,11 @@ edge (docs/architecture.md, "The connect path"):
                     -> first partner frame decoded (first_frame) -> ConnectReport
     next()          Next on the same leg: no new PeerConnection, no ICE, no DTLS
     block(), report()  about the partner of the current (or last) call
+    add_friend()    ask to be friends with the partner of the current (or last) call
+    friends()       the friends list (ListFriends); remove_friend() unfriends
+    call_friend()   CallFriend -> Ringing -> Matched (accepted) -> first frame, or RingEnded
+    wait_incoming_call(), answer()  the friend's side: IncomingCall, then AnswerCall
+    hang_up()       end the call, keep the session and the warm leg
     leave()         Leave; close the leg, the stream and the channel
 
 The media are the caller's: any aiortc video and audio track (a file through
@@ -37,6 +42,7 @@ from duet.edge.ice_hosts import ice_restricted_from_env
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.sources import StaticToken, TokenSource
 from duet.services.client.first_frame import AnyMediaRule, FirstFrameRule
+from duet.services.client.friends import FriendInfo, FriendsDirectory, friend_info
 from duet.services.client.inbox import (
     DuetClientError,
     LegState,
@@ -135,6 +141,12 @@ class DuetClient:
         self._queued = False
         self._live_call: str | None = None
         self.stages: dict[str, float] = {}  # client-timed stages of the session so far
+        # Friends: calls ringing for us (IncomingCall, kept apart from the protocol's waits), new
+        # friends (FriendAdded), the ring we are making, and why rings for us ended (RingEnded).
+        self._incoming: asyncio.Queue[matchmaker_pb2.IncomingCall] = asyncio.Queue()
+        self._new_friends: asyncio.Queue[matchmaker_pb2.FriendAdded] = asyncio.Queue()
+        self._my_ring: str = ""
+        self.ended_rings: dict[str, str] = {}  # request id -> RingEnded.reason, for calls rung to us
 
         self._inbox = SessionInbox()
         self.first_frame_rule = first_frame_rule if first_frame_rule is not None else AnyMediaRule()
@@ -391,6 +403,111 @@ class DuetClient:
             answer = "blocked" if kind == "block" else "reported"
             await self._inbox.expect((answer,), timeout=self.rpc_timeout, waiting_for=f"the {kind} to be recorded")
 
+    # -- friends ---------------------------------------------------------------------
+
+    async def add_friend(self, call_id: str | None = None) -> bool:
+        """Ask to be friends with the partner of this call (default: the current or last one).
+
+        True: they had asked too, so you are friends now (wait_friend_added() has them).
+        False: waiting for them to ask as well. Raises DuetClientError when refused.
+        """
+        async with self._lock:
+            self._check_ready()
+            target = call_id or self.call_id
+            if not target:
+                raise DuetClientError("nobody to add: no call yet")
+            await self._send(
+                matchmaker_pb2.ClientMessage(add_friend=matchmaker_pb2.AddFriend(call_id=target)), "AddFriend"
+            )
+            event = await self._inbox.expect(
+                ("friend_requested",), timeout=self.rpc_timeout, waiting_for="the friend request to be recorded"
+            )
+            return bool(event.friend_requested.friends)  # type: ignore[union-attr]
+
+    async def wait_friend_added(self, timeout: float | None = None) -> FriendInfo:
+        """The next person who became your friend (FriendAdded)."""
+        try:
+            added = await asyncio.wait_for(self._new_friends.get(), timeout)
+        except TimeoutError:
+            raise DuetClientError(f"timed out after {timeout} s waiting for a new friend") from None
+        return friend_info(added.friend)
+
+    async def friends(self) -> list[FriendInfo]:
+        """Your friends with who is online (ListFriends), online ones first."""
+        async with self._directory() as directory:
+            return await directory.list()
+
+    async def remove_friend(self, user_id: str) -> None:
+        """Unfriend (RemoveFriend). Raises DuetClientError NOT_FOUND when they are not your friend."""
+        async with self._directory() as directory:
+            await directory.remove(user_id)
+
+    def _directory(self) -> FriendsDirectory:
+        if self._token is None:
+            raise DuetClientError("the friends list needs the user's token")
+        return FriendsDirectory(self.matchmaker_address, self._token, rpc_timeout=self.rpc_timeout)
+
+    async def call_friend(self, user_id: str) -> CallResult:
+        """Ring a friend; once they accept, the call connects on the warm leg like a match.
+
+        Returns when their first frame is decoded. Raises DuetClientError when the call is
+        refused (``code``: not a friend, offline, busy ...) or the ring ends without a call
+        (``reason``: "declined", "no answer", "cancelled", ...).
+        """
+        async with self._lock:
+            self._check_ready()
+            return await self._look_for_partner(
+                matchmaker_pb2.ClientMessage(call_friend=matchmaker_pb2.CallFriend(user_id=user_id)), "CallFriend"
+            )
+
+    async def cancel_call(self) -> None:
+        """Stop ringing (from another task while call_friend() waits: it raises with reason "cancelled")."""
+        if not self._my_ring:
+            raise DuetClientError("not ringing anyone")
+        await self._send(
+            matchmaker_pb2.ClientMessage(cancel_call=matchmaker_pb2.CancelCall(request_id=self._my_ring)),
+            "CancelCall",
+        )
+
+    async def wait_incoming_call(self, timeout: float | None = None) -> matchmaker_pb2.IncomingCall:
+        """The next friend's call ringing for you (request_id, caller profile, caller_user_id)."""
+        try:
+            return await asyncio.wait_for(self._incoming.get(), timeout)
+        except TimeoutError:
+            raise DuetClientError(f"timed out after {timeout} s waiting for an incoming call") from None
+
+    async def answer(self, request_id: str, *, accept: bool = True) -> CallResult | None:
+        """Accept (returns once the caller's first frame is decoded) or decline (returns None)."""
+        async with self._lock:
+            self._check_ready()
+            if request_id in self.ended_rings:
+                raise DuetClientError(
+                    f"the call {request_id} ended before it was answered: {self.ended_rings[request_id]}",
+                    reason=self.ended_rings[request_id],
+                )
+            message = matchmaker_pb2.ClientMessage(
+                answer_call=matchmaker_pb2.AnswerCall(request_id=request_id, accept=accept)
+            )
+            if accept:
+                return await self._look_for_partner(message, "AnswerCall")
+            await self._send(message, "AnswerCall")
+            while True:
+                event = await self._inbox.expect(
+                    ("ring_ended",), timeout=self.rpc_timeout, waiting_for="the declined call to end"
+                )
+                if event.ring_ended.request_id == request_id:  # type: ignore[union-attr]
+                    return None
+
+    async def hang_up(self) -> None:
+        """End the live call (the partner gets CallEnded "partner_hung_up"); keep the session and leg."""
+        async with self._lock:
+            self._check_ready()
+            call_id = self._live_call
+            if call_id is None:
+                return
+            self._inbox.finished_calls.add(call_id)
+            await self._send(matchmaker_pb2.ClientMessage(hang_up=matchmaker_pb2.HangUp()), "HangUp")
+
     async def leave(self) -> None:
         """Say Leave, then close the leg, the stream and the channel. Safe to call twice."""
         await self._shutdown(send_leave=True)
@@ -422,14 +539,23 @@ class DuetClient:
         await self._send(request, what)
         while True:
             event = await self._inbox.expect(
-                ("queued", "matched", "partner_frame"), timeout=self.match_timeout, waiting_for="a match"
+                ("queued", "matched", "partner_frame", "ringing", "ring_ended"),
+                timeout=self.match_timeout,
+                waiting_for="a match" if what != "CallFriend" else "the friend to answer",
             )
             if isinstance(event, PartnerFrame):
                 if event.watch == watch:
                     early_frame = event
                 continue
             assert isinstance(event, matchmaker_pb2.ServerMessage)
-            if event.WhichOneof("msg") == "queued":
+            kind = event.WhichOneof("msg")
+            if kind == "ringing":
+                logger.info("%s: ringing %s", self.user_id, event.ringing.friend.display_name)
+                continue
+            if kind == "ring_ended":
+                reason = event.ring_ended.reason
+                raise DuetClientError(f"the call to your friend ended without a call: {reason}", reason=reason)
+            if kind == "queued":
                 client_stages["queued"] = self.clock()
                 queued_at_server = event.queued.queued
                 logger.debug("%s: queued, ticket %s", self.user_id, event.queued.ticket_id)
@@ -520,6 +646,8 @@ class DuetClient:
                     await self._answer_clock_probe(call, message.clock_probe)
                     continue
                 self._track_server_state(message)
+                if self._route(message):
+                    continue
                 if kind == "call_ended":
                     logger.info(
                         "%s: call %s ended: %s",
@@ -538,6 +666,26 @@ class DuetClient:
             logger.exception("%s: reading the Session stream failed", self.user_id)
             error = DuetClientError(f"reading the Session stream failed: {exc!r}")
         self._inbox.put(StreamEnded(error))
+
+    def _route(self, message: matchmaker_pb2.ServerMessage) -> bool:
+        """Friends' events that are not answers to a request go to their own queues (True)."""
+        kind = message.WhichOneof("msg")
+        if kind == "incoming_call":
+            self._incoming.put_nowait(message.incoming_call)
+            return True
+        if kind == "friend_added":
+            self._new_friends.put_nowait(message.friend_added)
+            return True
+        if kind == "ringing":
+            self._my_ring = message.ringing.request_id
+        elif kind == "ring_ended":
+            if message.ring_ended.request_id != self._my_ring:
+                self.ended_rings[message.ring_ended.request_id] = message.ring_ended.reason
+            else:
+                self._my_ring = ""
+        elif kind == "matched":
+            self._my_ring = ""
+        return False
 
     async def _write_leave(self, call: grpc.aio.StreamStreamCall) -> None:
         async with self._write_lock:

@@ -79,12 +79,63 @@ class Matched:
     stages: dict[str, float] = field(default_factory=dict)  # server-side: queued, matched, route_picked, bridged
     partner: PartnerProfile | None = None
     predicted_connect_ms: float = 0.0  # 0: no prediction
+    friend_call: bool = False  # a friend call (CallFriend accepted), not a match from the pool
 
 
 @dataclass(frozen=True)
 class CallEnded:
     reason: str  # "next", "left", "partner_next", "bridge failed: ...", ...
     call_id: str = ""  # empty when the match ended before a call existed
+
+
+@dataclass(frozen=True)
+class Friend:
+    """A friend as a user sees them."""
+
+    user_id: str
+    display_name: str
+    online: bool  # has a session open
+    busy: bool  # in a call or a ring right now
+    since: float  # epoch ms
+
+
+@dataclass(frozen=True)
+class FriendRequested:
+    """The answer to AddFriend: now friends (the partner had asked too), or waiting for them to ask."""
+
+    call_id: str
+    friends: bool
+
+
+@dataclass(frozen=True)
+class FriendAdded:
+    friend: Friend
+    call_id: str
+
+
+@dataclass(frozen=True)
+class Ringing:
+    """The caller's side of a ring: the friend has been told."""
+
+    request_id: str
+    friend: Friend
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class IncomingCall:
+    request_id: str
+    caller: PartnerProfile
+    caller_user_id: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class RingEnded:
+    """A ring ended without a call: declined, no answer, cancelled, someone left, no longer friends."""
+
+    request_id: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -125,6 +176,11 @@ SessionEvent = (
     | HeartbeatAck
     | Blocked
     | Reported
+    | FriendRequested
+    | FriendAdded
+    | Ringing
+    | IncomingCall
+    | RingEnded
     | EdgeLost
     | ClockProbe
 )

@@ -1,9 +1,9 @@
 """What the matchmaker core needs from the rest of the system, as Protocols.
 
-Four ports: the routing service (where a client enters, how two edges are
+Five ports: the routing service (where a client enters, how two edges are
 joined), the edges (a client's WebRTC leg and the bridge between two legs),
-the store (users, tickets, call records) and the safety store (blocks and
-reports). The pool's latency estimate between regions is a port of the
+the store (users, tickets, call records), the safety store (blocks and
+reports) and the friend store (friend requests and friendships). The pool's latency estimate between regions is a port of the
 rules (``rules.base.LatencyEstimate``). Values crossing them are plain
 dataclasses and the errors are the ``Peer*`` exceptions below, never
 protobuf or gRPC, so the core runs unchanged over gRPC (``remote_peers``),
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from duet.services.store.records import CallRow, ClockOffset
+from duet.services.store.records import CallRow, ClockOffset, FriendRow
 
 # -- values -------------------------------------------------------------------
 
@@ -223,3 +223,29 @@ class SafetyStore(Protocol):
     async def report_count(self, user_id: str) -> int:
         """How many distinct users have reported this one."""
         ...
+
+
+class FriendStore(Protocol):
+    """Friend requests and friendships, kept for good.
+
+    Both users must exist (UnknownUser otherwise, from duet.services.store.records);
+    a user cannot friend themselves (ValueError).
+    """
+
+    async def add_friend_request(self, requester: str, requested: str, call_id: str) -> FriendRow | None:
+        """``requester`` asks to be friends with ``requested``. When ``requested`` had asked too (or
+        they are friends already) the two are friends: returns ``requested`` as ``requester``'s
+        friend. Otherwise the request is kept (asking again changes nothing) and None is returned."""
+        ...
+
+    async def friends_of(self, user_id: str) -> list[FriendRow]:
+        """Every friend of this user (any order)."""
+        ...
+
+    async def are_friends(self, user_id: str, other: str) -> bool: ...
+
+    async def remove_friend(self, user_id: str, other: str) -> bool:
+        """End a friendship and drop pending requests either way; False if they were not friends."""
+        ...
+
+    async def user_exists(self, user_id: str) -> bool: ...

@@ -35,12 +35,19 @@ from duet.services.matchmaker.events import (
     ClockProbe,
     EdgeAssigned,
     EdgeLost,
+    Friend,
+    FriendAdded,
+    FriendRequested,
     HeartbeatAck,
+    IncomingCall,
     LegAnswered,
     Matched,
     NoEdge,
+    PartnerProfile,
     Queued,
     Reported,
+    RingEnded,
+    Ringing,
     SessionClosed,
     SessionEvent,
     TicketClosed,
@@ -77,6 +84,10 @@ KEEPS_SESSION: dict[str, tuple[type[Exception], ...]] = {
     "next": (InvalidPreferences, RateLimited, HeldForReview),
     "block": (MatchmakerError,),
     "report": (MatchmakerError,),
+    "add_friend": (MatchmakerError,),
+    "call_friend": (MatchmakerError,),
+    "answer_call": (MatchmakerError,),
+    "cancel_call": (MatchmakerError,),
     "clock_echo": (BadRequest,),
 }
 
@@ -176,6 +187,25 @@ def stage_times(stages: Mapping[str, float]) -> common_pb2.StageTimes:
     return common_pb2.StageTimes(**{k: float(v) for k, v in stages.items() if k in fields})
 
 
+def friend_message(friend: Friend) -> matchmaker_pb2.Friend:
+    return matchmaker_pb2.Friend(
+        user_id=friend.user_id,
+        display_name=friend.display_name,
+        online=friend.online,
+        busy=friend.busy,
+        since=friend.since,
+    )
+
+
+def profile_message(profile: PartnerProfile) -> matchmaker_pb2.PartnerProfile:
+    return matchmaker_pb2.PartnerProfile(
+        display_name=profile.display_name,
+        region=profile.region,
+        shared_interests=profile.shared_interests,
+        languages=profile.languages,
+    )
+
+
 def server_message(event: SessionEvent) -> matchmaker_pb2.ServerMessage:
     match event:
         case EdgeAssigned():
@@ -211,15 +241,9 @@ def server_message(event: SessionEvent) -> matchmaker_pb2.ServerMessage:
                     route=event.route,
                     route_rtt_ms=event.route_rtt_ms,
                     stages=stage_times(event.stages),
-                    partner=None
-                    if partner is None
-                    else matchmaker_pb2.PartnerProfile(
-                        display_name=partner.display_name,
-                        region=partner.region,
-                        shared_interests=partner.shared_interests,
-                        languages=partner.languages,
-                    ),
+                    partner=None if partner is None else profile_message(partner),
                     predicted_connect_ms=event.predicted_connect_ms,
+                    friend_call=event.friend_call,
                 )
             )
         case TicketClosed():
@@ -242,6 +266,33 @@ def server_message(event: SessionEvent) -> matchmaker_pb2.ServerMessage:
         case CallEnded():
             return matchmaker_pb2.ServerMessage(
                 call_ended=matchmaker_pb2.CallEnded(call_id=event.call_id, reason=event.reason)
+            )
+        case FriendRequested():
+            return matchmaker_pb2.ServerMessage(
+                friend_requested=matchmaker_pb2.FriendRequested(call_id=event.call_id, friends=event.friends)
+            )
+        case FriendAdded():
+            return matchmaker_pb2.ServerMessage(
+                friend_added=matchmaker_pb2.FriendAdded(friend=friend_message(event.friend), call_id=event.call_id)
+            )
+        case Ringing():
+            return matchmaker_pb2.ServerMessage(
+                ringing=matchmaker_pb2.Ringing(
+                    request_id=event.request_id, friend=friend_message(event.friend), expires=event.expires_at
+                )
+            )
+        case IncomingCall():
+            return matchmaker_pb2.ServerMessage(
+                incoming_call=matchmaker_pb2.IncomingCall(
+                    request_id=event.request_id,
+                    caller=profile_message(event.caller),
+                    caller_user_id=event.caller_user_id,
+                    expires=event.expires_at,
+                )
+            )
+        case RingEnded():
+            return matchmaker_pb2.ServerMessage(
+                ring_ended=matchmaker_pb2.RingEnded(request_id=event.request_id, reason=event.reason)
             )
         case EdgeLost():
             return matchmaker_pb2.ServerMessage(
@@ -281,6 +332,8 @@ def call_record(row: CallRow) -> matchmaker_pb2.CallRecord:
         end_reason=row.end_reason or "",
         created_at=(row.created_at or 0.0) * 1000,
         ended_at=(row.ended_at or 0.0) * 1000,
+        kind=row.kind,
+        duration_ms=row.duration_ms or 0.0,
     )
 
 
@@ -412,6 +465,16 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
             await self.mm.block(session, msg.block.call_id)
         elif kind == "report":
             await self.mm.report(session, msg.report.call_id, msg.report.reason)
+        elif kind == "add_friend":
+            await self.mm.add_friend(session, msg.add_friend.call_id)
+        elif kind == "call_friend":
+            await self.mm.call_friend(session, msg.call_friend.user_id)
+        elif kind == "answer_call":
+            await self.mm.answer_call(session, msg.answer_call.request_id, msg.answer_call.accept)
+        elif kind == "cancel_call":
+            await self.mm.cancel_call(session, msg.cancel_call.request_id)
+        elif kind == "hang_up":
+            await self.mm.hang_up(session)
         elif kind == "clock_echo":
             echo = msg.clock_echo
             self.mm.clock_echo(session, echo.probe_id, echo.client_receive, echo.client_send)
@@ -443,6 +506,28 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
         rows = await self.mm.list_calls(request.limit, request.user_id)
         return matchmaker_pb2.ListCallsResponse(calls=[call_record(r) for r in rows])
 
+    @map_errors(STATUS)
+    async def ListFriends(
+        self, request: matchmaker_pb2.ListFriendsRequest, context: grpc.aio.ServicerContext
+    ) -> matchmaker_pb2.ListFriendsResponse:
+        friends = await self.mm.list_friends(_user_of_token())
+        return matchmaker_pb2.ListFriendsResponse(friends=[friend_message(f) for f in friends])
+
+    @map_errors(STATUS)
+    async def RemoveFriend(
+        self, request: matchmaker_pb2.RemoveFriendRequest, context: grpc.aio.ServicerContext
+    ) -> matchmaker_pb2.RemoveFriendResponse:
+        await self.mm.remove_friend(_user_of_token(), request.user_id)
+        return matchmaker_pb2.RemoveFriendResponse()
+
+
+def _user_of_token() -> str:
+    """The user a friends RPC acts for: always the token's own (the policy admits only user tokens)."""
+    principal = current_principal()
+    if not isinstance(principal, UserClaims):
+        raise Forbidden("friends are a user's own: call with a user token")
+    return principal.user_id
+
 
 async def serve_matchmaker(
     routing_address: str,
@@ -469,8 +554,8 @@ async def serve_matchmaker(
     routing = RoutingClient(routing_address, token)
     edges = EdgeClients(token)
     metrics = MatchmakerMetrics(lambda: mm.pool.waiting())
-    # The PostgreSQL Store is a MatchStore and a SafetyStore by shape alone; mypy checks it here.
-    mm = Matchmaker(store, routing, edges, config=config, safety=store, telemetry=metrics)
+    # The PostgreSQL Store is a MatchStore, SafetyStore and FriendStore by shape alone; mypy checks it here.
+    mm = Matchmaker(store, routing, edges, config=config, safety=store, friends=store, telemetry=metrics)
     mm.start()
     servicer = MatchmakerServicer(mm, trust_forwarded_for=trust_forwarded_for)
     async with contextlib.AsyncExitStack() as extras:

@@ -63,6 +63,9 @@ POLICY: Mapping[str, Access] = {
     # Clients. GetCall: a user reads only calls they were in (checked by the matchmaker).
     "/duet.v1.Matchmaker/Session": users(),
     "/duet.v1.Matchmaker/GetCall": users(Role.MATCHMAKER, *OPS_READ),
+    # Friends: user tokens only; the handler acts for the token's user, never another.
+    "/duet.v1.Matchmaker/ListFriends": users(),
+    "/duet.v1.Matchmaker/RemoveFriend": users(),
     # Every call's record (users' ids, edges, timings): operators only.
     "/duet.v1.Matchmaker/ListCalls": services(*OPS_READ),
     # The routing service.

@@ -19,6 +19,7 @@ from duet.services.store.records import (
     ClockOffset,
     DuplicateRecord,
     EdgeRow,
+    FriendRow,
     TicketRow,
     UnknownUser,
     UserRow,
@@ -72,8 +73,10 @@ def _call(r: asyncpg.Record) -> CallRow:
         end_reason=r["end_reason"],
         stages_a=dict(r["stages_a"]),
         stages_b=dict(r["stages_b"]),
+        kind=r["kind"],
         created_at=_from_ts(r["created_at"]),
         ended_at=_from_ts(r["ended_at"]),
+        duration_ms=r["duration_ms"],
         clock_a=_clock(r["clock_offset_a_ms"], r["clock_uncertainty_a_ms"]),
         clock_b=_clock(r["clock_offset_b_ms"], r["clock_uncertainty_b_ms"]),
     )
@@ -105,7 +108,7 @@ def _edge(r: asyncpg.Record) -> EdgeRow:
 
 _CALL_COLUMNS = (
     "call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, state, end_reason, "
-    "stages_a, stages_b, created_at, ended_at, "
+    "stages_a, stages_b, kind, created_at, ended_at, duration_ms, "
     "clock_offset_a_ms, clock_uncertainty_a_ms, clock_offset_b_ms, clock_uncertainty_b_ms"
 )
 _TICKET_COLUMNS = "ticket_id, user_id, session_id, edge_id, queued_at, closed_at, outcome"
@@ -213,8 +216,9 @@ class Store:
         try:
             await self.pool.execute(
                 "INSERT INTO calls (call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, "
-                "state, end_reason, stages_a, stages_b, ended_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $14 THEN now() END)",
+                "state, end_reason, stages_a, stages_b, ended_at, duration_ms, kind) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+                "CASE WHEN $14 THEN now() END, CASE WHEN $14 THEN 0 END, $15)",
                 row.call_id,
                 row.user_a,
                 row.user_b,
@@ -229,6 +233,7 @@ class Store:
                 row.stages_a,
                 row.stages_b,
                 row.state == CALL_STATE_ENDED,
+                row.kind,
             )
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise _integrity_error(exc, f"call '{call.call_id}'") from exc
@@ -266,7 +271,8 @@ class Store:
             raise ValueError("state is required")
         status: str = await self.pool.execute(
             "UPDATE calls SET state = $2, end_reason = COALESCE($3, end_reason), "
-            "ended_at = CASE WHEN $2 = $4 THEN now() ELSE ended_at END "
+            "ended_at = CASE WHEN $2 = $4 THEN now() ELSE ended_at END, "
+            "duration_ms = CASE WHEN $2 = $4 THEN extract(epoch FROM now() - created_at) * 1000 ELSE duration_ms END "
             "WHERE call_id = $1 AND state <> $4",
             call_id,
             state,
@@ -341,6 +347,83 @@ class Store:
         )
         return count
 
+    # -- friends ------------------------------------------------------------
+
+    async def add_friend_request(self, requester: str, requested: str, call_id: str) -> FriendRow | None:
+        """Ask to be friends; when the other had asked too, they become friends (see FriendStore)."""
+        checked_pair(requester, requested, "friend")
+        lo, hi = sorted((requester, requested))
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # Serialise the pair: two users asking at the same moment must end as friends.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))", _USER_LOCK_NAMESPACE, lo + "|" + hi
+                )
+                asked_back = await conn.fetchval(
+                    "SELECT true FROM friend_requests WHERE requester = $1 AND requested = $2", requested, requester
+                )
+                already = await conn.fetchval("SELECT true FROM friends WHERE user_lo = $1 AND user_hi = $2", lo, hi)
+                if not asked_back and not already:
+                    await conn.execute(
+                        "INSERT INTO friend_requests (requester, requested, call_id) VALUES ($1, $2, $3) "
+                        "ON CONFLICT DO NOTHING",
+                        requester,
+                        requested,
+                        call_id,
+                    )
+                    return None
+                await conn.execute(
+                    "DELETE FROM friend_requests WHERE (requester = $1 AND requested = $2) "
+                    "OR (requester = $2 AND requested = $1)",
+                    requester,
+                    requested,
+                )
+                await conn.execute(
+                    "INSERT INTO friends (user_lo, user_hi, call_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    lo,
+                    hi,
+                    call_id,
+                )
+                r = await conn.fetchrow(
+                    "SELECT u.user_id, u.display_name, f.created_at FROM friends f JOIN users u ON u.user_id = $3 "
+                    "WHERE f.user_lo = $1 AND f.user_hi = $2",
+                    lo,
+                    hi,
+                    requested,
+                )
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise _integrity_error(exc, f"friend request from '{requester}' to '{requested}'") from exc
+        return FriendRow(r["user_id"], r["display_name"], r["created_at"].timestamp())
+
+    async def friends_of(self, user_id: str) -> list[FriendRow]:
+        rows = await self.pool.fetch(
+            "SELECT u.user_id, u.display_name, f.created_at FROM friends f "
+            "JOIN users u ON u.user_id = CASE WHEN f.user_lo = $1 THEN f.user_hi ELSE f.user_lo END "
+            "WHERE f.user_lo = $1 OR f.user_hi = $1",
+            user_id,
+        )
+        return [FriendRow(r["user_id"], r["display_name"], r["created_at"].timestamp()) for r in rows]
+
+    async def are_friends(self, user_id: str, other: str) -> bool:
+        lo, hi = sorted((user_id, other))
+        return bool(await self.pool.fetchval("SELECT true FROM friends WHERE user_lo = $1 AND user_hi = $2", lo, hi))
+
+    async def remove_friend(self, user_id: str, other: str) -> bool:
+        """End a friendship and drop pending requests either way; False if they were not friends."""
+        lo, hi = sorted((user_id, other))
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM friend_requests WHERE (requester = $1 AND requested = $2) "
+                "OR (requester = $2 AND requested = $1)",
+                user_id,
+                other,
+            )
+            status: str = await conn.execute("DELETE FROM friends WHERE user_lo = $1 AND user_hi = $2", lo, hi)
+        return status == "DELETE 1"
+
+    async def user_exists(self, user_id: str) -> bool:
+        return bool(await self.pool.fetchval("SELECT true FROM users WHERE user_id = $1", user_id))
+
     # -- topology -----------------------------------------------------------
 
     async def upsert_edge(self, edge: EdgeRow) -> None:
@@ -369,4 +452,4 @@ class Store:
 
 
 # The rows are re-exported: callers import them with the Store.
-__all__ = ["CallRow", "DuplicateRecord", "EdgeRow", "Store", "TicketRow", "UnknownUser", "UserRow"]
+__all__ = ["CallRow", "DuplicateRecord", "EdgeRow", "FriendRow", "Store", "TicketRow", "UnknownUser", "UserRow"]

@@ -13,6 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 CALL_STATE_ENDED = "ended"
+# What kind of call a record is: paired from the pool, or a friend calling a friend.
+CALL_KIND_MATCH = "match"
+CALL_KIND_FRIEND = "friend"
+CALL_KINDS = (CALL_KIND_MATCH, CALL_KIND_FRIEND)
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,11 @@ class CallRow:
     end_reason: str | None = None
     stages_a: dict[str, float] = field(default_factory=dict)
     stages_b: dict[str, float] = field(default_factory=dict)
-    # Set by the store; ignored by create_call.
+    kind: str = CALL_KIND_MATCH
+    # Set by the store; ignored by create_call. duration_ms = ended_at - created_at, set when the call ends.
     created_at: float | None = None
     ended_at: float | None = None
+    duration_ms: float | None = None
     # Each side's clock offset, once its client's report was moved onto the matchmaker's clock (set_clock).
     clock_a: ClockOffset | None = None
     clock_b: ClockOffset | None = None
@@ -121,6 +127,8 @@ def checked_side(side: str) -> str:
 
 def checked_call(call: CallRow) -> CallRow:
     """The call as create_call stores it: route and stages checked and copied."""
+    if call.kind not in CALL_KINDS:
+        raise ValueError(f"a call's kind is one of {', '.join(CALL_KINDS)}, got {call.kind!r}")
     if not math.isfinite(call.route_rtt_ms):
         raise ValueError(f"route_rtt_ms must be finite, got {call.route_rtt_ms!r}")
     return CallRow(
@@ -137,15 +145,20 @@ def checked_call(call: CallRow) -> CallRow:
         end_reason=call.end_reason,
         stages_a=checked_stages(call.stages_a, "stages_a"),
         stages_b=checked_stages(call.stages_b, "stages_b"),
+        kind=call.kind,
     )
 
 
 __all__ = [
+    "CALL_KINDS",
+    "CALL_KIND_FRIEND",
+    "CALL_KIND_MATCH",
     "CALL_STATE_ENDED",
     "CallRow",
     "ClockOffset",
     "DuplicateRecord",
     "EdgeRow",
+    "FriendRow",
     "TicketRow",
     "UnknownUser",
     "UserRow",
@@ -171,3 +184,12 @@ def checked_reason(reason: str) -> str:
     if len(reason) > MAX_REPORT_REASON:
         raise ValueError(f"a report reason has at most {MAX_REPORT_REASON} characters, got {len(reason)}")
     return reason
+
+
+@dataclass(frozen=True)
+class FriendRow:
+    """One of a user's friends, as the store keeps them."""
+
+    user_id: str
+    display_name: str
+    since: float  # epoch s: when the second of the two asked

@@ -113,6 +113,17 @@ async def _call(request: web.Request) -> web.Response:
     return web.Response(status=status, text=body, content_type="application/json")
 
 
+async def _friends(request: web.Request) -> web.Response:
+    status, body = await request.app[_GATEWAY].list_friends(_request_token(request))
+    return web.Response(status=status, text=body, content_type="application/json")
+
+
+async def _remove_friend(request: web.Request) -> web.Response:
+    gateway = request.app[_GATEWAY]
+    status, body = await gateway.remove_friend(request.match_info["user_id"], _request_token(request))
+    return web.Response(status=status, text=body, content_type="application/json")
+
+
 def build_app(
     gateway: SessionGateway, demo_regions: DemoRegions | None = None, *, guest_token_secret: bytes | None = None
 ) -> web.Application:
@@ -135,6 +146,8 @@ def build_app(
     app.router.add_get("/session", _session)
     app.router.add_get("/config.json", _config)
     app.router.add_get("/calls/{call_id}", _call)
+    app.router.add_get("/friends", _friends)
+    app.router.add_delete("/friends/{user_id}", _remove_friend)
     app.router.add_post("/token", _guest_token)
     app.router.add_get("/", _file)
     app.router.add_get("/{name}", _file)

@@ -31,7 +31,7 @@ from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 __all__ = ["Closed", "ProtocolError", "SessionGateway", "parse_client_message", "server_message_json"]
 
-# GetCall's statuses as HTTP statuses, for the page's look-up of a call record.
+# GetCall's (and the friends RPCs') statuses as HTTP statuses, for the page's look-ups.
 HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.UNAUTHENTICATED: 401,
@@ -112,6 +112,23 @@ class SessionGateway:
             body = json.dumps({"error": {"code": closed.code, "message": closed.message}})
             return HTTP_STATUS.get(exc.code(), 500), body
         return 200, json_format.MessageToJson(record, indent=None)
+
+    async def list_friends(self, token: str) -> tuple[int, str]:
+        """``Matchmaker.ListFriends`` with the browser's token, as (HTTP status, JSON body)."""
+        return await self._unary(self._stub.ListFriends, matchmaker_pb2.ListFriendsRequest(), token)
+
+    async def remove_friend(self, user_id: str, token: str) -> tuple[int, str]:
+        """``Matchmaker.RemoveFriend`` with the browser's token, as (HTTP status, JSON body)."""
+        return await self._unary(self._stub.RemoveFriend, matchmaker_pb2.RemoveFriendRequest(user_id=user_id), token)
+
+    async def _unary(self, method: Any, request: Any, token: str) -> tuple[int, str]:
+        try:
+            response = await method(request, timeout=5.0, metadata=_auth(token))
+        except grpc.aio.AioRpcError as exc:
+            closed = self._status(exc.code(), exc.details() or "")
+            body = json.dumps({"error": {"code": closed.code, "message": closed.message}})
+            return HTTP_STATUS.get(exc.code(), 500), body
+        return 200, json_format.MessageToJson(response, indent=None, always_print_fields_with_no_presence=True)
 
     async def relay(
         self, ws: web.WebSocketResponse, *, client_address: str, token: str, stopping: asyncio.Event

@@ -18,7 +18,7 @@ SCOPE_NEAR: Scope
 SCOPE_ANYWHERE: Scope
 
 class ClientMessage(_message.Message):
-    __slots__ = ("hello", "offer", "find_partner", "next", "leave", "connect_report", "cancel", "heartbeat", "block", "report", "clock_echo")
+    __slots__ = ("hello", "offer", "find_partner", "next", "leave", "connect_report", "cancel", "heartbeat", "block", "report", "clock_echo", "add_friend", "call_friend", "answer_call", "cancel_call", "hang_up")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     OFFER_FIELD_NUMBER: _ClassVar[int]
     FIND_PARTNER_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,11 @@ class ClientMessage(_message.Message):
     BLOCK_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     CLOCK_ECHO_FIELD_NUMBER: _ClassVar[int]
+    ADD_FRIEND_FIELD_NUMBER: _ClassVar[int]
+    CALL_FRIEND_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_CALL_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_CALL_FIELD_NUMBER: _ClassVar[int]
+    HANG_UP_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     offer: LegOffer
     find_partner: FindPartner
@@ -41,10 +46,15 @@ class ClientMessage(_message.Message):
     block: Block
     report: Report
     clock_echo: ClockEcho
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., offer: _Optional[_Union[LegOffer, _Mapping]] = ..., find_partner: _Optional[_Union[FindPartner, _Mapping]] = ..., next: _Optional[_Union[Next, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., connect_report: _Optional[_Union[ConnectReport, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., block: _Optional[_Union[Block, _Mapping]] = ..., report: _Optional[_Union[Report, _Mapping]] = ..., clock_echo: _Optional[_Union[ClockEcho, _Mapping]] = ...) -> None: ...
+    add_friend: AddFriend
+    call_friend: CallFriend
+    answer_call: AnswerCall
+    cancel_call: CancelCall
+    hang_up: HangUp
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., offer: _Optional[_Union[LegOffer, _Mapping]] = ..., find_partner: _Optional[_Union[FindPartner, _Mapping]] = ..., next: _Optional[_Union[Next, _Mapping]] = ..., leave: _Optional[_Union[Leave, _Mapping]] = ..., connect_report: _Optional[_Union[ConnectReport, _Mapping]] = ..., cancel: _Optional[_Union[Cancel, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., block: _Optional[_Union[Block, _Mapping]] = ..., report: _Optional[_Union[Report, _Mapping]] = ..., clock_echo: _Optional[_Union[ClockEcho, _Mapping]] = ..., add_friend: _Optional[_Union[AddFriend, _Mapping]] = ..., call_friend: _Optional[_Union[CallFriend, _Mapping]] = ..., answer_call: _Optional[_Union[AnswerCall, _Mapping]] = ..., cancel_call: _Optional[_Union[CancelCall, _Mapping]] = ..., hang_up: _Optional[_Union[HangUp, _Mapping]] = ...) -> None: ...
 
 class ServerMessage(_message.Message):
-    __slots__ = ("edge_assigned", "answer", "queued", "matched", "call_ended", "ticket_closed", "heartbeat_ack", "blocked", "reported", "error", "edge_lost", "clock_probe")
+    __slots__ = ("edge_assigned", "answer", "queued", "matched", "call_ended", "ticket_closed", "heartbeat_ack", "blocked", "reported", "error", "edge_lost", "clock_probe", "friend_requested", "friend_added", "ringing", "incoming_call", "ring_ended")
     EDGE_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +67,11 @@ class ServerMessage(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     EDGE_LOST_FIELD_NUMBER: _ClassVar[int]
     CLOCK_PROBE_FIELD_NUMBER: _ClassVar[int]
+    FRIEND_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    FRIEND_ADDED_FIELD_NUMBER: _ClassVar[int]
+    RINGING_FIELD_NUMBER: _ClassVar[int]
+    INCOMING_CALL_FIELD_NUMBER: _ClassVar[int]
+    RING_ENDED_FIELD_NUMBER: _ClassVar[int]
     edge_assigned: EdgeAssigned
     answer: LegAnswer
     queued: Queued
@@ -69,7 +84,12 @@ class ServerMessage(_message.Message):
     error: Error
     edge_lost: EdgeLost
     clock_probe: ClockProbe
-    def __init__(self, edge_assigned: _Optional[_Union[EdgeAssigned, _Mapping]] = ..., answer: _Optional[_Union[LegAnswer, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., matched: _Optional[_Union[Matched, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., ticket_closed: _Optional[_Union[TicketClosed, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., blocked: _Optional[_Union[Blocked, _Mapping]] = ..., reported: _Optional[_Union[Reported, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., edge_lost: _Optional[_Union[EdgeLost, _Mapping]] = ..., clock_probe: _Optional[_Union[ClockProbe, _Mapping]] = ...) -> None: ...
+    friend_requested: FriendRequested
+    friend_added: FriendAdded
+    ringing: Ringing
+    incoming_call: IncomingCall
+    ring_ended: RingEnded
+    def __init__(self, edge_assigned: _Optional[_Union[EdgeAssigned, _Mapping]] = ..., answer: _Optional[_Union[LegAnswer, _Mapping]] = ..., queued: _Optional[_Union[Queued, _Mapping]] = ..., matched: _Optional[_Union[Matched, _Mapping]] = ..., call_ended: _Optional[_Union[CallEnded, _Mapping]] = ..., ticket_closed: _Optional[_Union[TicketClosed, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ..., blocked: _Optional[_Union[Blocked, _Mapping]] = ..., reported: _Optional[_Union[Reported, _Mapping]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., edge_lost: _Optional[_Union[EdgeLost, _Mapping]] = ..., clock_probe: _Optional[_Union[ClockProbe, _Mapping]] = ..., friend_requested: _Optional[_Union[FriendRequested, _Mapping]] = ..., friend_added: _Optional[_Union[FriendAdded, _Mapping]] = ..., ringing: _Optional[_Union[Ringing, _Mapping]] = ..., incoming_call: _Optional[_Union[IncomingCall, _Mapping]] = ..., ring_ended: _Optional[_Union[RingEnded, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("user_id", "display_name", "session_open", "clock_probes")
@@ -272,7 +292,7 @@ class PartnerProfile(_message.Message):
     def __init__(self, display_name: _Optional[str] = ..., region: _Optional[str] = ..., shared_interests: _Optional[_Iterable[str]] = ..., languages: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Matched(_message.Message):
-    __slots__ = ("call_id", "partner_display_name", "partner_region", "route", "route_rtt_ms", "stages", "partner", "predicted_connect_ms")
+    __slots__ = ("call_id", "partner_display_name", "partner_region", "route", "route_rtt_ms", "stages", "partner", "predicted_connect_ms", "friend_call")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     PARTNER_DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     PARTNER_REGION_FIELD_NUMBER: _ClassVar[int]
@@ -281,6 +301,7 @@ class Matched(_message.Message):
     STAGES_FIELD_NUMBER: _ClassVar[int]
     PARTNER_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_CONNECT_MS_FIELD_NUMBER: _ClassVar[int]
+    FRIEND_CALL_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     partner_display_name: str
     partner_region: str
@@ -289,7 +310,8 @@ class Matched(_message.Message):
     stages: _common_pb2.StageTimes
     partner: PartnerProfile
     predicted_connect_ms: float
-    def __init__(self, call_id: _Optional[str] = ..., partner_display_name: _Optional[str] = ..., partner_region: _Optional[str] = ..., route: _Optional[_Iterable[str]] = ..., route_rtt_ms: _Optional[float] = ..., stages: _Optional[_Union[_common_pb2.StageTimes, _Mapping]] = ..., partner: _Optional[_Union[PartnerProfile, _Mapping]] = ..., predicted_connect_ms: _Optional[float] = ...) -> None: ...
+    friend_call: bool
+    def __init__(self, call_id: _Optional[str] = ..., partner_display_name: _Optional[str] = ..., partner_region: _Optional[str] = ..., route: _Optional[_Iterable[str]] = ..., route_rtt_ms: _Optional[float] = ..., stages: _Optional[_Union[_common_pb2.StageTimes, _Mapping]] = ..., partner: _Optional[_Union[PartnerProfile, _Mapping]] = ..., predicted_connect_ms: _Optional[float] = ..., friend_call: _Optional[bool] = ...) -> None: ...
 
 class CallEnded(_message.Message):
     __slots__ = ("call_id", "reason")
@@ -328,7 +350,7 @@ class CallSide(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., edge_id: _Optional[str] = ..., leg_id: _Optional[str] = ..., stages: _Optional[_Union[_common_pb2.StageTimes, _Mapping]] = ..., connect_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., clock_synced: _Optional[bool] = ..., clock_offset_ms: _Optional[float] = ..., clock_uncertainty_ms: _Optional[float] = ...) -> None: ...
 
 class CallRecord(_message.Message):
-    __slots__ = ("call_id", "a", "b", "route", "route_rtt_ms", "state", "end_reason", "created_at", "ended_at")
+    __slots__ = ("call_id", "a", "b", "route", "route_rtt_ms", "state", "end_reason", "created_at", "ended_at", "kind", "duration_ms")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     A_FIELD_NUMBER: _ClassVar[int]
     B_FIELD_NUMBER: _ClassVar[int]
@@ -338,6 +360,8 @@ class CallRecord(_message.Message):
     END_REASON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     a: CallSide
     b: CallSide
@@ -347,7 +371,9 @@ class CallRecord(_message.Message):
     end_reason: str
     created_at: float
     ended_at: float
-    def __init__(self, call_id: _Optional[str] = ..., a: _Optional[_Union[CallSide, _Mapping]] = ..., b: _Optional[_Union[CallSide, _Mapping]] = ..., route: _Optional[_Iterable[str]] = ..., route_rtt_ms: _Optional[float] = ..., state: _Optional[str] = ..., end_reason: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ...) -> None: ...
+    kind: str
+    duration_ms: float
+    def __init__(self, call_id: _Optional[str] = ..., a: _Optional[_Union[CallSide, _Mapping]] = ..., b: _Optional[_Union[CallSide, _Mapping]] = ..., route: _Optional[_Iterable[str]] = ..., route_rtt_ms: _Optional[float] = ..., state: _Optional[str] = ..., end_reason: _Optional[str] = ..., created_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., kind: _Optional[str] = ..., duration_ms: _Optional[float] = ...) -> None: ...
 
 class ListCallsRequest(_message.Message):
     __slots__ = ("limit", "user_id")
@@ -362,3 +388,113 @@ class ListCallsResponse(_message.Message):
     CALLS_FIELD_NUMBER: _ClassVar[int]
     calls: _containers.RepeatedCompositeFieldContainer[CallRecord]
     def __init__(self, calls: _Optional[_Iterable[_Union[CallRecord, _Mapping]]] = ...) -> None: ...
+
+class AddFriend(_message.Message):
+    __slots__ = ("call_id",)
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    def __init__(self, call_id: _Optional[str] = ...) -> None: ...
+
+class FriendRequested(_message.Message):
+    __slots__ = ("call_id", "friends")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    FRIENDS_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    friends: bool
+    def __init__(self, call_id: _Optional[str] = ..., friends: _Optional[bool] = ...) -> None: ...
+
+class FriendAdded(_message.Message):
+    __slots__ = ("friend", "call_id")
+    FRIEND_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    friend: Friend
+    call_id: str
+    def __init__(self, friend: _Optional[_Union[Friend, _Mapping]] = ..., call_id: _Optional[str] = ...) -> None: ...
+
+class Friend(_message.Message):
+    __slots__ = ("user_id", "display_name", "online", "busy", "since")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    BUSY_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    display_name: str
+    online: bool
+    busy: bool
+    since: float
+    def __init__(self, user_id: _Optional[str] = ..., display_name: _Optional[str] = ..., online: _Optional[bool] = ..., busy: _Optional[bool] = ..., since: _Optional[float] = ...) -> None: ...
+
+class CallFriend(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class Ringing(_message.Message):
+    __slots__ = ("request_id", "friend", "expires")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FRIEND_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    friend: Friend
+    expires: float
+    def __init__(self, request_id: _Optional[str] = ..., friend: _Optional[_Union[Friend, _Mapping]] = ..., expires: _Optional[float] = ...) -> None: ...
+
+class IncomingCall(_message.Message):
+    __slots__ = ("request_id", "caller", "caller_user_id", "expires")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    CALLER_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    caller: PartnerProfile
+    caller_user_id: str
+    expires: float
+    def __init__(self, request_id: _Optional[str] = ..., caller: _Optional[_Union[PartnerProfile, _Mapping]] = ..., caller_user_id: _Optional[str] = ..., expires: _Optional[float] = ...) -> None: ...
+
+class AnswerCall(_message.Message):
+    __slots__ = ("request_id", "accept")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    accept: bool
+    def __init__(self, request_id: _Optional[str] = ..., accept: _Optional[bool] = ...) -> None: ...
+
+class CancelCall(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class HangUp(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RingEnded(_message.Message):
+    __slots__ = ("request_id", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListFriendsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFriendsResponse(_message.Message):
+    __slots__ = ("friends",)
+    FRIENDS_FIELD_NUMBER: _ClassVar[int]
+    friends: _containers.RepeatedCompositeFieldContainer[Friend]
+    def __init__(self, friends: _Optional[_Iterable[_Union[Friend, _Mapping]]] = ...) -> None: ...
+
+class RemoveFriendRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class RemoveFriendResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

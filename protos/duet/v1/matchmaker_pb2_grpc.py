@@ -57,6 +57,16 @@ class MatchmakerStub:
                 request_serializer=duet_dot_v1_dot_matchmaker__pb2.ListCallsRequest.SerializeToString,
                 response_deserializer=duet_dot_v1_dot_matchmaker__pb2.ListCallsResponse.FromString,
                 _registered_method=True)
+        self.ListFriends = channel.unary_unary(
+                '/duet.v1.Matchmaker/ListFriends',
+                request_serializer=duet_dot_v1_dot_matchmaker__pb2.ListFriendsRequest.SerializeToString,
+                response_deserializer=duet_dot_v1_dot_matchmaker__pb2.ListFriendsResponse.FromString,
+                _registered_method=True)
+        self.RemoveFriend = channel.unary_unary(
+                '/duet.v1.Matchmaker/RemoveFriend',
+                request_serializer=duet_dot_v1_dot_matchmaker__pb2.RemoveFriendRequest.SerializeToString,
+                response_deserializer=duet_dot_v1_dot_matchmaker__pb2.RemoveFriendResponse.FromString,
+                _registered_method=True)
 
 
 class MatchmakerServicer:
@@ -102,7 +112,9 @@ class MatchmakerServicer:
         At any time after EdgeAssigned: Cancel (leave the pool, keep the session
         and the warm leg; answered by TicketClosed "cancelled"), Heartbeat
         (answered by HeartbeatAck), Block and Report (about the partner of a call
-        of this session; answered by Blocked / Reported). The server may send
+        of this session; answered by Blocked / Reported), HangUp (end the call,
+        keep the session), and the friends messages (AddFriend, CallFriend,
+        AnswerCall, CancelCall; see "Friends" below and docs/friends.md). The server may send
         TicketClosed on its own: the ticket expired (no partner within the
         ticket lifetime, 120 s by default) or the user was held for review.
 
@@ -136,6 +148,9 @@ class MatchmakerServicer:
         - Block / Report: INVALID_ARGUMENT for an empty call_id or a reason
         over 500 characters; NOT_FOUND when this user had no call with that
         call_id.
+        - AddFriend, CallFriend, AnswerCall, CancelCall: each message lists
+        its refusals (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED,
+        FAILED_PRECONDITION); none ends the session.
 
         Refusals that end the stream with a status (the protocol was broken):
         - Opening the stream, before any message is read: UNAUTHENTICATED when
@@ -211,6 +226,36 @@ class MatchmakerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFriends(self, request, context):
+        """The caller's friends (docs/friends.md), each with whether they are online
+        (have a Session open) and whether they are in a call right now. Needs a
+        user token; a user lists only their own friends.
+
+        Statuses:
+        - UNAUTHENTICATED: no token, or one that proves nothing.
+        - PERMISSION_DENIED: a service token.
+        - INTERNAL: unexpected failure (e.g. the database).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveFriend(self, request, context):
+        """Unfriend: the two are no longer friends (either may ask; the other is not
+        told) and neither can call the other until both add each other again.
+        Pending friend requests between them are dropped too. Needs a user token;
+        a user removes only their own friends.
+
+        Statuses:
+        - UNAUTHENTICATED / PERMISSION_DENIED: as ListFriends.
+        - INVALID_ARGUMENT: user_id is empty, malformed, or the caller's own.
+        - NOT_FOUND: user_id is not one of the caller's friends.
+        - INTERNAL: unexpected failure (e.g. the database).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MatchmakerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +273,16 @@ def add_MatchmakerServicer_to_server(servicer, server):
                     servicer.ListCalls,
                     request_deserializer=duet_dot_v1_dot_matchmaker__pb2.ListCallsRequest.FromString,
                     response_serializer=duet_dot_v1_dot_matchmaker__pb2.ListCallsResponse.SerializeToString,
+            ),
+            'ListFriends': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFriends,
+                    request_deserializer=duet_dot_v1_dot_matchmaker__pb2.ListFriendsRequest.FromString,
+                    response_serializer=duet_dot_v1_dot_matchmaker__pb2.ListFriendsResponse.SerializeToString,
+            ),
+            'RemoveFriend': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveFriend,
+                    request_deserializer=duet_dot_v1_dot_matchmaker__pb2.RemoveFriendRequest.FromString,
+                    response_serializer=duet_dot_v1_dot_matchmaker__pb2.RemoveFriendResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -319,6 +374,60 @@ class Matchmaker:
             '/duet.v1.Matchmaker/ListCalls',
             duet_dot_v1_dot_matchmaker__pb2.ListCallsRequest.SerializeToString,
             duet_dot_v1_dot_matchmaker__pb2.ListCallsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFriends(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/duet.v1.Matchmaker/ListFriends',
+            duet_dot_v1_dot_matchmaker__pb2.ListFriendsRequest.SerializeToString,
+            duet_dot_v1_dot_matchmaker__pb2.ListFriendsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveFriend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/duet.v1.Matchmaker/RemoveFriend',
+            duet_dot_v1_dot_matchmaker__pb2.RemoveFriendRequest.SerializeToString,
+            duet_dot_v1_dot_matchmaker__pb2.RemoveFriendResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,9 +7,10 @@ test that runs the same checks against both.
 """
 
 from duet.services.matchmaker.fakes.edges import FakeEdges
+from duet.services.matchmaker.fakes.friends import InMemoryFriendStore
 from duet.services.matchmaker.fakes.latency import FixedLatency
 from duet.services.matchmaker.fakes.routing import FakeRouting
 from duet.services.matchmaker.fakes.safety import InMemorySafetyStore
 from duet.services.matchmaker.fakes.store import InMemoryStore
 
-__all__ = ["FakeEdges", "FakeRouting", "FixedLatency", "InMemorySafetyStore", "InMemoryStore"]
+__all__ = ["FakeEdges", "FakeRouting", "FixedLatency", "InMemoryFriendStore", "InMemorySafetyStore", "InMemoryStore"]

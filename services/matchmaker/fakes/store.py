@@ -100,8 +100,9 @@ class InMemoryStore(MatchStore):
                 raise UnknownUser(f"call '{row.call_id}' names a user that does not exist: '{user}'")
         if row.call_id in self._calls:
             raise DuplicateRecord(f"call '{row.call_id}' already exists")
-        row.created_at = time.time()
+        row.created_at = _as_stored(time.time())
         row.ended_at = row.created_at if row.state == CALL_STATE_ENDED else None
+        row.duration_ms = 0.0 if row.state == CALL_STATE_ENDED else None
         self._calls[row.call_id] = row
 
     async def merge_stages(self, call_id: str, side: str, stages: Mapping[str, float]) -> bool:
@@ -144,7 +145,9 @@ class InMemoryStore(MatchStore):
         if end_reason is not None:
             call.end_reason = end_reason
         if state == CALL_STATE_ENDED:
-            call.ended_at = time.time()
+            call.ended_at = _as_stored(time.time())
+            assert call.created_at is not None
+            call.duration_ms = (call.ended_at - call.created_at) * 1000
         return True
 
     async def get_call(self, call_id: str) -> CallRow | None:

@@ -7,6 +7,10 @@
 //   -> ConnectReport; Next and Leave as the person presses them.
 //   EdgeLost (the edge died): drop the leg; EdgeAssigned with a new edge follows, and the
 //   page offers a new leg there and goes back to looking for someone.
+// Friends (docs/friends.md): AddFriend{callId} after a call (FriendRequested, FriendAdded once
+// both asked); the friends list with who is online from GET friends (ListFriends through the
+// gateway); CallFriend{userId} -> Ringing -> Matched (friendCall) or RingEnded; a friend's
+// IncomingCall is answered with AnswerCall{requestId, accept}; CancelCall stops ringing.
 //
 // Test hook (read-only), for the browser tests and anyone curious:
 //   window.duetState.state        "idle" | "starting" | "connecting" | "waiting" | "matched"
@@ -21,6 +25,11 @@
 //   window.duetState.breakdowns   every such call so far, oldest first
 //   window.duetState.error        the error shown to the person, or ""
 //   window.duetState.edge         the assigned edge {edgeId, region}, or null
+//   window.duetState.friends      the last friends list: [{userId, displayName, online, busy}]
+//   window.duetState.incoming     a friend's call ringing here {requestId, callerUserId, callerName}, or null
+//   window.duetState.ringing      the friend this page is ringing {requestId, userId, name}, or null
+//   window.duetState.friendNotice the last friends message shown (request sent, friends now, declined ...)
+//   window.duetState.friendCall   the current call is a friend call
 //   window.duetState.edgesLost    ids of the edges this session lost (EdgeLost), oldest first
 //   window.duetState.mediaStats() a Promise of the leg's inbound figures (getStats' inbound-rtp,
 //                                 0 or "" until the kind's first packet; null before a leg):
@@ -50,7 +59,11 @@ const ui = {
   breakdownSection: $("breakdown-section"), breakdownTitle: $("breakdown-title"),
   breakdownBody: document.querySelector("#breakdown tbody"), breakdownSummary: $("breakdown-summary"),
   history: $("history"),
+  addFriend: $("add-friend"), friends: $("friends"), friendsEmpty: $("friends-empty"),
+  incoming: $("incoming"), incomingText: $("incoming-text"), accept: $("accept"), decline: $("decline"),
+  ringing: $("ringing"), ringingText: $("ringing-text"), cancelRing: $("cancel-ring"),
 };
+const FRIENDS_REFRESH_MS = 4000; // how often the friends list (who is online) is fetched during a session
 
 const camel = (name) => name.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 // Epoch ms with sub-millisecond precision: the unit of every stage.
@@ -76,7 +89,9 @@ async function signIn() {
   return auth;
 }
 
-const view = { state: "idle", error: "", breakdowns: [] };
+const view = {
+  state: "idle", error: "", breakdowns: [], friends: [], incoming: null, ringing: null, friendNotice: "",
+};
 
 // The person's matching preferences as a Preferences message (protobuf JSON), or undefined for none.
 // Read at every search, so they may be changed between calls; the matchmaker checks them.
@@ -103,6 +118,82 @@ function setState(state, text) {
   ui.leave.disabled = !live;
   ui.name.disabled = session !== null;
   ui.region.disabled = session !== null;
+  ui.addFriend.disabled = !(live && session.call && ["matched", "in_call", "ended", "waiting"].includes(state));
+}
+
+// -- friends ----------------------------------------------------------------------
+
+function friendNotice(text) {
+  view.friendNotice = text;
+  ui.status.textContent = text;
+}
+
+function showFriends(friends) {
+  view.friends = friends;
+  ui.friendsEmpty.hidden = friends.length > 0;
+  ui.friends.replaceChildren(...friends.map((friend) => {
+    const item = document.createElement("li");
+    item.dataset.userId = friend.userId;
+    const dot = document.createElement("span");
+    dot.className = `dot${friend.busy ? " busy" : friend.online ? " online" : ""}`;
+    dot.title = friend.busy ? "in a call" : friend.online ? "online" : "offline";
+    const name = document.createElement("span");
+    name.textContent = `${friend.displayName} (${friend.busy ? "in a call" : friend.online ? "online" : "offline"})`;
+    const call = document.createElement("button");
+    call.type = "button";
+    call.textContent = "Call";
+    call.className = "call-friend";
+    call.disabled = !(session && session.stages.leg_connected && friend.online && !friend.busy && !view.ringing && !view.incoming);
+    call.addEventListener("click", () => session?.callFriend(friend));
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "Unfriend";
+    remove.addEventListener("click", () => removeFriend(friend));
+    item.append(dot, name, call, remove);
+    return item;
+  }));
+}
+
+async function refreshFriends() {
+  if (!auth) return;
+  try {
+    const response = await fetch("friends", { headers: { Authorization: `Bearer ${auth.token}` } });
+    const body = await response.json();
+    if (!response.ok) return showError(`Could not load your friends: ${body.error?.message || response.status}.`);
+    showFriends((body.friends || []).map((f) => ({
+      userId: f.userId, displayName: f.displayName || f.userId, online: !!f.online, busy: !!f.busy,
+    })));
+  } catch {
+    // The gateway is gone: the session says so.
+  }
+}
+
+async function removeFriend(friend) {
+  if (!auth) return;
+  const response = await fetch(`friends/${encodeURIComponent(friend.userId)}`, {
+    method: "DELETE", headers: { Authorization: `Bearer ${auth.token}` },
+  });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    showError(`Could not remove ${friend.displayName}: ${body.error?.message || response.status}.`);
+  } else {
+    friendNotice(`${friend.displayName} is no longer your friend.`);
+  }
+  refreshFriends();
+}
+
+function showIncoming(incoming) {
+  view.incoming = incoming;
+  ui.incoming.hidden = !incoming;
+  ui.incomingText.textContent = incoming ? `${incoming.callerName} is calling you` : "";
+  showFriends(view.friends);
+}
+
+function showRinging(ringing) {
+  view.ringing = ringing;
+  ui.ringing.hidden = !ringing;
+  ui.ringingText.textContent = ringing ? `Calling ${ringing.name} …` : "";
+  showFriends(view.friends);
 }
 
 function showError(text) {
@@ -259,7 +350,86 @@ class Session {
     if (message.callEnded) return this.onCallEnded(message.callEnded);
     if (message.ticketClosed) return this.onTicketClosed(message.ticketClosed);
     if (message.error) return this.onRefused(message.error);
+    if (message.friendRequested) return this.onFriendRequested(message.friendRequested);
+    if (message.friendAdded) return this.onFriendAdded(message.friendAdded);
+    if (message.ringing) return this.onRinging(message.ringing);
+    if (message.incomingCall) return this.onIncomingCall(message.incomingCall);
+    if (message.ringEnded) return this.onRingEnded(message.ringEnded);
     if (message.edgeLost) return this.onEdgeLost(message.edgeLost);
+  }
+
+  addFriend() {
+    const call = this.call;
+    if (!call) return;
+    showError("");
+    this.send({ addFriend: { callId: call.callId } });
+  }
+
+  onFriendRequested(requested) {
+    const call = this.call;
+    const who = call && call.callId === requested.callId ? call.partner : "your partner";
+    if (!requested.friends) friendNotice(`Friend request sent to ${who}: you are friends once they add you too.`);
+  }
+
+  onFriendAdded(added) {
+    const name = added.friend?.displayName || added.friend?.userId || "someone";
+    friendNotice(`You and ${name} are friends now.`);
+    refreshFriends();
+  }
+
+  // Ring a friend: leave the pool (or the call) first; the matchmaker takes the messages in order.
+  callFriend(friend) {
+    showError("");
+    if (this.inPool) this.send({ cancel: {} });
+    else if (this.call && !this.call.over) this.send({ hangUp: {} });
+    this.send({ callFriend: { userId: friend.userId } });
+    showRinging({ requestId: "", userId: friend.userId, name: friend.displayName });
+  }
+
+  onRinging(ringing) {
+    if (view.ringing) showRinging({ ...view.ringing, requestId: ringing.requestId });
+    setState("ended", `Calling ${ringing.friend?.displayName || "your friend"} …`);
+  }
+
+  onIncomingCall(incoming) {
+    showIncoming({
+      requestId: incoming.requestId,
+      callerUserId: incoming.callerUserId,
+      callerName: incoming.caller?.displayName || incoming.callerUserId,
+    });
+  }
+
+  answer(accept) {
+    const incoming = view.incoming;
+    if (!incoming) return;
+    this.send({ answerCall: { requestId: incoming.requestId, accept } });
+    showIncoming(null);
+    if (accept) setState("matched", `Connecting with ${incoming.callerName} …`);
+  }
+
+  cancelRinging() {
+    if (view.ringing?.requestId) this.send({ cancelCall: { requestId: view.ringing.requestId } });
+  }
+
+  onRingEnded(ended) {
+    const reason = ended.reason || "";
+    if (view.incoming && view.incoming.requestId === ended.requestId) {
+      const name = view.incoming.callerName;
+      showIncoming(null);
+      if (reason !== "declined") friendNotice(`The call from ${name} ended: ${reason}.`);
+    }
+    if (view.ringing && view.ringing.requestId === ended.requestId) {
+      const name = view.ringing.name;
+      showRinging(null);
+      const words = {
+        declined: `${name} declined your call.`,
+        "no answer": `${name} did not answer.`,
+        cancelled: "You stopped calling.",
+        "friend went offline": `${name} went offline.`,
+      };
+      friendNotice(words[reason] || `The call to ${name} ended: ${reason}.`);
+    }
+    refreshFriends();
   }
 
   // The edge died: its leg is gone. The call (if any) ends and EdgeAssigned with a new edge
@@ -284,7 +454,7 @@ class Session {
   onTicketClosed(closed) {
     this.inPool = false;
     if (closed.reason === "edge_lost") return; // EdgeLost came first: the new leg puts us back in the pool
-    if (closed.reason === "cancelled") return setState("ended", "Not in a call.");
+    if (closed.reason.startsWith("cancelled")) return setState("ended", "Not in a call."); // we asked (or answered a friend)
     showError(`You are no longer waiting: ${closed.reason}. Press “Talk to someone” to try again.`);
     setState("ended", "Not in a call.");
   }
@@ -296,6 +466,7 @@ class Session {
       this.inPool = false;
       setState("ended", "Not in a call.");
     }
+    if (error.request === "call_friend") showRinging(null);
   }
 
   async onEdgeAssigned(assigned) {
@@ -337,6 +508,9 @@ class Session {
     if (state === "connected" && !this.stages.leg_connected) {
       this.stages.leg_connected = nowMs();
       this.findPartner();
+      refreshFriends();
+      const poll = () => { refreshFriends(); this.after(FRIENDS_REFRESH_MS, poll); };
+      this.after(FRIENDS_REFRESH_MS, poll);
     } else if (state === "failed") {
       this.fail(`The media connection to edge ${this.edge.edgeId} failed.${this.stages.leg_connected ? "" : loopbackHint(this.answerSdp)}`);
     }
@@ -381,11 +555,14 @@ class Session {
       matchedAt: performance.now(), // when Matched arrived here: frames received before it are the old partner's
       firstFrame: 0,
       done: false,
+      friendCall: !!matched.friendCall,
     };
+    showRinging(null);
     showPartner(this.call);
     const shared = (matched.partner && matched.partner.sharedInterests) || [];
     const both = shared.length ? `; you both like ${shared.join(", ")}` : "";
-    setState("matched", `Matched with ${this.call.partner} (${this.call.region})${both}; waiting for their video …`);
+    const met = this.call.friendCall ? "Your friend" : "Matched with";
+    setState("matched", `${met} ${this.call.partner} (${this.call.region})${both}; waiting for their video …`);
     watchFirstFrame(this, this.call);
     const call = this.call;
     this.after(FRAME_TIMEOUT_MS, () => {
@@ -437,6 +614,11 @@ class Session {
     }
     if (reason === "next") return; // ours: Queued and Matched follow
     if (reason === "edge_lost") return; // ours: EdgeLost came first, EdgeAssigned follows
+    if (reason === "hung_up" || reason === "partner_hung_up" || (call?.friendCall && reason.startsWith("partner_"))) {
+      // A friend call, or a call one of us hung up: no new stranger unless the person asks.
+      setState("ended", `The call with ${call ? call.partner : "your partner"} ended.`);
+      return;
+    }
     if (reason === "partner_next" || reason === "partner_left" || reason === "partner_edge_lost") {
       // Like any stranger-chat: look for the next person at once.
       this.findPartner();
@@ -489,6 +671,8 @@ class Session {
     ui.remote.srcObject = null;
     showPartner(null);
     if (session === this) session = null;
+    showIncoming(null);
+    showRinging(null);
     showError(errorText);
     setState(state, statusText || (state === "idle" ? "Press “Talk to someone” to start." : "Stopped."));
   }
@@ -638,6 +822,10 @@ async function talk() {
 ui.talk.addEventListener("click", talk);
 ui.next.addEventListener("click", () => session?.next());
 ui.leave.addEventListener("click", () => session?.leave());
+ui.addFriend.addEventListener("click", () => session?.addFriend());
+ui.accept.addEventListener("click", () => session?.answer(true));
+ui.decline.addEventListener("click", () => session?.answer(false));
+ui.cancelRing.addEventListener("click", () => session?.cancelRinging());
 
 async function loadConfig() {
   try {
@@ -662,6 +850,11 @@ window.duetState = Object.freeze({
   get breakdowns() { return [...view.breakdowns]; },
   get error() { return view.error; },
   get edge() { return session?.edge || null; },
+  get friends() { return view.friends.map((f) => ({ ...f })); },
+  get incoming() { return view.incoming ? { ...view.incoming } : null; },
+  get ringing() { return view.ringing ? { ...view.ringing } : null; },
+  get friendNotice() { return view.friendNotice; },
+  get friendCall() { return !!session?.call?.friendCall; },
   get edgesLost() { return [...(session?.edgesLost || [])]; },
   mediaStats: () => (session?.pc ? inboundStats(session.pc) : Promise.resolve(null)),
 });

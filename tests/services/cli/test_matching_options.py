@@ -28,16 +28,24 @@ def test_call_refuses_an_unknown_scope(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_matchmaker_options_make_its_config() -> None:
     args = build_parser().parse_args(
-        ["matchmaker", "--ticket-ttl", "90", "--rate-limit", "5/2", "--anywhere-after", "20", "--review-threshold", "4"]
+        [
+            *("matchmaker", "--ticket-ttl", "90", "--rate-limit", "5/2", "--anywhere-after", "20"),
+            *("--review-threshold", "4", "--ring-timeout", "12"),
+        ]
     )
     config = matchmaker_config(args)
     assert (config.ticket_ttl_s, config.rate_limit_requests, config.rate_limit_per_s) == (90, 5, 2)
     assert (config.relax.anywhere_after_s, config.review_threshold) == (20, 4)
+    assert config.ring_timeout_s == 12
 
 
 @pytest.mark.parametrize(
     ("flag", "value", "words"),
-    [("--rate-limit", "20", "not a rate like 20/10"), ("--ticket-ttl", "0", "give more than 0")],
+    [
+        ("--rate-limit", "20", "not a rate like 20/10"),
+        ("--ticket-ttl", "0", "give more than 0"),
+        ("--ring-timeout", "0", "give more than 0"),
+    ],
 )
 def test_matchmaker_refuses_bad_options(capsys: pytest.CaptureFixture[str], flag: str, value: str, words: str) -> None:
     with pytest.raises(SystemExit):

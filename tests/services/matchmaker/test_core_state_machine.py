@@ -1,12 +1,16 @@
-"""Random sequences of find / next / cancel / leave / drop / block / report / waiting time against the
-matchmaker core (in-memory fakes, a controlled clock), checking after every step:
+"""Random sequences of find / next / cancel / leave / drop / block / report / add friend / call a
+friend / answer / hang up / waiting time against the matchmaker core (in-memory fakes, a controlled
+clock), checking after every step:
 
 - nobody is in two calls, nobody is matched with themselves;
 - no blocked pair, no pair of recent partners, no user held for review is matched;
 - both-way preferences hold at the relaxation level in force when the match was made
   (checked with this file's own model of the rules, not the rules' code);
 - every ticket ends in exactly one of matched / cancelled / expired, and its client is told
-  (unless its session is gone), and the store records the same outcome.
+  (unless its session is gone), and the store records the same outcome;
+- friends are exactly the pairs where both asked (and no block came after), a friend call is
+  only made between friends, nobody is in a call and a ring at once, and every ring ends
+  exactly once: accepted, or one RingEnded reason.
 """
 
 from __future__ import annotations
@@ -15,14 +19,30 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from duet.services.matchmaker.core import ClientSession, MatchConfig, Matchmaker
-from duet.services.matchmaker.errors import HeldForReview, WrongState
-from duet.services.matchmaker.events import CallEnded, Matched, Queued, SessionClosed, SessionEvent, TicketClosed
-from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, FixedLatency, InMemorySafetyStore, InMemoryStore
+from duet.services.matchmaker.errors import BadRequest, Forbidden, HeldForReview, NotFound, WrongState
+from duet.services.matchmaker.events import (
+    CallEnded,
+    Matched,
+    Queued,
+    RingEnded,
+    Ringing,
+    SessionClosed,
+    SessionEvent,
+    TicketClosed,
+)
+from duet.services.matchmaker.fakes import (
+    FakeEdges,
+    FakeRouting,
+    FixedLatency,
+    InMemoryFriendStore,
+    InMemorySafetyStore,
+    InMemoryStore,
+)
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
 from duet.services.matchmaker.preferences import AGE_BANDS, GENDERS, Preferences, Scope
 from duet.services.matchmaker.rules.relaxation import RelaxSchedule
@@ -35,7 +55,7 @@ EDGES = [
 USERS = ["u0", "u1", "u2", "u3", "u4", "u5"]
 IP_OF = {"u0": "1.0.0.1", "u1": "1.0.0.2", "u2": "2.0.0.1", "u3": "2.0.0.2", "u4": "3.0.0.1", "u5": "3.0.0.2"}
 NEAR = {frozenset(("Frankfurt", "London"))}  # 15 ms; Virginia is 76-89 ms from both, beyond the 50 ms "near"
-INTERESTS_AFTER_S, ANYWHERE_AFTER_S, TTL_S, REVIEW_AT = 10.0, 30.0, 60.0, 2
+INTERESTS_AFTER_S, ANYWHERE_AFTER_S, TTL_S, REVIEW_AT, RING_S = 10.0, 30.0, 60.0, 2, 20.0
 
 
 def sometimes(strategy: st.SearchStrategy, empty: object) -> st.SearchStrategy:  # type: ignore[type-arg]
@@ -93,6 +113,10 @@ def both_ways_hold(a: OpenTicket, b: OpenTicket, now_ms: float) -> str | None:
     return None
 
 
+def note(what: str) -> None:
+    event(what)  # counted by --hypothesis-show-statistics: how often the friends paths are reached
+
+
 class MatchmakerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
@@ -109,6 +133,9 @@ class MatchmakerMachine(RuleBasedStateMachine):
         self.reporters: dict[str, set[str]] = {u: set() for u in USERS}
         self.last_call: dict[str, str] = {}  # user -> the last call id they were matched in
         self.seen_calls: set[str] = set()
+        self.friend_requests: set[tuple[str, str]] = set()  # (requester, requested)
+        self.friends: set[frozenset[str]] = set()
+        self.ring_ends: dict[str, list[str]] = {}  # ring id -> "accepted" and/or RingEnded reasons seen
 
     @initialize(recent=st.sampled_from([0, 1, 2]))
     def start(self, recent: int) -> None:
@@ -116,6 +143,7 @@ class MatchmakerMachine(RuleBasedStateMachine):
         self.recent = {u: deque(maxlen=recent) for u in USERS}
         self.store = InMemoryStore()
         self.safety = InMemorySafetyStore()
+        self.friend_store = InMemoryFriendStore(self.store)
         routing = FakeRouting(EDGES, ingress_by_prefix={"1.": "fra-1", "2.": "lon-1", "3.": "vir-1"})
         self.mm = Matchmaker(
             self.store,
@@ -128,8 +156,10 @@ class MatchmakerMachine(RuleBasedStateMachine):
                 near_rtt_ms=50.0,
                 review_threshold=REVIEW_AT,
                 rate_limit_requests=10_000,
+                ring_timeout_s=RING_S,
             ),
             safety=self.safety,
+            friends=self.friend_store,
             latency=FixedLatency.of(
                 {("Frankfurt", "London"): 15.0, ("Frankfurt", "Virginia"): 89.0, ("London", "Virginia"): 76.0}
             ),
@@ -146,9 +176,13 @@ class MatchmakerMachine(RuleBasedStateMachine):
         try:
             for client in list(self.clients.values()):
                 self.loop.run_until_complete(self.mm.close_session(client.session, "teardown"))
+                self.absorb()  # what the others were told (a ring ending) before this one is gone
                 self.gone(client.session.user_id)
             self.absorb()
             self.loop.run_until_complete(self.mm.stop())
+            assert not self.mm._rings, "rings left open"
+            for ring_id, ends in self.ring_ends.items():
+                assert len(set(ends)) == 1, f"ring {ring_id} ended in more than one way: {ends}"
             rows = self.loop.run_until_complete(self.store.open_tickets())
             assert not rows, f"tickets left open: {rows}"
             for ticket_id, user in self.ticket_user.items():
@@ -196,6 +230,11 @@ class MatchmakerMachine(RuleBasedStateMachine):
                     )
                 elif isinstance(event, Matched):
                     self.last_call[user] = event.call_id
+                elif isinstance(event, Ringing):
+                    self.ring_ends.setdefault(event.request_id, [])
+                elif isinstance(event, RingEnded):
+                    self.ring_ends.setdefault(event.request_id, []).append(event.reason)
+                    note(f"ring ended: {event.reason}")
         # New calls: check the pair as the match was made (now: the fake clock stands still within a step).
         for call_id, call in list(self.mm._calls.items()):
             if call_id in self.seen_calls:
@@ -204,6 +243,11 @@ class MatchmakerMachine(RuleBasedStateMachine):
             a, b = (s.user_id for s in call.sessions)
             assert a != b, "matched with themselves"
             assert frozenset((a, b)) not in self.blocked, f"blocked pair {a}, {b} matched"
+            if call.kind == "friend":
+                assert frozenset((a, b)) in self.friends, f"{a} and {b} had a friend call but are not friends"
+                for u in (a, b):
+                    assert u not in self.open_ticket, f"{u} is waiting while in a friend call"
+                continue
             assert b not in self.recent[a] and a not in self.recent[b], f"recent partners {a}, {b} matched again"
             for u in (a, b):
                 assert len(self.reporters[u]) < REVIEW_AT, f"{u} is held for review but was matched"
@@ -299,7 +343,101 @@ class MatchmakerMachine(RuleBasedStateMachine):
         else:
             self.run(self.mm.block(session, call_id))
             self.blocked.add(frozenset((user, partner)))
+            self.friends.discard(frozenset((user, partner)))  # a block ends a friendship
             assert session.call is None or session.call.partner_of(session).user_id != partner
+
+    @precondition(lambda self: self.last_call)
+    @rule(data=st.data(), both=st.booleans())
+    def add_friend(self, data: st.DataObject, both: bool) -> None:
+        user = data.draw(st.sampled_from(sorted(self.last_call)))
+        if user not in self.clients:
+            return
+        call_id = self.last_call[user]
+        row = self.loop.run_until_complete(self.store.get_call(call_id))
+        assert row is not None
+        partner = row.user_b if row.user_a == user else row.user_a
+        self.ask_to_be_friends(user, partner, call_id)
+        if both and partner in self.clients:  # the partner presses "add friend" too, at once
+            self.ask_to_be_friends(partner, user, call_id)
+
+    def ask_to_be_friends(self, user: str, partner: str, call_id: str) -> None:
+        pair = frozenset((user, partner))
+        try:
+            self.run(self.mm.add_friend(self.clients[user].session, call_id))
+        except Forbidden:
+            assert pair in self.blocked
+            return
+        assert pair not in self.blocked
+        if pair in self.friends:
+            return
+        if (partner, user) in self.friend_requests:
+            self.friend_requests -= {(partner, user), (user, partner)}
+            self.friends.add(pair)
+            note("became friends")
+        else:
+            self.friend_requests.add((user, partner))
+
+    @precondition(lambda self: self.clients)
+    @rule(data=st.data(), anyone=st.sampled_from(USERS), idle_first=st.booleans())
+    def call_friend(self, data: st.DataObject, anyone: str, idle_first: bool, *, has_friends: bool = False) -> None:
+        with_friends = sorted(u for u in self.clients if any(u in pair for pair in self.friends))
+        caller = data.draw(st.sampled_from(with_friends if has_friends and with_friends else sorted(self.clients)))
+        # Mostly a friend of theirs (else the call is refused for want of one), sometimes anyone.
+        theirs = sorted(u for pair in self.friends if caller in pair for u in pair - {caller})
+        callee = data.draw(st.sampled_from(theirs)) if theirs and anyone != USERS[0] else anyone
+        session = self.clients[caller].session
+        if idle_first:  # as the web client does: leave the pool, hang up, then ring
+            self.run(self.mm.cancel(session))
+            self.run(self.mm.hang_up(session))
+        friend = self.clients.get(callee)
+        allowed = (
+            caller != callee
+            and session.ticket is None
+            and session.call is None
+            and session.ring is None
+            and frozenset((caller, callee)) not in self.blocked
+            and frozenset((caller, callee)) in self.friends
+            and friend is not None
+            and friend.session.call is None
+            and friend.session.ring is None
+        )
+        try:
+            self.run(self.mm.call_friend(session, callee))
+        except (BadRequest, Forbidden, NotFound, WrongState) as exc:
+            assert not allowed
+            note(f"call refused: {type(exc).__name__}")
+            return
+        assert allowed, f"{caller} could ring {callee}"
+        ring = session.ring
+        assert ring is not None and friend is not None and friend.session.ring is ring
+
+    @precondition(lambda self: self.friends and self.clients)
+    @rule(data=st.data(), idle_first=st.booleans())
+    def call_a_friend(self, data: st.DataObject, idle_first: bool) -> None:
+        # Calls between friends are what the friends steps are about: a second rule gives them more steps.
+        self.call_friend(data, USERS[1], idle_first, has_friends=True)
+
+    @precondition(lambda self: self.mm._rings)
+    @rule(data=st.data(), accept=st.booleans())
+    def answer(self, data: st.DataObject, accept: bool) -> None:
+        ring_id = data.draw(st.sampled_from(sorted(self.mm._rings)))
+        ring = self.mm._rings[ring_id]
+        caller, callee = ring.caller.user_id, ring.callee.user_id
+        self.run(self.mm.answer_call(ring.callee, ring_id, accept))
+        assert ring_id not in self.mm._rings
+        if accept:
+            self.ring_ends[ring_id].append("accepted")
+            note("friend call connected")
+            call = ring.callee.call
+            assert call is not None and call.kind == "friend", "an accepted ring did not connect"
+            assert {s.user_id for s in call.sessions} == {caller, callee}
+
+    @precondition(lambda self: self.clients)
+    @rule(data=st.data())
+    def hang_up(self, data: st.DataObject) -> None:
+        user = data.draw(st.sampled_from(sorted(self.clients)))
+        self.run(self.mm.hang_up(self.clients[user].session))
+        assert self.clients[user].session.call is None
 
     @rule(seconds=st.sampled_from([1.0, 5.0, 10.0, 25.0, 61.0]))
     def time_passes(self, seconds: float) -> None:
@@ -318,6 +456,21 @@ class MatchmakerMachine(RuleBasedStateMachine):
         for client in self.clients.values():
             s = client.session
             assert not (s.ticket is not None and s.call is not None), "waiting and in a call at once"
+
+    @invariant()
+    def friends_match_the_model(self) -> None:
+        assert set(self.friend_store.friends) == self.friends
+        assert not self.friends & self.blocked, "a blocked pair are friends"
+
+    @invariant()
+    def rings_are_consistent(self) -> None:
+        for ring_id, ring in self.mm._rings.items():
+            assert ring.caller.ring is ring and ring.callee.ring is ring, ring_id
+            assert ring.caller.call is None and ring.callee.call is None, "ringing while in a call"
+            assert frozenset((ring.caller.user_id, ring.callee.user_id)) in self.friends
+        for client in self.clients.values():
+            s = client.session
+            assert s.ring is None or s.ring.request_id in self.mm._rings, "a session holds an ended ring"
 
     @invariant()
     def pool_matches_the_model(self) -> None:

@@ -25,7 +25,21 @@ from duet.services.matchmaker.errors import (
     Unavailable,
     WrongState,
 )
-from duet.services.matchmaker.events import CallEnded, EdgeAssigned, LegAnswered, Matched, Queued, SessionEvent
+from duet.services.matchmaker.events import (
+    CallEnded,
+    EdgeAssigned,
+    Friend,
+    FriendAdded,
+    FriendRequested,
+    IncomingCall,
+    LegAnswered,
+    Matched,
+    PartnerProfile,
+    Queued,
+    RingEnded,
+    Ringing,
+    SessionEvent,
+)
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemoryStore
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState, PeerUnavailable
 from duet.services.matchmaker.rate_limit import RateLimiter
@@ -157,6 +171,73 @@ def test_a_call_row_becomes_a_call_record() -> None:
     assert record.a.stages == common_pb2.StageTimes(queued=1000.0, matched=1500.0, first_frame=1800.0)
     assert (record.a.connect_ms, record.a.total_ms) == (300.0, 800.0)
     assert (record.b.connect_ms, record.b.total_ms) == (0.0, 0.0)
+    assert (record.kind, record.created_at, record.ended_at, record.duration_ms) == ("match", 0.0, 0.0, 0.0)
+
+
+def test_an_ended_friend_call_row_carries_kind_times_and_duration() -> None:
+    row = CallRow(
+        call_id="c2",
+        user_a="ana",
+        user_b="ben",
+        edge_a="fra-1",
+        edge_b="fra-1",
+        leg_a="l1",
+        leg_b="l2",
+        route=["fra-1"],
+        route_rtt_ms=0.0,
+        state="ended",
+        end_reason="hung_up",
+        kind="friend",
+        created_at=1000.0,
+        ended_at=1012.5,
+        duration_ms=12500.0,
+    )
+    record = call_record(row)
+    assert (record.kind, record.end_reason, record.duration_ms) == ("friend", "hung_up", 12500.0)
+    assert (record.created_at, record.ended_at) == (1_000_000.0, 1_012_500.0)  # epoch ms
+
+
+FRIEND = Friend(user_id="ben", display_name="Ben", online=True, busy=False, since=1500.0)
+FRIEND_PB = matchmaker_pb2.Friend(user_id="ben", display_name="Ben", online=True, since=1500.0)
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (
+            FriendRequested("c1", True),
+            matchmaker_pb2.ServerMessage(friend_requested={"call_id": "c1", "friends": True}),
+        ),
+        (
+            FriendAdded(FRIEND, "c1"),
+            matchmaker_pb2.ServerMessage(friend_added=matchmaker_pb2.FriendAdded(friend=FRIEND_PB, call_id="c1")),
+        ),
+        (
+            Ringing("r1", FRIEND, 31_000.0),
+            matchmaker_pb2.ServerMessage(
+                ringing=matchmaker_pb2.Ringing(request_id="r1", friend=FRIEND_PB, expires=31_000.0)
+            ),
+        ),
+        (
+            IncomingCall("r1", PartnerProfile("Ana", "Frankfurt", (), ("en",)), "ana", 31_000.0),
+            matchmaker_pb2.ServerMessage(
+                incoming_call=matchmaker_pb2.IncomingCall(
+                    request_id="r1",
+                    caller=matchmaker_pb2.PartnerProfile(display_name="Ana", region="Frankfurt", languages=["en"]),
+                    caller_user_id="ana",
+                    expires=31_000.0,
+                )
+            ),
+        ),
+        (
+            RingEnded("r1", "declined"),
+            matchmaker_pb2.ServerMessage(ring_ended=matchmaker_pb2.RingEnded(request_id="r1", reason="declined")),
+        ),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_friends_events_become_server_messages(event: SessionEvent, expected: matchmaker_pb2.ServerMessage) -> None:
+    assert server_message(event) == expected
 
 
 # -- the service over gRPC ------------------------------------------------------------
