@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import re
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import grpc
 
 from duet.services.auth.bearer import bearer_metadata
-from duet.services.auth.secrets import SECRETS_FILE_NAME, SecretsError, find_secrets
-from duet.services.auth.tokens import Role, mint_service_token
+from duet.services.auth.tokens import Role
+from duet.services.cli.ops_credentials import OPS_TOKEN_ENV, STATE_DIR, NoOpsToken, ops_token
 from duet.services.devkit.local_cluster import running_cluster_address
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
@@ -30,10 +28,8 @@ token: --token, else $DUET_OPS_TOKEN, else one minted from a local cluster's
 secrets (./.duet/auth-secrets.json or $DUET_AUTH_SECRETS).
 """
 
-OPS_TOKEN_ENV = "DUET_OPS_TOKEN"
 MATCHMAKER_ENV = "DUET_MATCHMAKER"
 DEFAULT_MATCHMAKER = "127.0.0.1:50052"
-STATE_DIR = Path(".duet")
 RPC_TIMEOUT_S = 10.0
 MAX_LIMIT = 1000
 # The columns, in ms after the match, and the stage each reads.
@@ -86,28 +82,11 @@ def matchmaker_address(given: str | None) -> str:
     return os.environ.get(MATCHMAKER_ENV) or running_cluster_address(STATE_DIR, "matchmaker") or DEFAULT_MATCHMAKER
 
 
-def _actor() -> str:
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):  # no user name for this uid (some containers)
-        name = f"uid-{os.getuid()}"
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:64] or f"uid-{os.getuid()}"
-
-
 def ops_read_token(given: str | None) -> str:
-    token = given or os.environ.get(OPS_TOKEN_ENV, "").strip()
-    if token:
-        return token
     try:
-        found = find_secrets(default=STATE_DIR / SECRETS_FILE_NAME)
-    except SecretsError as exc:
+        return ops_token(Role.OPS_READ, given)
+    except NoOpsToken as exc:
         raise CommandFailed(str(exc)) from None
-    if found is None or found.service is None:
-        raise CommandFailed(
-            f"no ops token: give --token TOKEN or set ${OPS_TOKEN_ENV} (mint one where the secrets are: "
-            f"duet token mint --role ops-read --name YOU), or run where `duet up` keeps {STATE_DIR / SECRETS_FILE_NAME}"
-        )
-    return mint_service_token(found.service, Role.OPS_READ, _actor(), ttl_s=300.0)
 
 
 def list_calls(address: str, limit: int, user: str, token: str) -> list[matchmaker_pb2.CallRecord]:

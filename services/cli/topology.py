@@ -9,10 +9,8 @@ a change that fails is not applied at all.
 from __future__ import annotations
 
 import argparse
-import getpass
 import math
 import os
-import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,19 +24,16 @@ from duet.routing.lint import DEFAULT_BUDGET_MS, lint_topology
 from duet.routing.topology import TopologyError
 from duet.routing.topology_file import iter_problem_lines, load_topology_file
 from duet.services.auth.bearer import bearer_metadata
-from duet.services.auth.secrets import SECRETS_FILE_NAME, SecretsError, find_secrets
-from duet.services.auth.tokens import Role, mint_service_token
+from duet.services.auth.tokens import Role
+from duet.services.cli.ops_credentials import OPS_TOKEN_ENV, STATE_DIR, NoOpsToken, ops_token
 from duet.services.devkit.local_cluster import running_cluster_address
 from duet.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
 ROUTING_ENV = "DUET_ROUTING"
-OPS_TOKEN_ENV = "DUET_OPS_TOKEN"
 # Read-only admin RPCs: a minted token for these has role ops-read; every other one needs ops-admin.
 _READS = frozenset({"GetTopologyFile", "ListTopologyChanges"})
 # A token minted for one command lives long enough for its call, no longer.
-_MINTED_TTL_S = 300.0
 DEFAULT_ROUTING = "127.0.0.1:50051"
-STATE_DIR = Path(".duet")
 RPC_TIMEOUT_S = 30.0
 
 HELP = f"""\
@@ -226,31 +221,12 @@ def routing_address(given: str | None) -> str:
     return os.environ.get(ROUTING_ENV) or running_cluster_address(STATE_DIR, "routing") or DEFAULT_ROUTING
 
 
-def _actor() -> str:
-    """This person's name for a minted token (and so the audit log): the OS user name, as a token subject."""
+def method_token(method: str, given: str | None) -> str:
+    """The token for ``method``: ops-read for a look, ops-admin for a change (see ops_credentials)."""
     try:
-        name = getpass.getuser()
-    except (KeyError, OSError):  # no user name for this uid (some containers)
-        name = f"uid-{os.getuid()}"
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)[:64] or f"uid-{os.getuid()}"
-
-
-def ops_token(method: str, given: str | None) -> str:
-    """The token for ``method``: --token, else $DUET_OPS_TOKEN, else minted from the local cluster's secrets."""
-    token = given or os.environ.get(OPS_TOKEN_ENV, "").strip()
-    if token:
-        return token
-    try:
-        found = find_secrets(default=STATE_DIR / SECRETS_FILE_NAME)
-    except SecretsError as exc:
+        return ops_token(Role.OPS_READ if method in _READS else Role.OPS_ADMIN, given)
+    except NoOpsToken as exc:
         raise CommandFailed(str(exc)) from None
-    if found is None or found.service is None:
-        raise CommandFailed(
-            f"no ops token: give --token TOKEN or set ${OPS_TOKEN_ENV} (mint one where the secrets are: "
-            f"duet token mint --role ops-admin --name YOU), or run where `duet up` keeps {STATE_DIR / SECRETS_FILE_NAME}"
-        )
-    role = Role.OPS_READ if method in _READS else Role.OPS_ADMIN
-    return mint_service_token(found.service, role, _actor(), ttl_s=_MINTED_TTL_S)
 
 
 _REFUSALS = {
@@ -264,7 +240,7 @@ _REFUSALS = {
 
 
 def _call(address: str, method: str, request: Any, *, mutating: bool, token: str | None) -> Any:
-    metadata = bearer_metadata(ops_token(method, token))
+    metadata = bearer_metadata(method_token(method, token))
     with grpc.insecure_channel(address) as channel:
         stub = admin_pb2_grpc.TopologyAdminStub(channel)
         try:

@@ -30,6 +30,7 @@ from duet.services.auth.secrets import SECRETS_ENV, AuthSecrets, ensure_secrets_
 from duet.services.auth.tokens import Role, mint_service_token
 from duet.services.cli import topology as topology_cli
 from duet.services.cli.main import main
+from duet.services.cli.ops_credentials import os_user_name
 from duet.services.cli.topology import ROUTING_ENV
 from duet.services.devkit.local_cluster import CLUSTER_FILE, running_cluster_address
 from duet.services.devkit.scratch_database import scratch_database
@@ -57,7 +58,7 @@ def auth_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AuthSecrets
 
 
 # Who the audit log names for a change `duet topology` made: the ops-admin token it minted for this user.
-ME = f"ops-admin:{topology_cli._actor()}"
+ME = f"ops-admin:{os_user_name()}"
 
 
 def free_port() -> int:
