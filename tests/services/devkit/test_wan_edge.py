@@ -92,8 +92,8 @@ async def _lossy_call(seconds: float) -> tuple[Any, str, int, set[int], set[int]
     """A call across the backbone with 5 % loss each way on client B's leg only.
 
     Returns the leg emulation, B's leg id, the video packets B's receiver
-    counted lost, the partner frames each side decoded in the last two seconds,
-    and both edges' loss-recovery counters.
+    counted lost, the partner frames each side decoded over the whole call
+    (``seconds`` from bridging), and both edges' loss-recovery counters.
     """
     async with two_edges() as (e1, e2):
         # Client B's session id in the harness is "session-2".
@@ -112,10 +112,9 @@ async def _lossy_call(seconds: float) -> tuple[Any, str, int, set[int], set[int]
             )
             e1.bridge(4, leg_a, 0, "vir-1")
             e2.bridge(4, leg_b, 1, "fra-1")
-            await asyncio.sleep(seconds)
             b.markers.clear()
             a.markers.clear()
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(seconds)
             fresh_at_b = {m.counter for m in b.markers if m.tag == 1}
             fresh_at_a = {m.counter for m in a.markers if m.tag == 2}
             lost_at_b = await _video_packets_lost(b)
@@ -127,7 +126,7 @@ async def _lossy_call(seconds: float) -> tuple[Any, str, int, set[int], set[int]
 
 
 async def test_loss_on_one_leg_shows_in_the_counters_and_the_receivers_stats() -> None:
-    leg, _, lost_at_b, _, _, _ = await _lossy_call(3.0)
+    leg, _, lost_at_b, _, _, _ = await _lossy_call(5.0)
     print(f"leg B sent {leg.sent()} received {leg.received()}; B's receiver counted {lost_at_b} video packets lost")
     assert leg.sent().dropped > 0 and leg.received().dropped > 0
     total = leg.sent().submitted + leg.received().submitted
@@ -140,12 +139,15 @@ async def test_loss_on_one_leg_shows_in_the_counters_and_the_receivers_stats() -
 async def test_a_call_keeps_decoding_with_5_percent_loss_on_one_leg() -> None:
     # Without loss recovery an aiortc receiver stopped decoding for good after its first lost
     # video packet (its jitter buffer waits for it): it kept decoding only once edges answered NACKs.
-    _, _, _, fresh_at_b, fresh_at_a, recovery = await _lossy_call(4.0)
-    print("loss recovery:", recovery)
-    # ~60 frames were sent in the window. A repair that is itself lost is asked again only when
-    # the receiver sees its next gap (aiortc NACKs on new gaps), so a stall of up to ~0.7 s may
-    # happen; a stopped receiver decodes none.
-    assert len(fresh_at_b) >= 15 and len(fresh_at_a) >= 15, (len(fresh_at_b), len(fresh_at_a))
+    _, _, _, fresh_at_b, fresh_at_a, recovery = await _lossy_call(6.0)
+    print("loss recovery:", recovery, "frames decoded:", len(fresh_at_b), len(fresh_at_a))
+    # ~180 frames were sent each way. Without repairs, each side stops at its first lost video
+    # packet (~1.5 a second here), so it decodes a few dozen frames at most. With them, a stall
+    # happens only when a repair or its NACK is itself lost: aiortc's receiver NACKs again only
+    # when it sees a new gap (libwebrtc retries on a timer), so a stall lasts until the next loss,
+    # usually well under a second. A third of the frames is far above the first and far below the
+    # second; a window at the end of the call would measure only where the last lost repair fell.
+    assert len(fresh_at_b) >= 60 and len(fresh_at_a) >= 60, (len(fresh_at_b), len(fresh_at_a))
     # B lost packets on its way down: its edge (vir-1) answered from what it had sent.
     assert recovery.get("vir-1 resent", 0) > 0
     # B's packets lost on their way up: A's edge (fra-1) did not hold them and asked upstream; B's
