@@ -17,7 +17,8 @@ import grpc
 
 from duet.services.auth.secrets import AuthSecrets
 from duet.services.auth.tokens import UserClaims
-from duet.services.matchmaker.core import ClientSession, MatchConfig, Matchmaker
+from duet.services.matchmaker.config import MatchConfig
+from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.edge_watch import watch_edges
 from duet.services.matchmaker.errors import (
     BadRequest,
@@ -56,6 +57,7 @@ from duet.services.matchmaker.metrics import MatchmakerMetrics
 from duet.services.matchmaker.ports import EdgeInfo, PeerError
 from duet.services.matchmaker.preferences import InvalidPreferences, Preferences, Scope, checked_preferences
 from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient
+from duet.services.matchmaker.session_state import ClientSession
 from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
 from duet.services.rpc.auth import AuthInterceptor, current_principal
 from duet.services.rpc.errors import map_errors

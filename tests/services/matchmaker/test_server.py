@@ -14,7 +14,8 @@ import pytest
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.secrets import AuthSecrets
 from duet.services.auth.tokens import Role, mint_service_token, mint_user_token
-from duet.services.matchmaker.core import MatchConfig, Matchmaker
+from duet.services.matchmaker.config import MatchConfig
+from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.errors import (
     BadRequest,
     Forbidden,
