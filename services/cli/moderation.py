@@ -13,8 +13,8 @@ import grpc
 
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.tokens import Role
-from duet.services.cli.calls import CommandFailed, matchmaker_address
 from duet.services.cli.ops_credentials import OPS_TOKEN_ENV, NoOpsToken, ops_token
+from duet.services.cli.ops_rpc import CommandFailed, matchmaker_address, rpc_failed
 from duet.v1 import moderation_pb2, moderation_pb2_grpc
 
 HELP = """\
@@ -79,20 +79,7 @@ def _call(address: str, rpc: str, request: Any, token: str, role: Role) -> Any:
         try:
             return method(request, timeout=RPC_TIMEOUT_S, metadata=bearer_metadata(token))
         except grpc.RpcError as exc:
-            code: grpc.StatusCode = exc.code()
-            details = exc.details() or ""
-            if code is grpc.StatusCode.UNAVAILABLE:
-                raise CommandFailed(
-                    f"cannot reach the matchmaker at {address} ({details}); is it running? "
-                    "Give its address with --matchmaker ADDRESS"
-                ) from None
-            if code is grpc.StatusCode.UNAUTHENTICATED:
-                raise CommandFailed(f"not signed in: {details}") from None
-            if code is grpc.StatusCode.PERMISSION_DENIED:
-                raise CommandFailed(f"not allowed: {details} ({rpc} needs a token with role {role})") from None
-            if code is grpc.StatusCode.UNIMPLEMENTED:
-                raise CommandFailed(f"the service at {address} has no {rpc} (is it a matchmaker?)") from None
-            raise CommandFailed(details or f"{rpc} failed ({code.name})") from None
+            raise rpc_failed(exc, address, rpc, role.value) from None
 
 
 def format_held(reply: moderation_pb2.ListHeldResponse) -> list[str]:
