@@ -28,7 +28,7 @@ if _version_not_supported:
 class ModerationStub:
     """Users reported by enough distinct people (the matchmaker's
     --review-threshold, default 3) are held for review: their tickets are
-    cancelled and every FindPartner and Next is refused FAILED_PRECONDITION
+    cancelled and every FindPartner and Next is refused (PERMISSION_DENIED)
     until a moderator clears them (docs/matching.md, "Moderation").
 
     A report counts toward a hold only when it was made after the user's last
@@ -75,7 +75,7 @@ class ModerationStub:
 class ModerationServicer:
     """Users reported by enough distinct people (the matchmaker's
     --review-threshold, default 3) are held for review: their tickets are
-    cancelled and every FindPartner and Next is refused FAILED_PRECONDITION
+    cancelled and every FindPartner and Next is refused (PERMISSION_DENIED)
     until a moderator clears them (docs/matching.md, "Moderation").
 
     A report counts toward a hold only when it was made after the user's last
@@ -166,7 +166,7 @@ def add_ModerationServicer_to_server(servicer, server):
 class Moderation:
     """Users reported by enough distinct people (the matchmaker's
     --review-threshold, default 3) are held for review: their tickets are
-    cancelled and every FindPartner and Next is refused FAILED_PRECONDITION
+    cancelled and every FindPartner and Next is refused (PERMISSION_DENIED)
     until a moderator clears them (docs/matching.md, "Moderation").
 
     A report counts toward a hold only when it was made after the user's last
