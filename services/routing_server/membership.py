@@ -1,8 +1,9 @@
 """Live membership for the routing service: heartbeats, the silence sweep, link weights, watchers.
 
 Glue between the Heartbeat / WatchMembership RPCs and the pure rules in
-``routing.membership`` (the silence timer) and ``routing.link_health`` (the
-hysteresis on probe readings). What it decides goes into ``RoutingState`` as
+``routing.membership`` (the silence timer, and neighbours' unreachable
+reports about an edge whose heartbeat is overdue) and ``routing.link_health``
+(the hysteresis on probe readings). What it decides goes into ``RoutingState`` as
 live state, which recomputes routes only when they would change.
 
 Not an ops change: nothing here touches the declared topology or writes the
@@ -14,6 +15,7 @@ service log instead, and announced on WatchMembership.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -75,6 +77,8 @@ class LiveMembership:
         # Edges that just told of a stall, and until when their neighbours' dead-link reports
         # (made before they heard its answers again) are excused.
         self._excused_until: dict[str, float] = {}
+        # Set when an edge may fall due before the sweep loop's next pass (a new report about it).
+        self._wake = asyncio.Event()
 
     def ingress_loads(self) -> Mapping[str, float]:
         """Legs per live edge, the load ``pick_ingress`` weighs against capacity."""
@@ -100,6 +104,7 @@ class LiveMembership:
                 "edge %s stalled for %.0f ms; dead-link reports about it are excused", edge_id, stalled_s * 1000
             )
             self._excused_until[edge_id] = now + PENDING_FOR_S / 2
+            self.membership.withdraw(edge_id)  # its neighbours' reports were the stall, not its death
         # Reports held for this edge's heartbeat: its links really failed, unless it was stalled.
         for key, (far_end, reporter, reading, at) in list(self._pending.items()):
             if far_end == edge_id or now - at > PENDING_FOR_S:
@@ -114,6 +119,13 @@ class LiveMembership:
             dead = not reading.reachable or reading.loss >= DOWN_LOSS
             if dead and now < self._excused_until.get(peer, 0.0):
                 continue  # made while the far end stalled, before its answers came again
+            if dead:
+                # Evidence about the far end too: with a second neighbour's report and its heartbeat
+                # overdue, it is out (the sweep below, or the sweep loop when it falls due).
+                self.membership.report_unreachable(peer, edge_id, now)
+                self._wake.set()
+            else:
+                self.membership.withdraw(peer, edge_id)
             if dead and not self.membership.heard_within(peer, FAR_END_HEARD_S, now):
                 # The far end is quiet too: dead link, or the far end stalled or died? Its next
                 # heartbeat says (or the silence timer decides).
@@ -121,6 +133,9 @@ class LiveMembership:
                 continue
             self._pending.pop(link.key, None)
             changed |= self._observe(link, edge_id, reading)
+        for out in self.membership.sweep(now):
+            self._take_out(out)
+            changed = True
         if changed:
             await self._publish()
         return tuple(n for n in (declared.edge(ln.other(edge_id)) for ln in declared.links_of(edge_id)) if n.registered)
@@ -146,20 +161,33 @@ class LiveMembership:
                 self._announce(change)
                 await self._publish()
 
+    def _take_out(self, change: MembershipChange) -> None:
+        self.loads.pop(change.edge_id, None)
+        self._announce(change)
+
     async def sweep(self) -> list[MembershipChange]:
-        """Take edges silent past the timeout out of routing."""
+        """Take edges that are silent past the timeout, or reported unreachable and overdue, out of routing."""
         changes = self.membership.sweep(self.clock())
         for change in changes:
-            self.loads.pop(change.edge_id, None)
-            self._announce(change)
+            self._take_out(change)
         if changes:
             await self._publish()
         return changes
 
     async def run(self) -> None:
-        """The sweep, every SWEEP_INTERVAL_S, until cancelled (the server owns this task)."""
+        """The sweep, every SWEEP_INTERVAL_S and when a reported edge falls due, until cancelled.
+
+        The server owns this task. Waking at the due time rather than the next regular pass is
+        what keeps a dead transit edge's failover within 1 s (a pass can be 0.25 s away).
+        """
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
+            self._wake.clear()
+            now = self.clock()
+            due = self.membership.next_due(now)
+            # Just past the due time: the rule is "overdue by more than", and the clock is coarse.
+            wait = SWEEP_INTERVAL_S if due is None else min(SWEEP_INTERVAL_S, max(0.0, due - now) + 0.002)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
             try:
                 await self.sweep()
             except Exception:  # a failed pass must not end membership for good
