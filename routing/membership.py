@@ -1,27 +1,30 @@
-"""Edge membership: which edges are alive, from their heartbeats and their neighbours' reports.
+"""Edge membership: which edges are alive, and which may carry transit, from heartbeats and reports.
 
-Two rules take an edge out (routed as if DOWN, its declared state untouched);
-its next heartbeat or registration brings it back:
+Two rules, both undone by the edge's next heartbeat (or registration):
 
-* **Silence.** An edge is watched from its first heartbeat: silent for longer
-  than ``timeout_s`` (2 s) it is out. Edges that never heartbeat (processes
-  older than heartbeats, hand-registered test edges) are never timed out, so
-  adding heartbeats broke nobody.
-* **Unreachable and overdue.** When at least ``quorum`` (2) of its neighbours
-  currently report their links to it unreachable *and* its heartbeat is
-  overdue (none for more than ``overdue_s``, one interval plus 0.1 s), it is
-  out at once. A dead transit edge is then routed around within ~0.6 s of its
-  death instead of the silence timer's 2 s: its neighbours on a call's path
-  send through it, probe it every 0.1 s and report it within ~0.5 s. A single
-  neighbour's report never counts (that neighbour may be the one in trouble),
-  and an edge that heartbeats on time is never taken out this way (its links
-  failed, not it: the link rule decides). An edge that merely stalls longer
-  than ``overdue_s`` is taken out too (it forwards nothing while stalled
-  anyway) and comes back with its next heartbeat, its links untouched.
+* **Silence: out.** An edge is watched from its first heartbeat: silent for
+  longer than ``timeout_s`` (2 s) it is out (routed as if DOWN, its declared
+  state untouched; announced, so the matchmaker moves its clients). Edges
+  that never heartbeat (processes older than heartbeats, hand-registered test
+  edges) are never timed out, so adding heartbeats broke nobody.
+* **Unreachable and overdue: no transit.** When at least ``quorum`` (2) of
+  its neighbours currently report their links to it unreachable *and* its
+  heartbeat is overdue (none for more than ``overdue_s``: one interval plus
+  0.1 s), it carries no transit at once (routed as if DRAINING: it still ends
+  its own calls' paths, no path goes through it, no new clients). A call that
+  transits a dead edge makes both its neighbours on the path send through it,
+  probe it every 0.1 s and report it within ~0.5 s, so the call moves within
+  ~0.6 s of the death instead of the silence timer's 2 s. One neighbour's
+  report never counts (that neighbour may be the one in trouble); an edge
+  that heartbeats on time never loses transit this way (its links failed,
+  not it: the link rule decides). An edge that merely stalls longer than
+  ``overdue_s`` loses transit for the rest of its stall (it forwarded nothing
+  meanwhile anyway) but keeps its own calls and its links, and nobody is told
+  it died.
 
 Pure and clock-free: the caller passes ``now`` (monotonic seconds), so the
 rules are tested with a fake clock and the service sweeps on its own schedule
-(:meth:`Membership.next_due` says when a suspected edge falls due).
+(:meth:`Membership.next_due` says when a reported edge falls due).
 """
 
 from __future__ import annotations
@@ -51,15 +54,25 @@ class MembershipChange:
     reason: str
 
 
+@dataclass(frozen=True)
+class TransitChange:
+    """An edge stopped (or resumed) carrying transit; alive all along."""
+
+    edge_id: str
+    transit: bool
+    reason: str
+
+
 @dataclass
 class Membership:
-    """Last heartbeat per edge, neighbours' unreachable reports, and the edges out."""
+    """Last heartbeat per edge, neighbours' unreachable reports, the edges out and those with no transit."""
 
     timeout_s: float = SILENCE_TIMEOUT_S
     overdue_s: float = OVERDUE_S
     quorum: int = SUSPECT_QUORUM
     _last_beat: dict[str, float] = field(default_factory=dict)
     _silent: set[str] = field(default_factory=set)
+    _no_transit: set[str] = field(default_factory=set)
     # edge -> reporter -> when it last reported its link to that edge unreachable
     _reports: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -67,17 +80,31 @@ class Membership:
     def silent(self) -> frozenset[str]:
         return frozenset(self._silent)
 
+    @property
+    def no_transit(self) -> frozenset[str]:
+        """Alive edges that carry no transit (reported unreachable while overdue)."""
+        return frozenset(self._no_transit)
+
     def is_alive(self, edge_id: str) -> bool:
         return edge_id not in self._silent
+
+    def carries_transit(self, edge_id: str) -> bool:
+        return edge_id not in self._silent and edge_id not in self._no_transit
 
     def heard_within(self, edge_id: str, seconds: float, now: float) -> bool:
         """Whether ``edge_id`` heartbeated in the last ``seconds`` (True for an edge never watched)."""
         last = self._last_beat.get(edge_id)
         return last is None or now - last <= seconds
 
-    def beat(self, edge_id: str, now: float, *, why: str = "heartbeat again") -> MembershipChange | None:
-        """A heartbeat (or registration) at ``now``; the change when a silent edge came back."""
+    def beat(
+        self, edge_id: str, now: float, *, why: str = "heartbeat again"
+    ) -> MembershipChange | TransitChange | None:
+        """A heartbeat (or registration) at ``now``; the change when a silent edge came back, or
+        an edge with no transit carries it again."""
         self._last_beat[edge_id] = now
+        if edge_id in self._no_transit:
+            self._no_transit.discard(edge_id)
+            return TransitChange(edge_id, True, why)
         if edge_id in self._silent:
             self._silent.discard(edge_id)
             return MembershipChange(edge_id, True, why)
@@ -109,28 +136,32 @@ class Membership:
         due = None
         for edge_id in self._reports:
             last = self._last_beat.get(edge_id)
-            if last is None or edge_id in self._silent or len(self.reporters(edge_id, now)) < self.quorum:
+            if not self.carries_transit(edge_id) or last is None or len(self.reporters(edge_id, now)) < self.quorum:
                 continue
             at = last + self.overdue_s
             due = at if due is None else min(due, at)
         return due
 
-    def sweep(self, now: float) -> list[MembershipChange]:
-        """Edges that are now out under either rule and were not yet out."""
-        out = []
+    def sweep(self, now: float) -> list[MembershipChange | TransitChange]:
+        """Edges now out (silent past the timeout), or now with no transit (reported and overdue)."""
+        out: list[MembershipChange | TransitChange] = []
         for edge_id, last in self._last_beat.items():
             if edge_id in self._silent:
                 continue
             silence = now - last
             if silence > self.timeout_s:
-                reason = f"no heartbeat for {silence:.1f} s"
-            elif silence > self.overdue_s and len(reporters := self.reporters(edge_id, now)) >= self.quorum:
+                self._silent.add(edge_id)
+                self._no_transit.discard(edge_id)  # out altogether now
+                out.append(MembershipChange(edge_id, False, f"no heartbeat for {silence:.1f} s"))
+            elif (
+                edge_id not in self._no_transit
+                and silence > self.overdue_s
+                and len(reporters := self.reporters(edge_id, now)) >= self.quorum
+            ):
+                self._no_transit.add(edge_id)
                 reason = f"no heartbeat for {silence:.2f} s and unreachable from {', '.join(reporters)}"
-            else:
-                continue
-            self._silent.add(edge_id)
-            out.append(MembershipChange(edge_id, False, reason))
-        for edge_id in [e for e, reports in self._reports.items() if not self.reporters(e, now)]:
+                out.append(TransitChange(edge_id, False, reason))
+        for edge_id in [e for e in self._reports if not self.reporters(e, now)]:
             del self._reports[edge_id]  # every report lapsed
         return out
 
@@ -138,6 +169,7 @@ class Membership:
         """The edge left the topology: stop watching it."""
         self._last_beat.pop(edge_id, None)
         self._silent.discard(edge_id)
+        self._no_transit.discard(edge_id)
         self._reports.pop(edge_id, None)
         for reports in self._reports.values():
             reports.pop(edge_id, None)

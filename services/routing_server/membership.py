@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from duet.routing.link_health import DOWN_LOSS, LinkHysteresis, LinkReading, LinkWeights
-from duet.routing.membership import SWEEP_INTERVAL_S, Membership, MembershipChange
+from duet.routing.membership import SWEEP_INTERVAL_S, Membership, MembershipChange, TransitChange
 from duet.routing.topology import EdgeNode, Link
 from duet.services.routing_server.state import RoutingState
 
@@ -97,7 +97,7 @@ class LiveMembership:
         now = self.clock()
         change = self.membership.beat(edge_id, now)
         if change is not None:
-            self._announce(change)
+            self._note(change)
             changed = True
         if stalled_s >= STALL_EXCUSE_S:
             logger.warning(
@@ -121,7 +121,7 @@ class LiveMembership:
                 continue  # made while the far end stalled, before its answers came again
             if dead:
                 # Evidence about the far end too: with a second neighbour's report and its heartbeat
-                # overdue, it is out (the sweep below, or the sweep loop when it falls due).
+                # overdue, it carries no transit (the sweep below, or the sweep loop when it falls due).
                 self.membership.report_unreachable(peer, edge_id, now)
                 self._wake.set()
             else:
@@ -134,7 +134,7 @@ class LiveMembership:
             self._pending.pop(link.key, None)
             changed |= self._observe(link, edge_id, reading)
         for out in self.membership.sweep(now):
-            self._take_out(out)
+            self._note(out)
             changed = True
         if changed:
             await self._publish()
@@ -155,21 +155,33 @@ class LiveMembership:
 
     async def registered(self, edge_id: str) -> None:
         """A (re-)registration: a silent edge is back."""
-        if not self.membership.is_alive(edge_id):
+        if not self.membership.carries_transit(edge_id):
             change = self.membership.beat(edge_id, self.clock(), why="registered again")
             if change is not None:
-                self._announce(change)
+                self._note(change)
                 await self._publish()
 
-    def _take_out(self, change: MembershipChange) -> None:
-        self.loads.pop(change.edge_id, None)
+    def _note(self, change: MembershipChange | TransitChange) -> None:
+        if isinstance(change, TransitChange):
+            # Not announced: the edge is alive and keeps its own calls (the matchmaker must not
+            # end them); only paths through it move.
+            log = logger.info if change.transit else logger.warning
+            log(
+                "edge %s %s: %s",
+                change.edge_id,
+                "carries transit again" if change.transit else "carries no transit",
+                change.reason,
+            )
+            return
+        if not change.alive:
+            self.loads.pop(change.edge_id, None)
         self._announce(change)
 
-    async def sweep(self) -> list[MembershipChange]:
-        """Take edges that are silent past the timeout, or reported unreachable and overdue, out of routing."""
+    async def sweep(self) -> list[MembershipChange | TransitChange]:
+        """Take edges silent past the timeout out of routing, and transit off those reported unreachable and overdue."""
         changes = self.membership.sweep(self.clock())
         for change in changes:
-            self._take_out(change)
+            self._note(change)
         if changes:
             await self._publish()
         return changes
@@ -216,7 +228,9 @@ class LiveMembership:
 
     async def _publish(self) -> None:
         weights = {key: h.published for key, h in self._links.items()}
-        await self.state.set_live(silent=self.membership.silent, link_weights=weights)
+        await self.state.set_live(
+            silent=self.membership.silent, no_transit=self.membership.no_transit, link_weights=weights
+        )
 
 
 def _weights(w: LinkWeights) -> str:

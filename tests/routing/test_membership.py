@@ -13,6 +13,8 @@ from duet.routing.membership import (
     SILENCE_TIMEOUT_S,
     SWEEP_INTERVAL_S,
     Membership,
+    MembershipChange,
+    TransitChange,
 )
 
 
@@ -101,12 +103,18 @@ def test_alive_exactly_while_heartbeats_come_within_the_timeout(gaps: list[float
 DETECT_MIN_S, DETECT_MAX_S = 0.3, 0.5
 
 
+def label(change: MembershipChange | TransitChange) -> str:
+    if isinstance(change, TransitChange):
+        return "transit" if change.transit else "no transit"
+    return "back" if change.alive else "out"
+
+
 def simulate(
     m: Membership, events: list[tuple[float, str, str, str]], until: float
-) -> list[tuple[float, str, bool, str]]:
+) -> list[tuple[float, str, str, str]]:
     """Run timed events the way the routing service does: ("beat", edge, ""), ("report", edge,
     reporter), ("heard", edge, reporter); a sweep after each report (as the heartbeat handler does),
-    at each regular pass and when an edge falls due (``next_due``). (time, edge, alive, reason) of each change."""
+    at each regular pass and when an edge falls due (``next_due``). (time, edge, label, reason) of each change."""
     changes = []
     pending = sorted(events)
     t = 0.0
@@ -126,14 +134,14 @@ def simulate(
             if kind == "beat":
                 change = m.beat(edge, at)
                 if change is not None:
-                    changes.append((at, edge, True, change.reason))
+                    changes.append((at, edge, label(change), change.reason))
             elif kind == "report":
                 m.report_unreachable(edge, reporter, at)
             else:
                 m.withdraw(edge, reporter)
         if t >= next_pass:
             next_pass += SWEEP_INTERVAL_S
-        changes += [(t, c.edge_id, False, c.reason) for c in m.sweep(t)]
+        changes += [(t, c.edge_id, label(c), c.reason) for c in m.sweep(t)]
     return changes
 
 
@@ -158,12 +166,13 @@ def reports(edge: str, reporter: str, start: float, end: float) -> list[tuple[fl
     phase=st.floats(min_value=0.0, max_value=HEARTBEAT_INTERVAL_S - 0.001),
     detect=st.lists(st.floats(min_value=DETECT_MIN_S, max_value=DETECT_MAX_S), min_size=2, max_size=4),
 )
-def test_a_dead_edge_reported_by_two_neighbours_is_out_within_0_6_s_of_its_death(
+def test_a_dead_edge_reported_by_two_neighbours_carries_no_transit_within_0_6_s_of_its_death(
     phase: float, detect: list[float]
 ) -> None:
     """Its last heartbeat ``phase`` before it dies; each neighbour on a call's path reports it
-    ``detect`` after. Out once two reports stand and its heartbeat is overdue: never later than
-    0.6 s after its death (well within the 1 s a call's failover may take), never before overdue."""
+    ``detect`` after. No transit once two reports stand and its heartbeat is overdue: never later
+    than 0.6 s after its death (well within the 1 s a call's failover may take), never before
+    overdue; out altogether when the silence timer fires."""
     m = Membership()
     last = 10.0
     death = last + phase
@@ -171,8 +180,9 @@ def test_a_dead_edge_reported_by_two_neighbours_is_out_within_0_6_s_of_its_death
     for i, d in enumerate(detect):
         events += reports("vir-1", f"n-{i}", death + d, death + 5)
     changes = simulate(m, events, death + 5)
-    assert [(e, alive) for _, e, alive, _ in changes] == [("vir-1", False)]
+    assert [(e, what) for _, e, what, _ in changes] == [("vir-1", "no transit"), ("vir-1", "out")]
     out_at, _, _, reason = changes[0]
+    assert changes[1][0] - last > SILENCE_TIMEOUT_S
     assert out_at - death <= OVERDUE_S + 0.01, (out_at - death, phase, detect)
     assert out_at - last > OVERDUE_S
     assert out_at >= death + sorted(detect)[1]  # the second report, not the first, decides
@@ -185,11 +195,11 @@ def test_a_dead_edge_reported_by_two_neighbours_is_out_within_0_6_s_of_its_death
     late=st.floats(min_value=0.0, max_value=OVERDUE_S - HEARTBEAT_INTERVAL_S),
     detect=st.lists(st.floats(min_value=0.0, max_value=OVERDUE_S), min_size=2, max_size=4),
 )
-def test_a_stalled_edge_whose_heartbeat_comes_late_but_within_the_allowance_stays_in(
+def test_a_stalled_edge_whose_heartbeat_comes_late_but_within_the_allowance_keeps_its_transit(
     phase: float, late: float, detect: list[float]
 ) -> None:
     """Its heartbeat comes up to 0.1 s past its interval (a stall: its neighbours all reported it
-    unreachable meanwhile, at any moment); it is never taken out, and not afterwards while it heartbeats."""
+    unreachable meanwhile, at any moment); it never loses transit, nor afterwards while it heartbeats."""
     m = Membership()
     last = 10.0
     late_beat = last + HEARTBEAT_INTERVAL_S + late
@@ -205,9 +215,9 @@ def test_a_stalled_edge_whose_heartbeat_comes_late_but_within_the_allowance_stay
 @given(
     gaps=st.lists(st.floats(min_value=0.01, max_value=1.9), min_size=1, max_size=20),
 )
-def test_one_neighbours_report_alone_never_takes_an_edge_out(gaps: list[float]) -> None:
+def test_one_neighbours_report_alone_never_takes_an_edges_transit(gaps: list[float]) -> None:
     """One neighbour reports it unreachable all along while its heartbeats come at arbitrary gaps
-    (up to 1.9 s, far overdue): only the silence timer could take it out, and it never fires."""
+    (up to 1.9 s, far overdue): it keeps its transit, and the silence timer never fires."""
     m = Membership()
     t = 0.0
     events = [(0.0, "beat", "vir-1", "")]
@@ -218,7 +228,7 @@ def test_one_neighbours_report_alone_never_takes_an_edge_out(gaps: list[float]) 
     assert simulate(m, events, t) == []
 
 
-def test_an_edge_that_heartbeats_on_time_is_never_out_whatever_its_neighbours_say() -> None:
+def test_an_edge_that_heartbeats_on_time_keeps_its_transit_whatever_its_neighbours_say() -> None:
     """Every link to it failed, every neighbour says so: the edge is alive (the links are the link rule's)."""
     m = Membership()
     events = beats("vir-1", 0.0, 10.0)
@@ -241,9 +251,14 @@ def test_reports_lapse_unless_repeated_and_are_withdrawn_when_the_reporter_hears
     assert m.sweep(0.1 + REPORT_LAPSES_S + 0.01) == [] and m.is_alive("vir-1")
     m.report_unreachable("vir-1", "fra-1", 1.2)
     [change] = m.sweep(1.2)
-    assert not change.alive and change.reason == "no heartbeat for 1.20 s and unreachable from fra-1, sin-1"
-    assert m.next_due(1.2) is None  # out already
+    assert (
+        isinstance(change, TransitChange)
+        and not change.transit
+        and change.reason == "no heartbeat for 1.20 s and unreachable from fra-1, sin-1"
+    )
+    assert m.next_due(1.2) is None  # no transit already
+    assert m.is_alive("vir-1") and not m.carries_transit("vir-1") and m.no_transit == {"vir-1"}
     back = m.beat("vir-1", 1.3)
-    assert back is not None and back.alive
+    assert back == TransitChange("vir-1", True, "heartbeat again") and m.carries_transit("vir-1")
     m.withdraw("vir-1")  # it told of a stall: every report about it is void
     assert m.reporters("vir-1", 1.3) == [] and m.sweep(2.3) == []  # overdue, but nobody reports it
