@@ -29,6 +29,7 @@ rules are tested with a fake clock and the service sweeps on its own schedule
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # Edges heartbeat every 0.5 s: 2 s is four missed beats. With a sweep every
@@ -142,10 +143,14 @@ class Membership:
             due = at if due is None else min(due, at)
         return due
 
-    def sweep(self, now: float) -> list[MembershipChange | TransitChange]:
-        """Edges now out (silent past the timeout), or now with no transit (reported and overdue)."""
+    def sweep(self, now: float, only: Iterable[str] | None = None) -> list[MembershipChange | TransitChange]:
+        """Edges now out (silent past the timeout), or now with no transit (reported and overdue).
+
+        ``only``: judge just these edges (a heartbeat's reports), not every edge watched.
+        """
         out: list[MembershipChange | TransitChange] = []
-        for edge_id, last in self._last_beat.items():
+        watched = self._last_beat if only is None else {e: self._last_beat[e] for e in only if e in self._last_beat}
+        for edge_id, last in watched.items():
             if edge_id in self._silent:
                 continue
             silence = now - last
@@ -161,8 +166,9 @@ class Membership:
                 self._no_transit.add(edge_id)
                 reason = f"no heartbeat for {silence:.2f} s and unreachable from {', '.join(reporters)}"
                 out.append(TransitChange(edge_id, False, reason))
-        for edge_id in [e for e in self._reports if not self.reporters(e, now)]:
-            del self._reports[edge_id]  # every report lapsed
+        if only is None:
+            for edge_id in [e for e in self._reports if not self.reporters(e, now)]:
+                del self._reports[edge_id]  # every report lapsed
         return out
 
     def forget(self, edge_id: str) -> None:

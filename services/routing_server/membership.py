@@ -112,6 +112,7 @@ class LiveMembership:
                 link = declared.link(*key)
                 if far_end == edge_id and stalled_s < STALL_EXCUSE_S and link is not None:
                     changed |= self._observe(link, reporter, reading)
+        reported: list[str] = []
         for peer, reading in readings.items():
             link = declared.link(edge_id, peer)
             if link is None:
@@ -123,7 +124,7 @@ class LiveMembership:
                 # Evidence about the far end too: with a second neighbour's report and its heartbeat
                 # overdue, it carries no transit (the sweep below, or the sweep loop when it falls due).
                 self.membership.report_unreachable(peer, edge_id, now)
-                self._wake.set()
+                reported.append(peer)
             else:
                 self.membership.withdraw(peer, edge_id)
             if dead and not self.membership.heard_within(peer, FAR_END_HEARD_S, now):
@@ -133,9 +134,12 @@ class LiveMembership:
                 continue
             self._pending.pop(link.key, None)
             changed |= self._observe(link, edge_id, reading)
-        for out in self.membership.sweep(now):
-            self._note(out)
-            changed = True
+        if reported:
+            for out in self.membership.sweep(now, only=reported):
+                self._note(out)
+                changed = True
+            if self.membership.next_due(now) is not None:
+                self._wake.set()  # a reported edge falls due, maybe before the sweep loop's next pass
         if changed:
             await self._publish()
         return tuple(n for n in (declared.edge(ln.other(edge_id)) for ln in declared.links_of(edge_id)) if n.registered)

@@ -262,3 +262,15 @@ def test_reports_lapse_unless_repeated_and_are_withdrawn_when_the_reporter_hears
     assert back == TransitChange("vir-1", True, "heartbeat again") and m.carries_transit("vir-1")
     m.withdraw("vir-1")  # it told of a stall: every report about it is void
     assert m.reporters("vir-1", 1.3) == [] and m.sweep(2.3) == []  # overdue, but nobody reports it
+
+
+def test_a_sweep_of_only_some_edges_judges_just_those() -> None:
+    """The routing service judges the edges a heartbeat reported at once, without a pass over all."""
+    m = Membership()
+    for e in ("fra-1", "vir-1", "sin-1"):
+        m.beat(e, 0.0)
+    m.report_unreachable("vir-1", "fra-1", 0.5)
+    m.report_unreachable("vir-1", "sin-1", 0.5)
+    assert [c.edge_id for c in m.sweep(3.0, only=["vir-1", "tyo-1"])] == ["vir-1"]  # tyo-1: never watched
+    assert m.is_alive("fra-1") and m.is_alive("sin-1")  # silent past the timeout, but not judged yet
+    assert sorted(c.edge_id for c in m.sweep(3.0)) == ["fra-1", "sin-1"]
