@@ -5,9 +5,9 @@ be; membership and probes say what is: edges that fell silent are routed as
 DOWN, edges that carry no transit (reported unreachable while their heartbeat
 is overdue) as DRAINING (they end their own calls' paths, no path goes
 through them), links take their measured weights and are down while
-unanswered. This
-view changes no declared state and keeps the declared version, so an
-operator's view, diffs and audit log never show a heartbeat's effect.
+unanswered. This view changes no declared state and keeps the declared
+version, so an operator's view, diffs and audit log never show a
+heartbeat's effect.
 """
 
 from __future__ import annotations

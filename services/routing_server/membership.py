@@ -3,13 +3,15 @@
 Glue between the Heartbeat / WatchMembership RPCs and the pure rules in
 ``routing.membership`` (the silence timer, and neighbours' unreachable
 reports about an edge whose heartbeat is overdue) and ``routing.link_health``
-(the hysteresis on probe readings). What it decides goes into ``RoutingState`` as
-live state, which recomputes routes only when they would change.
+(the hysteresis on probe readings). What it decides goes into
+``RoutingState`` as live state, which recomputes routes only when they would
+change.
 
 Not an ops change: nothing here touches the declared topology or writes the
 topology audit log (a crashed edge is not an operator's decision, and a busy
 backbone would flood the log). Every change is logged at INFO/WARNING in the
-service log instead, and announced on WatchMembership.
+service log instead, and liveness changes are announced on WatchMembership
+(an edge that only lost its transit is alive: not announced).
 """
 
 from __future__ import annotations
