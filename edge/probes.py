@@ -9,7 +9,8 @@ rarely:
 * a **busy** link (the next hop toward a bridged partner's edge, or one this
   edge relayed through since the last tick) every ``PROBE_INTERVAL_S``, and
   it is unreachable after ``DOWN_AFTER_S`` without an answer, so a call's
-  media moves off a failed link within a second;
+  media moves off a failed link, or off a dead transit edge (which both of
+  its neighbours on the call's path report), within a second;
 * an **idle** link every ``IDLE_PROBE_INTERVAL_S``, unreachable after
   ``IDLE_DOWN_AFTER_S``: its RTT and loss are still measured, at a tenth of
   the cost (13 idle edges in a full mesh otherwise spend over half a core on it).

@@ -1,26 +1,30 @@
 """Live membership for the routing service: heartbeats, the silence sweep, link weights, watchers.
 
 Glue between the Heartbeat / WatchMembership RPCs and the pure rules in
-``routing.membership`` (the silence timer) and ``routing.link_health`` (the
-hysteresis on probe readings). What it decides goes into ``RoutingState`` as
-live state, which recomputes routes only when they would change.
+``routing.membership`` (the silence timer, and neighbours' unreachable
+reports about an edge whose heartbeat is overdue) and ``routing.link_health``
+(the hysteresis on probe readings). What it decides goes into
+``RoutingState`` as live state, which recomputes routes only when they would
+change.
 
 Not an ops change: nothing here touches the declared topology or writes the
 topology audit log (a crashed edge is not an operator's decision, and a busy
 backbone would flood the log). Every change is logged at INFO/WARNING in the
-service log instead, and announced on WatchMembership.
+service log instead, and liveness changes are announced on WatchMembership
+(an edge that only lost its transit is alive: not announced).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from duet.routing.link_health import DOWN_LOSS, LinkHysteresis, LinkReading, LinkWeights
-from duet.routing.membership import SWEEP_INTERVAL_S, Membership, MembershipChange
+from duet.routing.membership import SWEEP_INTERVAL_S, Membership, MembershipChange, TransitChange
 from duet.routing.topology import EdgeNode, Link
 from duet.services.routing_server.state import RoutingState
 
@@ -75,6 +79,8 @@ class LiveMembership:
         # Edges that just told of a stall, and until when their neighbours' dead-link reports
         # (made before they heard its answers again) are excused.
         self._excused_until: dict[str, float] = {}
+        # Set when an edge may fall due before the sweep loop's next pass (a new report about it).
+        self._wake = asyncio.Event()
 
     def ingress_loads(self) -> Mapping[str, float]:
         """Legs per live edge, the load ``pick_ingress`` weighs against capacity."""
@@ -93,13 +99,14 @@ class LiveMembership:
         now = self.clock()
         change = self.membership.beat(edge_id, now)
         if change is not None:
-            self._announce(change)
+            self._note(change)
             changed = True
         if stalled_s >= STALL_EXCUSE_S:
             logger.warning(
                 "edge %s stalled for %.0f ms; dead-link reports about it are excused", edge_id, stalled_s * 1000
             )
             self._excused_until[edge_id] = now + PENDING_FOR_S / 2
+            self.membership.withdraw(edge_id)  # its neighbours' reports were the stall, not its death
         # Reports held for this edge's heartbeat: its links really failed, unless it was stalled.
         for key, (far_end, reporter, reading, at) in list(self._pending.items()):
             if far_end == edge_id or now - at > PENDING_FOR_S:
@@ -107,6 +114,7 @@ class LiveMembership:
                 link = declared.link(*key)
                 if far_end == edge_id and stalled_s < STALL_EXCUSE_S and link is not None:
                     changed |= self._observe(link, reporter, reading)
+        reported: list[str] = []
         for peer, reading in readings.items():
             link = declared.link(edge_id, peer)
             if link is None:
@@ -114,6 +122,13 @@ class LiveMembership:
             dead = not reading.reachable or reading.loss >= DOWN_LOSS
             if dead and now < self._excused_until.get(peer, 0.0):
                 continue  # made while the far end stalled, before its answers came again
+            if dead:
+                # Evidence about the far end too: with a second neighbour's report and its heartbeat
+                # overdue, it carries no transit (the sweep below, or the sweep loop when it falls due).
+                self.membership.report_unreachable(peer, edge_id, now)
+                reported.append(peer)
+            else:
+                self.membership.withdraw(peer, edge_id)
             if dead and not self.membership.heard_within(peer, FAR_END_HEARD_S, now):
                 # The far end is quiet too: dead link, or the far end stalled or died? Its next
                 # heartbeat says (or the silence timer decides).
@@ -121,6 +136,12 @@ class LiveMembership:
                 continue
             self._pending.pop(link.key, None)
             changed |= self._observe(link, edge_id, reading)
+        if reported:
+            for out in self.membership.sweep(now, only=reported):
+                self._note(out)
+                changed = True
+            if self.membership.next_due(now) is not None:
+                self._wake.set()  # a reported edge falls due, maybe before the sweep loop's next pass
         if changed:
             await self._publish()
         return tuple(n for n in (declared.edge(ln.other(edge_id)) for ln in declared.links_of(edge_id)) if n.registered)
@@ -140,26 +161,51 @@ class LiveMembership:
 
     async def registered(self, edge_id: str) -> None:
         """A (re-)registration: a silent edge is back."""
-        if not self.membership.is_alive(edge_id):
+        if not self.membership.carries_transit(edge_id):
             change = self.membership.beat(edge_id, self.clock(), why="registered again")
             if change is not None:
-                self._announce(change)
+                self._note(change)
                 await self._publish()
 
-    async def sweep(self) -> list[MembershipChange]:
-        """Take edges silent past the timeout out of routing."""
+    def _note(self, change: MembershipChange | TransitChange) -> None:
+        if isinstance(change, TransitChange):
+            # Not announced: the edge is alive and keeps its own calls (the matchmaker must not
+            # end them); only paths through it move.
+            log = logger.info if change.transit else logger.warning
+            log(
+                "edge %s %s: %s",
+                change.edge_id,
+                "carries transit again" if change.transit else "carries no transit",
+                change.reason,
+            )
+            return
+        if not change.alive:
+            self.loads.pop(change.edge_id, None)
+        self._announce(change)
+
+    async def sweep(self) -> list[MembershipChange | TransitChange]:
+        """Take edges silent past the timeout out of routing, and transit off those reported unreachable and overdue."""
         changes = self.membership.sweep(self.clock())
         for change in changes:
-            self.loads.pop(change.edge_id, None)
-            self._announce(change)
+            self._note(change)
         if changes:
             await self._publish()
         return changes
 
     async def run(self) -> None:
-        """The sweep, every SWEEP_INTERVAL_S, until cancelled (the server owns this task)."""
+        """The sweep, every SWEEP_INTERVAL_S and when a reported edge falls due, until cancelled.
+
+        The server owns this task. Waking at the due time rather than the next regular pass is
+        what keeps a dead transit edge's failover within 1 s (a pass can be 0.25 s away).
+        """
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
+            self._wake.clear()
+            now = self.clock()
+            due = self.membership.next_due(now)
+            # Just past the due time: the rule is "overdue by more than", and the clock is coarse.
+            wait = SWEEP_INTERVAL_S if due is None else min(SWEEP_INTERVAL_S, max(0.0, due - now) + 0.002)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
             try:
                 await self.sweep()
             except Exception:  # a failed pass must not end membership for good
@@ -188,7 +234,9 @@ class LiveMembership:
 
     async def _publish(self) -> None:
         weights = {key: h.published for key, h in self._links.items()}
-        await self.state.set_live(silent=self.membership.silent, link_weights=weights)
+        await self.state.set_live(
+            silent=self.membership.silent, no_transit=self.membership.no_transit, link_weights=weights
+        )
 
 
 def _weights(w: LinkWeights) -> str:

@@ -39,6 +39,7 @@ class RoutingState:
         self.graph, self.routes = routes_of(topology)
         self.generation = 0
         self.silent: frozenset[str] = frozenset()
+        self.no_transit: frozenset[str] = frozenset()
         self.link_weights: Mapping[tuple[str, str], LinkWeights] = {}
         self.mutating = asyncio.Lock()
         self._changed = asyncio.Condition()
@@ -49,9 +50,15 @@ class RoutingState:
         self.topology = topology
         await self._recompute()
 
-    async def set_live(self, *, silent: Set[str], link_weights: Mapping[tuple[str, str], LinkWeights]) -> None:
+    async def set_live(
+        self,
+        *,
+        silent: Set[str],
+        link_weights: Mapping[tuple[str, str], LinkWeights],
+        no_transit: Set[str] = frozenset(),
+    ) -> None:
         """New membership or link weights: recompute the routes unless they route the same."""
-        self.silent, self.link_weights = frozenset(silent), dict(link_weights)
+        self.silent, self.no_transit, self.link_weights = frozenset(silent), frozenset(no_transit), dict(link_weights)
         await self._recompute()
 
     async def _recompute(self) -> None:
@@ -59,7 +66,9 @@ class RoutingState:
         # the GIL), one at a time. Each pass reads the latest declared and live state when it
         # starts, so changes that arrive during a pass are coalesced into the next one.
         async with self._replacing:
-            routed = routed_topology(self.topology, silent=self.silent, links=self.link_weights)
+            routed = routed_topology(
+                self.topology, silent=self.silent, no_transit=self.no_transit, links=self.link_weights
+            )
             if routed is self.routed:
                 return
             if routed == self.routed and routed.version == self.routed.version:

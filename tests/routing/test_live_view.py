@@ -33,3 +33,12 @@ def test_a_link_an_operator_took_down_stays_down_whatever_it_measures() -> None:
     routed = routed_topology(t, silent=set(), links={ln.key: LinkWeights(5.0, 0.0, True)})
     link = routed.link("fra-1", "vir-1")
     assert link is not None and not link.up
+
+
+def test_edges_with_no_transit_drain_and_an_operators_state_wins() -> None:
+    t = default_topology().with_edge_state("vir-1", EdgeState.DOWN)
+    routed = routed_topology(t, silent={"sin-1"}, no_transit={"fra-1", "vir-1", "sin-1"}, links={})
+    assert routed.edge("fra-1").state is EdgeState.DRAINING  # ends its own calls' paths, carries no transit
+    assert routed.edge("vir-1").state is EdgeState.DOWN  # the operator's DOWN stays DOWN
+    assert routed.edge("sin-1").state is EdgeState.DOWN  # silent: out altogether
+    assert t.edge("fra-1").state is EdgeState.ACTIVE

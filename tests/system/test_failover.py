@@ -1,4 +1,5 @@
-"""Failover with real processes: a backbone link failed mid-call, and an edge process killed.
+"""Failover with real processes: a backbone link failed mid-call, a transit edge killed mid-call,
+and a call's own edge process killed.
 
 The cluster is the local one (PostgreSQL, routing, matchmaker, three edge
 processes); clients are the SDK with synthetic cameras whose frames carry
@@ -15,13 +16,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from duet.services.auth.bearer import bearer_metadata
+from duet.services.auth.tokens import Role
 from duet.services.client import DuetClient
 from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import ClusterInfo, LocalCluster
 from duet.services.devkit.synthetic_media import synthetic_client
+from duet.v1 import routing_pb2, routing_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -126,6 +131,82 @@ async def test_a_backbone_link_failed_mid_call_resumes_over_the_alternate_path_w
         assert reachable == {"vir-1": 0.0, "sin-1": 1.0}
     finally:
         await asyncio.gather(ana.leave(), ben.leave())
+
+
+# The default topology's delays, except that vir-1's links are fast (20 ms each way): once the
+# probes have measured them, a Frankfurt <-> Singapore call goes fra-1 > vir-1 > sin-1 (80 ms
+# RTT) rather than straight (156 ms), and its alternate when vir-1 dies is the direct link.
+TRANSIT_VIA_VIR = {
+    "backbone": {
+        "topology": "default",
+        "links": {k: {"delay_ms": 20} for k in ("fra-1>vir-1", "vir-1>fra-1", "vir-1>sin-1", "sin-1>vir-1")},
+    }
+}
+
+
+@pytest.fixture
+async def transit_cluster(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[LocalCluster]:
+    wan = tmp_path / "wan.json"
+    write_atomically(wan, TRANSIT_VIA_VIR)
+    monkeypatch.setenv("DUET_WAN", str(wan))
+    c = LocalCluster(state_dir=tmp_path / "state", database=database_url)
+    async with c:
+        yield c
+
+
+async def test_a_transit_edge_killed_mid_call_is_routed_around_within_1_s(transit_cluster: LocalCluster) -> None:
+    info = transit_cluster.info
+    assert info is not None
+    matchmaker = bearer_metadata(info.service_token(Role.MATCHMAKER))
+    async with grpc.aio.insecure_channel(info.routing) as channel:
+        routing = routing_pb2_grpc.RoutingStub(channel)
+
+        async def path(a: str, b: str) -> list[str]:
+            reply = await routing.PickRoute(
+                routing_pb2.PickRouteRequest(from_edge_id=a, to_edge_id=b), metadata=matchmaker
+            )
+            return list(reply.path)
+
+        deadline = time.monotonic() + 15
+        while await path("fra-1", "sin-1") != ["fra-1", "vir-1", "sin-1"]:  # the probes measure vir-1's links
+            assert time.monotonic() < deadline, "the route never moved onto the fast links through vir-1"
+            await asyncio.sleep(0.2)
+
+        ana = synthetic_client(
+            info.matchmaker, "tr-ana", "Ana", tag=5101, client_ip=DEMO_CLIENT_IPS["Frankfurt"],
+            token=info.user_tokens("tr-ana"),
+        )  # fmt: skip
+        cho = synthetic_client(
+            info.matchmaker, "tr-cho", "Cho", tag=5303, client_ip=DEMO_CLIENT_IPS["Singapore"],
+            token=info.user_tokens("tr-cho"),
+        )  # fmt: skip
+        frames = FrameClock([ana, cho])
+        try:
+            await asyncio.gather(ana.connect(), cho.connect())
+            assert ana.edge is not None and ana.edge.edge_id == "fra-1"
+            assert cho.edge is not None and cho.edge.edge_id == "sin-1"
+            ra, rc = await asyncio.gather(ana.find_partner(), cho.find_partner())
+            assert ra.route == ["fra-1", "vir-1", "sin-1"] and rc.route == ["sin-1", "vir-1", "fra-1"]
+            frames.start()
+            await asyncio.sleep(2.0)  # a steady call: its links through vir-1 are busy (probed every 0.1 s)
+
+            edge = next(c for c in transit_cluster.children if c.name == "edge-vir-1")
+            killed = time.monotonic()
+            edge.proc.kill()  # SIGKILL: no goodbye to anyone
+            await asyncio.sleep(4.0)
+            end = time.monotonic()
+            await frames.stop()
+            gaps = {u: frames.longest_gap(u, killed, end) for u in ("tr-ana", "tr-cho")}
+            print("longest video gap after the transit edge died:", {u: f"{g * 1000:.0f} ms" for u, g in gaps.items()})
+            assert all(g < 1.0 for g in gaps.values()), gaps
+            # The same call, now straight over fra-1 <-> sin-1; nobody's call ended.
+            assert ana.in_call and cho.in_call
+            assert all(frames.arrivals[u][-1] > end - 0.2 for u in ("tr-ana", "tr-cho"))
+            assert await path("fra-1", "sin-1") == ["fra-1", "sin-1"]
+        finally:
+            await asyncio.gather(ana.leave(), cho.leave())
 
 
 @pytest.fixture

@@ -217,7 +217,11 @@ class RoutingServicer:
         heartbeated once and then stays silent for 2 s is taken out of routing
         (no new clients, no routes through it: as if DOWN, without changing its
         declared state) until it heartbeats or registers again. Edges that never
-        heartbeat are never timed out. Loads weight ingress choice; measurements
+        heartbeat are never timed out. An edge that two or more neighbours report
+        unreachable while its heartbeat is overdue (none for 0.6 s) carries no
+        transit until its next heartbeat: routed as if DRAINING, it still ends its
+        own calls' paths but no path goes through it (not announced on
+        WatchMembership: it is not dead). Loads weight ingress choice; measurements
         move link weights through a hysteresis rule and take a link out of routing
         while the edges report it unanswered (docs/architecture.md, "Membership,
         probes and failover"). Membership and measurements are live state, not
