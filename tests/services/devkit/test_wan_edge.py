@@ -81,8 +81,17 @@ async def test_backbone_delay_shows_up_as_added_latency_on_forwarded_media() -> 
             await close_client(a)
             await close_client(b)
     assert len(before) >= 15 and len(after) >= 15, (len(before), len(after))
-    added_ms = (statistics.median(after) - statistics.median(before)) * 1000
-    print(f"median latency {statistics.median(before) * 1000:.0f} ms -> {statistics.median(after) * 1000:.0f} ms")
+
+    def low(latencies: list[float]) -> float:
+        # The 20th percentile: what a frame takes when nothing else holds it up. A busy machine
+        # (other tests on both cores) delays many frames by tens of ms more, which moves the median.
+        return statistics.quantiles(latencies, n=5)[0]
+
+    added_ms = (low(after) - low(before)) * 1000
+    print(
+        f"latency p20 {low(before) * 1000:.0f} ms -> {low(after) * 1000:.0f} ms; "
+        f"median {statistics.median(before) * 1000:.0f} ms -> {statistics.median(after) * 1000:.0f} ms"
+    )
     assert 70 <= added_ms <= 150, added_ms
     counters = emulation.backbone_counters()
     assert counters.delayed > 0 and counters.dropped == 0
