@@ -45,6 +45,7 @@ from duet.services.matchmaker.events import (
     Queued,
     Reported,
     SessionClosed,
+    ShardMoved,
     TicketClosed,
 )
 from duet.services.matchmaker.fakes.friends import InMemoryFriendStore
@@ -61,9 +62,11 @@ from duet.services.matchmaker.ports import (
     RoutingService,
     SafetyStore,
 )
-from duet.services.matchmaker.preferences import Preferences
+from duet.services.matchmaker.preferences import NO_PREFERENCES, Preferences
 from duet.services.matchmaker.rate_limit import RateLimiter
 from duet.services.matchmaker.reference_latency import ReferenceLatency
+from duet.services.matchmaker.replicas.shards import ShardMap
+from duet.services.matchmaker.replicas.ticket_restore import RestoredTicket, preferences_json
 from duet.services.matchmaker.ring import Ring
 from duet.services.matchmaker.rules.base import LatencyEstimate, PairContext
 from duet.services.matchmaker.rules.interests import shared_interests
@@ -90,8 +93,10 @@ class Matchmaker(FriendCalls, CallReports):
         latency: LatencyEstimate | None = None,
         clock: Callable[[], float] = time.time,
         telemetry: CallTelemetry | None = None,
+        shards: ShardMap | None = None,
     ) -> None:
-        """``recent_partners`` overrides ``config.recent_partners``; ``safety`` defaults to an
+        """``shards``: which shard each region is in (default: one shard for the world; docs/replicas.md).
+        ``recent_partners`` overrides ``config.recent_partners``; ``safety`` defaults to an
         in-memory store (blocks and reports then last as long as the process), ``friends`` likewise; ``latency``
         to the routing library's reference RTTs; ``clock`` gives epoch seconds."""
         config = config or MatchConfig()
@@ -113,6 +118,9 @@ class Matchmaker(FriendCalls, CallReports):
         )
         self.rate_limiter = RateLimiter(config.rate_limit_requests, config.rate_limit_per_s)
         self.pool = WaitingPool(compare=config.compare)
+        self.shard_map = shards if shards is not None else ShardMap()
+        # Open tickets of a shard taken over from a dead replica, waiting for their users to come back.
+        self._restored: dict[str, RestoredTicket] = {}  # user id -> ticket
         self.sessions: dict[str, ClientSession] = {}
         self._by_user: dict[str, ClientSession] = {}
         self._calls: dict[str, ActiveCall] = {}
@@ -190,6 +198,13 @@ class Matchmaker(FriendCalls, CallReports):
                 if self.now_ms() >= ring.expires_at:
                     self._end_ring(ring, rings.NO_ANSWER)
                 continue
+            restored = self._restored_ticket(ticket_id)
+            if restored is not None:
+                if self.now_ms() >= restored.queued_at + self.config.ticket_ttl_s * 1000:
+                    # Its user did not come back in time: it expires as a waiting ticket would.
+                    del self._restored[restored.user_id]
+                    await self.store.close_ticket(restored.ticket_id, "expired")
+                continue
             ticket = self.pool.get(ticket_id)
             if ticket is None:
                 continue  # matched or gone since
@@ -261,6 +276,7 @@ class Matchmaker(FriendCalls, CallReports):
             raise Unavailable(f"no edge could be assigned: {exc}") from exc
         session.edge = ingress.edge
         session.region = ingress.edge.region
+        session.shard = self.shard_map.shard_of(session.region)
         session.send(
             EdgeAssigned(
                 session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=self.now_ms()
@@ -485,22 +501,115 @@ class Matchmaker(FriendCalls, CallReports):
 
     async def _enqueue(self, session: ClientSession) -> None:
         assert session.edge is not None and session.video is not None
+        restored = self._restored.pop(session.user_id, None)
+        if restored is not None and session.preferences == NO_PREFERENCES:
+            session.preferences = restored.preferences  # the client did not state them again: keep the stored ones
+        prefs = preferences_json(session.preferences)
+        # Back after its replica died: the same ticket, keeping its place among the longest waiting.
+        resumed = restored is not None and await self.store.resume_ticket(
+            restored.ticket_id, session.session_id, session.edge.edge_id, session.region, prefs
+        )
         ticket = Ticket(
-            ticket_id=uuid.uuid4().hex,
+            ticket_id=restored.ticket_id if resumed and restored else uuid.uuid4().hex,
             user_id=session.user_id,
             session_id=session.session_id,
             edge_id=session.edge.edge_id,
-            queued_at=self.now_ms(),
+            queued_at=restored.queued_at if resumed and restored else self.now_ms(),
             video=session.video,
             region=session.region,
             preferences=session.preferences,
             reports=self._reports.get(session.user_id, 0),
         )
         session.ticket = ticket
-        await self.store.open_ticket(
-            ticket.ticket_id, ticket.user_id, ticket.session_id, ticket.edge_id, ticket.queued_at / 1000
-        )
+        if resumed:
+            logger.info(
+                "user %s resumed ticket %s (waiting %.1f s)",
+                session.user_id,
+                ticket.ticket_id[:8],
+                (self.now_ms() - ticket.queued_at) / 1000,
+            )
+        else:
+            await self.store.open_ticket(
+                ticket.ticket_id,
+                ticket.user_id,
+                ticket.session_id,
+                ticket.edge_id,
+                ticket.queued_at / 1000,
+                region=session.region,
+                shard=session.shard,
+                preferences=prefs,
+            )
+        if session.ticket is not ticket or session.closed:
+            # Closed while the store answered (its close may have come before the row): no open ticket is left.
+            await self.store.close_ticket(ticket.ticket_id, "cancelled: session closed")
+            return
         await self._offer(session, ticket)
+
+    def _restored_ticket(self, ticket_id: str) -> RestoredTicket | None:
+        for restored in self._restored.values():
+            if restored.ticket_id == ticket_id:
+                return restored
+        return None
+
+    async def _reoffer(self, session: ClientSession, ticket: Ticket) -> None:
+        """Put a ticket whose match fell through back in the pool, keeping its age."""
+        if session.closed or session.ticket is not None or session.call is not None:
+            return
+        session.ticket = ticket
+        async with self._pool_lock:
+            pair = self.pool.offer(ticket, self.pair_context())
+        if pair is not None:
+            await self._start_call(*pair)
+        else:
+            self._schedule_ticket(ticket)
+
+    # -- replicas: shards taken over and given up ----------------------------------
+
+    async def restore_shard(self, shard: str) -> int:
+        """This replica now owns ``shard``: hold its open tickets for their users to come back.
+
+        A user who returns (a new session, a leg, then FindPartner or Next) gets
+        their ticket back with its queued_at; one who does not expires on the
+        ticket TTL. Returns how many tickets were restored.
+        """
+        rows = await self.store.open_tickets_in_shard(shard)
+        count = 0
+        for row in rows:
+            live = self._by_user.get(row.user_id)
+            if live is not None and live.ticket is not None and live.ticket.ticket_id == row.ticket_id:
+                continue  # already waiting here
+            restored = RestoredTicket.of(row)
+            self._restored[row.user_id] = restored
+            self._schedule(restored.queued_at + self.config.ticket_ttl_s * 1000, restored.ticket_id)
+            count += 1
+        logger.info("shard %s: restored %d waiting tickets", shard, count)
+        return count
+
+    async def release_shard(self, shard: str, reason: str) -> None:
+        """This replica no longer owns ``shard``: end its sessions so their clients reconnect to the new owner.
+
+        Their open tickets stay open in the store for the new owner to restore.
+        """
+        for restored in [r for r in self._restored.values() if r.shard == shard]:
+            del self._restored[restored.user_id]
+        for session in [s for s in self.sessions.values() if s.shard == shard]:
+            ticket = session.ticket
+            if ticket is not None:
+                async with self._pool_lock:
+                    self.pool.remove(ticket.ticket_id)
+                session.ticket = None  # left open in the store: the new owner resumes it
+            session.outbox.put_nowait(ShardMoved(reason))
+            await self.close_session(session, reason)
+
+    def waiting_by_shard(self) -> dict[str, int]:
+        """Tickets waiting per shard: in the pool, and restored ones whose users have not come back yet."""
+        counts = dict.fromkeys(self.shard_map.shards, 0)
+        for t in self.pool.waiting():
+            shard = self.shard_map.shard_of(t.region)
+            counts[shard] = counts.get(shard, 0) + 1
+        for r in self._restored.values():
+            counts[r.shard] = counts.get(r.shard, 0) + 1
+        return counts
 
     async def _offer(self, session: ClientSession, ticket: Ticket) -> None:
         """Offer the session's ticket to the pool: Queued, then a match at once or a place in the pool."""
@@ -552,7 +661,7 @@ class Matchmaker(FriendCalls, CallReports):
             kind=CALL_KIND_MATCH,
             shared=shared,
             languages=(first.preferences.languages, second.preferences.languages),
-            tickets=(first.ticket_id, second.ticket_id),
+            tickets=(first, second),
         )
 
     async def stop(self) -> None:

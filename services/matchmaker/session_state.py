@@ -43,6 +43,7 @@ class ClientSession:
     outbox: Outbox
     edge: EdgeInfo | None = None
     region: str = ""
+    shard: str = ""  # the shard of the region (replicas: docs/replicas.md)
     leg_id: str | None = None
     video: VideoCodecs | None = None  # set with the leg
     ticket: Ticket | None = None
