@@ -123,6 +123,12 @@ class SessionInbox:
     def put(self, event: Event) -> None:
         self._queue.put_nowait(event)
 
+    def reopen(self) -> None:
+        """A new stream replaces the ended one: forget its end and whatever it left unread."""
+        self._ended = None
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
     @property
     def stream_error(self) -> DuetClientError | None:
         return self._ended.error if self._ended is not None else None
