@@ -169,6 +169,7 @@ class CallSetup:
                 stages_a=stages[0],
                 stages_b=stages[1],
                 kind=kind,
+                shard=a.shard,
             )
         )
         for s in (a, b):
@@ -259,6 +260,7 @@ class CallSetup:
                 stages_a={"queued": queued[0], **stages},
                 stages_b={"queued": queued[1], **stages},
                 kind=kind,
+                shard=a.shard,
             )
         )
 

@@ -572,6 +572,12 @@ class Matchmaker(FriendCalls, CallReports):
         their ticket back with its queued_at; one who does not expires on the
         ticket TTL. Returns how many tickets were restored.
         """
+        # Calls the dead owner left live have nobody to end them now: their clients lost it with their stream.
+        ended = await self.store.end_calls_in_shard(
+            shard, "matchmaker replica lost", keep=[c for c in self._calls if self._calls[c].sessions[0].shard == shard]
+        )
+        if ended:
+            logger.info("shard %s: ended %d calls its previous owner left live", shard, ended)
         rows = await self.store.open_tickets_in_shard(shard)
         count = 0
         for row in rows:

@@ -209,6 +209,10 @@ class MatchStore(Protocol):
         """
         ...
 
+    async def end_calls_in_shard(self, shard: str, reason: str, keep: Sequence[str] = ()) -> int:
+        """End every live call of ``shard`` but those in ``keep`` (ones a dead replica left); how many ended."""
+        ...
+
     async def get_call(self, call_id: str) -> CallRow | None:
         """A copy of the call record, or None."""
         ...

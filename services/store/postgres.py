@@ -89,6 +89,7 @@ def _call(r: asyncpg.Record) -> CallRow:
         duration_ms=r["duration_ms"],
         clock_a=_clock(r["clock_offset_a_ms"], r["clock_uncertainty_a_ms"]),
         clock_b=_clock(r["clock_offset_b_ms"], r["clock_uncertainty_b_ms"]),
+        shard=r["shard"],
     )
 
 
@@ -122,7 +123,7 @@ def _edge(r: asyncpg.Record) -> EdgeRow:
 _CALL_COLUMNS = (
     "call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, state, end_reason, "
     "stages_a, stages_b, kind, created_at, ended_at, duration_ms, "
-    "clock_offset_a_ms, clock_uncertainty_a_ms, clock_offset_b_ms, clock_uncertainty_b_ms"
+    "clock_offset_a_ms, clock_uncertainty_a_ms, clock_offset_b_ms, clock_uncertainty_b_ms, shard"
 )
 _TICKET_COLUMNS = "ticket_id, user_id, session_id, edge_id, queued_at, closed_at, outcome, region, shard, preferences"
 # Namespace for per-user advisory locks (two-int form; the migration lock uses the one-bigint form).
@@ -294,9 +295,9 @@ class Store:
         try:
             await self.pool.execute(
                 "INSERT INTO calls (call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, "
-                "state, end_reason, stages_a, stages_b, ended_at, duration_ms, kind) "
+                "state, end_reason, stages_a, stages_b, ended_at, duration_ms, kind, shard) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-                "CASE WHEN $14 THEN now() END, CASE WHEN $14 THEN 0 END, $15)",
+                "CASE WHEN $14 THEN now() END, CASE WHEN $14 THEN 0 END, $15, $16)",
                 row.call_id,
                 row.user_a,
                 row.user_b,
@@ -312,6 +313,7 @@ class Store:
                 row.stages_b,
                 row.state == CALL_STATE_ENDED,
                 row.kind,
+                row.shard,
             )
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise _integrity_error(exc, f"call '{call.call_id}'") from exc
@@ -358,6 +360,19 @@ class Store:
             CALL_STATE_ENDED,
         )
         return status == "UPDATE 1"
+
+    async def end_calls_in_shard(self, shard: str, reason: str, keep: Sequence[str] = ()) -> int:
+        """End every live call of ``shard`` except ``keep`` (a dead replica's); returns how many."""
+        status: str = await self.pool.execute(
+            "UPDATE calls SET state = $3, end_reason = $2, ended_at = now(), "
+            "duration_ms = extract(epoch FROM now() - created_at) * 1000 "
+            "WHERE shard = $1 AND state <> $3 AND NOT (call_id = ANY($4::text[]))",
+            shard,
+            reason,
+            CALL_STATE_ENDED,
+            list(keep),
+        )
+        return int(status.split()[-1])
 
     async def get_call(self, call_id: str) -> CallRow | None:
         r = await self.pool.fetchrow(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = $1", call_id)

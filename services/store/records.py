@@ -63,6 +63,7 @@ class CallRow:
     # Each side's clock offset, once its client's report was moved onto the matchmaker's clock (set_clock).
     clock_a: ClockOffset | None = None
     clock_b: ClockOffset | None = None
+    shard: str = ""  # the matchmaker shard it was made in (docs/replicas.md)
 
 
 @dataclass
@@ -152,6 +153,7 @@ def checked_call(call: CallRow) -> CallRow:
         stages_a=checked_stages(call.stages_a, "stages_a"),
         stages_b=checked_stages(call.stages_b, "stages_b"),
         kind=call.kind,
+        shard=call.shard,
     )
 
 

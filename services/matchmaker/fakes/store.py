@@ -195,6 +195,17 @@ class InMemoryStore(MatchStore):
             call.duration_ms = (call.ended_at - call.created_at) * 1000
         return True
 
+    async def end_calls_in_shard(self, shard: str, reason: str, keep: Sequence[str] = ()) -> int:
+        await asyncio.sleep(0)
+        now = time.time()
+        ended = 0
+        for row in self._calls.values():
+            if row.shard == shard and row.state != CALL_STATE_ENDED and row.call_id not in keep:
+                row.state, row.end_reason, row.ended_at = CALL_STATE_ENDED, reason, _as_stored(now)
+                row.duration_ms = (row.ended_at - (row.created_at or row.ended_at)) * 1000
+                ended += 1
+        return ended
+
     async def get_call(self, call_id: str) -> CallRow | None:
         await asyncio.sleep(0)
         return copy.deepcopy(self._calls.get(call_id))

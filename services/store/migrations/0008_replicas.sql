@@ -18,3 +18,8 @@ CREATE TABLE matchmaker_shards (
     backend_pid integer NOT NULL,  -- the owner's database session: its lock proves the row current
     since      timestamptz NOT NULL DEFAULT now()
 );
+
+-- The shard a call was made in: a new owner ends the calls its dead predecessor
+-- left live (nobody is left to end them).
+ALTER TABLE calls ADD COLUMN shard text NOT NULL DEFAULT '';
+CREATE INDEX calls_live_by_shard ON calls (shard) WHERE state <> 'ended';

@@ -133,3 +133,21 @@ async def test_closing_an_unserved_client_leaves_nothing_open(match_store: AnySt
     await mm.find_partner(ana.session)
     await mm.close_session(ana.session, "left")
     assert not await match_store.open_tickets()
+
+
+async def test_taking_a_shard_over_ends_the_calls_its_dead_owner_left_live(match_store: AnyStore) -> None:
+    now = [1000.0]
+    dead = replica(match_store, now)
+    ana, ben = await join(dead, "ana"), await join(dead, "ben")
+    cleo = await join(dead, "cleo", "2.2.2.2")  # another shard: its calls are not this takeover's business
+    dina = await join(dead, "dina", "2.2.2.3")
+    for c in (ana, ben, cleo, dina):
+        await dead.find_partner(c.session)
+    emea_call, amer_call = ben.last(Matched).call_id, dina.last(Matched).call_id
+    survivor = replica(match_store, now)
+    await survivor.restore_shard("emea")
+    row = await match_store.get_call(emea_call)
+    assert row is not None and row.state == "ended" and row.end_reason == "matchmaker replica lost"
+    assert row.shard == "emea"
+    other = await match_store.get_call(amer_call)
+    assert other is not None and other.state != "ended"
