@@ -224,7 +224,13 @@ class DuetClient:
             if self._connected or self._closed:
                 raise RuntimeError("connect() may be called once per DuetClient")
             try:
-                await self._connect()
+                try:
+                    await self._connect()
+                except DuetClientError as exc:
+                    # A replica dying or its shard being taken over right now: the same new try as in a wait.
+                    if self.reconnect_policy is None or not is_reconnectable(exc):
+                        raise
+                    await self._reconnect_unlocked(exc)
             except BaseException:
                 await self._shutdown(send_leave=False)
                 raise

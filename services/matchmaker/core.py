@@ -121,6 +121,8 @@ class Matchmaker(FriendCalls, CallReports):
         self.shard_map = shards if shards is not None else ShardMap()
         # Open tickets of a shard taken over from a dead replica, waiting for their users to come back.
         self._restored: dict[str, RestoredTicket] = {}  # user id -> ticket
+        # Shards whose tickets are restored here: their clients may come in (replicas; docs/replicas.md).
+        self.serving_shards: set[str] = set()
         self.sessions: dict[str, ClientSession] = {}
         self._by_user: dict[str, ClientSession] = {}
         self._calls: dict[str, ActiveCall] = {}
@@ -588,6 +590,7 @@ class Matchmaker(FriendCalls, CallReports):
             self._restored[row.user_id] = restored
             self._schedule(restored.queued_at + self.config.ticket_ttl_s * 1000, restored.ticket_id)
             count += 1
+        self.serving_shards.add(shard)
         logger.info("shard %s: restored %d waiting tickets", shard, count)
         return count
 
@@ -596,6 +599,7 @@ class Matchmaker(FriendCalls, CallReports):
 
         Their open tickets stay open in the store for the new owner to restore.
         """
+        self.serving_shards.discard(shard)
         for restored in [r for r in self._restored.values() if r.shard == shard]:
             del self._restored[restored.user_id]
         for session in [s for s in self.sessions.values() if s.shard == shard]:

@@ -402,8 +402,10 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
             except PeerError:
                 return None  # served here: the session itself then says that no edge can take it
         ownership = self.replicas.ownership
-        if ownership.owns(shard):
+        if ownership.owns(shard) and shard in self.mm.serving_shards:
             return None
+        if ownership.owns(shard):
+            return shard, None  # just taken over: its tickets are being restored
         owner = ownership.owner_of(shard)
         if owner is not None and owner.replica_id == ownership.replica_id:
             owner = None  # our own stale record: the shard is being taken over

@@ -55,6 +55,7 @@ async def pair() -> AsyncIterator[tuple[Replica, Replica]]:
             made.append(Replica(address, mm, ownership, server, forwarder))
         await made[0].ownership.poll()
         await made[1].ownership.poll()
+        await made[0].mm.restore_shard("world")  # what the ownership loop does on taking a shard
         assert made[0].ownership.owns("world") and not made[1].ownership.owns("world")
         yield made[0], made[1]
     finally:
