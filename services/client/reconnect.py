@@ -17,7 +17,17 @@ import grpc
 
 from duet.services.client.inbox import DuetClientError
 
-__all__ = ["ReconnectPolicy", "is_reconnectable", "matchmaker_addresses"]
+__all__ = ["ReconnectPolicy", "is_reconnectable", "matchmaker_addresses", "worth_another_try"]
+
+# A new session refused for these would be refused again: the request or the token is at fault.
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
 
 
 def matchmaker_addresses(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -55,3 +65,12 @@ class ReconnectPolicy:
 def is_reconnectable(error: DuetClientError) -> bool:
     """The stream ended because the matchmaker (or its shard) went away, not because of the request."""
     return bool(error.code == grpc.StatusCode.UNAVAILABLE)
+
+
+def worth_another_try(error: DuetClientError) -> bool:
+    """A new session that could not be opened: try the next address unless it was refused as such.
+
+    Dialling a dead replica can fail with gRPC's own placeholder (INTERNAL) when the
+    connection is refused before its status arrives: that is worth another try too.
+    """
+    return error.code not in REFUSALS

@@ -53,7 +53,12 @@ from duet.services.client.inbox import (
 )
 from duet.services.client.media import MediaLeg
 from duet.services.client.preferences import MatchPreferences
-from duet.services.client.reconnect import ReconnectPolicy, is_reconnectable, matchmaker_addresses
+from duet.services.client.reconnect import (
+    ReconnectPolicy,
+    is_reconnectable,
+    matchmaker_addresses,
+    worth_another_try,
+)
 from duet.services.client.stages import CallResult, build_call_result, client_report_stages, now_ms
 from duet.services.rpc.call_status import final_status
 from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
@@ -356,7 +361,7 @@ class DuetClient:
             except DuetClientError as exc:
                 last = exc
                 logger.info("%s: reconnect to %s failed: %s", self.user_id, self.matchmaker_address, exc)
-                if exc.code is not None and not is_reconnectable(exc):
+                if not worth_another_try(exc):
                     raise
                 continue
             self.reconnects += 1
@@ -735,6 +740,15 @@ class DuetClient:
             raise DuetClientError(
                 f"cannot send {what}: the Session stream is over: {code.name}: {details}", code=code, details=details
             ) from exc
+        except Exception as exc:
+            # gRPC's core failed the write itself (e.g. the connection was reset under it): the stream is over.
+            try:
+                code = await asyncio.wait_for(call.code(), 3.0)
+                details = await call.details() or ""
+            except TimeoutError:
+                call.cancel()
+                code, details = grpc.StatusCode.UNAVAILABLE, f"the stream broke: {exc!r}"
+            raise DuetClientError(f"sending {what} failed: {code.name}: {details}", code=code, details=details) from exc
 
     async def _read_server_messages(self, call: grpc.aio.StreamStreamCall) -> None:
         try:

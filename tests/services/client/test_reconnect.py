@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from duet.services.client.inbox import DuetClientError
-from duet.services.client.reconnect import ReconnectPolicy, is_reconnectable, matchmaker_addresses
+from duet.services.client.reconnect import ReconnectPolicy, is_reconnectable, matchmaker_addresses, worth_another_try
 from duet.services.client.session import DuetClient
 
 
@@ -34,6 +34,13 @@ def test_only_an_unavailable_matchmaker_calls_for_a_new_session() -> None:
     assert is_reconnectable(DuetClientError("gone", code=grpc.StatusCode.UNAVAILABLE))
     assert not is_reconnectable(DuetClientError("bad token", code=grpc.StatusCode.UNAUTHENTICATED))
     assert not is_reconnectable(DuetClientError("timed out"))
+
+
+def test_a_session_that_could_not_be_opened_is_tried_again_unless_refused() -> None:
+    assert worth_another_try(DuetClientError("refused", code=grpc.StatusCode.UNAVAILABLE))
+    assert worth_another_try(DuetClientError("placeholder", code=grpc.StatusCode.INTERNAL))
+    assert worth_another_try(DuetClientError("timed out"))
+    assert not worth_another_try(DuetClientError("bad token", code=grpc.StatusCode.UNAUTHENTICATED))
 
 
 def test_the_client_takes_several_addresses_and_dials_the_first() -> None:
