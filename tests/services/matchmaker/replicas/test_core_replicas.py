@@ -151,3 +151,17 @@ async def test_taking_a_shard_over_ends_the_calls_its_dead_owner_left_live(match
     assert row.shard == "emea"
     other = await match_store.get_call(amer_call)
     assert other is not None and other.state != "ended"
+
+
+def test_shard_gauges_show_waiting_and_ownership() -> None:
+    from prometheus_client import generate_latest
+
+    from duet.services.matchmaker.metrics import MatchmakerMetrics
+
+    metrics = MatchmakerMetrics(
+        lambda: [], shards=lambda: {"emea": 3, "amer": 0}, owned=lambda: {"emea": True, "amer": False}
+    )
+    text = generate_latest(metrics.registry).decode()
+    assert 'duet_matchmaker_shard_waiting_tickets{shard="emea"} 3.0' in text
+    assert 'duet_matchmaker_shard_owned{shard="emea"} 1.0' in text
+    assert 'duet_matchmaker_shard_owned{shard="amer"} 0.0' in text
