@@ -437,6 +437,13 @@ class Matchmaker(FriendCalls, CallReports):
                 "has reviewed your account",
             )
 
+    async def reviewed(self, user_id: str) -> None:
+        """A moderator reviewed the user (ModerationStore.clear_reports): their standing is read again,
+        so a user who was held may look for partners at once."""
+        if user_id in self._reports:
+            self._reports[user_id] = await self.safety.report_count(user_id)
+        logger.info("user %s reviewed by a moderator: %d reporters count now", user_id, self._reports.get(user_id, 0))
+
     async def close_session(self, session: ClientSession, reason: str) -> None:
         """Stream gone (leave, drop, replace): end its call, cancel its ticket, release its leg."""
         if session.closed:

@@ -58,6 +58,7 @@ from duet.services.matchmaker.events import (
     TicketClosed,
 )
 from duet.services.matchmaker.metrics import MatchmakerMetrics
+from duet.services.matchmaker.moderation_server import ModerationServicer
 from duet.services.matchmaker.ports import EdgeInfo, PeerError
 from duet.services.matchmaker.preferences import InvalidPreferences, Preferences, Scope, checked_preferences
 from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient
@@ -73,7 +74,7 @@ from duet.services.rpc.errors import map_errors
 from duet.services.rpc.server import start_server
 from duet.services.store.postgres import Store
 from duet.services.store.records import CallRow, ClockOffset
-from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
+from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc, moderation_pb2_grpc
 
 logger = logging.getLogger("duet.matchmaker.server")
 
@@ -699,13 +700,18 @@ async def serve_matchmaker(
         return {s: ownership is not None and ownership.owns(s) for s in shard_map.shards}
 
     mm.start()
-    # The ownership is made once the address is known; the servicer reads it through this holder.
     servicer = MatchmakerServicer(mm, trust_forwarded_for=trust_forwarded_for, service_secret=service_secret)
+    moderation = ModerationServicer(store, mm)
+
+    def add_servicers(server: grpc.aio.Server) -> None:
+        matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, server)
+        moderation_pb2_grpc.add_ModerationServicer_to_server(moderation, server)
+
     async with contextlib.AsyncExitStack() as extras:
         try:
             server, address = await start_server(
                 bind,
-                lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s),
+                add_servicers,
                 interceptors=[AuthInterceptor(secrets)],
             )
         except BaseException:

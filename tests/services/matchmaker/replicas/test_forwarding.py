@@ -21,7 +21,7 @@ from duet.services.matchmaker.server import MatchmakerServicer, Replicas
 from duet.services.rpc.auth import AuthInterceptor
 from duet.services.rpc.server import start_server
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
-from tests.services.matchmaker.test_server import EDGES, OFFER, SERVICE_SECRET, USER_SECRET, as_user, hello, next_of
+from tests.services.matchmaker.grpc_harness import EDGES, OFFER, SERVICE_SECRET, USER_SECRET, as_user, hello, next_of
 
 REPLICA_TOKEN = mint_service_token(SERVICE_SECRET, Role.MATCHMAKER)
 
