@@ -44,6 +44,7 @@ from duet.services.auth.sources import StaticToken, TokenSource
 from duet.services.client.first_frame import AnyMediaRule, FirstFrameRule
 from duet.services.client.friend_calls import FriendCalls
 from duet.services.client.inbox import (
+    LEG_ENDED,
     DuetClientError,
     LegState,
     PartnerFrame,
@@ -235,7 +236,7 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
                     await self._connect()
                 except DuetClientError as exc:
                     # A replica dying or its shard being taken over right now: the same new try as in a wait.
-                    if self.reconnect_policy is None or not is_reconnectable(exc):
+                    if self.reconnect_policy is None or not worth_another_try(exc):
                         raise
                     await self._reconnect_unlocked(exc)
             except BaseException:
@@ -368,6 +369,16 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
             and is_reconnectable(exc)
         )
 
+    async def _stream_end_after(self, leg_error: DuetClientError, wait_s: float = 2.0) -> DuetClientError:
+        """The stream's end if it comes within ``wait_s`` after the leg ended, else ``leg_error``."""
+        try:
+            event = await self._inbox.expect(("stream_ended",), timeout=wait_s, waiting_for="the stream's end")
+        except DuetClientError as exc:
+            return exc if self._inbox.stream_error is not None else leg_error
+        assert isinstance(event, StreamEnded)
+        self._inbox.mark_ended(event)
+        return event.error
+
     def _find_request(self) -> matchmaker_pb2.ClientMessage:
         return matchmaker_pb2.ClientMessage(
             find_partner=matchmaker_pb2.FindPartner(
@@ -482,8 +493,12 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
                     waiting_for="a match" if what != "CallFriend" else "the friend to answer",
                 )
             except DuetClientError as exc:
+                if exc.reason == LEG_ENDED and self.reconnect_policy is not None:
+                    # A matchmaker that lost our stream detaches our leg, which may close before the
+                    # stream's own end reaches us: that end, if it comes, decides.
+                    exc = await self._stream_end_after(exc)
                 if not self._may_reconnect(exc, what):
-                    raise
+                    raise exc from None
                 # The matchmaker went away while we waited: a new session, and ask again (the ticket is resumed).
                 await self._reconnect_unlocked(exc)
                 watch = self._media.watch()

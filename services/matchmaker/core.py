@@ -244,11 +244,19 @@ class Matchmaker(FriendCalls, CallReports):
     # -- session lifecycle --------------------------------------------------
 
     async def open_session(
-        self, user_id: str, display_name: str, client_ip: str, outbox: Outbox, *, clock_probes: bool = False
+        self,
+        user_id: str,
+        display_name: str,
+        client_ip: str,
+        outbox: Outbox,
+        *,
+        clock_probes: bool = False,
+        forwarded: bool = False,
     ) -> ClientSession:
         """Start a session for ``user_id`` (replacing an older one of theirs) and assign it an edge.
 
         ``clock_probes``: the client answers clock probes; it is sent them, one after another.
+        ``forwarded``: its stream comes through another replica (docs/replicas.md).
         """
         if not USER_ID_RE.match(user_id):
             raise BadRequest("hello.user_id must be 1-64 characters of letters, digits, '_', '.' or '-'")
@@ -257,7 +265,9 @@ class Matchmaker(FriendCalls, CallReports):
         if old is not None:
             logger.info("user %s opened a new session; closing the old one", user_id)
             old.send(CallEnded(reason="replaced by a newer session"))
-            await self.close_session(old, "replaced")
+            # A forwarded session's wait is kept for the new one to resume: the user may have reconnected
+            # before we noticed that its stream went with the replica that forwarded it.
+            await self.close_session(old, "replaced", keep_ticket=old.forwarded)
             old.outbox.put_nowait(SessionClosed())
         session = ClientSession(
             session_id=uuid.uuid4().hex,
@@ -265,6 +275,7 @@ class Matchmaker(FriendCalls, CallReports):
             display_name=name,
             client_ip=client_ip,
             outbox=outbox,
+            forwarded=forwarded,
         )
         await self.store.upsert_user(session.user_id, session.display_name)
         self.history.load_blocks(user_id, await self.safety.blocks_of(user_id))
@@ -444,8 +455,13 @@ class Matchmaker(FriendCalls, CallReports):
             self._reports[user_id] = await self.safety.report_count(user_id)
         logger.info("user %s reviewed by a moderator: %d reporters count now", user_id, self._reports.get(user_id, 0))
 
-    async def close_session(self, session: ClientSession, reason: str) -> None:
-        """Stream gone (leave, drop, replace): end its call, cancel its ticket, release its leg."""
+    async def close_session(self, session: ClientSession, reason: str, *, keep_ticket: bool = False) -> None:
+        """Stream gone (leave, drop, replace): end its call, cancel its ticket, release its leg.
+
+        ``keep_ticket``: the stream may have broken with the replica that forwarded it, not by the
+        user's choice: the ticket stays open, apart from the pool, for the user's next session to
+        resume (or it expires on the TTL), as a restored one would.
+        """
         if session.closed:
             return
         session.closed = True
@@ -457,7 +473,16 @@ class Matchmaker(FriendCalls, CallReports):
             self._end_ring(ring, rings.CALLER_LEFT if ring.caller is session else rings.FRIEND_OFFLINE)
         if session.call is not None:
             await self._end_call(session.call, "left", ender=session)
-        if session.ticket is not None:
+        if session.ticket is not None and keep_ticket:
+            ticket = session.ticket
+            async with self._pool_lock:
+                self.pool.remove(ticket.ticket_id)
+            session.ticket = None
+            # Its expiry is already scheduled (run_due finds it among the restored ones).
+            self._restored[session.user_id] = RestoredTicket(
+                ticket.ticket_id, session.user_id, session.shard, session.region, ticket.queued_at, ticket.preferences
+            )
+        elif session.ticket is not None:
             await self._close_ticket(session, session.ticket, f"cancelled: {reason}", "cancelled")
         if session.leg_id is not None and session.edge is not None:
             try:

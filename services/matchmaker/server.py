@@ -466,7 +466,9 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                 yield message
             return
         reader = asyncio.create_task(
-            self._read(request_iterator, context, outbox, stream, principal.user_id, client_ip)
+            self._read(
+                request_iterator, context, outbox, stream, principal.user_id, client_ip, forwarded_ip is not None
+            )
         )
         try:
             while True:
@@ -487,7 +489,9 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             if stream.session is not None:
-                await asyncio.shield(self.mm.close_session(stream.session, stream.end))
+                # A forwarded stream that ends without Leave may have lost its forwarding replica: keep the ticket.
+                keep = forwarded_ip is not None and stream.end != "leave"
+                await asyncio.shield(self.mm.close_session(stream.session, stream.end, keep_ticket=keep))
 
     async def _read(
         self,
@@ -497,6 +501,7 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
         stream: _Stream,
         user_id: str,
         client_ip: str,
+        forwarded: bool,
     ) -> None:
         """``user_id``: whom the stream's token proved; the session is theirs whatever Hello says."""
         try:
@@ -514,6 +519,7 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                         client_ip,
                         outbox,
                         clock_probes=msg.hello.clock_probes,
+                        forwarded=forwarded,
                     )
                     stream.session = session
                     continue

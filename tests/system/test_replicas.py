@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slow
 
 REGIONS = ("Frankfurt", "Virginia")
 # One language per waiting user that only their partner-to-be speaks: nobody waiting can match before the kill.
-LANGUAGES = ("de", "fr", "es", "it", "nl", "pl")
+LANGUAGES = ("de", "fr", "es", "it")
 TAKEOVER_BOUND_S = 5.0
 
 OWNER_SQL = (
@@ -54,9 +54,12 @@ async def shard_owner(conn: asyncpg.Connection) -> str | None:
     return address
 
 
+@pytest.mark.parametrize("victim", ["owner", "forwarder"])
 async def test_a_replica_killed_mid_load_loses_nobody_and_matches_nobody_twice(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, victim: str
 ) -> None:
+    """``victim``: kill the shard's owner (the other replica takes it over), or the replica that only
+    forwarded its clients' streams (the owner keeps their tickets for them to resume)."""
     async with (
         scratch_database(database_url, prefix="replicas") as dsn,
         LocalCluster(state_dir=tmp_path / "state", database=dsn, regions=REGIONS, matchmakers=2) as info,
@@ -66,7 +69,8 @@ async def test_a_replica_killed_mid_load_loses_nobody_and_matches_nobody_twice(
         try:
             owner = await shard_owner(db)
             assert owner in info.matchmakers, f"no replica owns the shard: {owner!r} not in {info.matchmakers}"
-            survivor = next(a for a in info.matchmakers if a != owner)
+            other = next(a for a in info.matchmakers if a != owner)
+            killed, survivor = (owner, other) if victim == "owner" else (other, owner)
 
             def client(name: str, i: int, first: str, languages: tuple[str, ...] = ()) -> DuetClient:
                 region = REGIONS[i % len(REGIONS)]
@@ -86,9 +90,9 @@ async def test_a_replica_killed_mid_load_loses_nobody_and_matches_nobody_twice(
                 return c
 
             # On both replicas: even users dial the owner first, odd ones the other (their stream is forwarded).
-            talkers = [client(f"talk-{i}", i, owner if i % 2 == 0 else survivor, ("en",)) for i in range(4)]
+            talkers = [client(f"talk-{i}", i, owner if i % 2 == 0 else other, ("en",)) for i in range(2)]
             waiters = [
-                client(f"wait-{i}", i, owner if i % 2 == 0 else survivor, (lang,)) for i, lang in enumerate(LANGUAGES)
+                client(f"wait-{i}", i, owner if i % 2 == 0 else other, (lang,)) for i, lang in enumerate(LANGUAGES)
             ]
             await asyncio.gather(*(c.connect() for c in talkers + waiters))
 
@@ -107,9 +111,9 @@ async def test_a_replica_killed_mid_load_loses_nobody_and_matches_nobody_twice(
 
             kill_wall = time.time()
             kill_at = time.monotonic()
-            os.kill(info.matchmaker_pids[owner], signal.SIGKILL)
+            os.kill(info.matchmaker_pids[killed], signal.SIGKILL)
             while (now_owner := await shard_owner(db)) != survivor:
-                assert now_owner != owner or time.monotonic() - kill_at < 1, "the dead replica still holds the shard"
+                assert now_owner != killed or time.monotonic() - kill_at < 1, "the dead replica still holds the shard"
                 assert time.monotonic() - kill_at < TAKEOVER_BOUND_S, "the survivor did not take the shard over"
                 await asyncio.sleep(0.01)
             takeover_s = time.monotonic() - kill_at
@@ -125,13 +129,14 @@ async def test_a_replica_killed_mid_load_loses_nobody_and_matches_nobody_twice(
             results = [r for r in waited if isinstance(r, CallResult)]
             first_match_s = min(r.stages["matched"] for r in results) / 1000 - kill_wall
             print(
-                f"\ntakeover: SIGKILL -> survivor holds the shard lock {takeover_s * 1000:.0f} ms; "
+                f"\n{victim} killed: SIGKILL -> survivor holds the shard lock {takeover_s * 1000:.0f} ms; "
                 f"-> first match after it {first_match_s * 1000:.0f} ms; "
                 f"reconnects per waiting user {[w.reconnects for w in waiters]}"
             )
             assert takeover_s < TAKEOVER_BOUND_S
             for w, r, p in zip(waiters, results, partner_results, strict=True):
-                assert w.reconnects >= 1, f"{w.user_id} never lost its stream?"
+                if victim == "owner" or w.matchmaker_addresses[0] == killed:
+                    assert w.reconnects >= 1, f"{w.user_id} never lost its stream?"
                 assert r.call_id == p.call_id, f"{w.user_id} was not matched with the partner who speaks its language"
 
             # The waiting users kept their tickets: the same id, closed as matched, with the original queued_at.
@@ -157,10 +162,11 @@ async def test_a_replica_killed_mid_load_loses_nobody_and_matches_nobody_twice(
                 intervals.sort()
                 for (_, end), (start, _) in itertools.pairwise(intervals):
                     assert start >= end, f"{user} was in two calls at once"
-            early_ids = {r.call_id for r in early}
-            for c in calls:
-                if c["call_id"] in early_ids:
-                    assert c["state"] == "ended", "the dead owner's live call was not ended by the survivor"
+            if victim == "owner":
+                early_ids = {r.call_id for r in early}
+                for c in calls:
+                    if c["call_id"] in early_ids:
+                        assert c["state"] == "ended", "the dead owner's live call was not ended by the survivor"
         finally:
             await db.close()
             for c in clients:

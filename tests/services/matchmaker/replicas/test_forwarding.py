@@ -155,3 +155,56 @@ async def test_a_forwarded_address_is_trusted_only_with_a_matchmaker_token(
             call.cancel()
     finally:
         await server.stop(None)
+
+
+async def test_a_user_whose_forwarding_replica_died_resumes_the_ticket(pair: tuple[Replica, Replica]) -> None:
+    owner, other = pair
+    find = matchmaker_pb2.ClientMessage(find_partner=matchmaker_pb2.FindPartner())
+    async with grpc.aio.insecure_channel(other.address) as ch:
+        call = matchmaker_pb2_grpc.MatchmakerStub(ch).Session(metadata=as_user("ana"))
+        await call.write(hello("ana"))
+        await call.write(OFFER)
+        await next_of(call, "answer")
+        await call.write(find)
+        first = (await next_of(call, "queued")).queued
+        # The replica holding the client's stream dies (its sockets close with it); the owner lives.
+        await other.server.stop(None)
+        await other.forwarder.close()
+        with pytest.raises(grpc.aio.AioRpcError):
+            await next_of(call, "never")
+    for _ in range(100):
+        if not owner.mm.sessions:
+            break
+        await asyncio.sleep(0.02)
+    assert not owner.mm.sessions and owner.mm.pool.get(first.ticket_id) is None  # not matchable meanwhile
+    async with grpc.aio.insecure_channel(owner.address) as ch:
+        call = matchmaker_pb2_grpc.MatchmakerStub(ch).Session(metadata=as_user("ana"))
+        await call.write(hello("ana"))
+        await call.write(OFFER)
+        await next_of(call, "answer")
+        await call.write(find)
+        again = (await next_of(call, "queued")).queued
+        assert (again.ticket_id, again.queued) == (first.ticket_id, first.queued)
+        call.cancel()
+
+
+async def test_a_forwarded_user_who_leaves_gives_the_ticket_up(pair: tuple[Replica, Replica]) -> None:
+    owner, other = pair
+    async with grpc.aio.insecure_channel(other.address) as ch:
+        call = matchmaker_pb2_grpc.MatchmakerStub(ch).Session(metadata=as_user("ana"))
+        await call.write(hello("ana"))
+        await call.write(OFFER)
+        await next_of(call, "answer")
+        await call.write(matchmaker_pb2.ClientMessage(find_partner=matchmaker_pb2.FindPartner()))
+        ticket_id = (await next_of(call, "queued")).queued.ticket_id
+        await call.write(matchmaker_pb2.ClientMessage(leave=matchmaker_pb2.Leave()))
+        await call.done_writing()
+        assert await asyncio.wait_for(call.code(), 5) == grpc.StatusCode.OK
+    row = await owner.mm.store.get_ticket(ticket_id)  # type: ignore[attr-defined]
+    for _ in range(100):
+        row = await owner.mm.store.get_ticket(ticket_id)  # type: ignore[attr-defined]
+        if row is not None and row.closed_at is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert row is not None and row.outcome == "cancelled: leave"
+    assert owner.mm.waiting_by_shard() == {"world": 0}
