@@ -44,7 +44,11 @@ DEFAULT_SECRETS = Path(".duet") / SECRETS_FILE_NAME
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--matchmaker", default="127.0.0.1:50052", help="matchmaker address (default: %(default)s)")
+    parser.add_argument(
+        "--matchmaker",
+        default="127.0.0.1:50052",
+        help="matchmaker address, or several replicas separated by commas (default: %(default)s)",
+    )
     parser.add_argument("--user-id", default=None, help="user id (default: the --token's user, else a random guest id)")
     parser.add_argument(
         "--token",
@@ -282,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
                 await _add_friend(client, args.hold)
             else:
                 await asyncio.sleep(args.hold)
-            await _add_edge_stages(args.matchmaker, user_id, token, result)
+            await _add_edge_stages(client.matchmaker_address, user_id, token, result)
         except TimeoutError:
             print(f"no {'answer' if args.friend else 'call' if args.answer else 'partner'} within {args.timeout:.0f} s")
             return 1

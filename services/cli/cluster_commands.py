@@ -15,6 +15,7 @@ from duet.services.devkit.greeter import serve_forever
 from duet.services.devkit.local_cluster import DEFAULT_REGIONS, LocalCluster
 from duet.services.devkit.wan.cluster import DEFAULT_CONTROL_REGION, ClusterEmulation
 from duet.services.devkit.wan.profile import DEFAULT_LAST_MILE_MS
+from duet.services.matchmaker.replicas.shards import ShardConfigError, parse_shards
 from duet.services.rpc.server import CannotListen, install_stop_signals
 from duet.services.web.app import WebServer
 from duet.services.web.demo_regions import DemoRegions
@@ -85,6 +86,20 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
         help="with --world: one-way delay of every client's last mile (default: %(default)s)",
     )
     parser.add_argument(
+        "--matchmakers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="matchmaker replicas sharing the database; a replica that dies is taken over by the others "
+        "(default: %(default)s; docs/replicas.md)",
+    )
+    parser.add_argument(
+        "--shards",
+        default="",
+        metavar="MAP",
+        help="the replicas' pool shards, NAME=REGION,REGION;NAME=* (default: one shard, world)",
+    )
+    parser.add_argument(
         "--calls",
         type=int,
         default=6,
@@ -107,6 +122,12 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
 
 def run(args: argparse.Namespace, *, serve: bool) -> int:
     configure_logging(args.log_level)
+    if args.matchmakers < 1:
+        raise SystemExit(f"--matchmakers: give 1 or more, got {args.matchmakers}")
+    try:
+        parse_shards(args.shards)
+    except ShardConfigError as exc:
+        raise SystemExit(f"--shards: {exc}") from None
     if args.regions is not None:
         regions = [r.strip() for r in args.regions.split(",") if r.strip()]
     else:
@@ -134,10 +155,12 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
                 regions=regions,
                 log_level=service_level,
                 emulation=emulation,
+                matchmakers=args.matchmakers,
+                shards=args.shards,
             ) as info,
             contextlib.AsyncExitStack() as stack,
         ):
-            print(f"matchmaker {info.matchmaker}   routing {info.routing}")
+            print(f"matchmaker {', '.join(info.matchmakers)}   routing {info.routing}")
             if emulation is not None:
                 print(
                     f"WAN emulation on (test facility): matchmaker and routing in {emulation.control_region}, "
@@ -163,7 +186,7 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
                 print(f"web client {web_url}")
             print("edges " + "   ".join(f"{k} {v}" for k, v in info.edges.items()))
             print("edge metrics " + "   ".join(f"{k} {v}" for k, v in info.edge_metrics.items()))
-            print(f"metrics matchmaker {info.matchmaker_metrics}   routing {info.routing_metrics}")
+            print(f"metrics matchmaker {', '.join(info.matchmakers_metrics)}   routing {info.routing_metrics}")
             if info.database_where:
                 print(info.database_where)
             print(f"service logs in {info.log_dir}/", flush=True)

@@ -25,6 +25,8 @@ from duet.services.cli.log_setup import configure_logging
 from duet.services.devkit.embedded_postgres import database_url
 from duet.services.edge_server.server import serve_edge
 from duet.services.matchmaker.config import RECENT_PARTNERS, MatchConfig
+from duet.services.matchmaker.replicas.pg_ownership import ReplicaIdInUse
+from duet.services.matchmaker.replicas.shards import ShardConfigError, ShardMap, parse_shards
 from duet.services.matchmaker.rules.relaxation import RelaxSchedule
 from duet.services.matchmaker.server import serve_matchmaker
 from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, METRICS_PATH
@@ -223,6 +225,21 @@ def add_matchmaker_arguments(parser: argparse.ArgumentParser) -> None:
         help="take the client address from x-forwarded-for metadata (only behind a trusted proxy)",
     )
     parser.add_argument(
+        "--replica-id",
+        default=None,
+        metavar="ID",
+        help="this replica's name among matchmakers sharing the database, unique among the live ones "
+        "(default: HOST-PID; docs/replicas.md)",
+    )
+    parser.add_argument(
+        "--shards",
+        type=_shards,
+        default=ShardMap(),
+        metavar="MAP",
+        help="pool shards as NAME=REGION,REGION;NAME=* (* = every region listed nowhere), the same on every "
+        "replica; users in different shards never meet (default: one shard, world; docs/replicas.md)",
+    )
+    parser.add_argument(
         "--avoid-recent",
         type=_non_negative,
         default=RECENT_PARTNERS,
@@ -306,6 +323,13 @@ def matchmaker_config(args: argparse.Namespace) -> MatchConfig:
     )
 
 
+def _shards(value: str) -> ShardMap:
+    try:
+        return parse_shards(value)
+    except ShardConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _seconds(value: str) -> float:
     try:
         n = float(value)
@@ -367,18 +391,23 @@ def run_matchmaker(args: argparse.Namespace) -> int:
 
     async def serve(stop: asyncio.Event) -> None:
         async with database_url(args.database_url) as dsn:
-            await serve_matchmaker(
-                args.routing,
-                dsn,
-                bind=args.bind,
-                trust_forwarded_for=args.trust_forwarded_for,
-                config=matchmaker_config(args),
-                secrets=secrets,
-                token=token,
-                stop=stop,
-                metrics_port=args.metrics_port,
-                metrics_host=args.metrics_host,
-            )
+            try:
+                await serve_matchmaker(
+                    args.routing,
+                    dsn,
+                    bind=args.bind,
+                    trust_forwarded_for=args.trust_forwarded_for,
+                    config=matchmaker_config(args),
+                    secrets=secrets,
+                    token=token,
+                    stop=stop,
+                    metrics_port=args.metrics_port,
+                    metrics_host=args.metrics_host,
+                    replica_id=args.replica_id,
+                    shards=args.shards,
+                )
+            except ReplicaIdInUse as exc:
+                raise SystemExit(str(exc)) from None
 
     return serve_until_stopped(args.log_level, serve)
 

@@ -31,6 +31,9 @@ __all__ = [
 
 logger = logging.getLogger("duet.client")
 
+# DuetClientError.reason when the leg closed or failed under a wait.
+LEG_ENDED = "leg_ended"
+
 
 class DuetClientError(Exception):
     """The session could not do what was asked; says why (gRPC status, call end, timeout)."""
@@ -123,6 +126,16 @@ class SessionInbox:
     def put(self, event: Event) -> None:
         self._queue.put_nowait(event)
 
+    def mark_ended(self, event: StreamEnded) -> None:
+        """The stream is over (its end was taken with ``expect``): later waits raise its error."""
+        self._ended = event
+
+    def reopen(self) -> None:
+        """A new stream replaces the ended one: forget its end and whatever it left unread."""
+        self._ended = None
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
     @property
     def stream_error(self) -> DuetClientError | None:
         return self._ended.error if self._ended is not None else None
@@ -148,7 +161,8 @@ class SessionInbox:
             if isinstance(event, LegState):
                 if event.state in ("failed", "closed"):
                     raise DuetClientError(
-                        f"the WebRTC leg to the edge is {event.state} (while waiting for {waiting_for})"
+                        f"the WebRTC leg to the edge is {event.state} (while waiting for {waiting_for})",
+                        reason=LEG_ENDED,
                     )
                 continue
             if kind == "edge_lost":

@@ -32,6 +32,7 @@ from typing import Any
 
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from duet.services.client.first_frame import FirstFrameRule
@@ -88,6 +89,10 @@ class MediaLeg:
             if track is not None and track.kind != kind:
                 raise ValueError(f"{kind}= takes a {kind} track, not {track.kind}")
         self._tracks = {"video": video, "audio": audio}
+        # Each connection sends a relay of the caller's tracks, never the tracks themselves: aiortc stops
+        # a sender's track when the far end closes the connection (a matchmaker detaching the leg of a
+        # lost session does), and the caller's tracks must live on for the next leg.
+        self._relay = MediaRelay()
         self._rule = first_frame_rule
         self._inbox = inbox
         self._name = name
@@ -111,7 +116,8 @@ class MediaLeg:
         # No STUN/TURN: edges are reached on their host candidates.
         self._pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         for kind, track in self._tracks.items():
-            transceiver = pc.addTransceiver(track or kind, direction="sendrecv" if track else "recvonly")
+            sent = self._relay.subscribe(track, buffered=False) if track is not None else kind
+            transceiver = pc.addTransceiver(sent, direction="sendrecv" if track else "recvonly")
             codecs = RTCRtpSender.getCapabilities(kind).codecs
             wanted = self._offered[kind]
             preferred = sorted((c for c in codecs if c.mimeType in wanted), key=lambda c: wanted.index(c.mimeType))
@@ -226,9 +232,7 @@ class MediaLeg:
         if pc is None:
             return
         pc.remove_all_listeners()  # its "closed" is no news for the session
-        for sender in pc.getSenders():
-            sender.replaceTrack(None)  # a closing sender stops its track: not ours to stop yet
-        await pc.close()
+        await pc.close()  # its senders stop their relays, not the caller's tracks
 
     async def _cancel_consumers(self) -> None:
         tasks = list(self._tasks)

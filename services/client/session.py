@@ -44,6 +44,7 @@ from duet.services.auth.sources import StaticToken, TokenSource
 from duet.services.client.first_frame import AnyMediaRule, FirstFrameRule
 from duet.services.client.friend_calls import FriendCalls
 from duet.services.client.inbox import (
+    LEG_ENDED,
     DuetClientError,
     LegState,
     PartnerFrame,
@@ -54,6 +55,12 @@ from duet.services.client.inbox import (
 from duet.services.client.media import MediaLeg
 from duet.services.client.preferences import MatchPreferences
 from duet.services.client.reattach import EdgeReattach
+from duet.services.client.reconnect import (
+    ReconnectPolicy,
+    is_reconnectable,
+    matchmaker_addresses,
+    worth_another_try,
+)
 from duet.services.client.safety import SafetyRequests
 from duet.services.client.stages import CallResult, build_call_result, client_report_stages, now_ms
 from duet.services.rpc.call_status import final_status
@@ -63,13 +70,15 @@ __all__ = ["DuetClient"]
 
 logger = logging.getLogger("duet.client")
 
+DEFAULT_RECONNECT = ReconnectPolicy()
+
 
 class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
     """One user: a Session stream to the matchmaker and a warm WebRTC leg to its edge."""
 
     def __init__(
         self,
-        matchmaker_address: str,
+        matchmaker_address: str | Sequence[str],
         user_id: str,
         display_name: str,
         *,
@@ -86,8 +95,12 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
         video_codecs: Sequence[str] = ("VP8", "H264"),
         preferences: MatchPreferences | None = None,
         clock: Callable[[], float] = now_ms,
+        reconnect: ReconnectPolicy | None = DEFAULT_RECONNECT,
     ) -> None:
         """
+        matchmaker_address: HOST:PORT of a matchmaker, or several (a list, or
+            one string separated by commas): replicas of one cluster. The
+            first is dialled first; the others when it goes away.
         video, audio: what this user sends, any aiortc tracks of that kind (e.g.
             ``MediaPlayer(path).video``); None sends nothing of that kind but
             still receives the partner's. leave() (or a failed connect()) stops them.
@@ -116,8 +129,16 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
             every client stage is taken with it, and it answers the
             matchmaker's clock probes, so the matchmaker can move the
             stages onto its own clock (docs/client-guide.md, "Clock sync").
+        reconnect: when the matchmaker ends the stream UNAVAILABLE (it died, or
+            gave up the client's shard) while the client waits for a partner,
+            open a new session on the next address with this backoff and ask
+            again; the open ticket is resumed with its place in the queue
+            (docs/replicas.md). None: raise instead.
         """
-        self.matchmaker_address = matchmaker_address
+        self.matchmaker_addresses = matchmaker_addresses(matchmaker_address)
+        self.matchmaker_address = self.matchmaker_addresses[0]
+        self.reconnect_policy = reconnect
+        self.reconnects = 0  # new sessions opened after the matchmaker went away
         self.user_id = user_id
         self.display_name = display_name
         self.client_ip = client_ip
@@ -211,7 +232,13 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
             if self._connected or self._closed:
                 raise RuntimeError("connect() may be called once per DuetClient")
             try:
-                await self._connect()
+                try:
+                    await self._connect()
+                except DuetClientError as exc:
+                    # A replica dying or its shard being taken over right now: the same new try as in a wait.
+                    if self.reconnect_policy is None or not worth_another_try(exc):
+                        raise
+                    await self._reconnect_unlocked(exc)
             except BaseException:
                 await self._shutdown(send_leave=False)
                 raise
@@ -285,6 +312,81 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
             if event.state in ("failed", "closed"):
                 raise DuetClientError(f"the WebRTC leg {self.leg_id} to edge {self.edge.edge_id} {event.state}")
 
+    async def _reconnect_unlocked(self, cause: DuetClientError) -> None:
+        """A new session (stream and leg) on the next matchmaker address, with backoff; raises the last error."""
+        policy = self.reconnect_policy
+        assert policy is not None
+        logger.warning("%s: %s; reconnecting", self.user_id, cause)
+        last = cause
+        for delay in policy.delays():
+            if delay:
+                await asyncio.sleep(delay)
+            await self._drop_stream()
+            i = self.matchmaker_addresses.index(self.matchmaker_address)
+            self.matchmaker_address = self.matchmaker_addresses[(i + 1) % len(self.matchmaker_addresses)]
+            try:
+                await self._connect()
+            except DuetClientError as exc:
+                last = exc
+                logger.info("%s: reconnect to %s failed: %s", self.user_id, self.matchmaker_address, exc)
+                if not worth_another_try(exc):
+                    raise
+                continue
+            self.reconnects += 1
+            logger.info("%s: reconnected to %s (leg %s)", self.user_id, self.matchmaker_address, self.leg_id)
+            return
+        raise last
+
+    async def _drop_stream(self) -> None:
+        """Let go of the ended stream, its reader, the channel and the leg; keep the media tracks."""
+        call, self._call = self._call, None
+        if call is not None and not call.done():
+            call.cancel()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+        await self._media.reset()
+        self.leg_id = ""
+        self._lost_edge = None
+        self._queued = False
+        self._live_call = None
+        self._connected = False
+        self._inbox.reopen()
+
+    def _may_reconnect(self, exc: DuetClientError, what: str, *, ended: bool = True) -> bool:
+        """Waiting in the pool (FindPartner, Next) and the stream ended UNAVAILABLE (``ended``: the reader
+        has seen its end already): try a new session."""
+        return (
+            self.reconnect_policy is not None
+            and what in ("FindPartner", "Next")
+            and not self._closed
+            and (self._inbox.stream_error is not None or not ended)
+            and is_reconnectable(exc)
+        )
+
+    async def _stream_end_after(self, leg_error: DuetClientError, wait_s: float = 2.0) -> DuetClientError:
+        """The stream's end if it comes within ``wait_s`` after the leg ended, else ``leg_error``."""
+        try:
+            event = await self._inbox.expect(("stream_ended",), timeout=wait_s, waiting_for="the stream's end")
+        except DuetClientError as exc:
+            return exc if self._inbox.stream_error is not None else leg_error
+        assert isinstance(event, StreamEnded)
+        self._inbox.mark_ended(event)
+        return event.error
+
+    def _find_request(self) -> matchmaker_pb2.ClientMessage:
+        return matchmaker_pb2.ClientMessage(
+            find_partner=matchmaker_pb2.FindPartner(
+                leg_connected=self.stages["leg_connected"],
+                preferences=self.preferences.to_proto() if self.preferences else None,
+            )
+        )
+
     async def find_partner(self) -> CallResult:
         """Enter the pool; return once the partner's first frame is decoded."""
         async with self._lock:
@@ -292,16 +394,11 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
             return await self._find_partner_unlocked()
 
     async def _find_partner_unlocked(self) -> CallResult:
+        error = self._inbox.stream_error
+        if error is not None and self._may_reconnect(error, "FindPartner"):
+            await self._reconnect_unlocked(error)  # the stream ended since the last call
         await self._reattach_unlocked()
-        return await self._look_for_partner(
-            matchmaker_pb2.ClientMessage(
-                find_partner=matchmaker_pb2.FindPartner(
-                    leg_connected=self.stages["leg_connected"],
-                    preferences=self.preferences.to_proto() if self.preferences else None,
-                )
-            ),
-            "FindPartner",
-        )
+        return await self._look_for_partner(self._find_request(), "FindPartner")
 
     async def next(self) -> CallResult:
         """End the current call (if any) and find a new partner on the same warm leg.
@@ -313,7 +410,8 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
         """
         async with self._lock:
             self._check_ready()
-            if (self._live_call is None and not self._queued) or self._lost_edge is not None:
+            ended = self._inbox.stream_error is not None
+            if (self._live_call is None and not self._queued) or self._lost_edge is not None or ended:
                 return await self._find_partner_unlocked()
             prefs = self.preferences.to_proto() if self.preferences else None
             return await self._look_for_partner(
@@ -381,13 +479,33 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
         queued_at_server = 0.0
         early_frame: PartnerFrame | None = None
 
-        await self._send(request, what)
+        try:
+            await self._send(request, what)
+        except DuetClientError as exc:
+            if not self._may_reconnect(exc, what, ended=False):
+                raise
+            # Gone before it could be asked: the loop below reconnects at its first wait.
         while True:
-            event = await self._inbox.expect(
-                ("queued", "matched", "partner_frame", "ringing", "ring_ended"),
-                timeout=self.match_timeout,
-                waiting_for="a match" if what != "CallFriend" else "the friend to answer",
-            )
+            try:
+                event = await self._inbox.expect(
+                    ("queued", "matched", "partner_frame", "ringing", "ring_ended"),
+                    timeout=self.match_timeout,
+                    waiting_for="a match" if what != "CallFriend" else "the friend to answer",
+                )
+            except DuetClientError as exc:
+                if exc.reason == LEG_ENDED and self.reconnect_policy is not None:
+                    # A matchmaker that lost our stream detaches our leg, which may close before the
+                    # stream's own end reaches us: that end, if it comes, decides.
+                    exc = await self._stream_end_after(exc)
+                if not self._may_reconnect(exc, what):
+                    raise exc from None
+                # The matchmaker went away while we waited: a new session, and ask again (the ticket is resumed).
+                await self._reconnect_unlocked(exc)
+                watch = self._media.watch()
+                client_stages = {n: self.stages[n] for n in ("session_open", "edge_assigned", "leg_connected")}
+                early_frame = None
+                await self._send(self._find_request(), "FindPartner")
+                continue
             if isinstance(event, PartnerFrame):
                 if event.watch == watch:
                     early_frame = event
@@ -482,6 +600,15 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
             raise DuetClientError(
                 f"cannot send {what}: the Session stream is over: {code.name}: {details}", code=code, details=details
             ) from exc
+        except Exception as exc:
+            # gRPC's core failed the write itself (e.g. the connection was reset under it): the stream is over.
+            try:
+                code = await asyncio.wait_for(call.code(), 3.0)
+                details = await call.details() or ""
+            except TimeoutError:
+                call.cancel()
+                code, details = grpc.StatusCode.UNAVAILABLE, f"the stream broke: {exc!r}"
+            raise DuetClientError(f"sending {what} failed: {code.name}: {details}", code=code, details=details) from exc
 
     async def _read_server_messages(self, call: grpc.aio.StreamStreamCall) -> None:
         try:

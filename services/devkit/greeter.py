@@ -89,7 +89,9 @@ class Greeter:
     @classmethod
     def for_cluster(cls, info: ClusterInfo, regions: Sequence[str]) -> Greeter:
         # Located in the last region, so it is a cross-backbone call for most callers.
-        return cls(info.matchmaker, client_ip=DEMO_CLIENT_IPS.get(regions[-1]), token=info.user_tokens(BOT_USER_ID))
+        return cls(
+            info.matchmaker_for(""), client_ip=DEMO_CLIENT_IPS.get(regions[-1]), token=info.user_tokens(BOT_USER_ID)
+        )
 
     def _new_client(self) -> DuetClient:
         """The one place the bot builds its client."""

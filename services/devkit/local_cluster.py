@@ -86,7 +86,7 @@ class Child:
 
 @dataclass
 class ClusterInfo:
-    matchmaker: str
+    matchmaker: str  # the first replica's address
     routing: str
     edges: dict[str, str] = field(default_factory=dict)  # edge id -> control address
     edge_metrics: dict[str, str] = field(default_factory=dict)  # edge id -> Prometheus scrape URL
@@ -114,10 +114,15 @@ class ClusterInfo:
     # With WAN emulation: region -> the delay proxy a client in that region dials instead of `matchmaker`.
     matchmaker_by_region: dict[str, str] = field(default_factory=dict)
     emulation: ClusterEmulation | None = None
+    # Every matchmaker replica (`duet up --matchmakers N`), the first being `matchmaker`; and their processes.
+    matchmakers: list[str] = field(default_factory=list)
+    matchmaker_pids: dict[str, int] = field(default_factory=dict)  # address -> process id
+    matchmakers_metrics: list[str] = field(default_factory=list)
 
     def matchmaker_for(self, region: str) -> str:
-        """The matchmaker address a client in ``region`` dials (its delay proxy under WAN emulation)."""
-        return self.matchmaker_by_region.get(region, self.matchmaker)
+        """The matchmaker address(es) a client in ``region`` dials: its delay proxy under WAN emulation,
+        else every replica as a comma list (the SDK takes the first and falls back on the others)."""
+        return self.matchmaker_by_region.get(region, ",".join(self.matchmakers) or self.matchmaker)
 
 
 class LocalCluster:
@@ -131,8 +136,14 @@ class LocalCluster:
         avoid_recent: int | None = None,
         emulation: ClusterEmulation | None = None,
         topology: Topology | None = None,
+        matchmakers: int = 1,
+        shards: str = "",
     ) -> None:
         """``avoid_recent``: the matchmaker's --avoid-recent (None: its default).
+
+        ``matchmakers``: how many matchmaker replicas to run on the one database
+        (``mm-1`` ...), and ``shards`` their --shards (default: one shard for
+        the world; docs/replicas.md).
 
         ``topology``: run this topology (one edge process per edge it declares,
         links, RTTs and states as given) instead of the shipped one for
@@ -144,7 +155,11 @@ class LocalCluster:
         control plane, and clients reach the matchmaker through the proxies of
         ``ClusterInfo.matchmaker_by_region``.
         """
+        if matchmakers < 1:
+            raise SetupError(f"at least one matchmaker is needed, got {matchmakers}")
         self.avoid_recent = avoid_recent
+        self.matchmakers = matchmakers
+        self.shards = shards
         self.emulation = emulation
         self.state_dir = state_dir
         self.database = database
@@ -253,24 +268,35 @@ class LocalCluster:
                 for e in topology.edges
             )
         )
-        mm = await self._spawn(
-            "matchmaker",
-            [
-                "matchmaker",
-                "--bind",
-                "127.0.0.1:0",
-                "--routing",
-                routing_address,
-                "--database-url",
-                dsn,
-                "--trust-forwarded-for",
-                "--metrics-port",
-                "0",
-                *(["--avoid-recent", str(self.avoid_recent)] if self.avoid_recent is not None else []),
-            ],
-            {**env, SERVICE_TOKEN_ENV: mint_service_token(service_secret, Role.MATCHMAKER)},
-            log_dir,
+        mm_env = {**env, SERVICE_TOKEN_ENV: mint_service_token(service_secret, Role.MATCHMAKER)}
+        # Started together, so the replicas see each other before taking shards and split them.
+        replicas = await asyncio.gather(
+            *(
+                self._spawn(
+                    "matchmaker" if self.matchmakers == 1 else f"matchmaker-{i + 1}",
+                    [
+                        "matchmaker",
+                        "--bind",
+                        "127.0.0.1:0",
+                        "--routing",
+                        routing_address,
+                        "--database-url",
+                        dsn,
+                        "--trust-forwarded-for",
+                        "--metrics-port",
+                        "0",
+                        "--replica-id",
+                        f"mm-{i + 1}",
+                        *(["--shards", self.shards] if self.shards else []),
+                        *(["--avoid-recent", str(self.avoid_recent)] if self.avoid_recent is not None else []),
+                    ],
+                    mm_env,
+                    log_dir,
+                )
+                for i in range(self.matchmakers)
+            )
         )
+        mm = replicas[0]
         matchmaker = _field(mm.ready_line, "address")
         by_region: dict[str, str] = {}
         if self.emulation is not None:
@@ -291,9 +317,19 @@ class LocalCluster:
             secrets_path=secrets_path,
             matchmaker_by_region=by_region,
             emulation=self.emulation,
+            matchmakers=[_field(r.ready_line, "address") for r in replicas],
+            matchmaker_pids={_field(r.ready_line, "address"): r.proc.pid for r in replicas},
+            matchmakers_metrics=[_field(r.ready_line, "metrics") for r in replicas],
         )
         (self.state_dir / CLUSTER_FILE).write_text(
-            json.dumps({"pid": os.getpid(), "routing": routing_address, "matchmaker": self.info.matchmaker})
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "routing": routing_address,
+                    "matchmaker": self.info.matchmaker,
+                    "matchmakers": self.info.matchmakers,
+                }
+            )
         )
         logger.info("cluster up in %.1f s", time.monotonic() - t0)
         return self.info

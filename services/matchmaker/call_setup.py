@@ -15,11 +15,12 @@ import uuid
 from typing import TYPE_CHECKING
 
 from duet.services.matchmaker import ring as rings
-from duet.services.matchmaker.events import CallEnded, Matched, PartnerProfile
+from duet.services.matchmaker.events import CallEnded, Matched, PartnerProfile, TicketClosed
 from duet.services.matchmaker.ports import Edges, MatchStore, PeerError, Route, RoutingService
 from duet.services.matchmaker.ring import Ring
 from duet.services.matchmaker.session_state import ActiveCall, ClientSession
 from duet.services.matchmaker.telemetry import CallTelemetry
+from duet.services.matchmaker.ticket import Ticket
 from duet.services.store.records import CALL_KIND_FRIEND, CALL_KIND_MATCH, CallRow
 
 logger = logging.getLogger("duet.matchmaker")
@@ -33,6 +34,10 @@ PARTNER_REASON = {
     "blocked": "partner_left",
     "hung_up": "partner_hung_up",
 }
+
+
+async def _nothing_stale() -> list[str]:
+    return []
 
 
 class CallSetup:
@@ -52,6 +57,8 @@ class CallSetup:
 
         async def _enqueue(self, session: ClientSession) -> None: ...
 
+        async def _reoffer(self, session: ClientSession, ticket: Ticket) -> None: ...
+
     async def _connect_pair(
         self,
         a: ClientSession,
@@ -62,11 +69,13 @@ class CallSetup:
         kind: str,
         shared: tuple[str, ...],
         languages: tuple[frozenset[str], frozenset[str]],
-        tickets: tuple[str, ...] = (),
+        tickets: tuple[Ticket, Ticket] | tuple[()] = (),
     ) -> None:
         """The connect path, for a match and a friend call alike: route, bridge both warm legs, record, tell both.
 
-        ``tickets`` (a match's two) are closed as "matched" while the edges bridge.
+        ``tickets`` (a match's two, a's first) are closed as "matched" while the edges bridge, both or
+        neither: when one was no longer open (matched or replaced by another replica), the call is not
+        made, its session is told, and the other ticket goes back in the pool.
         """
         assert a.edge is not None and b.edge is not None and a.leg_id and b.leg_id
         call_id = uuid.uuid4().hex
@@ -83,14 +92,15 @@ class CallSetup:
         # next-hop table, so the route (needed only for Matched and the record) is asked for while both edges
         # bridge, and the tickets are closed meanwhile. Each step costs a round trip to a different peer.
         closed, route_result, *bridges = await asyncio.gather(
-            asyncio.gather(*(self.store.close_ticket(t, "matched") for t in tickets)),
+            self.store.close_pair([t.ticket_id for t in tickets], "matched") if tickets else _nothing_stale(),
             pick_route(),
             self.edges.bridge(a.edge, bridge_id, a.leg_id, 0, b.edge.edge_id),
             self.edges.bridge(b.edge, bridge_id, b.leg_id, 1, a.edge.edge_id),
             return_exceptions=True,
         )
         bridged = self.now_ms()
-        if isinstance(closed, BaseException) or isinstance(route_result, BaseException):
+        stale = [] if isinstance(closed, BaseException) else closed
+        if isinstance(closed, BaseException) or isinstance(route_result, BaseException) or stale:
             for side, (s, r) in enumerate(zip((a, b), bridges, strict=True)):
                 if not isinstance(r, BaseException) and s.edge is not None:
                     try:
@@ -99,6 +109,9 @@ class CallSetup:
                         pass
             if isinstance(closed, BaseException):
                 raise closed  # the store failed: the ticket's client gets INTERNAL, as before
+            if stale:
+                await self._pair_fell_through(a, b, tickets, stale)
+                return
             if isinstance(route_result, BaseException) and not isinstance(route_result, PeerError):
                 raise route_result
             # Neither leg is at fault; both clients decide whether to look again.
@@ -156,6 +169,7 @@ class CallSetup:
                 stages_a=stages[0],
                 stages_b=stages[1],
                 kind=kind,
+                shard=a.shard,
             )
         )
         for s in (a, b):
@@ -199,6 +213,23 @@ class CallSetup:
             notified - matched,
         )
 
+    async def _pair_fell_through(
+        self, a: ClientSession, b: ClientSession, tickets: tuple[Ticket, Ticket] | tuple[()], stale: list[str]
+    ) -> None:
+        """One ticket of a pair was no longer open: no call; the other waits on with its age."""
+        logger.warning("pair not made: ticket(s) %s no longer open", ", ".join(t[:8] for t in stale))
+        for s, t in zip((a, b), tickets, strict=True):
+            if t.ticket_id in stale:
+                s.send(
+                    TicketClosed(
+                        ticket_id=t.ticket_id,
+                        reason="your ticket was closed elsewhere (matched or replaced by another session); "
+                        "send FindPartner to look again",
+                    )
+                )
+            else:
+                await self._reoffer(s, t)
+
     async def _record_failed(
         self,
         call_id: str,
@@ -229,6 +260,7 @@ class CallSetup:
                 stages_a={"queued": queued[0], **stages},
                 stages_b={"queued": queued[1], **stages},
                 kind=kind,
+                shard=a.shard,
             )
         )
 

@@ -45,6 +45,7 @@ from duet.services.matchmaker.events import (
     Queued,
     Reported,
     SessionClosed,
+    ShardMoved,
     TicketClosed,
 )
 from duet.services.matchmaker.fakes.friends import InMemoryFriendStore
@@ -61,9 +62,11 @@ from duet.services.matchmaker.ports import (
     RoutingService,
     SafetyStore,
 )
-from duet.services.matchmaker.preferences import Preferences
+from duet.services.matchmaker.preferences import NO_PREFERENCES, Preferences
 from duet.services.matchmaker.rate_limit import RateLimiter
 from duet.services.matchmaker.reference_latency import ReferenceLatency
+from duet.services.matchmaker.replicas.shards import ShardMap
+from duet.services.matchmaker.replicas.ticket_restore import RestoredTicket, preferences_json
 from duet.services.matchmaker.ring import Ring
 from duet.services.matchmaker.rules.base import LatencyEstimate, PairContext
 from duet.services.matchmaker.rules.interests import shared_interests
@@ -90,8 +93,10 @@ class Matchmaker(FriendCalls, CallReports):
         latency: LatencyEstimate | None = None,
         clock: Callable[[], float] = time.time,
         telemetry: CallTelemetry | None = None,
+        shards: ShardMap | None = None,
     ) -> None:
-        """``recent_partners`` overrides ``config.recent_partners``; ``safety`` defaults to an
+        """``shards``: which shard each region is in (default: one shard for the world; docs/replicas.md).
+        ``recent_partners`` overrides ``config.recent_partners``; ``safety`` defaults to an
         in-memory store (blocks and reports then last as long as the process), ``friends`` likewise; ``latency``
         to the routing library's reference RTTs; ``clock`` gives epoch seconds."""
         config = config or MatchConfig()
@@ -113,6 +118,11 @@ class Matchmaker(FriendCalls, CallReports):
         )
         self.rate_limiter = RateLimiter(config.rate_limit_requests, config.rate_limit_per_s)
         self.pool = WaitingPool(compare=config.compare)
+        self.shard_map = shards if shards is not None else ShardMap()
+        # Open tickets of a shard taken over from a dead replica, waiting for their users to come back.
+        self._restored: dict[str, RestoredTicket] = {}  # user id -> ticket
+        # Shards whose tickets are restored here: their clients may come in (replicas; docs/replicas.md).
+        self.serving_shards: set[str] = set()
         self.sessions: dict[str, ClientSession] = {}
         self._by_user: dict[str, ClientSession] = {}
         self._calls: dict[str, ActiveCall] = {}
@@ -190,6 +200,13 @@ class Matchmaker(FriendCalls, CallReports):
                 if self.now_ms() >= ring.expires_at:
                     self._end_ring(ring, rings.NO_ANSWER)
                 continue
+            restored = self._restored_ticket(ticket_id)
+            if restored is not None:
+                if self.now_ms() >= restored.queued_at + self.config.ticket_ttl_s * 1000:
+                    # Its user did not come back in time: it expires as a waiting ticket would.
+                    del self._restored[restored.user_id]
+                    await self.store.close_ticket(restored.ticket_id, "expired")
+                continue
             ticket = self.pool.get(ticket_id)
             if ticket is None:
                 continue  # matched or gone since
@@ -227,11 +244,19 @@ class Matchmaker(FriendCalls, CallReports):
     # -- session lifecycle --------------------------------------------------
 
     async def open_session(
-        self, user_id: str, display_name: str, client_ip: str, outbox: Outbox, *, clock_probes: bool = False
+        self,
+        user_id: str,
+        display_name: str,
+        client_ip: str,
+        outbox: Outbox,
+        *,
+        clock_probes: bool = False,
+        forwarded: bool = False,
     ) -> ClientSession:
         """Start a session for ``user_id`` (replacing an older one of theirs) and assign it an edge.
 
         ``clock_probes``: the client answers clock probes; it is sent them, one after another.
+        ``forwarded``: its stream comes through another replica (docs/replicas.md).
         """
         if not USER_ID_RE.match(user_id):
             raise BadRequest("hello.user_id must be 1-64 characters of letters, digits, '_', '.' or '-'")
@@ -240,7 +265,9 @@ class Matchmaker(FriendCalls, CallReports):
         if old is not None:
             logger.info("user %s opened a new session; closing the old one", user_id)
             old.send(CallEnded(reason="replaced by a newer session"))
-            await self.close_session(old, "replaced")
+            # A forwarded session's wait is kept for the new one to resume: the user may have reconnected
+            # before we noticed that its stream went with the replica that forwarded it.
+            await self.close_session(old, "replaced", keep_ticket=old.forwarded)
             old.outbox.put_nowait(SessionClosed())
         session = ClientSession(
             session_id=uuid.uuid4().hex,
@@ -248,6 +275,7 @@ class Matchmaker(FriendCalls, CallReports):
             display_name=name,
             client_ip=client_ip,
             outbox=outbox,
+            forwarded=forwarded,
         )
         await self.store.upsert_user(session.user_id, session.display_name)
         self.history.load_blocks(user_id, await self.safety.blocks_of(user_id))
@@ -261,6 +289,7 @@ class Matchmaker(FriendCalls, CallReports):
             raise Unavailable(f"no edge could be assigned: {exc}") from exc
         session.edge = ingress.edge
         session.region = ingress.edge.region
+        session.shard = self.shard_map.shard_of(session.region)
         session.send(
             EdgeAssigned(
                 session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=self.now_ms()
@@ -426,8 +455,13 @@ class Matchmaker(FriendCalls, CallReports):
             self._reports[user_id] = await self.safety.report_count(user_id)
         logger.info("user %s reviewed by a moderator: %d reporters count now", user_id, self._reports.get(user_id, 0))
 
-    async def close_session(self, session: ClientSession, reason: str) -> None:
-        """Stream gone (leave, drop, replace): end its call, cancel its ticket, release its leg."""
+    async def close_session(self, session: ClientSession, reason: str, *, keep_ticket: bool = False) -> None:
+        """Stream gone (leave, drop, replace): end its call, cancel its ticket, release its leg.
+
+        ``keep_ticket``: the stream may have broken with the replica that forwarded it, not by the
+        user's choice: the ticket stays open, apart from the pool, for the user's next session to
+        resume (or it expires on the TTL), as a restored one would.
+        """
         if session.closed:
             return
         session.closed = True
@@ -439,7 +473,16 @@ class Matchmaker(FriendCalls, CallReports):
             self._end_ring(ring, rings.CALLER_LEFT if ring.caller is session else rings.FRIEND_OFFLINE)
         if session.call is not None:
             await self._end_call(session.call, "left", ender=session)
-        if session.ticket is not None:
+        if session.ticket is not None and keep_ticket:
+            ticket = session.ticket
+            async with self._pool_lock:
+                self.pool.remove(ticket.ticket_id)
+            session.ticket = None
+            # Its expiry is already scheduled (run_due finds it among the restored ones).
+            self._restored[session.user_id] = RestoredTicket(
+                ticket.ticket_id, session.user_id, session.shard, session.region, ticket.queued_at, ticket.preferences
+            )
+        elif session.ticket is not None:
             await self._close_ticket(session, session.ticket, f"cancelled: {reason}", "cancelled")
         if session.leg_id is not None and session.edge is not None:
             try:
@@ -492,22 +535,123 @@ class Matchmaker(FriendCalls, CallReports):
 
     async def _enqueue(self, session: ClientSession) -> None:
         assert session.edge is not None and session.video is not None
+        restored = self._restored.pop(session.user_id, None)
+        if restored is not None and session.preferences == NO_PREFERENCES:
+            session.preferences = restored.preferences  # the client did not state them again: keep the stored ones
+        prefs = preferences_json(session.preferences)
+        # Back after its replica died: the same ticket, keeping its place among the longest waiting.
+        resumed = restored is not None and await self.store.resume_ticket(
+            restored.ticket_id, session.session_id, session.edge.edge_id, session.region, prefs
+        )
         ticket = Ticket(
-            ticket_id=uuid.uuid4().hex,
+            ticket_id=restored.ticket_id if resumed and restored else uuid.uuid4().hex,
             user_id=session.user_id,
             session_id=session.session_id,
             edge_id=session.edge.edge_id,
-            queued_at=self.now_ms(),
+            queued_at=restored.queued_at if resumed and restored else self.now_ms(),
             video=session.video,
             region=session.region,
             preferences=session.preferences,
             reports=self._reports.get(session.user_id, 0),
         )
         session.ticket = ticket
-        await self.store.open_ticket(
-            ticket.ticket_id, ticket.user_id, ticket.session_id, ticket.edge_id, ticket.queued_at / 1000
-        )
+        if resumed:
+            logger.info(
+                "user %s resumed ticket %s (waiting %.1f s)",
+                session.user_id,
+                ticket.ticket_id[:8],
+                (self.now_ms() - ticket.queued_at) / 1000,
+            )
+        else:
+            await self.store.open_ticket(
+                ticket.ticket_id,
+                ticket.user_id,
+                ticket.session_id,
+                ticket.edge_id,
+                ticket.queued_at / 1000,
+                region=session.region,
+                shard=session.shard,
+                preferences=prefs,
+            )
+        if session.ticket is not ticket or session.closed:
+            # Closed while the store answered (its close may have come before the row): no open ticket is left.
+            await self.store.close_ticket(ticket.ticket_id, "cancelled: session closed")
+            return
         await self._offer(session, ticket)
+
+    def _restored_ticket(self, ticket_id: str) -> RestoredTicket | None:
+        for restored in self._restored.values():
+            if restored.ticket_id == ticket_id:
+                return restored
+        return None
+
+    async def _reoffer(self, session: ClientSession, ticket: Ticket) -> None:
+        """Put a ticket whose match fell through back in the pool, keeping its age."""
+        if session.closed or session.ticket is not None or session.call is not None:
+            return
+        session.ticket = ticket
+        async with self._pool_lock:
+            pair = self.pool.offer(ticket, self.pair_context())
+        if pair is not None:
+            await self._start_call(*pair)
+        else:
+            self._schedule_ticket(ticket)
+
+    # -- replicas: shards taken over and given up ----------------------------------
+
+    async def restore_shard(self, shard: str) -> int:
+        """This replica now owns ``shard``: hold its open tickets for their users to come back.
+
+        A user who returns (a new session, a leg, then FindPartner or Next) gets
+        their ticket back with its queued_at; one who does not expires on the
+        ticket TTL. Returns how many tickets were restored.
+        """
+        # Calls the dead owner left live have nobody to end them now: their clients lost it with their stream.
+        ended = await self.store.end_calls_in_shard(
+            shard, "matchmaker replica lost", keep=[c for c in self._calls if self._calls[c].sessions[0].shard == shard]
+        )
+        if ended:
+            logger.info("shard %s: ended %d calls its previous owner left live", shard, ended)
+        rows = await self.store.open_tickets_in_shard(shard)
+        count = 0
+        for row in rows:
+            live = self._by_user.get(row.user_id)
+            if live is not None and live.ticket is not None and live.ticket.ticket_id == row.ticket_id:
+                continue  # already waiting here
+            restored = RestoredTicket.of(row)
+            self._restored[row.user_id] = restored
+            self._schedule(restored.queued_at + self.config.ticket_ttl_s * 1000, restored.ticket_id)
+            count += 1
+        self.serving_shards.add(shard)
+        logger.info("shard %s: restored %d waiting tickets", shard, count)
+        return count
+
+    async def release_shard(self, shard: str, reason: str) -> None:
+        """This replica no longer owns ``shard``: end its sessions so their clients reconnect to the new owner.
+
+        Their open tickets stay open in the store for the new owner to restore.
+        """
+        self.serving_shards.discard(shard)
+        for restored in [r for r in self._restored.values() if r.shard == shard]:
+            del self._restored[restored.user_id]
+        for session in [s for s in self.sessions.values() if s.shard == shard]:
+            ticket = session.ticket
+            if ticket is not None:
+                async with self._pool_lock:
+                    self.pool.remove(ticket.ticket_id)
+                session.ticket = None  # left open in the store: the new owner resumes it
+            session.outbox.put_nowait(ShardMoved(reason))
+            await self.close_session(session, reason)
+
+    def waiting_by_shard(self) -> dict[str, int]:
+        """Tickets waiting per shard: in the pool, and restored ones whose users have not come back yet."""
+        counts = dict.fromkeys(self.shard_map.shards, 0)
+        for t in self.pool.waiting():
+            shard = self.shard_map.shard_of(t.region)
+            counts[shard] = counts.get(shard, 0) + 1
+        for r in self._restored.values():
+            counts[r.shard] = counts.get(r.shard, 0) + 1
+        return counts
 
     async def _offer(self, session: ClientSession, ticket: Ticket) -> None:
         """Offer the session's ticket to the pool: Queued, then a match at once or a place in the pool."""
@@ -559,7 +703,7 @@ class Matchmaker(FriendCalls, CallReports):
             kind=CALL_KIND_MATCH,
             shared=shared,
             languages=(first.preferences.languages, second.preferences.languages),
-            tickets=(first.ticket_id, second.ticket_id),
+            tickets=(first, second),
         )
 
     async def stop(self) -> None:

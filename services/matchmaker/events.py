@@ -154,6 +154,14 @@ class NoEdge:
 
 
 @dataclass(frozen=True)
+class ShardMoved:
+    """This replica no longer serves the session's shard: the stream ends UNAVAILABLE with this reason, and
+    the client reconnects (to any replica; its open ticket is resumed there)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class ClockProbe:
     """Asks the client for its clock; it answers with the probe's id and its receive and send times."""
 
@@ -189,4 +197,4 @@ SessionEvent = (
 class Outbox(Protocol):
     """Where a session's events go (an asyncio.Queue in the server); the core only ever puts."""
 
-    def put_nowait(self, item: SessionEvent | SessionClosed | NoEdge, /) -> None: ...
+    def put_nowait(self, item: SessionEvent | SessionClosed | NoEdge | ShardMoved, /) -> None: ...

@@ -10,7 +10,7 @@ waiting per region and language group, the pool's first index level).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as CounterMetric
@@ -47,10 +47,44 @@ class _PoolCollector(Collector):
         yield family
 
 
+class _ShardCollector(Collector):
+    """Per shard, at scrape time: tickets waiting here, and whether this replica owns it."""
+
+    def __init__(self, waiting: Callable[[], Mapping[str, int]], owned: Callable[[], Mapping[str, bool]]) -> None:
+        self.waiting = waiting
+        self.owned = owned
+
+    def collect(self) -> Iterable[Metric]:
+        waiting = GaugeMetricFamily(
+            "duet_matchmaker_shard_waiting_tickets",
+            "tickets waiting on this replica per shard (in the pool, and restored ones whose users have not "
+            "come back yet)",
+            labels=["shard"],
+        )
+        for shard, n in sorted(self.waiting().items()):
+            waiting.add_metric([shard], n)
+        yield waiting
+        owned = GaugeMetricFamily(
+            "duet_matchmaker_shard_owned",
+            "1 while this replica owns the shard (holds its lock), else 0",
+            labels=["shard"],
+        )
+        for shard, mine in sorted(self.owned().items()):
+            owned.add_metric([shard], 1 if mine else 0)
+        yield owned
+
+
 class MatchmakerMetrics:
     """Histograms and counters in their own registry (``registry``), served by ``MetricsServer``."""
 
-    def __init__(self, waiting: Callable[[], Iterable[Ticket]]) -> None:
+    def __init__(
+        self,
+        waiting: Callable[[], Iterable[Ticket]],
+        *,
+        shards: Callable[[], Mapping[str, int]] | None = None,
+        owned: Callable[[], Mapping[str, bool]] | None = None,
+    ) -> None:
+        """``shards``: tickets waiting per shard; ``owned``: each shard, and whether this replica owns it."""
         self.registry = CollectorRegistry()
         self._stage = Histogram(
             "duet_matchmaker_stage_seconds",
@@ -76,6 +110,8 @@ class MatchmakerMetrics:
             registry=self.registry,
         )
         self.registry.register(_PoolCollector(waiting))
+        if shards is not None and owned is not None:
+            self.registry.register(_ShardCollector(shards, owned))
         ProcessCollector(registry=self.registry)
 
     def ticket_matched(self, region: str, waited_ms: float) -> None:

@@ -13,11 +13,19 @@ over the in-memory ``fakes``, or over anything else that keeps these contracts.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from duet.services.store.records import CallRow, ClockOffset, FriendRow, ReportedUserRow, ReportRow, ReviewRow
+from duet.services.store.records import (
+    CallRow,
+    ClockOffset,
+    FriendRow,
+    ReportedUserRow,
+    ReportRow,
+    ReviewRow,
+    TicketRow,
+)
 
 # -- values -------------------------------------------------------------------
 
@@ -154,13 +162,40 @@ class MatchStore(Protocol):
         """Create the user, or update the display name of an existing one."""
         ...
 
-    async def open_ticket(self, ticket_id: str, user_id: str, session_id: str, edge_id: str, queued_at: float) -> None:
+    async def open_ticket(
+        self,
+        ticket_id: str,
+        user_id: str,
+        session_id: str,
+        edge_id: str,
+        queued_at: float,
+        *,
+        region: str = "",
+        shard: str = "",
+        preferences: Mapping[str, Any] | None = None,
+    ) -> None:
         """Record a user entering the pool (queued_at in epoch s); a user has one open ticket,
-        so an open one of theirs is closed as 'replaced' first."""
+        so an open one of theirs is closed as 'replaced' first. ``region``, ``shard`` and
+        ``preferences`` (JSON-able) let another replica restore the wait."""
         ...
 
     async def close_ticket(self, ticket_id: str, outcome: str) -> bool:
         """Close an open ticket; False if it is unknown or already closed (the first outcome is kept)."""
+        ...
+
+    async def close_pair(self, ticket_ids: Sequence[str], outcome: str) -> list[str]:
+        """Close all of ``ticket_ids`` at once if every one is still open: [] when done, else the ids
+        no longer open, with nothing changed (so no ticket is ever paired twice, by any replica)."""
+        ...
+
+    async def resume_ticket(
+        self, ticket_id: str, session_id: str, edge_id: str, region: str, preferences: Mapping[str, Any]
+    ) -> bool:
+        """Move an open ticket onto its user's new session, keeping its queued_at; False if not open."""
+        ...
+
+    async def open_tickets_in_shard(self, shard: str) -> list[TicketRow]:
+        """The open tickets of a shard, oldest first (restored by the shard's new owner)."""
         ...
 
     async def create_call(self, call: CallRow) -> None:
@@ -180,6 +215,10 @@ class MatchStore(Protocol):
         False if the call does not exist or has already ended (so the first end reason wins).
         A None end_reason keeps the current one.
         """
+        ...
+
+    async def end_calls_in_shard(self, shard: str, reason: str, keep: Sequence[str] = ()) -> int:
+        """End every live call of ``shard`` but those in ``keep`` (ones a dead replica left); how many ended."""
         ...
 
     async def get_call(self, call_id: str) -> CallRow | None:

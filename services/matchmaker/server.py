@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import grpc
 
+from duet.services.auth.bearer import AUTHORIZATION, parse_bearer
 from duet.services.auth.secrets import AuthSecrets
 from duet.services.auth.tokens import UserClaims
 from duet.services.matchmaker.config import MatchConfig
@@ -51,6 +54,7 @@ from duet.services.matchmaker.events import (
     Ringing,
     SessionClosed,
     SessionEvent,
+    ShardMoved,
     TicketClosed,
 )
 from duet.services.matchmaker.metrics import MatchmakerMetrics
@@ -58,6 +62,11 @@ from duet.services.matchmaker.moderation_server import ModerationServicer
 from duet.services.matchmaker.ports import EdgeInfo, PeerError
 from duet.services.matchmaker.preferences import InvalidPreferences, Preferences, Scope, checked_preferences
 from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient
+from duet.services.matchmaker.replicas.forwarded_for import forwarded_client_ip
+from duet.services.matchmaker.replicas.forwarder import OwnerStreamFailed, SessionForwarder
+from duet.services.matchmaker.replicas.ownership import POLL_INTERVAL_S, ShardOwner, ShardOwnership, keep_shards
+from duet.services.matchmaker.replicas.pg_ownership import PostgresShardOwnership
+from duet.services.matchmaker.replicas.shards import ShardMap
 from duet.services.matchmaker.session_state import ClientSession
 from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
 from duet.services.rpc.auth import AuthInterceptor, current_principal
@@ -342,7 +351,7 @@ def call_record(row: CallRow) -> matchmaker_pb2.CallRecord:
 
 # -- the service -----------------------------------------------------------------
 
-Outgoing = SessionEvent | SessionClosed | NoEdge | Abort | ErrorEvent
+Outgoing = SessionEvent | SessionClosed | NoEdge | ShardMoved | Abort | ErrorEvent
 
 
 @dataclass
@@ -357,10 +366,79 @@ class WrongUser(Exception):
     """A Hello that names a user other than the one the stream's token is for."""
 
 
+@dataclass(frozen=True)
+class Replicas:
+    """What a replica needs to serve only its own shards and forward the rest (docs/replicas.md)."""
+
+    ownership: ShardOwnership
+    forwarder: SessionForwarder
+
+
 class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
-    def __init__(self, matchmaker: Matchmaker, *, trust_forwarded_for: bool = False) -> None:
+    def __init__(
+        self,
+        matchmaker: Matchmaker,
+        *,
+        trust_forwarded_for: bool = False,
+        service_secret: bytes | None = None,
+        replicas: Replicas | None = None,
+    ) -> None:
+        """``service_secret`` verifies a forwarding replica's token (without it, forwarded addresses are
+        ignored); ``replicas``: serve only owned shards and forward other clients' streams to their owner."""
         self.mm = matchmaker
         self.trust_forwarded_for = trust_forwarded_for
+        self.service_secret = service_secret
+        self.replicas = replicas
+
+    async def _owner_elsewhere(self, client_ip: str) -> tuple[str, ShardOwner | None] | None:
+        """None when this replica serves the client; else its shard and that shard's live owner (None: nobody yet)."""
+        if self.replicas is None:
+            return None
+        shards = self.mm.shard_map
+        if shards.single:
+            shard = shards.shards[0]
+        else:
+            try:
+                shard = shards.shard_of((await self.mm.routing.pick_ingress(client_ip)).edge.region)
+            except PeerError:
+                return None  # served here: the session itself then says that no edge can take it
+        ownership = self.replicas.ownership
+        if ownership.owns(shard) and shard in self.mm.serving_shards:
+            return None
+        if ownership.owns(shard):
+            return shard, None  # just taken over: its tickets are being restored
+        owner = ownership.owner_of(shard)
+        if owner is not None and owner.replica_id == ownership.replica_id:
+            owner = None  # our own stale record: the shard is being taken over
+        return shard, owner
+
+    async def _forward(
+        self,
+        shard: str,
+        owner: ShardOwner,
+        requests: AsyncIterator[matchmaker_pb2.ClientMessage],
+        context: grpc.aio.ServicerContext,
+        client_ip: str,
+    ) -> AsyncIterator[matchmaker_pb2.ServerMessage]:
+        assert self.replicas is not None
+        token = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == AUTHORIZATION:
+                token = parse_bearer(str(value))
+        try:
+            async for message in self.replicas.forwarder.forward(
+                owner.address, requests, user_token=token, client_ip=client_ip
+            ):
+                yield message
+        except OwnerStreamFailed as exc:
+            if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN):
+                logger.info("forwarded session to %s (shard %s) failed: %s", owner.replica_id, shard, exc)
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the matchmaker replica serving your shard ({shard}) went away: {exc.details}; "
+                    "reconnect (your place in the queue is kept)",
+                )
+            await context.abort(exc.code, exc.details)
 
     async def Session(
         self, request_iterator: AsyncIterator[matchmaker_pb2.ClientMessage], context: grpc.aio.ServicerContext
@@ -371,7 +449,27 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
         if not isinstance(principal, UserClaims):  # the interceptor lets only user tokens through
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a Session needs a user token")
         assert isinstance(principal, UserClaims)
-        reader = asyncio.create_task(self._read(request_iterator, context, outbox, stream, principal.user_id))
+        forwarded_ip = forwarded_client_ip(context.invocation_metadata(), self.service_secret)
+        client_ip = forwarded_ip or peer_ip(context, self.trust_forwarded_for)
+        # A stream a replica forwarded is served here, whatever our shards: it is never forwarded twice.
+        elsewhere = None if forwarded_ip is not None else await self._owner_elsewhere(client_ip)
+        if elsewhere is not None:
+            shard, owner = elsewhere
+            if owner is None:
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"no matchmaker replica serves your shard ({shard}) right now: it is being taken over; "
+                    "reconnect in a moment",
+                )
+            assert owner is not None
+            async for message in self._forward(shard, owner, request_iterator, context, client_ip):
+                yield message
+            return
+        reader = asyncio.create_task(
+            self._read(
+                request_iterator, context, outbox, stream, principal.user_id, client_ip, forwarded_ip is not None
+            )
+        )
         try:
             while True:
                 item = await outbox.get()
@@ -379,7 +477,7 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                     break
                 elif isinstance(item, Abort):
                     await context.abort(item.code, item.details)  # raises
-                elif isinstance(item, NoEdge):
+                elif isinstance(item, NoEdge | ShardMoved):
                     await context.abort(grpc.StatusCode.UNAVAILABLE, item.reason)  # raises
                 elif isinstance(item, ErrorEvent):
                     yield matchmaker_pb2.ServerMessage(
@@ -391,7 +489,9 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             if stream.session is not None:
-                await asyncio.shield(self.mm.close_session(stream.session, stream.end))
+                # A forwarded stream that ends without Leave may have lost its forwarding replica: keep the ticket.
+                keep = forwarded_ip is not None and stream.end != "leave"
+                await asyncio.shield(self.mm.close_session(stream.session, stream.end, keep_ticket=keep))
 
     async def _read(
         self,
@@ -400,6 +500,8 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
         outbox: asyncio.Queue[Outgoing],
         stream: _Stream,
         user_id: str,
+        client_ip: str,
+        forwarded: bool,
     ) -> None:
         """``user_id``: whom the stream's token proved; the session is theirs whatever Hello says."""
         try:
@@ -414,9 +516,10 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                     session = await self.mm.open_session(
                         user_id,
                         msg.hello.display_name,
-                        peer_ip(context, self.trust_forwarded_for),
+                        client_ip,
                         outbox,
                         clock_probes=msg.hello.clock_probes,
+                        forwarded=forwarded,
                     )
                     stream.session = session
                     continue
@@ -532,6 +635,32 @@ def _user_of_token() -> str:
     return principal.user_id
 
 
+class _ShardEvents:
+    """Ownership changes, applied to the core: a shard taken over restores its tickets; one lost ends its sessions."""
+
+    def __init__(self, mm: Matchmaker) -> None:
+        self.mm = mm
+
+    async def shard_acquired(self, shard: str) -> None:
+        await self.mm.restore_shard(shard)
+
+    async def shard_lost(self, shard: str) -> None:
+        await self.mm.release_shard(
+            shard, f"this matchmaker replica no longer serves shard {shard}; reconnect (your place is kept)"
+        )
+
+
+async def _until_every_shard_has_an_owner(ownership: ShardOwnership, timeout_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        if all(ownership.owns(s) or ownership.owner_of(s) is not None for s in ownership.shards):
+            return
+        await asyncio.sleep(0.05)
+    missing = [s for s in ownership.shards if not ownership.owns(s) and ownership.owner_of(s) is None]
+    logger.warning("after %.0f s, shards %s still have no owner (replicas at their share?)", timeout_s, missing)
+
+
 async def serve_matchmaker(
     routing_address: str,
     database: str,
@@ -545,22 +674,39 @@ async def serve_matchmaker(
     ready: asyncio.Future[str] | None = None,
     metrics_port: int | None = None,
     metrics_host: str = DEFAULT_METRICS_HOST,
+    replica_id: str | None = None,
+    shards: ShardMap | None = None,
+    ownership_poll_s: float = POLL_INTERVAL_S,
 ) -> None:
     """Serve until ``stop`` is set. ``secrets``: the user-token secret (clients' tokens) and the
-    service-token secret (ops tokens on GetCall); ``token``: the matchmaker's own service token
-    (role matchmaker), presented to the routing service and the edges. ``metrics_port`` (0 = any
-    free) also serves Prometheus metrics (None: off)."""
+    service-token secret (ops tokens on GetCall, and forwarding replicas' tokens); ``token``: the
+    matchmaker's own service token (role matchmaker), presented to the routing service, the edges and
+    other replicas. ``metrics_port`` (0 = any free) also serves Prometheus metrics (None: off).
+
+    ``replica_id`` (default: one made from the host and process id) and ``shards`` (default: one
+    shard for the world): this replica serves the shards whose advisory locks it holds in the database
+    and forwards other clients' streams to their owner (docs/replicas.md)."""
     stop = stop or asyncio.Event()
     secrets.require_user("the matchmaker verifies its clients' tokens with it")
-    secrets.require_service("the matchmaker verifies ops tokens with it")
+    service_secret = secrets.require_service("the matchmaker verifies ops tokens with it")
+    shard_map = shards if shards is not None else ShardMap()
+    replica = replica_id or f"{socket.gethostname()}-{os.getpid()}"
     store = await Store.open(database)
     routing = RoutingClient(routing_address, token)
     edges = EdgeClients(token)
-    metrics = MatchmakerMetrics(lambda: mm.pool.waiting())
+    metrics = MatchmakerMetrics(lambda: mm.pool.waiting(), shards=lambda: mm.waiting_by_shard(), owned=lambda: owned())
     # The PostgreSQL Store is a MatchStore, SafetyStore and FriendStore by shape alone; mypy checks it here.
-    mm = Matchmaker(store, routing, edges, config=config, safety=store, friends=store, telemetry=metrics)
+    mm = Matchmaker(
+        store, routing, edges, config=config, safety=store, friends=store, telemetry=metrics, shards=shard_map
+    )
+    forwarder = SessionForwarder(token)
+    ownership: PostgresShardOwnership | None = None
+
+    def owned() -> dict[str, bool]:
+        return {s: ownership is not None and ownership.owns(s) for s in shard_map.shards}
+
     mm.start()
-    servicer = MatchmakerServicer(mm, trust_forwarded_for=trust_forwarded_for)
+    servicer = MatchmakerServicer(mm, trust_forwarded_for=trust_forwarded_for, service_secret=service_secret)
     moderation = ModerationServicer(store, mm)
 
     def add_servicers(server: grpc.aio.Server) -> None:
@@ -579,24 +725,42 @@ async def serve_matchmaker(
             await store.close()
             raise
         edge_watch = asyncio.create_task(watch_edges(routing_address, token, mm), name="edge membership")
+        keeper: asyncio.Task[None] | None = None
         try:
+            ownership = PostgresShardOwnership(database, replica, address, shard_map.shards)
+            await ownership.connect()
+            servicer.replicas = Replicas(ownership, forwarder)
+            # One interval for replicas started together to see each other, so they split the shards.
+            await asyncio.sleep(ownership_poll_s)
+            keeper = asyncio.create_task(
+                keep_shards(ownership, _ShardEvents(mm), ownership_poll_s), name="shard ownership"
+            )
+            await _until_every_shard_has_an_owner(ownership, timeout_s=10.0)
             scrape = ""
             if metrics_port is not None:
                 url = await extras.enter_async_context(
                     MetricsServer(metrics.registry, host=metrics_host, port=metrics_port)
                 )
                 scrape = f" metrics={url}"
-            logger.info("matchmaker serving on %s", address)
-            print(f"matchmaker ready address={address}{scrape}", flush=True)
+            mine = ",".join(s for s in shard_map.shards if ownership.owns(s)) or "-"
+            logger.info(
+                "matchmaker %s serving on %s; shards %s, owning %s", replica, address, shard_map.describe(), mine
+            )
+            print(f"matchmaker ready address={address}{scrape} replica={replica} owns={mine}", flush=True)
             if ready is not None:
                 ready.set_result(address)
             await stop.wait()
         finally:
             logger.info("matchmaker shutting down")
-            edge_watch.cancel()
-            await asyncio.gather(edge_watch, return_exceptions=True)
+            for task in (edge_watch, keeper):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (edge_watch, keeper) if t is not None), return_exceptions=True)
             await mm.stop()
             await server.stop(grace=1.0)
+            if ownership is not None:
+                await ownership.close()
+            await forwarder.close()
             await routing.close()
             await edges.close()
             await store.close()

@@ -43,6 +43,8 @@ class ClientSession:
     outbox: Outbox
     edge: EdgeInfo | None = None
     region: str = ""
+    shard: str = ""  # the shard of the region (replicas: docs/replicas.md)
+    forwarded: bool = False  # its stream comes through another replica
     leg_id: str | None = None
     video: VideoCodecs | None = None  # set with the leg
     ticket: Ticket | None = None

@@ -7,8 +7,9 @@ in-memory store); here they are stored as timestamptz and jsonb.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -31,6 +32,7 @@ from duet.services.store.records import (
     checked_epoch,
     checked_note,
     checked_pair,
+    checked_preferences_json,
     checked_reason,
     checked_side,
     checked_stages,
@@ -52,6 +54,14 @@ def _integrity_error(exc: Exception, what: str) -> Exception:
     if isinstance(exc, asyncpg.UniqueViolationError):
         return DuplicateRecord(f"{what} already exists: {exc.detail or exc}")
     return exc
+
+
+class _StalePair(Exception):
+    """Raised inside close_pair's transaction to roll it back; carries the tickets no longer open."""
+
+    def __init__(self, stale: list[str]) -> None:
+        super().__init__(stale)
+        self.stale = stale
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -84,6 +94,7 @@ def _call(r: asyncpg.Record) -> CallRow:
         duration_ms=r["duration_ms"],
         clock_a=_clock(r["clock_offset_a_ms"], r["clock_uncertainty_a_ms"]),
         clock_b=_clock(r["clock_offset_b_ms"], r["clock_uncertainty_b_ms"]),
+        shard=r["shard"],
     )
 
 
@@ -130,6 +141,9 @@ def _ticket(r: asyncpg.Record) -> TicketRow:
         queued_at=r["queued_at"].timestamp(),
         closed_at=_from_ts(r["closed_at"]),
         outcome=r["outcome"],
+        region=r["region"],
+        shard=r["shard"],
+        preferences=dict(r["preferences"]),
     )
 
 
@@ -148,9 +162,9 @@ def _edge(r: asyncpg.Record) -> EdgeRow:
 _CALL_COLUMNS = (
     "call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, state, end_reason, "
     "stages_a, stages_b, kind, created_at, ended_at, duration_ms, "
-    "clock_offset_a_ms, clock_uncertainty_a_ms, clock_offset_b_ms, clock_uncertainty_b_ms"
+    "clock_offset_a_ms, clock_uncertainty_a_ms, clock_offset_b_ms, clock_uncertainty_b_ms, shard"
 )
-_TICKET_COLUMNS = "ticket_id, user_id, session_id, edge_id, queued_at, closed_at, outcome"
+_TICKET_COLUMNS = "ticket_id, user_id, session_id, edge_id, queued_at, closed_at, outcome, region, shard, preferences"
 # Namespace for per-user advisory locks (two-int form; the migration lock uses the one-bigint form).
 _USER_LOCK_NAMESPACE = 0x64756574  # "duet"
 
@@ -191,13 +205,26 @@ class Store:
 
     # -- tickets ------------------------------------------------------------
 
-    async def open_ticket(self, ticket_id: str, user_id: str, session_id: str, edge_id: str, queued_at: float) -> None:
+    async def open_ticket(
+        self,
+        ticket_id: str,
+        user_id: str,
+        session_id: str,
+        edge_id: str,
+        queued_at: float,
+        *,
+        region: str = "",
+        shard: str = "",
+        preferences: Mapping[str, Any] | None = None,
+    ) -> None:
         """Record a user entering the pool; an open ticket of theirs is closed as 'replaced' first.
 
-        Raises UnknownUser if the user does not exist (upsert_user first) and
+        ``region``, ``shard`` and ``preferences`` (JSON-able) are what another replica needs to
+        restore the wait. Raises UnknownUser if the user does not exist (upsert_user first) and
         DuplicateRecord for a ticket_id already used; either way nothing changes.
         """
         queued = _to_ts(queued_at, "queued_at")
+        prefs = checked_preferences_json(preferences)
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 # Serialise per user: two concurrent opens must not both find no open ticket.
@@ -208,13 +235,16 @@ class Store:
                     user_id,
                 )
                 await conn.execute(
-                    "INSERT INTO tickets (ticket_id, user_id, session_id, edge_id, queued_at) "
-                    "VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO tickets (ticket_id, user_id, session_id, edge_id, queued_at, region, shard, preferences) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     ticket_id,
                     user_id,
                     session_id,
                     edge_id,
                     queued,
+                    region,
+                    shard,
+                    prefs,
                 )
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise _integrity_error(exc, f"ticket '{ticket_id}'") from exc
@@ -229,6 +259,55 @@ class Store:
             outcome,
         )
         return status == "UPDATE 1"
+
+    async def close_pair(self, ticket_ids: Sequence[str], outcome: str) -> list[str]:
+        """Close every ticket of ``ticket_ids`` in one transaction, only if all are still open.
+
+        Returns [] when they were all closed now; otherwise nothing changes and the
+        result names the ones that were no longer open (unknown, matched or
+        replaced elsewhere): two replicas can never both pair one ticket.
+        """
+        if not outcome:
+            raise ValueError("outcome is required")
+        wanted = list(dict.fromkeys(ticket_ids))
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    "UPDATE tickets SET closed_at = now(), outcome = $2 "
+                    "WHERE ticket_id = ANY($1::text[]) AND closed_at IS NULL RETURNING ticket_id",
+                    wanted,
+                    outcome,
+                )
+                closed = {r["ticket_id"] for r in rows}
+                stale = [t for t in wanted if t not in closed]
+                if stale:
+                    raise _StalePair(stale)  # rolls the transaction back: the open ones stay open
+        except _StalePair as exc:
+            return exc.stale
+        return []
+
+    async def resume_ticket(
+        self, ticket_id: str, session_id: str, edge_id: str, region: str, preferences: Mapping[str, Any]
+    ) -> bool:
+        """Move an open ticket onto the user's new session (its queued_at stays); False if it is not open."""
+        status: str = await self.pool.execute(
+            "UPDATE tickets SET session_id = $2, edge_id = $3, region = $4, preferences = $5 "
+            "WHERE ticket_id = $1 AND closed_at IS NULL",
+            ticket_id,
+            session_id,
+            edge_id,
+            region,
+            checked_preferences_json(preferences),
+        )
+        return status == "UPDATE 1"
+
+    async def open_tickets_in_shard(self, shard: str) -> list[TicketRow]:
+        """A shard's open tickets, oldest first (what a new owner restores)."""
+        rows = await self.pool.fetch(
+            f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE closed_at IS NULL AND shard = $1 ORDER BY queued_at, ticket_id",
+            shard,
+        )
+        return [_ticket(r) for r in rows]
 
     async def get_ticket(self, ticket_id: str) -> TicketRow | None:
         r = await self.pool.fetchrow(f"SELECT {_TICKET_COLUMNS} FROM tickets WHERE ticket_id = $1", ticket_id)
@@ -255,9 +334,9 @@ class Store:
         try:
             await self.pool.execute(
                 "INSERT INTO calls (call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, "
-                "state, end_reason, stages_a, stages_b, ended_at, duration_ms, kind) "
+                "state, end_reason, stages_a, stages_b, ended_at, duration_ms, kind, shard) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-                "CASE WHEN $14 THEN now() END, CASE WHEN $14 THEN 0 END, $15)",
+                "CASE WHEN $14 THEN now() END, CASE WHEN $14 THEN 0 END, $15, $16)",
                 row.call_id,
                 row.user_a,
                 row.user_b,
@@ -273,6 +352,7 @@ class Store:
                 row.stages_b,
                 row.state == CALL_STATE_ENDED,
                 row.kind,
+                row.shard,
             )
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise _integrity_error(exc, f"call '{call.call_id}'") from exc
@@ -319,6 +399,19 @@ class Store:
             CALL_STATE_ENDED,
         )
         return status == "UPDATE 1"
+
+    async def end_calls_in_shard(self, shard: str, reason: str, keep: Sequence[str] = ()) -> int:
+        """End every live call of ``shard`` except ``keep`` (a dead replica's); returns how many."""
+        status: str = await self.pool.execute(
+            "UPDATE calls SET state = $3, end_reason = $2, ended_at = now(), "
+            "duration_ms = extract(epoch FROM now() - created_at) * 1000 "
+            "WHERE shard = $1 AND state <> $3 AND NOT (call_id = ANY($4::text[]))",
+            shard,
+            reason,
+            CALL_STATE_ENDED,
+            list(keep),
+        )
+        return int(status.split()[-1])
 
     async def get_call(self, call_id: str) -> CallRow | None:
         r = await self.pool.fetchrow(f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = $1", call_id)

@@ -8,9 +8,11 @@ in memory), so they reject the same input the same way.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 CALL_STATE_ENDED = "ended"
 # What kind of call a record is: paired from the pool, or a friend calling a friend.
@@ -61,6 +63,7 @@ class CallRow:
     # Each side's clock offset, once its client's report was moved onto the matchmaker's clock (set_clock).
     clock_a: ClockOffset | None = None
     clock_b: ClockOffset | None = None
+    shard: str = ""  # the matchmaker shard it was made in (docs/replicas.md)
 
 
 @dataclass
@@ -72,6 +75,10 @@ class TicketRow:
     queued_at: float
     closed_at: float | None = None
     outcome: str | None = None
+    # What another replica needs to restore the wait (docs/replicas.md).
+    region: str = ""
+    shard: str = ""
+    preferences: dict[str, Any] = field(default_factory=dict)  # JSON-able, as the matchmaker wrote it
 
 
 @dataclass
@@ -146,6 +153,7 @@ def checked_call(call: CallRow) -> CallRow:
         stages_a=checked_stages(call.stages_a, "stages_a"),
         stages_b=checked_stages(call.stages_b, "stages_b"),
         kind=call.kind,
+        shard=call.shard,
     )
 
 
@@ -193,6 +201,24 @@ class FriendRow:
     user_id: str
     display_name: str
     since: float  # epoch s: when the second of the two asked
+
+
+# A ticket's preferences as stored: a JSON object of at most this many bytes.
+MAX_PREFERENCES_JSON = 4096
+
+
+def checked_preferences_json(preferences: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A ticket's preferences as a JSON-able dict (None: none), or ValueError."""
+    if preferences is None:
+        return {}
+    value = dict(preferences)
+    try:
+        size = len(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"ticket preferences must be JSON: {exc}") from None
+    if size > MAX_PREFERENCES_JSON:
+        raise ValueError(f"ticket preferences are {size} bytes of JSON; at most {MAX_PREFERENCES_JSON}")
+    return value
 
 
 # -- moderation -------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from duet.services.matchmaker.ports import MatchStore
 from duet.services.store.records import (
@@ -19,6 +20,7 @@ from duet.services.store.records import (
     UserRow,
     checked_call,
     checked_epoch,
+    checked_preferences_json,
     checked_side,
     checked_stages,
 )
@@ -57,8 +59,20 @@ class InMemoryStore(MatchStore):
 
     # -- tickets ------------------------------------------------------------
 
-    async def open_ticket(self, ticket_id: str, user_id: str, session_id: str, edge_id: str, queued_at: float) -> None:
+    async def open_ticket(
+        self,
+        ticket_id: str,
+        user_id: str,
+        session_id: str,
+        edge_id: str,
+        queued_at: float,
+        *,
+        region: str = "",
+        shard: str = "",
+        preferences: Mapping[str, Any] | None = None,
+    ) -> None:
         queued = _as_stored(checked_epoch(queued_at, "queued_at"))
+        prefs = copy.deepcopy(checked_preferences_json(preferences))
         await asyncio.sleep(0)
         if user_id not in self._users:
             raise UnknownUser(f"ticket '{ticket_id}' names a user that does not exist: '{user_id}'")
@@ -68,7 +82,9 @@ class InMemoryStore(MatchStore):
         for t in self._tickets.values():
             if t.user_id == user_id and t.closed_at is None:
                 t.closed_at, t.outcome = now, "replaced"
-        self._tickets[ticket_id] = TicketRow(ticket_id, user_id, session_id, edge_id, queued)
+        self._tickets[ticket_id] = TicketRow(
+            ticket_id, user_id, session_id, edge_id, queued, region=region, shard=shard, preferences=prefs
+        )
 
     async def close_ticket(self, ticket_id: str, outcome: str) -> bool:
         if not outcome:
@@ -80,15 +96,44 @@ class InMemoryStore(MatchStore):
         t.closed_at, t.outcome = time.time(), outcome
         return True
 
+    async def close_pair(self, ticket_ids: Sequence[str], outcome: str) -> list[str]:
+        if not outcome:
+            raise ValueError("outcome is required")
+        await asyncio.sleep(0)
+        wanted = list(dict.fromkeys(ticket_ids))
+        stale = [t for t in wanted if t not in self._tickets or self._tickets[t].closed_at is not None]
+        if stale:
+            return stale
+        now = time.time()
+        for t in wanted:
+            self._tickets[t].closed_at, self._tickets[t].outcome = now, outcome
+        return []
+
+    async def resume_ticket(
+        self, ticket_id: str, session_id: str, edge_id: str, region: str, preferences: Mapping[str, Any]
+    ) -> bool:
+        prefs = copy.deepcopy(checked_preferences_json(preferences))
+        await asyncio.sleep(0)
+        t = self._tickets.get(ticket_id)
+        if t is None or t.closed_at is not None:
+            return False
+        t.session_id, t.edge_id, t.region, t.preferences = session_id, edge_id, region, prefs
+        return True
+
+    async def open_tickets_in_shard(self, shard: str) -> list[TicketRow]:
+        await asyncio.sleep(0)
+        found = [t for t in self._tickets.values() if t.closed_at is None and t.shard == shard]
+        return [copy.deepcopy(t) for t in sorted(found, key=lambda t: (t.queued_at, t.ticket_id))]
+
     async def get_ticket(self, ticket_id: str) -> TicketRow | None:
         await asyncio.sleep(0)
-        return copy.copy(self._tickets.get(ticket_id))
+        return copy.deepcopy(self._tickets.get(ticket_id))
 
     async def open_tickets(self, user_id: str | None = None) -> list[TicketRow]:
         """Open tickets (of one user, or everyone's), oldest first."""
         await asyncio.sleep(0)
         found = [t for t in self._tickets.values() if t.closed_at is None and user_id in (None, t.user_id)]
-        return [copy.copy(t) for t in sorted(found, key=lambda t: (t.queued_at, t.ticket_id))]
+        return [copy.deepcopy(t) for t in sorted(found, key=lambda t: (t.queued_at, t.ticket_id))]
 
     # -- calls --------------------------------------------------------------
 
@@ -149,6 +194,17 @@ class InMemoryStore(MatchStore):
             assert call.created_at is not None
             call.duration_ms = (call.ended_at - call.created_at) * 1000
         return True
+
+    async def end_calls_in_shard(self, shard: str, reason: str, keep: Sequence[str] = ()) -> int:
+        await asyncio.sleep(0)
+        now = time.time()
+        ended = 0
+        for row in self._calls.values():
+            if row.shard == shard and row.state != CALL_STATE_ENDED and row.call_id not in keep:
+                row.state, row.end_reason, row.ended_at = CALL_STATE_ENDED, reason, _as_stored(now)
+                row.duration_ms = (row.ended_at - (row.created_at or row.ended_at)) * 1000
+                ended += 1
+        return ended
 
     async def get_call(self, call_id: str) -> CallRow | None:
         await asyncio.sleep(0)
