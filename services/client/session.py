@@ -235,10 +235,11 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
                 try:
                     await self._connect()
                 except DuetClientError as exc:
-                    # A replica dying or its shard being taken over right now: the same new try as in a wait.
+                    # A replica dying or its shard being taken over right now: try the other addresses once
+                    # each, not the whole backoff of a wait (a mistyped address should fail in words at once).
                     if self.reconnect_policy is None or not worth_another_try(exc):
                         raise
-                    await self._reconnect_unlocked(exc)
+                    await self._reconnect_unlocked(exc, ReconnectPolicy(len(self.matchmaker_addresses), 0.2, 0.5))
             except BaseException:
                 await self._shutdown(send_leave=False)
                 raise
@@ -312,9 +313,10 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
             if event.state in ("failed", "closed"):
                 raise DuetClientError(f"the WebRTC leg {self.leg_id} to edge {self.edge.edge_id} {event.state}")
 
-    async def _reconnect_unlocked(self, cause: DuetClientError) -> None:
-        """A new session (stream and leg) on the next matchmaker address, with backoff; raises the last error."""
-        policy = self.reconnect_policy
+    async def _reconnect_unlocked(self, cause: DuetClientError, policy: ReconnectPolicy | None = None) -> None:
+        """A new session (stream and leg) on the next matchmaker address, with backoff (``policy``, default
+        the client's); raises the last error."""
+        policy = policy or self.reconnect_policy
         assert policy is not None
         logger.warning("%s: %s; reconnecting", self.user_id, cause)
         last = cause

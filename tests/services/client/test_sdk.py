@@ -399,9 +399,12 @@ async def test_rejected_session_raises_with_the_grpc_status(fake) -> None:
 
 async def test_unreachable_matchmaker_raises(fake) -> None:
     client = synthetic_client("127.0.0.1:1", "u4", "x", tag=46, rpc_timeout=5)
+    started = asyncio.get_running_loop().time()
     with pytest.raises(DuetClientError) as info:
         await client.connect()
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
+    # One more try on the only address, not a reconnect's whole backoff (~13 s): a wrong address fails fast.
+    assert asyncio.get_running_loop().time() - started < 5
     assert client_tasks() == []
 
 
