@@ -28,12 +28,10 @@ from duet.services.matchmaker.display_name import checked_display_name
 from duet.services.matchmaker.errors import (
     BadRequest,
     HeldForReview,
-    NotFound,
     Unavailable,
     WrongState,
 )
 from duet.services.matchmaker.events import (
-    Blocked,
     CallEnded,
     ClockProbe,
     EdgeAssigned,
@@ -43,9 +41,7 @@ from duet.services.matchmaker.events import (
     NoEdge,
     Outbox,
     Queued,
-    Reported,
     SessionClosed,
-    ShardMoved,
     TicketClosed,
 )
 from duet.services.matchmaker.fakes.friends import InMemoryFriendStore
@@ -71,15 +67,17 @@ from duet.services.matchmaker.ring import Ring
 from duet.services.matchmaker.rules.base import LatencyEstimate, PairContext
 from duet.services.matchmaker.rules.interests import shared_interests
 from duet.services.matchmaker.rules.media import VideoCodecs
+from duet.services.matchmaker.safety_actions import SafetyActions
 from duet.services.matchmaker.session_state import ActiveCall, ClientSession
+from duet.services.matchmaker.shard_handover import ShardHandover
 from duet.services.matchmaker.telemetry import CallTelemetry, NoTelemetry
 from duet.services.matchmaker.user_id import USER_ID_RE
-from duet.services.store.records import CALL_KIND_MATCH, checked_reason
+from duet.services.store.records import CALL_KIND_MATCH
 
 logger = logging.getLogger("duet.matchmaker")
 
 
-class Matchmaker(FriendCalls, CallReports):
+class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
     def __init__(
         self,
         store: MatchStore,
@@ -400,61 +398,6 @@ class Matchmaker(FriendCalls, CallReports):
             )
         )
 
-    # -- safety -----------------------------------------------------------
-
-    async def _partner_in(self, session: ClientSession, call_id: str) -> tuple[str, ActiveCall | None]:
-        """The other user of one of this user's calls (live or recorded), and the call if it is live."""
-        if not call_id:
-            raise BadRequest("call_id is required: the call (from Matched) whose partner you mean")
-        call = self._calls.get(call_id)
-        if call is not None and session in call.sessions:
-            return call.partner_of(session).user_id, call
-        row = await self.store.get_call(call_id)
-        if row is None or session.user_id not in (row.user_a, row.user_b):
-            raise NotFound(f"you had no call '{call_id}'")
-        return (row.user_b if row.user_a == session.user_id else row.user_a), None
-
-    async def block(self, session: ClientSession, call_id: str) -> None:
-        """The partner of that call never meets this user again; a live call with them ends now."""
-        partner, call = await self._partner_in(session, call_id)
-        await self.safety.add_block(session.user_id, partner, call_id)
-        self.history.add_block(session.user_id, partner)
-        # A block ends a friendship too: neither can call the other any more.
-        await self.friends.remove_friend(session.user_id, partner)
-        self._end_rings_between(session.user_id, partner)
-        if call is not None:
-            await self._end_call(call, "blocked", ender=session)
-        session.send(Blocked(call_id=call_id))
-        logger.info("user %s blocked %s (call %s)", session.user_id, partner, call_id[:8])
-
-    async def report(self, session: ClientSession, call_id: str, reason: str) -> None:
-        """Record a report about the partner of that call; past the threshold they are held for review."""
-        try:
-            checked_reason(reason)
-        except ValueError as exc:
-            raise BadRequest(f"report.reason: {exc}") from None
-        partner, _ = await self._partner_in(session, call_id)
-        count = await self.safety.add_report(session.user_id, partner, call_id, reason)
-        self._reports[partner] = count
-        session.send(Reported(call_id=call_id))
-        logger.info("user %s reported %s (call %s): %d reporters", session.user_id, partner, call_id[:8], count)
-        held = self._by_user.get(partner)
-        if self.held_for_review(partner) and held is not None and held.ticket is not None:
-            await self._close_ticket(
-                held,
-                held.ticket,
-                "cancelled: held for review",
-                f"held for review: {count} people reported you; you will not be matched until a moderator "
-                "has reviewed your account",
-            )
-
-    async def reviewed(self, user_id: str) -> None:
-        """A moderator reviewed the user (ModerationStore.clear_reports): their standing is read again,
-        so a user who was held may look for partners at once."""
-        if user_id in self._reports:
-            self._reports[user_id] = await self.safety.report_count(user_id)
-        logger.info("user %s reviewed by a moderator: %d reporters count now", user_id, self._reports.get(user_id, 0))
-
     async def close_session(self, session: ClientSession, reason: str, *, keep_ticket: bool = False) -> None:
         """Stream gone (leave, drop, replace): end its call, cancel its ticket, release its leg.
 
@@ -579,12 +522,6 @@ class Matchmaker(FriendCalls, CallReports):
             return
         await self._offer(session, ticket)
 
-    def _restored_ticket(self, ticket_id: str) -> RestoredTicket | None:
-        for restored in self._restored.values():
-            if restored.ticket_id == ticket_id:
-                return restored
-        return None
-
     async def _reoffer(self, session: ClientSession, ticket: Ticket) -> None:
         """Put a ticket whose match fell through back in the pool, keeping its age."""
         if session.closed or session.ticket is not None or session.call is not None:
@@ -596,62 +533,6 @@ class Matchmaker(FriendCalls, CallReports):
             await self._start_call(*pair)
         else:
             self._schedule_ticket(ticket)
-
-    # -- replicas: shards taken over and given up ----------------------------------
-
-    async def restore_shard(self, shard: str) -> int:
-        """This replica now owns ``shard``: hold its open tickets for their users to come back.
-
-        A user who returns (a new session, a leg, then FindPartner or Next) gets
-        their ticket back with its queued_at; one who does not expires on the
-        ticket TTL. Returns how many tickets were restored.
-        """
-        # Calls the dead owner left live have nobody to end them now: their clients lost it with their stream.
-        ended = await self.store.end_calls_in_shard(
-            shard, "matchmaker replica lost", keep=[c for c in self._calls if self._calls[c].sessions[0].shard == shard]
-        )
-        if ended:
-            logger.info("shard %s: ended %d calls its previous owner left live", shard, ended)
-        rows = await self.store.open_tickets_in_shard(shard)
-        count = 0
-        for row in rows:
-            live = self._by_user.get(row.user_id)
-            if live is not None and live.ticket is not None and live.ticket.ticket_id == row.ticket_id:
-                continue  # already waiting here
-            restored = RestoredTicket.of(row)
-            self._restored[row.user_id] = restored
-            self._schedule(restored.queued_at + self.config.ticket_ttl_s * 1000, restored.ticket_id)
-            count += 1
-        self.serving_shards.add(shard)
-        logger.info("shard %s: restored %d waiting tickets", shard, count)
-        return count
-
-    async def release_shard(self, shard: str, reason: str) -> None:
-        """This replica no longer owns ``shard``: end its sessions so their clients reconnect to the new owner.
-
-        Their open tickets stay open in the store for the new owner to restore.
-        """
-        self.serving_shards.discard(shard)
-        for restored in [r for r in self._restored.values() if r.shard == shard]:
-            del self._restored[restored.user_id]
-        for session in [s for s in self.sessions.values() if s.shard == shard]:
-            ticket = session.ticket
-            if ticket is not None:
-                async with self._pool_lock:
-                    self.pool.remove(ticket.ticket_id)
-                session.ticket = None  # left open in the store: the new owner resumes it
-            session.outbox.put_nowait(ShardMoved(reason))
-            await self.close_session(session, reason)
-
-    def waiting_by_shard(self) -> dict[str, int]:
-        """Tickets waiting per shard: in the pool, and restored ones whose users have not come back yet."""
-        counts = dict.fromkeys(self.shard_map.shards, 0)
-        for t in self.pool.waiting():
-            shard = self.shard_map.shard_of(t.region)
-            counts[shard] = counts.get(shard, 0) + 1
-        for r in self._restored.values():
-            counts[r.shard] = counts.get(r.shard, 0) + 1
-        return counts
 
     async def _offer(self, session: ClientSession, ticket: Ticket) -> None:
         """Offer the session's ticket to the pool: Queued, then a match at once or a place in the pool."""
