@@ -56,14 +56,14 @@ from duet.services.client.media import MediaLeg
 from duet.services.client.preferences import MatchPreferences
 from duet.services.client.reattach import EdgeReattach
 from duet.services.client.reconnect import (
+    MatchmakerReconnect,
     ReconnectPolicy,
-    is_reconnectable,
     matchmaker_addresses,
     worth_another_try,
 )
 from duet.services.client.safety import SafetyRequests
 from duet.services.client.stages import CallResult, build_call_result, client_report_stages, now_ms
-from duet.services.rpc.call_status import final_status
+from duet.services.client.stream import SessionStream
 from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
 
 __all__ = ["DuetClient"]
@@ -73,7 +73,7 @@ logger = logging.getLogger("duet.client")
 DEFAULT_RECONNECT = ReconnectPolicy()
 
 
-class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
+class DuetClient(EdgeReattach, SafetyRequests, FriendCalls, SessionStream, MatchmakerReconnect):
     """One user: a Session stream to the matchmaker and a warm WebRTC leg to its edge."""
 
     def __init__(
@@ -313,74 +313,6 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
             if event.state in ("failed", "closed"):
                 raise DuetClientError(f"the WebRTC leg {self.leg_id} to edge {self.edge.edge_id} {event.state}")
 
-    async def _reconnect_unlocked(self, cause: DuetClientError, policy: ReconnectPolicy | None = None) -> None:
-        """A new session (stream and leg) on the next matchmaker address, with backoff (``policy``, default
-        the client's); raises the last error."""
-        policy = policy or self.reconnect_policy
-        assert policy is not None
-        logger.warning("%s: %s; reconnecting", self.user_id, cause)
-        last = cause
-        for delay in policy.delays():
-            if delay:
-                await asyncio.sleep(delay)
-            await self._drop_stream()
-            i = self.matchmaker_addresses.index(self.matchmaker_address)
-            self.matchmaker_address = self.matchmaker_addresses[(i + 1) % len(self.matchmaker_addresses)]
-            try:
-                await self._connect()
-            except DuetClientError as exc:
-                last = exc
-                logger.info("%s: reconnect to %s failed: %s", self.user_id, self.matchmaker_address, exc)
-                if not worth_another_try(exc):
-                    raise
-                continue
-            self.reconnects += 1
-            logger.info("%s: reconnected to %s (leg %s)", self.user_id, self.matchmaker_address, self.leg_id)
-            return
-        raise last
-
-    async def _drop_stream(self) -> None:
-        """Let go of the ended stream, its reader, the channel and the leg; keep the media tracks."""
-        call, self._call = self._call, None
-        if call is not None and not call.done():
-            call.cancel()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        channel, self._channel = self._channel, None
-        if channel is not None:
-            await channel.close()
-        await self._media.reset()
-        self.leg_id = ""
-        self._lost_edge = None
-        self._queued = False
-        self._live_call = None
-        self._connected = False
-        self._inbox.reopen()
-
-    def _may_reconnect(self, exc: DuetClientError, what: str, *, ended: bool = True) -> bool:
-        """Waiting in the pool (FindPartner, Next) and the stream ended UNAVAILABLE (``ended``: the reader
-        has seen its end already): try a new session."""
-        return (
-            self.reconnect_policy is not None
-            and what in ("FindPartner", "Next")
-            and not self._closed
-            and (self._inbox.stream_error is not None or not ended)
-            and is_reconnectable(exc)
-        )
-
-    async def _stream_end_after(self, leg_error: DuetClientError, wait_s: float = 2.0) -> DuetClientError:
-        """The stream's end if it comes within ``wait_s`` after the leg ended, else ``leg_error``."""
-        try:
-            event = await self._inbox.expect(("stream_ended",), timeout=wait_s, waiting_for="the stream's end")
-        except DuetClientError as exc:
-            return exc if self._inbox.stream_error is not None else leg_error
-        assert isinstance(event, StreamEnded)
-        self._inbox.mark_ended(event)
-        return event.error
-
     def _find_request(self) -> matchmaker_pb2.ClientMessage:
         return matchmaker_pb2.ClientMessage(
             find_partner=matchmaker_pb2.FindPartner(
@@ -582,107 +514,6 @@ class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
             ),
             "ConnectReport",
         )
-
-    # -- the stream ----------------------------------------------------------------
-
-    async def _send(self, message: matchmaker_pb2.ClientMessage, what: str) -> None:
-        call = self._call
-        if call is None:
-            raise DuetClientError(f"cannot send {what}: no Session stream")
-        try:
-            async with self._write_lock:
-                await call.write(message)
-        except grpc.aio.AioRpcError as exc:
-            # A stream the server ended at once (a refused token) fails the write with a placeholder status.
-            code, details = await final_status(call, exc.code(), exc.details() or "")
-            raise DuetClientError(f"sending {what} failed: {code.name}: {details}", code=code, details=details) from exc
-        except asyncio.InvalidStateError as exc:
-            # The stream is already over; report how it ended.
-            code, details = await final_status(call, await call.code(), await call.details() or "")
-            raise DuetClientError(
-                f"cannot send {what}: the Session stream is over: {code.name}: {details}", code=code, details=details
-            ) from exc
-        except Exception as exc:
-            # gRPC's core failed the write itself (e.g. the connection was reset under it): the stream is over.
-            try:
-                code = await asyncio.wait_for(call.code(), 3.0)
-                details = await call.details() or ""
-            except TimeoutError:
-                call.cancel()
-                code, details = grpc.StatusCode.UNAVAILABLE, f"the stream broke: {exc!r}"
-            raise DuetClientError(f"sending {what} failed: {code.name}: {details}", code=code, details=details) from exc
-
-    async def _read_server_messages(self, call: grpc.aio.StreamStreamCall) -> None:
-        try:
-            async for message in call:
-                kind = message.WhichOneof("msg")
-                if kind == "clock_probe":
-                    await self._answer_clock_probe(call, message.clock_probe)
-                    continue
-                self._track_server_state(message)
-                if self._route_friend_event(message):
-                    continue
-                if kind == "call_ended":
-                    logger.info(
-                        "%s: call %s ended: %s",
-                        self.user_id,
-                        message.call_ended.call_id or "(none)",
-                        message.call_ended.reason,
-                    )
-                self._inbox.put(message)
-            error = DuetClientError("the matchmaker closed the Session stream", code=grpc.StatusCode.OK, details="")
-        except grpc.aio.AioRpcError as exc:
-            code, details = await final_status(call, exc.code(), exc.details() or "")
-            error = DuetClientError(f"the Session stream failed: {code.name}: {details}", code=code, details=details)
-            if not self._closed:
-                logger.warning("%s: %s", self.user_id, error)
-        except Exception as exc:  # e.g. a message that does not parse: still end the waits
-            logger.exception("%s: reading the Session stream failed", self.user_id)
-            error = DuetClientError(f"reading the Session stream failed: {exc!r}")
-        self._inbox.put(StreamEnded(error))
-
-    async def _write_leave(self, call: grpc.aio.StreamStreamCall) -> None:
-        async with self._write_lock:
-            await call.write(matchmaker_pb2.ClientMessage(leave=matchmaker_pb2.Leave()))
-
-    async def _answer_clock_probe(self, call: grpc.aio.StreamStreamCall, probe: matchmaker_pb2.ClockProbe) -> None:
-        """Answer at once, with the probe's arrival and the answer's departure on this client's clock."""
-        received = self.clock()
-        async with self._write_lock:
-            echo = matchmaker_pb2.ClockEcho(probe_id=probe.probe_id, client_receive=received, client_send=self.clock())
-            try:
-                await call.write(matchmaker_pb2.ClientMessage(clock_echo=echo))
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-                logger.debug("%s: clock echo not sent: %r", self.user_id, exc)  # the stream is ending
-                return
-        self.clock_probes_answered += 1
-
-    def _track_server_state(self, message: matchmaker_pb2.ServerMessage) -> None:
-        kind = message.WhichOneof("msg")
-        if kind == "queued":
-            self._queued = True
-        elif kind == "matched":
-            self._queued = False
-            self._live_call = message.matched.call_id
-            # Told here, as it arrives: the first-frame rule orders it against decoded frames.
-            self._media.matched()
-        elif kind == "edge_lost":
-            self._lost_edge = message.edge_lost.edge_id
-            self._queued = False  # the ticket is cancelled
-            if self._live_call is not None:  # its CallEnded ("edge_lost") follows: expected now
-                self._inbox.finished_calls.add(self._live_call)
-                self._live_call = None
-            logger.warning(
-                "%s: edge %s lost (%s); re-attaching", self.user_id, message.edge_lost.edge_id, message.edge_lost.reason
-            )
-        elif kind == "ticket_closed":
-            self._queued = False
-        elif kind == "call_ended":
-            ended = message.call_ended.call_id
-            if not ended:
-                self._queued = False  # a ticket (or a call being set up) was given up
-            elif ended == self._live_call:
-                self._live_call = None
 
     # -- ownership -----------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from duet.services.matchmaker.ports import (
     PeerUnavailable,
 )
 from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient, edge_info, edge_state, peer_error
-from duet.services.matchmaker.server import edge_ref
+from duet.services.matchmaker.server_messages import edge_ref
 from duet.v1 import common_pb2
 
 Code = grpc.StatusCode

@@ -32,7 +32,8 @@ from duet.services.matchmaker.events import (
     SessionEvent,
 )
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState, PeerUnavailable
-from duet.services.matchmaker.server import STATUS, Abort, abort_for, call_record, server_message
+from duet.services.matchmaker.server import STATUS, Abort, abort_for
+from duet.services.matchmaker.server_messages import call_record, server_message
 from duet.services.store.records import CallRow
 from duet.v1 import common_pb2, matchmaker_pb2
 
