@@ -351,6 +351,7 @@ class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
 
     async def find_partner(self, session: ClientSession, preferences: Preferences | None = None) -> None:
         """Enter the pool with these preferences (None: the session's last ones)."""
+        await self._recheck_hold(session.user_id)
         if session.leg_id is None:
             raise WrongState("send your leg offer before find_partner")
         if session.ticket is not None or session.call is not None:
@@ -367,6 +368,7 @@ class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
         Tolerant on purpose: both partners may press next at the same moment.
         Waiting already: nothing changes (the preferences neither).
         """
+        await self._recheck_hold(session.user_id)
         if session.leg_id is None:
             raise WrongState("send your leg offer before next")
         if session.ticket is not None:

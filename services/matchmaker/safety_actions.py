@@ -87,6 +87,12 @@ class SafetyActions(CallSetup):
                 "has reviewed your account",
             )
 
+    async def _recheck_hold(self, user_id: str) -> None:
+        """A held user's standing is read again before each find/next: a moderator may have cleared
+        them through another replica, whose ``reviewed`` this one never saw."""
+        if self.held_for_review(user_id):
+            self._reports[user_id] = await self.safety.report_count(user_id)
+
     async def reviewed(self, user_id: str) -> None:
         """A moderator reviewed the user (ModerationStore.clear_reports): their standing is read again,
         so a user who was held may look for partners at once."""

@@ -99,3 +99,18 @@ async def test_preferences_are_kept_until_changed_and_next_while_waiting_changes
     await mm.find_partner(ana.session)  # none given: the last ones
     assert ana.session.ticket is not None and ana.session.ticket.preferences == near
     await mm.stop()
+
+
+async def test_a_hold_cleared_through_another_replica_lets_the_user_look_again() -> None:
+    safety = InMemorySafetyStore()
+    for n, reporter in enumerate(("ana", "ben")):
+        await safety.add_report(reporter, "dara", f"c{n}", "")
+    mm = make(InMemoryStore(), safety, review_threshold=2)
+    dara = await join(mm, "dara")
+    with pytest.raises(HeldForReview):
+        await mm.find_partner(dara.session)
+    # A moderator cleared her on another replica: this one's Matchmaker.reviewed never ran.
+    await safety.clear_reports("dara", "ops-admin:mo", "")
+    await mm.find_partner(dara.session)
+    assert dara.session.ticket is not None
+    await mm.stop()
