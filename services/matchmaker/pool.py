@@ -102,7 +102,12 @@ class WaitingPool:
 
     def waiting(self) -> list[Ticket]:
         """Every waiting ticket, oldest first."""
-        return [self._tickets[tid] for _, tid in self._order]
+        return list(self.oldest_first())
+
+    def oldest_first(self) -> Iterator[Ticket]:
+        """The waiting tickets, oldest first, one at a time (the pool must not change meanwhile)."""
+        for _, tid in self._order:
+            yield self._tickets[tid]
 
     def position(self, ticket_id: str) -> int:
         """1 + the number of waiting tickets queued before this one; 0 if it is not waiting."""
