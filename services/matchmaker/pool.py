@@ -10,29 +10,35 @@ among the ``compare`` oldest compatible tickets the one with the most points
 from the scorers wins (ties: the older one).
 
 Staying fast with thousands waiting: tickets are grouped by language (one
-entry per language a ticket gave, or the "any" group) and then in buckets of
-identical fields (gender, age band and the wanted lists, region, scope, video
-codecs, whether it gave interests). A newcomer looks only in the groups of
-its languages plus "any". For each bucket it asks every ``BucketFilter``
-about one sample ticket, placed at each step of the relaxation schedule
-(just queued, then as old as each step): the youngest age that passes bounds
-the bucket (only tickets at least that old can pass), and a bucket no age
-passes is skipped whole. It then walks the remaining tickets oldest first,
-merged across buckets, until it has ``compare`` candidates. What it still
-checks one ticket at a time is what differs inside a bucket: blocks, recent
-partners, which interests.
+entry per language a ticket gave, or the "any" group) and, inside a group,
+by *profile* (gender, age band, their wanted lists, video codecs), each
+profile's tickets oldest first. A newcomer looks only in the groups of its
+languages plus "any". The ``PROFILE`` bucket filters (which never relax) are
+asked once per pair of profiles, about one sample ticket: a profile they
+refuse is skipped whole, and the list of profiles a newcomer's profile may
+meet in a group is kept until a profile appears in or leaves that group.
+The ``PLACE`` filters (region, scope, whether interests were given) are
+asked once per pair of places, about a sample placed at each step of the
+relaxation schedule: the youngest wait that passes bounds that place (only
+tickets at least that old can pass), none passing rules it out. The pool
+then walks the admissible tickets oldest first, merged across profiles (or,
+when they are most of the group, along the group's own order), and asks
+every filter about each until it has ``compare`` candidates. Every verdict
+is cached by small integer ids of the keys, so a newcomer mostly pays dict
+look-ups, not rounds of filters.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sortedcontainers import SortedDict, SortedList
 
-from duet.services.matchmaker.rules.base import BucketFilter, PairContext, PairFilter, PairScorer
+from duet.services.matchmaker.rules.base import PLACE, PROFILE, BucketFilter, PairContext, PairFilter, PairScorer
 from duet.services.matchmaker.rules.defaults import default_filters, default_scorers
 from duet.services.matchmaker.rules.media import VideoCodecs
 from duet.services.matchmaker.ticket import Ticket
@@ -40,28 +46,50 @@ from duet.services.matchmaker.ticket import Ticket
 __all__ = ["Ticket", "WaitingPool"]
 
 ANY_LANGUAGE = ""  # the group of tickets that gave no language
-BucketKey = tuple[str, frozenset[str], str, frozenset[str], str, str, VideoCodecs, bool]
+ProfileKey = tuple[str, frozenset[str], str, frozenset[str], VideoCodecs]
+PlaceKey = tuple[str, str, bool]
 OrderKey = tuple[float, str]  # (queued_at, ticket_id): oldest first, ties by id
-_LAST_ID = "\U0010ffff"  # sorts after every ticket id
+_CACHE_LIMIT = 200_000  # cached verdicts kept before the caches start over
 
 
-def _bucket_key(t: Ticket) -> BucketKey:
+def _profile_key(t: Ticket) -> ProfileKey:
     p = t.preferences
-    return (p.gender, p.want_genders, p.age_band, p.want_age_bands, t.region, p.scope, t.video, bool(p.interests))
+    return (p.gender, p.want_genders, p.age_band, p.want_age_bands, t.video)
+
+
+def _place_key(t: Ticket) -> PlaceKey:
+    return (t.region, t.preferences.scope, bool(t.preferences.interests))
 
 
 def _order(t: Ticket) -> OrderKey:
     return (t.queued_at, t.ticket_id)
 
 
-def _oldest_first(bucket: Any, queued_by: float) -> Iterator[tuple[OrderKey, Ticket]]:
-    """The bucket's tickets queued at or before ``queued_by`` (epoch ms), oldest first."""
-    for key in bucket.irange(maximum=(queued_by, _LAST_ID)):
-        yield key, bucket[key]
-
-
 def _languages(t: Ticket) -> Iterable[str]:
     return t.preferences.languages or (ANY_LANGUAGE,)
+
+
+class _Entry:
+    """A waiting ticket as the index holds it: with its profile's and place's ids."""
+
+    __slots__ = ("place", "profile", "ticket")
+
+    def __init__(self, ticket: Ticket, profile: int, place: int) -> None:
+        self.ticket = ticket
+        self.profile = profile
+        self.place = place
+
+
+class _Group:
+    """One language's tickets: oldest first, and per profile id oldest first."""
+
+    __slots__ = ("order", "profiles", "version", "empty")
+
+    def __init__(self) -> None:
+        self.order: Any = SortedDict()  # OrderKey -> _Entry
+        self.profiles: dict[int, Any] = {}  # profile id -> SortedDict(OrderKey -> _Entry)
+        self.version = 0  # changes when a profile appears in or leaves the group
+        self.empty = 0  # profiles left empty (dropped in one sweep, so the version rarely changes)
 
 
 class WaitingPool:
@@ -79,13 +107,23 @@ class WaitingPool:
         self.filters = list(default_filters() if filters is None else filters)
         self.scorers = list(default_scorers() if scorers is None else scorers)
         self.compare = compare
-        self._bucket_filters = [f for f in self.filters if isinstance(f, BucketFilter)]
+        buckets = [f for f in self.filters if isinstance(f, BucketFilter)]
+        self._profile_filters = [f for f in buckets if f.bucket_part == PROFILE]
+        self._place_filters = [f for f in buckets if f.bucket_part == PLACE]
         self._tickets: dict[str, Ticket] = {}
         self._by_user: dict[str, str] = {}
         self._order: SortedList = SortedList()
-        # language -> bucket key -> tickets oldest first
-        self._index: dict[str, dict[BucketKey, SortedDict]] = {}
-        self._verdicts: dict[tuple[object, BucketKey], float | None] = {}
+        self._groups: dict[str, _Group] = {}
+        # Keys as small ints, each with a ticket that has it (the sample its filters are asked about).
+        self._profile_ids: dict[ProfileKey, int] = {}
+        self._place_ids: dict[PlaceKey, int] = {}
+        self._samples: dict[tuple[str, int], Ticket] = {}
+        # Cached verdicts: (newcomer profile id, profile id) -> allowed; (newcomer place state, place id) ->
+        # the youngest passing wait in s, or None; (language, newcomer profile id) -> (group version, profile ids).
+        self._profile_verdicts: dict[tuple[int, int], bool] = {}
+        self._place_verdicts: dict[tuple[Any, int], float | None] = {}
+        self._admitted: dict[tuple[str, int], tuple[int, list[int]]] = {}
+        self._versions = itertools.count(1)  # one sequence for every group, so a group made anew never reuses one
 
     def __len__(self) -> int:
         return len(self._tickets)
@@ -142,9 +180,16 @@ class WaitingPool:
 
     def find_partner(self, ticket: Ticket, ctx: PairContext) -> Ticket | None:
         """The waiting ticket ``ticket`` would be paired with now, or None. Changes nothing."""
+        if len(self._profile_verdicts) + len(self._place_verdicts) + len(self._admitted) > _CACHE_LIMIT:
+            self._profile_verdicts.clear()
+            self._place_verdicts.clear()
+            self._admitted.clear()
+        langs = ticket.preferences.languages
+        groups = [*langs, ANY_LANGUAGE] if langs else list(self._groups)
+        walks = [w for lang in groups if (w := self._walk(lang, ticket, ctx)) is not None]
         candidates: list[Ticket] = []
         seen: set[str] = set()
-        for _, waiting in heapq.merge(*self._candidate_buckets(ticket, ctx), key=lambda item: item[0]):
+        for _, waiting in walks[0] if len(walks) == 1 else heapq.merge(*walks, key=lambda item: item[0]):
             if waiting.ticket_id in seen:
                 continue  # in several language groups
             seen.add(waiting.ticket_id)
@@ -158,44 +203,85 @@ class WaitingPool:
         best = max(range(len(candidates)), key=lambda i: (points[i], -i))
         return candidates[best]
 
-    def _candidate_buckets(self, ticket: Ticket, ctx: PairContext) -> Iterator[Iterator[tuple[OrderKey, Ticket]]]:
-        langs = ticket.preferences.languages
-        groups = [*langs, ANY_LANGUAGE] if langs else list(self._index)
-        ages_s = ctx.relax.steps_s()
+    def _walk(self, lang: str, ticket: Ticket, ctx: PairContext) -> Iterator[tuple[OrderKey, Ticket]] | None:
+        """The group's tickets the bucket filters let through, oldest first; None if there are none."""
+        group = self._groups.get(lang)
+        if group is None:
+            return None
+        me = self._intern(self._profile_ids, "profile", _profile_key(ticket), ticket)
+        admitted = self._admitted_profiles(lang, group, me, ticket, ctx)
+        if not admitted:
+            return None
+        nodes = [group.profiles[p] for p in admitted]
+        size = sum(len(n) for n in nodes)
+        if not size:
+            return None
+        # Merging the profiles costs about one step per profile; walking the group costs a step per ticket,
+        # and about compare * len(group) / size steps find ``compare`` admitted ones.
+        entries: Iterator[tuple[OrderKey, _Entry]]
+        if len(nodes) == 1:
+            entries = iter(nodes[0].items())
+        elif len(nodes) * size <= self.compare * len(group.order) * 4:
+            entries = heapq.merge(*(n.items() for n in nodes if n))
+        else:
+            ok = set(admitted)
+            entries = ((k, e) for k, e in group.order.items() if e.profile in ok)
+        return self._placed(entries, ticket, ctx)
+
+    def _placed(
+        self, entries: Iterator[tuple[OrderKey, _Entry]], ticket: Ticket, ctx: PairContext
+    ) -> Iterator[tuple[OrderKey, Ticket]]:
+        """The entries whose place the place filters allow at their wait."""
+        relax = ctx.relax
         now = ctx.now_ms
-        # A bucket's verdict depends only on its key, the newcomer's own key and relaxation state, and the
-        # schedule: remembered, so a newcomer pays a dict look-up per bucket, not a round of filters.
-        signature = (
-            _bucket_key(ticket),
-            ctx.relax.interests_required(ticket, now),
-            ctx.relax.scope(ticket, now),
+        ages_s = relax.steps_s()
+        # Everything about the newcomer the place filters may read, and the schedule.
+        state = (
+            _place_key(ticket),
+            relax.interests_required(ticket, now),
+            relax.scope(ticket, now),
             ages_s,
             ctx.near_rtt_ms,
         )
-        if len(self._verdicts) > 200_000:
-            self._verdicts.clear()
-        for lang in groups:
-            for key, bucket in self._index.get(lang, {}).items():
-                cache_key = (signature, key)
-                if cache_key in self._verdicts:
-                    age_s = self._verdicts[cache_key]
-                else:
-                    age_s = self._youngest_passing_age(ticket, bucket.peekitem(0)[1], ctx, ages_s)
-                    self._verdicts[cache_key] = age_s
-                if age_s is None:
-                    continue
-                # Passes just queued: the whole bucket; else only its tickets at least that old.
-                yield iter(bucket.items()) if age_s == 0 else _oldest_first(bucket, now - age_s * 1000)
+        verdicts = self._place_verdicts
+        for key, e in entries:
+            vkey = (state, e.place)
+            if vkey in verdicts:
+                age_s = verdicts[vkey]
+            else:
+                age_s = verdicts[vkey] = self._youngest_passing_age(ticket, self._samples["place", e.place], ctx, ages_s)
+            if age_s is None or (age_s and e.ticket.queued_at > now - age_s * 1000):
+                continue
+            yield key, e.ticket
+
+    def _admitted_profiles(self, lang: str, group: _Group, me: int, ticket: Ticket, ctx: PairContext) -> list[int]:
+        """The profile ids of the group the profile filters allow with ``ticket``'s profile."""
+        cached = self._admitted.get((lang, me))
+        if cached is not None and cached[0] == group.version:
+            return cached[1]
+        verdicts = self._profile_verdicts
+        admitted = []
+        for p in group.profiles:
+            vkey = (me, p)
+            ok = verdicts.get(vkey)
+            if ok is None:
+                sample = self._samples["profile", p]
+                ok = verdicts[vkey] = all(f.bucket_allows(ticket, sample, ctx) for f in self._profile_filters)
+            if ok:
+                admitted.append(p)
+        self._admitted[lang, me] = (group.version, admitted)
+        return admitted
 
     def _youngest_passing_age(
         self, newcomer: Ticket, sample: Ticket, ctx: PairContext, ages_s: tuple[float, ...]
     ) -> float | None:
-        """The least wait (s, a step of the schedule) at which tickets like ``sample`` pass every bucket
-        filter with ``newcomer``; None if none does. Relaxing only loosens, so the oldest is tried first:
-        most buckets a newcomer cannot use fail a hard filter, found in one probe."""
+        """The least wait (s, a step of the schedule) at which tickets placed like ``sample`` pass every
+        place filter with ``newcomer``; None if none does. Relaxing only loosens, so the oldest is tried
+        first: a place a newcomer cannot use fails it, found in one probe."""
+        youngest = None
         for age_s in (ages_s[-1], *ages_s[:-1]):
             probe = dataclasses.replace(sample, queued_at=ctx.now_ms - age_s * 1000)
-            passes = self._bucket_passes(newcomer, probe, ctx)
+            passes = all(f.bucket_allows(newcomer, probe, ctx) for f in self._place_filters)
             if age_s == ages_s[-1]:
                 if not passes:
                     return None
@@ -204,19 +290,37 @@ class WaitingPool:
                 return age_s
         return youngest
 
-    def _bucket_passes(self, newcomer: Ticket, probe: Ticket, ctx: PairContext) -> bool:
-        return all(f.bucket_allows(newcomer, probe, ctx) for f in self._bucket_filters)
+    def _intern(self, ids: dict[Any, int], kind: str, key: Any, ticket: Ticket) -> int:
+        n = ids.get(key)
+        if n is None:
+            n = ids[key] = len(ids)
+            self._samples[kind, n] = ticket
+        return n
 
     # -- membership ---------------------------------------------------------------
 
     def _insert(self, ticket: Ticket) -> None:
         self._tickets[ticket.ticket_id] = ticket
         self._by_user[ticket.user_id] = ticket.ticket_id
-        self._order.add(_order(ticket))
-        key = _bucket_key(ticket)
+        order = _order(ticket)
+        self._order.add(order)
+        entry = _Entry(
+            ticket,
+            self._intern(self._profile_ids, "profile", _profile_key(ticket), ticket),
+            self._intern(self._place_ids, "place", _place_key(ticket), ticket),
+        )
         for lang in _languages(ticket):
-            bucket: Any = self._index.setdefault(lang, {}).setdefault(key, SortedDict())
-            bucket[_order(ticket)] = ticket
+            group = self._groups.get(lang)
+            if group is None:
+                group = self._groups[lang] = _Group()
+            group.order[order] = entry
+            node = group.profiles.get(entry.profile)
+            if node is None:
+                node = group.profiles[entry.profile] = SortedDict()
+                group.version = next(self._versions)
+            elif not node:
+                group.empty -= 1
+            node[order] = entry
 
     def remove(self, ticket_id: str) -> Ticket | None:
         ticket = self._tickets.pop(ticket_id, None)
@@ -224,14 +328,22 @@ class WaitingPool:
             return None
         if self._by_user.get(ticket.user_id) == ticket_id:
             del self._by_user[ticket.user_id]
-        self._order.remove(_order(ticket))
-        key = _bucket_key(ticket)
+        order = _order(ticket)
+        self._order.remove(order)
         for lang in _languages(ticket):
-            group = self._index[lang]
-            bucket = group[key]
-            del bucket[_order(ticket)]
-            if not bucket:
-                del group[key]
-                if not group:
-                    del self._index[lang]
+            group = self._groups[lang]
+            entry = group.order.pop(order)
+            node = group.profiles[entry.profile]
+            del node[order]
+            if node:
+                continue
+            if not group.order:
+                del self._groups[lang]
+                continue
+            # An empty profile stays listed (walks skip it) until they are many, then goes in one sweep.
+            group.empty += 1
+            if group.empty > 64 and group.empty * 2 > len(group.profiles):
+                group.profiles = {p: n for p, n in group.profiles.items() if n}
+                group.empty = 0
+                group.version = next(self._versions)
         return ticket
