@@ -11,6 +11,7 @@ here is the match committed, before any media moves.
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ async def run(
     concurrency: int,
     timeout_s: float,
     progress: Progress,
+    profiler: cProfile.Profile | None = None,
 ) -> RunResult:
     config = MatchConfig()
     store = await Store.open(dsn, max_size=4)
@@ -160,7 +162,11 @@ async def run(
                     progress(f"{strategy}: {done} of {len(newcomers)} matched")
 
         started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         await asyncio.gather(*(arrive(p, s, w) for p, (s, w) in zip(newcomers, arriving, strict=True)))
+        if profiler is not None:
+            profiler.disable()
         elapsed = time.perf_counter() - started
         pool.scan = False
         stats = GroupStats(grouped.stats.groups - groups_before[0], grouped.stats.writes - groups_before[1])

@@ -50,6 +50,7 @@ ProfileKey = tuple[str, frozenset[str], str, frozenset[str], VideoCodecs]
 PlaceKey = tuple[str, str, bool]
 OrderKey = tuple[float, str]  # (queued_at, ticket_id): oldest first, ties by id
 _CACHE_LIMIT = 200_000  # cached verdicts kept before the caches start over
+_MERGE_AT_MOST = 24  # admitted profiles merged by a heap; more, and the group's own order is walked
 
 
 def _profile_key(t: Ticket) -> ProfileKey:
@@ -110,6 +111,10 @@ class WaitingPool:
         buckets = [f for f in self.filters if isinstance(f, BucketFilter)]
         self._profile_filters = [f for f in buckets if f.bucket_part == PROFILE]
         self._place_filters = [f for f in buckets if f.bucket_part == PLACE]
+        # Asked ticket by ticket: all but the PROFILE filters (their verdict on a profile is the verdict on
+        # each of its tickets), the PLACE ones first since they refuse most of what reaches this stage.
+        rest = [f for f in self.filters if f not in self._profile_filters and f not in self._place_filters]
+        self._ticket_filters = [*self._place_filters, *rest]
         self._tickets: dict[str, Ticket] = {}
         self._by_user: dict[str, str] = {}
         self._order: SortedList = SortedList()
@@ -122,7 +127,8 @@ class WaitingPool:
         # the youngest passing wait in s, or None; (language, newcomer profile id) -> (group version, profile ids).
         self._profile_verdicts: dict[tuple[int, int], bool] = {}
         self._place_verdicts: dict[tuple[Any, int], float | None] = {}
-        self._admitted: dict[tuple[str, int], tuple[int, list[int]]] = {}
+        self._states: dict[Any, int] = {}  # a newcomer's place-filter state as an int
+        self._admitted: dict[tuple[str, int], tuple[int, list[int], frozenset[int]]] = {}
         self._versions = itertools.count(1)  # one sequence for every group, so a group made anew never reuses one
 
     def __len__(self) -> int:
@@ -183,82 +189,102 @@ class WaitingPool:
         if len(self._profile_verdicts) + len(self._place_verdicts) + len(self._admitted) > _CACHE_LIMIT:
             self._profile_verdicts.clear()
             self._place_verdicts.clear()
+            self._states.clear()
             self._admitted.clear()
         langs = ticket.preferences.languages
         groups = [*langs, ANY_LANGUAGE] if langs else list(self._groups)
-        walks = [w for lang in groups if (w := self._walk(lang, ticket, ctx)) is not None]
+        me = self._intern(self._profile_ids, "profile", _profile_key(ticket), ticket)
+        places: dict[int, float | None] = {}  # this newcomer's place verdicts, shared by its groups; -1: its state
+        walks = [w for lang in groups if (w := self._walk(lang, me, places, ticket, ctx)) is not None]
+        if not walks:
+            return None
         candidates: list[Ticket] = []
-        seen: set[str] = set()
-        for _, waiting in walks[0] if len(walks) == 1 else heapq.merge(*walks, key=lambda item: item[0]):
-            if waiting.ticket_id in seen:
-                continue  # in several language groups
-            seen.add(waiting.ticket_id)
-            if all(f.allows(waiting, ticket, ctx) for f in self.filters):
-                candidates.append(waiting)
-                if len(candidates) >= self.compare:
-                    break
+        filters = self._ticket_filters
+        if len(walks) == 1:
+            for _, waiting in walks[0]:
+                if all(f.allows(waiting, ticket, ctx) for f in filters):
+                    candidates.append(waiting)
+                    if len(candidates) >= self.compare:
+                        break
+        else:
+            seen: set[str] = set()
+            for _, waiting in heapq.merge(*walks, key=lambda item: item[0]):
+                if waiting.ticket_id in seen:
+                    continue  # in several language groups
+                seen.add(waiting.ticket_id)
+                if all(f.allows(waiting, ticket, ctx) for f in filters):
+                    candidates.append(waiting)
+                    if len(candidates) >= self.compare:
+                        break
         if not candidates:
             return None
         points = [sum(s.score(c, ticket, ctx) for s in self.scorers) for c in candidates]
         best = max(range(len(candidates)), key=lambda i: (points[i], -i))
         return candidates[best]
 
-    def _walk(self, lang: str, ticket: Ticket, ctx: PairContext) -> Iterator[tuple[OrderKey, Ticket]] | None:
+    def _walk(
+        self, lang: str, me: int, places: dict[int, float | None], ticket: Ticket, ctx: PairContext
+    ) -> Iterator[tuple[OrderKey, Ticket]] | None:
         """The group's tickets the bucket filters let through, oldest first; None if there are none."""
         group = self._groups.get(lang)
         if group is None:
             return None
-        me = self._intern(self._profile_ids, "profile", _profile_key(ticket), ticket)
-        admitted = self._admitted_profiles(lang, group, me, ticket, ctx)
+        admitted, admitted_set = self._admitted_profiles(lang, group, me, ticket, ctx)
         if not admitted:
             return None
-        nodes = [group.profiles[p] for p in admitted]
-        size = sum(len(n) for n in nodes)
-        if not size:
-            return None
-        # Merging the profiles costs about one step per profile; walking the group costs a step per ticket,
-        # and about compare * len(group) / size steps find ``compare`` admitted ones.
-        entries: Iterator[tuple[OrderKey, _Entry]]
-        if len(nodes) == 1:
-            entries = iter(nodes[0].items())
-        elif len(nodes) * size <= self.compare * len(group.order) * 4:
-            entries = heapq.merge(*(n.items() for n in nodes if n))
-        else:
-            ok = set(admitted)
-            entries = ((k, e) for k, e in group.order.items() if e.profile in ok)
-        return self._placed(entries, ticket, ctx)
+        # Few admitted profiles: merge their own lists (a heap of that many). Many: walk the group's order,
+        # skipping the other profiles' tickets, which is cheaper than a heap of hundreds.
+        if len(admitted) <= _MERGE_AT_MOST:
+            nodes = [n for p in admitted if (n := group.profiles[p])]
+            if not nodes:
+                return None
+            entries = iter(nodes[0].items()) if len(nodes) == 1 else heapq.merge(*(n.items() for n in nodes))
+            return self._placed(entries, None, places, ticket, ctx)
+        return self._placed(iter(group.order.items()), admitted_set, places, ticket, ctx)
 
     def _placed(
-        self, entries: Iterator[tuple[OrderKey, _Entry]], ticket: Ticket, ctx: PairContext
+        self,
+        entries: Iterator[tuple[OrderKey, _Entry]],
+        admitted: frozenset[int] | None,
+        places: dict[int, float | None],
+        ticket: Ticket,
+        ctx: PairContext,
     ) -> Iterator[tuple[OrderKey, Ticket]]:
-        """The entries whose place the place filters allow at their wait."""
-        relax = ctx.relax
+        """The entries of an admitted profile (all, when ``admitted`` is None) whose place the place
+        filters allow at their wait."""
         now = ctx.now_ms
-        ages_s = relax.steps_s()
-        # Everything about the newcomer the place filters may read, and the schedule.
-        state = (
-            _place_key(ticket),
-            relax.interests_required(ticket, now),
-            relax.scope(ticket, now),
-            ages_s,
-            ctx.near_rtt_ms,
-        )
-        verdicts = self._place_verdicts
         for key, e in entries:
-            vkey = (state, e.place)
-            if vkey in verdicts:
-                age_s = verdicts[vkey]
-            else:
-                age_s = verdicts[vkey] = self._youngest_passing_age(ticket, self._samples["place", e.place], ctx, ages_s)
+            if admitted is not None and e.profile not in admitted:
+                continue
+            age_s = places[e.place] if e.place in places else self._place_age(e.place, places, ticket, ctx)
             if age_s is None or (age_s and e.ticket.queued_at > now - age_s * 1000):
                 continue
             yield key, e.ticket
 
-    def _admitted_profiles(self, lang: str, group: _Group, me: int, ticket: Ticket, ctx: PairContext) -> list[int]:
+    def _place_age(self, place: int, places: dict[int, float | None], ticket: Ticket, ctx: PairContext) -> float | None:
+        """The youngest wait at which tickets of ``place`` pass the place filters with ``ticket`` (cached)."""
+        relax = ctx.relax
+        ages_s = relax.steps_s()
+        if not places:
+            # Everything about the newcomer the place filters may read, and the schedule; once per search.
+            state = (_place_key(ticket), relax.interests_required(ticket, ctx.now_ms), relax.scope(ticket, ctx.now_ms), ages_s, ctx.near_rtt_ms)  # fmt: skip
+            places[-1] = self._states.setdefault(state, len(self._states))
+        vkey = (places[-1], place)
+        if vkey in self._place_verdicts:
+            age_s = self._place_verdicts[vkey]
+        else:
+            sample = self._samples["place", place]
+            age_s = self._place_verdicts[vkey] = self._youngest_passing_age(ticket, sample, ctx, ages_s)
+        places[place] = age_s
+        return age_s
+
+    def _admitted_profiles(
+        self, lang: str, group: _Group, me: int, ticket: Ticket, ctx: PairContext
+    ) -> tuple[list[int], frozenset[int]]:
         """The profile ids of the group the profile filters allow with ``ticket``'s profile."""
         cached = self._admitted.get((lang, me))
         if cached is not None and cached[0] == group.version:
-            return cached[1]
+            return cached[1], cached[2]
         verdicts = self._profile_verdicts
         admitted = []
         for p in group.profiles:
@@ -269,8 +295,8 @@ class WaitingPool:
                 ok = verdicts[vkey] = all(f.bucket_allows(ticket, sample, ctx) for f in self._profile_filters)
             if ok:
                 admitted.append(p)
-        self._admitted[lang, me] = (group.version, admitted)
-        return admitted
+        self._admitted[lang, me] = (group.version, admitted, frozenset(admitted))
+        return admitted, frozenset(admitted)
 
     def _youngest_passing_age(
         self, newcomer: Ticket, sample: Ticket, ctx: PairContext, ages_s: tuple[float, ...]

@@ -52,7 +52,8 @@ class BucketFilter(PairFilter, Protocol):
     and the context):
 
     - ``PROFILE``: gender, age band, their wanted lists and video codecs, never the time: such a
-      filter never relaxes;
+      filter never relaxes, and its answer about a sample is its answer about every ticket of that
+      profile, so the pool does not ask it again ticket by ticket;
     - ``PLACE``: region, scope and whether interests were given, and the ticket's wait (it may relax).
 
     ``bucket_allows`` returning False for one ticket lets the pool skip every ticket sharing that
