@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from bench.match.naive_scan import NaiveScanPool
 from bench.match.population import REGIONS, Population, Profile
 from bench.match.verify import Rules, violations
 from duet.routing.reference import region_sites
 from duet.services.matchmaker.core import ClientSession, MatchConfig, Matchmaker
-from duet.services.matchmaker.events import Matched, SessionClosed, SessionEvent
+from duet.services.matchmaker.events import Matched, NoEdge, SessionClosed, SessionEvent
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemorySafetyStore
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
 from duet.services.store.group_commit import GroupCommitStore, GroupStats
@@ -50,7 +51,7 @@ class MatchWatch:
         self.matched: asyncio.Future[tuple[float, Matched]] = asyncio.get_running_loop().create_future()
         self.times_matched = 0
 
-    def put_nowait(self, event: SessionEvent | SessionClosed) -> None:
+    def put_nowait(self, event: SessionEvent | SessionClosed | NoEdge, /) -> None:
         if isinstance(event, Matched):
             self.times_matched += 1
             if not self.matched.done():
@@ -86,14 +87,40 @@ async def _open(mm: Matchmaker, p: Profile) -> tuple[ClientSession, MatchWatch]:
     return session, watch
 
 
-async def _gather_bounded(coros: Sequence, limit: int) -> list:  # type: ignore[type-arg]
+async def settle(mm: Matchmaker, config: MatchConfig, progress: Progress, strategy: str) -> None:
+    """Wait until every waiting ticket has passed its last relaxation step and the core's timer has
+    looked at each again (finding nobody: they fit nobody among themselves).
+
+    Filled in a few seconds, the pool's 10,000 tickets would all reach each step within those few
+    seconds, in the middle of the measurement, and the timer would search for each of them at once: a
+    burst that a pool filled over time never has. Waited out, the pool is what a busy peak's surplus
+    is: users who have waited a while, with every soft criterion relaxed.
+    """
+    last_step_s = max(config.relax.steps_s())
+    youngest = max(t.queued_at for t in mm.pool.waiting())
+    wait_s = (youngest + last_step_s * 1000 - mm.now_ms()) / 1000 + 0.5
+    progress(f"{strategy}: waiting {max(0.0, wait_s):.0f} s for the pool's relaxation steps to pass")
+    await asyncio.sleep(max(0.0, wait_s))
+    # The timer runs its re-looks back to back: idle again once a short sleep takes no longer than asked.
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(0.05)
+        if time.perf_counter() - t < 0.07:
+            return
+
+
+T = TypeVar("T")
+
+
+async def _gather_bounded(coros: Sequence[Coroutine[Any, Any, T]], limit: int) -> list[T]:
+    """Await every coroutine, at most ``limit`` at once; results in order."""
     sem = asyncio.Semaphore(limit)
 
-    async def one(c):  # type: ignore[no-untyped-def]
+    async def one(c: Coroutine[Any, Any, T]) -> T:
         async with sem:
             return await c
 
-    return await asyncio.gather(*(one(c) for c in coros))
+    return list(await asyncio.gather(*(one(c) for c in coros)))
 
 
 async def run(
@@ -123,32 +150,42 @@ async def run(
         # The waiting users: sessions with warm legs, then their tickets, in order (not measured).
         t0 = time.perf_counter()
         sessions = await _gather_bounded([_open(mm, p) for p in population.waiting], 64)
-        for n, (p, (session, _)) in enumerate(zip(population.waiting, sessions, strict=True)):
+        queued = 0
+
+        async def queue(p: Profile, session: ClientSession) -> None:
+            nonlocal queued
             await mm.find_partner(session, p.preferences)
             if session.ticket is None:
                 raise RuntimeError(f"waiting user {p.user_id} was matched while filling the pool: the plan is wrong")
-            if (n + 1) % 2000 == 0:
-                progress(f"{strategy}: {n + 1} waiting")
+            queued += 1
+            if queued % 2000 == 0:
+                progress(f"{strategy}: {queued} waiting")
+
+        # Several at once so their tickets' writes group; they fit nobody among themselves, so order is moot.
+        await _gather_bounded([queue(p, s) for p, (s, _) in zip(population.waiting, sessions, strict=True)], 64)
         for pair in population.met:
             a, b = sorted(pair)
             mm.history.note_met(a, b)
         fill_s = time.perf_counter() - t0
+        await settle(mm, config, progress, strategy)
         watches = {p.user_id: w for p, (_, w) in zip(population.waiting, sessions, strict=True)}
         arriving = await _gather_bounded([_open(mm, p) for p in newcomers], 64)
         for p, (_, w) in zip(newcomers, arriving, strict=True):
             watches[p.user_id] = w
         waiting_at_start = len(mm.pool)
         progress(f"{strategy}: {waiting_at_start} waiting in {fill_s:.1f} s; {len(newcomers)} newcomers arrive")
-        pool.scan = strategy == "naive"
+        if strategy == "naive":
+            pool.scan_for = {p.user_id for p in newcomers}
         groups_before = (grouped.stats.groups, grouped.stats.writes)
 
         # The measured part: each newcomer's FindPartner, up to ``concurrency`` at once, until its Matched.
         sem = asyncio.Semaphore(concurrency)
         took: dict[str, float] = {}
+        last_match = 0.0
         done = 0
 
         async def arrive(p: Profile, session: ClientSession, watch: MatchWatch) -> None:
-            nonlocal done
+            nonlocal done, last_match
             async with sem:
                 start = time.perf_counter()
                 await mm.find_partner(session, p.preferences)
@@ -157,6 +194,7 @@ async def run(
                 except TimeoutError:
                     return
                 took[p.user_id] = (at - start) * 1000
+                last_match = max(last_match, at)
                 done += 1
                 if done % 1000 == 0:
                     progress(f"{strategy}: {done} of {len(newcomers)} matched")
@@ -167,8 +205,9 @@ async def run(
         await asyncio.gather(*(arrive(p, s, w) for p, (s, w) in zip(newcomers, arriving, strict=True)))
         if profiler is not None:
             profiler.disable()
-        elapsed = time.perf_counter() - started
-        pool.scan = False
+        # To the last match: a newcomer whose partner was taken waits out its timeout, which is not matching.
+        elapsed = (last_match or time.perf_counter()) - started
+        pool.scan_for = set()
         stats = GroupStats(grouped.stats.groups - groups_before[0], grouped.stats.writes - groups_before[1])
 
         # Every newcomer's match against the rules, and in PostgreSQL.
@@ -199,6 +238,20 @@ async def run(
                     rules=rules,
                 )
             ]
+        # A newcomer left waiting must have nobody compatible waiting (judged a second ago, in case a
+        # relaxation step has just passed and the core's timer has yet to look again).
+        unmatched = [p for p in newcomers if p.user_id not in took]
+        judged_at = mm.now_ms() - 1000
+        waiting_now = mm.pool.waiting()
+        for p in unmatched:
+            mine = mm.pool.ticket_of(p.user_id)
+            if mine is None:
+                found.append(f"{p.user_id} neither matched nor waiting")
+                continue
+            for t in waiting_now:
+                if t.user_id != p.user_id and not violations(p, mine.queued_at, profiles[t.user_id], t.queued_at, judged_at, blocks=population.blocks, met=population.met, rules=rules):  # fmt: skip
+                    found.append(f"{p.user_id} left waiting beside a compatible {t.user_id}")
+                    break
         unique_calls = sorted(set(call_ids))
         calls = await store.pool.fetchval("SELECT count(*) FROM calls WHERE call_id = ANY($1::text[])", unique_calls)
         tickets = await store.pool.fetchval(
@@ -214,7 +267,7 @@ async def run(
             elapsed_s=elapsed,
             time_to_match_ms=sorted(took.values()),
             violations=found,
-            unmatched=[p.user_id for p in newcomers if p.user_id not in took],
+            unmatched=[p.user_id for p in unmatched],
             committed_calls=int(calls),
             committed_matched_tickets=int(tickets),
             group=stats,

@@ -9,6 +9,7 @@ decides, without its language groups, buckets or cached verdicts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from duet.services.matchmaker.pool import WaitingPool
 from duet.services.matchmaker.rules.base import PairContext, PairFilter, PairScorer
@@ -36,15 +37,19 @@ def naive_partner(
 
 
 class NaiveScanPool(WaitingPool):
-    """The waiting pool with its search replaced by ``naive_partner`` once ``scan`` is set.
+    """The waiting pool with its search replaced by ``naive_partner`` for the users in ``scan_for``.
 
-    The bench fills it with the index (a naive fill would take minutes and decide the same: the
-    pool's property test holds the two to the same choice), then sets ``scan`` to measure.
+    The bench measures the naive scan on the newcomers' searches only: the fill, and the relaxation
+    timer looking again for waiting users, keep the index (naive, each of those re-looks scans all
+    10,000 for nobody, and would bury the newcomers; the pool's property test holds the two searches
+    to the same choice).
     """
 
-    scan = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scan_for: set[str] = set()
 
     def find_partner(self, ticket: Ticket, ctx: PairContext) -> Ticket | None:
-        if not self.scan:
+        if ticket.user_id not in self.scan_for:
             return super().find_partner(ticket, ctx)
         return naive_partner(self.oldest_first(), ticket, ctx, self.filters, self.scorers, self.compare)

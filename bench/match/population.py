@@ -182,8 +182,8 @@ def newcomer_for(rng: random.Random, target: Profile, user_id: str) -> Profile:
     return Profile(user_id, region, video, prefs, target=target.user_id)
 
 
-def _planning_ticket(p: Profile, n: int) -> Ticket:
-    return Ticket(f"plan-{p.user_id}", p.user_id, f"s-{p.user_id}", "edge", float(n), p.codecs, region=p.region, preferences=p.preferences)  # fmt: skip
+def _planning_ticket(p: Profile, queued_at: float) -> Ticket:
+    return Ticket(f"plan-{p.user_id}", p.user_id, f"s-{p.user_id}", "edge", queued_at, p.codecs, region=p.region, preferences=p.preferences)  # fmt: skip
 
 
 @dataclass
@@ -232,9 +232,11 @@ def make_population(seed: int, waiting: int, newcomers: int) -> Population:
 
     About one newcomer in ten blocked (or was blocked by) a few waiting users of its language, and one
     in ten met a few recently, whom the pool must then pass over; its target is never among them.
-    Newcomers are planned in arrival order on a copy of the pool with every ticket young (the strictest
-    the rules get): each target is one still waiting there, and the planned pairing takes its partner
-    out, so that, arriving in this order, every newcomer finds a compatible partner waiting.
+    Newcomers are planned in arrival order on a copy of the pool: each target is one still waiting
+    there, and the pairing the pool makes there takes its partner out, so that, arriving in this order,
+    every newcomer finds a compatible partner waiting. (The real run's waits differ a little from the
+    plan's, and newcomers arrive several at once, so now and then an earlier newcomer takes a later
+    one's only partner: the bench counts those and checks that nobody compatible was left waiting.)
     """
     if newcomers > waiting:
         raise ValueError(f"newcomers ({newcomers}) cannot exceed waiting ({waiting}): each needs its own target")
@@ -256,10 +258,14 @@ def make_population(seed: int, waiting: int, newcomers: int) -> Population:
         for pairs in (history.blocks, history.met):
             if rng.random() < 0.1:
                 pairs.update(frozenset({n.user_id, o.user_id}) for o in rng.sample(others, min(3, len(others))) if o.user_id != n.target)  # fmt: skip
-        # Every ticket young: interests required and "near" in force wherever given.
-        ctx = PairContext(draws + 1.0, RelaxSchedule(), _ReferenceRtt(), history, NEAR_RTT_MS)
-        if pool.offer(_planning_ticket(n, draws + 1), ctx) is None:
-            raise RuntimeError(f"newcomer {n.user_id} fits no waiting user, not even {n.target}: the generator is wrong")
+        # The waiting have waited a minute (relaxed, as most are by the time newcomers come), the newcomer
+        # just came (its interests and "near" in force); ``newcomer_for`` makes it fit its target even with
+        # everything in force, so a target still waiting is always a possible partner.
+        now = draws + 60_000.0
+        if pool.offer(_planning_ticket(n, now), PairContext(now, RelaxSchedule(), _ReferenceRtt(), history, NEAR_RTT_MS)) is None:  # fmt: skip
+            raise RuntimeError(
+                f"newcomer {n.user_id} fits no waiting user, not even {n.target}: the generator is wrong"
+            )
         arrivals.append(n)
     if len(arrivals) < newcomers:
         raise RuntimeError(f"only {len(arrivals)} of {newcomers} newcomers could be given a waiting partner")

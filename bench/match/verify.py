@@ -53,7 +53,8 @@ def violations(
     if not (_wants(pa.want_age_bands, pb.age_band) and _wants(pb.want_age_bands, pa.age_band)):
         out.append(f"age: {pa.age_band or '-'} wants {sorted(pa.want_age_bands)}, {pb.age_band or '-'} wants {sorted(pb.want_age_bands)}")  # fmt: skip
     near_in_force = any(
-        p.scope is Scope.NEAR and matched_ms - q < rules.anywhere_after_ms for p, q in ((pa, a_queued_ms), (pb, b_queued_ms))
+        p.scope is Scope.NEAR and matched_ms - q < rules.anywhere_after_ms
+        for p, q in ((pa, a_queued_ms), (pb, b_queued_ms))
     )
     if near_in_force and a.region != b.region and reference_rtt_ms(a.region, b.region) > rules.near_rtt_ms:
         out.append(f"scope: near wanted, {a.region} - {b.region} is {reference_rtt_ms(a.region, b.region):.0f} ms")
@@ -62,7 +63,8 @@ def violations(
     if pair in met:
         out.append("recent partners: met recently")
     interests_required = any(
-        p.interests and matched_ms - q < rules.interests_optional_after_ms for p, q in ((pa, a_queued_ms), (pb, b_queued_ms))
+        p.interests and matched_ms - q < rules.interests_optional_after_ms
+        for p, q in ((pa, a_queued_ms), (pb, b_queued_ms))
     )
     if interests_required and not pa.interests & pb.interests:
         out.append(f"interests: {sorted(pa.interests)} and {sorted(pb.interests)} share none while required")

@@ -84,7 +84,7 @@ class _Entry:
 class _Group:
     """One language's tickets: oldest first, and per profile id oldest first."""
 
-    __slots__ = ("order", "profiles", "version", "empty")
+    __slots__ = ("empty", "order", "profiles", "version")
 
     def __init__(self) -> None:
         self.order: Any = SortedDict()  # OrderKey -> _Entry

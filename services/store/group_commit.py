@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +35,7 @@ logger = logging.getLogger(__name__)
 # The same statements as Store's, run for a whole group with executemany (one round trip per statement).
 _LOCK_USER = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
 _REPLACE_OPEN = "UPDATE tickets SET closed_at = now(), outcome = 'replaced' WHERE user_id = $1 AND closed_at IS NULL"
-_INSERT_TICKET = (
-    "INSERT INTO tickets (ticket_id, user_id, session_id, edge_id, queued_at) VALUES ($1, $2, $3, $4, $5)"
-)
+_INSERT_TICKET = "INSERT INTO tickets (ticket_id, user_id, session_id, edge_id, queued_at) VALUES ($1, $2, $3, $4, $5)"
 _UPSERT_USER = (
     "INSERT INTO users (user_id, display_name) VALUES ($1, $2) "
     "ON CONFLICT (user_id) DO UPDATE SET display_name = EXCLUDED.display_name"
@@ -155,7 +153,8 @@ class GroupCommitStore(MatchStore):
                     await conn.executemany(_LOCK_USER, [(_USER_LOCK_NAMESPACE, u) for u in users])
                     await conn.executemany(_REPLACE_OPEN, [(u,) for u in users])
                     await conn.executemany(
-                        _INSERT_TICKET, [(t, u, s, e, _to_ts(q, "queued_at")) for t, u, s, e, q in (w.args for w in opens)]
+                        _INSERT_TICKET,
+                        [(t, u, s, e, _to_ts(q, "queued_at")) for t, u, s, e, q in (w.args for w in opens)],
                     )
                 closed: set[str] = set()
                 if closes:
@@ -166,7 +165,7 @@ class GroupCommitStore(MatchStore):
                     await conn.executemany(_INSERT_CALL, [_call_args(w.args[0]) for w in calls])
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - every write is retried alone and gets its own error
+        except Exception as exc:
             logger.info("a group of %d writes failed (%s); retrying each alone", len(group), exc)
             return await self._alone(group)
         self.stats.groups += 1
@@ -178,7 +177,7 @@ class GroupCommitStore(MatchStore):
     async def _alone(self, group: list[_Write]) -> None:
         """Each write in its own transaction through the plain Store, in the order they came."""
         self.stats.retried_alone += len(group)
-        plain = {
+        plain: dict[str, Callable[..., Awaitable[Any]]] = {
             "user": self.store.upsert_user,
             "open": self.store.open_ticket,
             "close": self.store.close_ticket,
@@ -191,7 +190,7 @@ class GroupCommitStore(MatchStore):
                 w.done.set_result(await plain[w.kind](*w.args))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - handed to the caller waiting for it
+            except Exception as exc:
                 w.done.set_exception(exc)
 
     # -- the writes on the matching path: grouped ------------------------------------
