@@ -208,7 +208,8 @@ class WaitingPool:
                         break
         else:
             seen: set[str] = set()
-            for _, waiting in heapq.merge(*walks, key=lambda item: item[0]):
+            # (OrderKey, Ticket) pairs: order keys are unique, so the tuples compare by them alone.
+            for _, waiting in heapq.merge(*walks):
                 if waiting.ticket_id in seen:
                     continue  # in several language groups
                 seen.add(waiting.ticket_id)
