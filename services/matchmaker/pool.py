@@ -40,6 +40,7 @@ from sortedcontainers import SortedDict, SortedList
 
 from duet.services.matchmaker.rules.base import PLACE, PROFILE, BucketFilter, PairContext, PairFilter, PairScorer
 from duet.services.matchmaker.rules.defaults import default_filters, default_scorers
+from duet.services.matchmaker.rules.interests import InterestsRule
 from duet.services.matchmaker.rules.media import VideoCodecs
 from duet.services.matchmaker.ticket import Ticket
 
@@ -66,6 +67,15 @@ def _order(t: Ticket) -> OrderKey:
     return (t.queued_at, t.ticket_id)
 
 
+def _once(entries: Iterator[tuple[OrderKey, Any]]) -> Iterator[tuple[OrderKey, Any]]:
+    """Merged lists hold a ticket once per list it is in, side by side: pass it once."""
+    last = None
+    for key, e in entries:
+        if key != last:
+            last = key
+            yield key, e
+
+
 def _languages(t: Ticket) -> Iterable[str]:
     return t.preferences.languages or (ANY_LANGUAGE,)
 
@@ -84,11 +94,12 @@ class _Entry:
 class _Group:
     """One language's tickets: oldest first, and per profile id oldest first."""
 
-    __slots__ = ("empty", "order", "profiles", "version")
+    __slots__ = ("empty", "interests", "order", "profiles", "version")
 
     def __init__(self) -> None:
         self.order: Any = SortedDict()  # OrderKey -> _Entry
         self.profiles: dict[int, Any] = {}  # profile id -> SortedDict(OrderKey -> _Entry)
+        self.interests: dict[str, Any] = {}  # interest -> SortedDict(OrderKey -> _Entry) of those who gave it
         self.version = 0  # changes when a profile appears in or leaves the group
         self.empty = 0  # profiles left empty (dropped in one sweep, so the version rarely changes)
 
@@ -115,6 +126,8 @@ class WaitingPool:
         # each of its tickets), the PLACE ones first since they refuse most of what reaches this stage.
         rest = [f for f in self.filters if f not in self._profile_filters and f not in self._place_filters]
         self._ticket_filters = [*self._place_filters, *rest]
+        # With the interests rule in the set, a newcomer who must share an interest walks the interest lists.
+        self._interests_indexed = any(isinstance(f, InterestsRule) for f in self.filters)
         self._tickets: dict[str, Ticket] = {}
         self._by_user: dict[str, str] = {}
         self._order: SortedList = SortedList()
@@ -233,6 +246,15 @@ class WaitingPool:
         admitted, admitted_set = self._admitted_profiles(lang, group, me, ticket, ctx)
         if not admitted:
             return None
+        # A newcomer who must share an interest meets only tickets that gave one of its interests
+        # (InterestsRule): walk those lists, merged, instead of everyone.
+        if self._interests_indexed and ctx.relax.interests_required(ticket, ctx.now_ms):
+            lists = [n for i in ticket.preferences.interests if (n := group.interests.get(i))]
+            if not lists:
+                return None
+            if len(lists) == 1:
+                return self._placed(iter(lists[0].items()), admitted_set, places, ticket, ctx)
+            return self._placed(_once(heapq.merge(*(n.items() for n in lists))), admitted_set, places, ticket, ctx)
         # Few admitted profiles: merge their own lists (a heap of that many). Many: walk the group's order,
         # skipping the other profiles' tickets, which is cheaper than a heap of hundreds.
         if len(admitted) <= _MERGE_AT_MOST:
@@ -348,6 +370,11 @@ class WaitingPool:
             elif not node:
                 group.empty -= 1
             node[order] = entry
+            for interest in ticket.preferences.interests:
+                listed = group.interests.get(interest)
+                if listed is None:
+                    listed = group.interests[interest] = SortedDict()
+                listed[order] = entry
 
     def remove(self, ticket_id: str) -> Ticket | None:
         ticket = self._tickets.pop(ticket_id, None)
@@ -360,6 +387,11 @@ class WaitingPool:
         for lang in _languages(ticket):
             group = self._groups[lang]
             entry = group.order.pop(order)
+            for interest in ticket.preferences.interests:
+                listed = group.interests[interest]
+                del listed[order]
+                if not listed:
+                    del group.interests[interest]
             node = group.profiles[entry.profile]
             del node[order]
             if node:
