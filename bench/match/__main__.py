@@ -71,15 +71,20 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def table(results: list[RunResult]) -> str:
-    head = f"{'search':<8} {'waiting':>7} {'newcomers':>9} {'matched':>7} {'matches/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'writes/commit':>13} {'committed':>9}"  # fmt: skip
+    head = f"{'search':<8} {'waiting':>7} {'newcomers':>9} {'matched':>7} {'matches/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'writes/commit':>13} {'committed':>9} {'cpu us/match':>14}"  # fmt: skip
     lines = [head, "-" * len(head)]
     for r in results:
         t = r.time_to_match_ms
         lines.append(
             f"{r.strategy:<8} {r.waiting:>7} {r.newcomers:>9} {r.matched:>7} {r.matches_per_s:>10.0f} "
             f"{percentile(t, 50):>8.2f} {percentile(t, 99):>8.2f} {(t[-1] if t else 0):>8.2f} "
-            f"{r.group.mean_group:>13.1f} {r.committed_calls:>9}"
+            f"{r.group.mean_group:>13.1f} {r.committed_calls:>9} "
+            f"{r.extra['cpu_us_per_match']:>7.0f}+{r.extra['db_cpu_us_per_match']:<6.0f}"
         )
+    lines.append(
+        "cpu us/match: CPU time of this process (the matchmaker: core, pool, group commit, and the bench's "
+        "clients) + of its PostgreSQL server processes, per match, over the measured part."
+    )
     lines.append(
         "time to match: FindPartner at the matchmaker -> Matched, sent after the match's call record and both "
         "tickets were committed to PostgreSQL; call set-up at the edges (route, bridge, media) is not included "

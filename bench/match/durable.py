@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.match.naive_scan import NaiveScanPool
@@ -85,6 +87,25 @@ async def _open(mm: Matchmaker, p: Profile) -> tuple[ClientSession, MatchWatch]:
     session = await mm.open_session(p.user_id, p.user_id, client_ip(p.region), watch)
     await mm.attach_leg(session, p.offer_sdp)
     return session, watch
+
+
+async def postgres_backends(store: Store) -> list[int]:
+    """The server processes of this database's connections (the store's pool), to read their CPU time."""
+    async with store.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    return [r["pid"] for r in rows]
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU of these processes (0 for one that cannot be read: another machine, or gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def settle(mm: Matchmaker, config: MatchConfig, progress: Progress, strategy: str) -> None:
@@ -177,6 +198,8 @@ async def run(
         if strategy == "naive":
             pool.scan_for = {p.user_id for p in newcomers}
         groups_before = (grouped.stats.groups, grouped.stats.writes)
+        backends = await postgres_backends(store)
+        cpu_before = (time.process_time(), cpu_seconds(backends))
 
         # The measured part: each newcomer's FindPartner, up to ``concurrency`` at once, until its Matched.
         sem = asyncio.Semaphore(concurrency)
@@ -208,6 +231,8 @@ async def run(
         # To the last match: a newcomer whose partner was taken waits out its timeout, which is not matching.
         elapsed = (last_match or time.perf_counter()) - started
         pool.scan_for = set()
+        cpu_self = time.process_time() - cpu_before[0]
+        cpu_db = cpu_seconds(backends) - cpu_before[1]
         stats = GroupStats(grouped.stats.groups - groups_before[0], grouped.stats.writes - groups_before[1])
 
         # Every newcomer's match against the rules, and in PostgreSQL.
@@ -273,7 +298,11 @@ async def run(
             group=stats,
             fill_s=fill_s,
             left_waiting=len(mm.pool),
-            extra={"calls_expected": float(len(unique_calls))},
+            extra={
+                "calls_expected": float(len(unique_calls)),
+                "cpu_us_per_match": cpu_self * 1e6 / max(1, len(took)),
+                "db_cpu_us_per_match": cpu_db * 1e6 / max(1, len(took)),
+            },
         )
     finally:
         # Close every session at once (their writes group), then the core's timer.
