@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import gc
 import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -87,6 +88,29 @@ async def _open(mm: Matchmaker, p: Profile) -> tuple[ClientSession, MatchWatch]:
     session = await mm.open_session(p.user_id, p.user_id, client_ip(p.region), watch)
     await mm.attach_leg(session, p.offer_sdp)
     return session, watch
+
+
+class GcPauses:
+    """How long the garbage collector held the process (every pass), while in the ``with`` block."""
+
+    def __init__(self) -> None:
+        self.ms: list[float] = []
+        self.full = 0
+        self._start = 0.0
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.ms.append((time.perf_counter() - self._start) * 1000)
+            self.full += info.get("generation") == 2
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._note)
 
 
 async def postgres_backends(store: Store) -> list[int]:
@@ -225,9 +249,15 @@ async def run(
         started = time.perf_counter()
         if profiler is not None:
             profiler.enable()
-        await asyncio.gather(*(arrive(p, s, w) for p, (s, w) in zip(newcomers, arriving, strict=True)))
+        with GcPauses() as pauses:
+            await asyncio.gather(*(arrive(p, s, w) for p, (s, w) in zip(newcomers, arriving, strict=True)))
         if profiler is not None:
             profiler.disable()
+        if pauses.ms:
+            progress(
+                f"{strategy}: the garbage collector ran {len(pauses.ms)} times while newcomers arrived "
+                f"(full collections: {pauses.full}), {sum(pauses.ms):.0f} ms in all, the longest {max(pauses.ms):.0f} ms"
+            )
         # To the last match: a newcomer whose partner was taken waits out its timeout, which is not matching.
         elapsed = (last_match or time.perf_counter()) - started
         pool.scan_for = set()

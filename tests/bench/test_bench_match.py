@@ -24,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"waiting", "matches_per_s", "time_to_match_p50_ms", "time_to_match_p99_ms", "naive_matches_per_s", "speedup_vs_naive"}  # fmt: skip
 
 
+@pytest.mark.slow  # about a minute, most of it waiting out the pool's 30 s relaxation step, twice
 def test_tiny_run_matches_every_newcomer_within_the_rules_on_postgres(database_url: str) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "bench.match", "--waiting", "300", "--newcomers", "100", "--naive-newcomers", "50"],
@@ -40,7 +41,8 @@ def test_tiny_run_matches_every_newcomer_within_the_rules_on_postgres(database_u
     assert summary["waiting"] == 300
     assert summary["matches_per_s"] > 0 and summary["naive_matches_per_s"] > 0
     assert 0 < summary["time_to_match_p50_ms"] <= summary["time_to_match_p99_ms"]
-    assert summary["speedup_vs_naive"] == pytest.approx(summary["matches_per_s"] / summary["naive_matches_per_s"], rel=0.01)  # fmt: skip
+    # Rounded to one decimal in the summary.
+    assert summary["speedup_vs_naive"] == pytest.approx(summary["matches_per_s"] / summary["naive_matches_per_s"], abs=0.06)  # fmt: skip
     rows = {line.split()[0]: line.split() for line in lines if line.startswith(("indexed ", "naive "))}
     # search, waiting, newcomers, matched, ..., committed (10th): every newcomer matched, as many calls committed.
     assert rows["indexed"][2:4] == ["100", "100"] and rows["indexed"][9] == "100"
