@@ -96,7 +96,11 @@ def table(results: list[RunResult]) -> str:
 async def main_async(args: argparse.Namespace) -> int:
     progress(f"planning {args.waiting} waiting users and {args.newcomers} newcomers (seed {args.seed})")
     t0 = time.perf_counter()
-    population = make_population(args.seed, args.waiting, args.newcomers)
+    try:
+        population = make_population(args.seed, args.waiting, args.newcomers)
+    except RuntimeError as exc:
+        print(f"bench-match: {exc}; ask for fewer newcomers per waiting user (--newcomers)", file=sys.stderr)
+        return 2
     progress(
         f"planned in {time.perf_counter() - t0:.1f} s: {population.candidates_drawn} candidates drawn, "
         f"{len(population.blocks)} blocked pairs, {len(population.met)} recent pairs"
