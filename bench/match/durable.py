@@ -178,6 +178,7 @@ async def run(
     timeout_s: float,
     progress: Progress,
     profiler: cProfile.Profile | None = None,
+    gc_freeze: bool = False,
 ) -> RunResult:
     config = MatchConfig()
     store = await Store.open(dsn, max_size=4)
@@ -213,6 +214,10 @@ async def run(
             mm.history.note_met(a, b)
         fill_s = time.perf_counter() - t0
         await settle(mm, config, progress, strategy)
+        if gc_freeze:
+            # What a server could do once warm: move everything alive now out of the collector's sight.
+            gc.collect()
+            gc.freeze()
         watches = {p.user_id: w for p, (_, w) in zip(population.waiting, sessions, strict=True)}
         arriving = await _gather_bounded([_open(mm, p) for p in newcomers], 64)
         for p, (_, w) in zip(newcomers, arriving, strict=True):
@@ -335,6 +340,8 @@ async def run(
             },
         )
     finally:
+        if gc_freeze:
+            gc.unfreeze()
         # Close every session at once (their writes group), then the core's timer.
         await asyncio.gather(*(mm.close_session(s, "the bench is over") for s in list(mm.sessions.values())))
         await mm.stop()
