@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -13,8 +12,8 @@ import grpc
 
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.tokens import Role
-from duet.services.cli.ops_credentials import OPS_TOKEN_ENV, STATE_DIR, NoOpsToken, ops_token
-from duet.services.devkit.local_cluster import running_cluster_address
+from duet.services.cli.ops_credentials import OPS_TOKEN_ENV, NoOpsToken, ops_token
+from duet.services.cli.ops_rpc import DEFAULT_MATCHMAKER, MATCHMAKER_ENV, CommandFailed, matchmaker_address, rpc_failed
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 HELP = """\
@@ -28,8 +27,6 @@ token: --token, else $DUET_OPS_TOKEN, else one minted from a local cluster's
 secrets (./.duet/auth-secrets.json or $DUET_AUTH_SECRETS).
 """
 
-MATCHMAKER_ENV = "DUET_MATCHMAKER"
-DEFAULT_MATCHMAKER = "127.0.0.1:50052"
 RPC_TIMEOUT_S = 10.0
 MAX_LIMIT = 1000
 # The columns, in ms after the match, and the stage each reads.
@@ -39,10 +36,6 @@ COLUMNS = (
     ("1st pkt@edge", "first_packet_at_edge"),
     ("1st frame", "first_frame"),
 )
-
-
-class CommandFailed(Exception):
-    """What went wrong, in words, for the person at the terminal."""
 
 
 def _limit(value: str) -> int:
@@ -76,12 +69,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def matchmaker_address(given: str | None) -> str:
-    if given:
-        return given
-    return os.environ.get(MATCHMAKER_ENV) or running_cluster_address(STATE_DIR, "matchmaker") or DEFAULT_MATCHMAKER
-
-
 def ops_read_token(given: str | None) -> str:
     try:
         return ops_token(Role.OPS_READ, given)
@@ -99,20 +86,7 @@ def list_calls(address: str, limit: int, user: str, token: str) -> list[matchmak
                 metadata=bearer_metadata(token),
             )
         except grpc.RpcError as exc:
-            code: grpc.StatusCode = exc.code()
-            details = exc.details() or ""
-            if code is grpc.StatusCode.UNAVAILABLE:
-                raise CommandFailed(
-                    f"cannot reach the matchmaker at {address} ({details}); is it running? "
-                    "Give its address with --matchmaker ADDRESS"
-                ) from None
-            if code is grpc.StatusCode.UNAUTHENTICATED:
-                raise CommandFailed(f"not signed in: {details}") from None
-            if code is grpc.StatusCode.PERMISSION_DENIED:
-                raise CommandFailed(f"not allowed: {details} (ListCalls needs a token with role ops-read)") from None
-            if code is grpc.StatusCode.UNIMPLEMENTED:
-                raise CommandFailed(f"the service at {address} has no ListCalls (is it a matchmaker?)") from None
-            raise CommandFailed(f"ListCalls failed ({code.name}): {details}") from None
+            raise rpc_failed(exc, address, "ListCalls", Role.OPS_READ.value) from None
     return list(reply.calls)
 
 

@@ -16,6 +16,7 @@ Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge re
   duet call        place one call from a simulated client against a running cluster
   duet friends     list or remove your friends (friends are made after a call)
   duet calls       recent calls with their connect-time breakdown (ops-read)
+  duet moderation  who is held for review after reports; clear a hold (ops)
   duet web         serve the browser client and its gateway in front of a running matchmaker
   duet token mint  print a development user or service token (signed with the local cluster's secrets)
   duet geoip       install or locate the default GeoIP database (DB-IP City Lite)
@@ -25,7 +26,18 @@ Duet: 1v1 video calls matched by a gRPC matchmaker and carried by WebRTC edge re
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from duet.services.cli import call, calls, cluster_commands, friends, geoip, serve, token, topology, web
+    from duet.services.cli import (
+        call,
+        calls,
+        cluster_commands,
+        friends,
+        geoip,
+        moderation,
+        serve,
+        token,
+        topology,
+        web,
+    )
 
     parser = argparse.ArgumentParser(
         prog="duet", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -92,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     topology.add_arguments(topo)
     topo.set_defaults(func=topology.run)
+
+    moderate = sub.add_parser(
+        "moderation",
+        help="who is held for review after reports; clear a hold",
+        description=moderation.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    moderation.add_arguments(moderate)
+    moderate.set_defaults(func=moderation.run)
 
     routing = sub.add_parser("routing", help="run the routing service", description=serve.ROUTING_HELP)
     serve.add_routing_arguments(routing)

@@ -24,7 +24,7 @@ from duet.services.auth.secrets import (
 from duet.services.cli.log_setup import configure_logging
 from duet.services.devkit.embedded_postgres import database_url
 from duet.services.edge_server.server import serve_edge
-from duet.services.matchmaker.core import RECENT_PARTNERS, MatchConfig
+from duet.services.matchmaker.config import RECENT_PARTNERS, MatchConfig
 from duet.services.matchmaker.rules.relaxation import RelaxSchedule
 from duet.services.matchmaker.server import serve_matchmaker
 from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, METRICS_PATH

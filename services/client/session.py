@@ -42,7 +42,7 @@ from duet.edge.ice_hosts import ice_restricted_from_env
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.sources import StaticToken, TokenSource
 from duet.services.client.first_frame import AnyMediaRule, FirstFrameRule
-from duet.services.client.friends import FriendInfo, FriendsDirectory, friend_info
+from duet.services.client.friend_calls import FriendCalls
 from duet.services.client.inbox import (
     DuetClientError,
     LegState,
@@ -53,6 +53,8 @@ from duet.services.client.inbox import (
 )
 from duet.services.client.media import MediaLeg
 from duet.services.client.preferences import MatchPreferences
+from duet.services.client.reattach import EdgeReattach
+from duet.services.client.safety import SafetyRequests
 from duet.services.client.stages import CallResult, build_call_result, client_report_stages, now_ms
 from duet.services.rpc.call_status import final_status
 from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
@@ -62,7 +64,7 @@ __all__ = ["DuetClient"]
 logger = logging.getLogger("duet.client")
 
 
-class DuetClient:
+class DuetClient(EdgeReattach, SafetyRequests, FriendCalls):
     """One user: a Session stream to the matchmaker and a warm WebRTC leg to its edge."""
 
     def __init__(
@@ -283,41 +285,6 @@ class DuetClient:
             if event.state in ("failed", "closed"):
                 raise DuetClientError(f"the WebRTC leg {self.leg_id} to edge {self.edge.edge_id} {event.state}")
 
-    @property
-    def edge_lost(self) -> str | None:
-        """The id of the edge the matchmaker said was lost, until :meth:`reattach` moved the leg off it."""
-        return self._lost_edge
-
-    async def reattach(self) -> None:
-        """After EdgeLost: drop the dead leg and bring a new one up on the edge the matchmaker assigns.
-
-        find_partner() and next() do this themselves first when an edge was
-        lost; call it directly to be ready (leg connected) before that.
-        """
-        async with self._lock:
-            self._check_ready()
-            await self._reattach_unlocked()
-
-    async def _reattach_unlocked(self) -> None:
-        lost = self._lost_edge
-        if lost is None:
-            return
-        t0 = self.clock()
-        await self._media.reset()
-        self.leg_id = ""
-        await self._open_leg()
-        self._lost_edge = None
-        self.reattached += 1
-        assert self.edge is not None
-        logger.info(
-            "%s: re-attached from lost edge %s to %s in %.0f ms (leg %s)",
-            self.user_id,
-            lost,
-            self.edge.edge_id,
-            self.stages["leg_connected"] - t0,
-            self.leg_id,
-        )
-
     async def find_partner(self) -> CallResult:
         """Enter the pool; return once the partner's first frame is decoded."""
         async with self._lock:
@@ -375,128 +342,6 @@ class DuetClient:
                 if ended.call_id == call_id:
                     self._inbox.finished_calls.add(call_id)
                     return ended.reason
-
-    async def block(self, call_id: str | None = None) -> None:
-        """Never meet the partner of this call (default: the current or last one) again.
-
-        A live call with them ends. Raises DuetClientError when the matchmaker refuses.
-        """
-        await self._safety_request("block", call_id, "")
-
-    async def report(self, reason: str = "", call_id: str | None = None) -> None:
-        """Report the partner of this call (default: the current or last one) for review."""
-        await self._safety_request("report", call_id, reason)
-
-    async def _safety_request(self, kind: str, call_id: str | None, reason: str) -> None:
-        async with self._lock:
-            self._check_ready()
-            target = call_id or self.call_id
-            if not target:
-                raise DuetClientError(f"nothing to {kind}: no call yet")
-            if kind == "block":
-                message = matchmaker_pb2.ClientMessage(block=matchmaker_pb2.Block(call_id=target))
-                if target == self._live_call:
-                    self._inbox.finished_calls.add(target)  # the block ends it: no error
-            else:
-                message = matchmaker_pb2.ClientMessage(report=matchmaker_pb2.Report(call_id=target, reason=reason))
-            await self._send(message, kind.title())
-            answer = "blocked" if kind == "block" else "reported"
-            await self._inbox.expect((answer,), timeout=self.rpc_timeout, waiting_for=f"the {kind} to be recorded")
-
-    # -- friends ---------------------------------------------------------------------
-
-    async def add_friend(self, call_id: str | None = None) -> bool:
-        """Ask to be friends with the partner of this call (default: the current or last one).
-
-        True: they had asked too, so you are friends now (wait_friend_added() has them).
-        False: waiting for them to ask as well. Raises DuetClientError when refused.
-        """
-        async with self._lock:
-            self._check_ready()
-            target = call_id or self.call_id
-            if not target:
-                raise DuetClientError("nobody to add: no call yet")
-            await self._send(
-                matchmaker_pb2.ClientMessage(add_friend=matchmaker_pb2.AddFriend(call_id=target)), "AddFriend"
-            )
-            event = await self._inbox.expect(
-                ("friend_requested",), timeout=self.rpc_timeout, waiting_for="the friend request to be recorded"
-            )
-            return bool(event.friend_requested.friends)  # type: ignore[union-attr]
-
-    async def wait_friend_added(self, timeout: float | None = None) -> FriendInfo:
-        """The next person who became your friend (FriendAdded)."""
-        try:
-            added = await asyncio.wait_for(self._new_friends.get(), timeout)
-        except TimeoutError:
-            raise DuetClientError(f"timed out after {timeout} s waiting for a new friend") from None
-        return friend_info(added.friend)
-
-    async def friends(self) -> list[FriendInfo]:
-        """Your friends with who is online (ListFriends), online ones first."""
-        async with self._directory() as directory:
-            return await directory.list()
-
-    async def remove_friend(self, user_id: str) -> None:
-        """Unfriend (RemoveFriend). Raises DuetClientError NOT_FOUND when they are not your friend."""
-        async with self._directory() as directory:
-            await directory.remove(user_id)
-
-    def _directory(self) -> FriendsDirectory:
-        if self._token is None:
-            raise DuetClientError("the friends list needs the user's token")
-        return FriendsDirectory(self.matchmaker_address, self._token, rpc_timeout=self.rpc_timeout)
-
-    async def call_friend(self, user_id: str) -> CallResult:
-        """Ring a friend; once they accept, the call connects on the warm leg like a match.
-
-        Returns when their first frame is decoded. Raises DuetClientError when the call is
-        refused (``code``: not a friend, offline, busy ...) or the ring ends without a call
-        (``reason``: "declined", "no answer", "cancelled", ...).
-        """
-        async with self._lock:
-            self._check_ready()
-            return await self._look_for_partner(
-                matchmaker_pb2.ClientMessage(call_friend=matchmaker_pb2.CallFriend(user_id=user_id)), "CallFriend"
-            )
-
-    async def cancel_call(self) -> None:
-        """Stop ringing (from another task while call_friend() waits: it raises with reason "cancelled")."""
-        if not self._my_ring:
-            raise DuetClientError("not ringing anyone")
-        await self._send(
-            matchmaker_pb2.ClientMessage(cancel_call=matchmaker_pb2.CancelCall(request_id=self._my_ring)),
-            "CancelCall",
-        )
-
-    async def wait_incoming_call(self, timeout: float | None = None) -> matchmaker_pb2.IncomingCall:
-        """The next friend's call ringing for you (request_id, caller profile, caller_user_id)."""
-        try:
-            return await asyncio.wait_for(self._incoming.get(), timeout)
-        except TimeoutError:
-            raise DuetClientError(f"timed out after {timeout} s waiting for an incoming call") from None
-
-    async def answer(self, request_id: str, *, accept: bool = True) -> CallResult | None:
-        """Accept (returns once the caller's first frame is decoded) or decline (returns None)."""
-        async with self._lock:
-            self._check_ready()
-            if request_id in self.ended_rings:
-                raise DuetClientError(
-                    f"the call {request_id} ended before it was answered: {self.ended_rings[request_id]}",
-                    reason=self.ended_rings[request_id],
-                )
-            message = matchmaker_pb2.ClientMessage(
-                answer_call=matchmaker_pb2.AnswerCall(request_id=request_id, accept=accept)
-            )
-            if accept:
-                return await self._look_for_partner(message, "AnswerCall")
-            await self._send(message, "AnswerCall")
-            while True:
-                event = await self._inbox.expect(
-                    ("ring_ended",), timeout=self.rpc_timeout, waiting_for="the declined call to end"
-                )
-                if event.ring_ended.request_id == request_id:  # type: ignore[union-attr]
-                    return None
 
     async def hang_up(self) -> None:
         """End the live call (the partner gets CallEnded "partner_hung_up"); keep the session and leg."""
@@ -646,7 +491,7 @@ class DuetClient:
                     await self._answer_clock_probe(call, message.clock_probe)
                     continue
                 self._track_server_state(message)
-                if self._route(message):
+                if self._route_friend_event(message):
                     continue
                 if kind == "call_ended":
                     logger.info(
@@ -666,26 +511,6 @@ class DuetClient:
             logger.exception("%s: reading the Session stream failed", self.user_id)
             error = DuetClientError(f"reading the Session stream failed: {exc!r}")
         self._inbox.put(StreamEnded(error))
-
-    def _route(self, message: matchmaker_pb2.ServerMessage) -> bool:
-        """Friends' events that are not answers to a request go to their own queues (True)."""
-        kind = message.WhichOneof("msg")
-        if kind == "incoming_call":
-            self._incoming.put_nowait(message.incoming_call)
-            return True
-        if kind == "friend_added":
-            self._new_friends.put_nowait(message.friend_added)
-            return True
-        if kind == "ringing":
-            self._my_ring = message.ringing.request_id
-        elif kind == "ring_ended":
-            if message.ring_ended.request_id != self._my_ring:
-                self.ended_rings[message.ring_ended.request_id] = message.ring_ended.reason
-            else:
-                self._my_ring = ""
-        elif kind == "matched":
-            self._my_ring = ""
-        return False
 
     async def _write_leave(self, call: grpc.aio.StreamStreamCall) -> None:
         async with self._write_lock:

@@ -1,9 +1,9 @@
 """What the matchmaker core needs from the rest of the system, as Protocols.
 
-Five ports: the routing service (where a client enters, how two edges are
+Six ports: the routing service (where a client enters, how two edges are
 joined), the edges (a client's WebRTC leg and the bridge between two legs),
 the store (users, tickets, call records), the safety store (blocks and
-reports) and the friend store (friend requests and friendships). The pool's latency estimate between regions is a port of the
+reports), the moderation store (holds and reviews) and the friend store (friend requests and friendships). The pool's latency estimate between regions is a port of the
 rules (``rules.base.LatencyEstimate``). Values crossing them are plain
 dataclasses and the errors are the ``Peer*`` exceptions below, never
 protobuf or gRPC, so the core runs unchanged over gRPC (``remote_peers``),
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from duet.services.store.records import CallRow, ClockOffset, FriendRow
+from duet.services.store.records import CallRow, ClockOffset, FriendRow, ReportedUserRow, ReportRow, ReviewRow
 
 # -- values -------------------------------------------------------------------
 
@@ -216,12 +216,41 @@ class SafetyStore(Protocol):
     async def add_report(self, reporter: str, reported: str, call_id: str, reason: str) -> int:
         """Record a report (one per reporter per call; a repeat changes nothing).
 
-        Returns how many distinct users have now reported ``reported``.
+        Returns how many distinct users have now reported ``reported`` since their last review.
         """
         ...
 
     async def report_count(self, user_id: str) -> int:
-        """How many distinct users have reported this one."""
+        """How many distinct users have reported this one since their last review (ModerationStore)."""
+        ...
+
+
+class ModerationStore(Protocol):
+    """Who is held for review, the reports about a user, and moderators' reviews.
+
+    A review clears a user: reports made before it no longer count toward a
+    hold (SafetyStore.report_count); the reports themselves are kept.
+    """
+
+    async def held_users(self, threshold: int, limit: int) -> list[ReportedUserRow]:
+        """Users with at least ``threshold`` distinct reporters since their last review, most reported first."""
+        ...
+
+    async def reported_user(self, user_id: str) -> ReportedUserRow | None:
+        """The user with what counts against them now; None when there is no such user."""
+        ...
+
+    async def reports_about(self, user_id: str, limit: int) -> list[ReportRow]:
+        """The reports about the user, newest first."""
+        ...
+
+    async def reviews_of(self, user_id: str, limit: int) -> list[ReviewRow]:
+        """The user's reviews, newest first."""
+        ...
+
+    async def clear_reports(self, user_id: str, reviewer: str, note: str) -> ReviewRow:
+        """Record a review by ``reviewer``; UnknownUser, NothingToClear (no counting report) or
+        ValueError (a bad note) leave nothing written."""
         ...
 
 

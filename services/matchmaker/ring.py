@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from duet.services.matchmaker.core import ClientSession
+    from duet.services.matchmaker.session_state import ClientSession
 
 # Why a ring ended without a call (RingEnded.reason; matchmaker.proto lists them for clients).
 DECLINED = "declined"

@@ -17,7 +17,8 @@ import grpc
 
 from duet.services.auth.secrets import AuthSecrets
 from duet.services.auth.tokens import UserClaims
-from duet.services.matchmaker.core import ClientSession, MatchConfig, Matchmaker
+from duet.services.matchmaker.config import MatchConfig
+from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.edge_watch import watch_edges
 from duet.services.matchmaker.errors import (
     BadRequest,
@@ -53,16 +54,18 @@ from duet.services.matchmaker.events import (
     TicketClosed,
 )
 from duet.services.matchmaker.metrics import MatchmakerMetrics
+from duet.services.matchmaker.moderation_server import ModerationServicer
 from duet.services.matchmaker.ports import EdgeInfo, PeerError
 from duet.services.matchmaker.preferences import InvalidPreferences, Preferences, Scope, checked_preferences
 from duet.services.matchmaker.remote_peers import EdgeClients, RoutingClient
+from duet.services.matchmaker.session_state import ClientSession
 from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
 from duet.services.rpc.auth import AuthInterceptor, current_principal
 from duet.services.rpc.errors import map_errors
 from duet.services.rpc.server import start_server
 from duet.services.store.postgres import Store
 from duet.services.store.records import CallRow, ClockOffset
-from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc
+from duet.v1 import common_pb2, matchmaker_pb2, matchmaker_pb2_grpc, moderation_pb2_grpc
 
 logger = logging.getLogger("duet.matchmaker.server")
 
@@ -558,11 +561,17 @@ async def serve_matchmaker(
     mm = Matchmaker(store, routing, edges, config=config, safety=store, friends=store, telemetry=metrics)
     mm.start()
     servicer = MatchmakerServicer(mm, trust_forwarded_for=trust_forwarded_for)
+    moderation = ModerationServicer(store, mm)
+
+    def add_servicers(server: grpc.aio.Server) -> None:
+        matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, server)
+        moderation_pb2_grpc.add_ModerationServicer_to_server(moderation, server)
+
     async with contextlib.AsyncExitStack() as extras:
         try:
             server, address = await start_server(
                 bind,
-                lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(servicer, s),
+                add_servicers,
                 interceptors=[AuthInterceptor(secrets)],
             )
         except BaseException:

@@ -68,6 +68,10 @@ POLICY: Mapping[str, Access] = {
     "/duet.v1.Matchmaker/RemoveFriend": users(),
     # Every call's record (users' ids, edges, timings): operators only.
     "/duet.v1.Matchmaker/ListCalls": services(*OPS_READ),
+    # Moderation (served beside Matchmaker): moderators look with ops-read, clear a hold with ops-admin.
+    "/duet.v1.Moderation/ListHeld": services(*OPS_READ),
+    "/duet.v1.Moderation/ListReports": services(*OPS_READ),
+    "/duet.v1.Moderation/ClearHold": services(*OPS_ADMIN),
     # The routing service.
     "/duet.v1.Routing/PickIngress": services(Role.MATCHMAKER),
     "/duet.v1.Routing/PickRoute": services(Role.MATCHMAKER),

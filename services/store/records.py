@@ -193,3 +193,53 @@ class FriendRow:
     user_id: str
     display_name: str
     since: float  # epoch s: when the second of the two asked
+
+
+# -- moderation -------------------------------------------------------------
+
+MAX_REVIEW_NOTE = 500
+
+
+class NothingToClear(LookupError):
+    """A review asked to clear a user with no report since their last review."""
+
+
+@dataclass(frozen=True)
+class ReportedUserRow:
+    """A user and the reports that count against them now (made since their last review)."""
+
+    user_id: str
+    display_name: str
+    reporters: int  # distinct reporters since the last review
+    last_report_at: float  # epoch s of the newest counting report; 0 = none
+    last_review_at: float  # epoch s; 0 = never reviewed
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One report about a user."""
+
+    reporter: str
+    call_id: str
+    reason: str
+    created_at: float  # epoch s
+    counts: bool  # made after the user's last review
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    """A moderator cleared a user: the reports before it stop counting."""
+
+    user_id: str
+    reviewer: str
+    note: str
+    reports_cleared: int
+    reviewed_at: float  # epoch s
+
+
+def checked_note(note: str) -> str:
+    if len(note) > MAX_REVIEW_NOTE:
+        raise ValueError(f"a review note has at most {MAX_REVIEW_NOTE} characters, got {len(note)}")
+    if any(not (c.isprintable() or c in "\n\t") for c in note):
+        raise ValueError("a review note cannot hold control characters")
+    return note

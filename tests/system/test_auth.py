@@ -27,6 +27,8 @@ from duet.v1 import (
     edge_pb2_grpc,
     matchmaker_pb2,
     matchmaker_pb2_grpc,
+    moderation_pb2,
+    moderation_pb2_grpc,
     routing_pb2,
     routing_pb2_grpc,
 )
@@ -79,6 +81,9 @@ CONTROL_PLANE: dict[str, tuple[str, Message]] = {
     "/duet.v1.Matchmaker/ListFriends": ("matchmaker", matchmaker_pb2.ListFriendsRequest()),
     "/duet.v1.Matchmaker/RemoveFriend": ("matchmaker", matchmaker_pb2.RemoveFriendRequest(user_id="ben")),
     "/duet.v1.Matchmaker/ListCalls": ("matchmaker", matchmaker_pb2.ListCallsRequest(limit=1)),
+    "/duet.v1.Moderation/ListHeld": ("moderation", moderation_pb2.ListHeldRequest()),
+    "/duet.v1.Moderation/ListReports": ("moderation", moderation_pb2.ListReportsRequest(user_id="ana")),
+    "/duet.v1.Moderation/ClearHold": ("moderation", moderation_pb2.ClearHoldRequest(user_id="ana")),
     "/duet.v1.TopologyAdmin/GetTopologyFile": ("admin", admin_pb2.GetTopologyFileRequest()),
     "/duet.v1.TopologyAdmin/ListTopologyChanges": ("admin", admin_pb2.ListTopologyChangesRequest()),
     "/duet.v1.TopologyAdmin/ApplyTopology": ("admin", admin_pb2.ApplyTopologyRequest(text="regions: [Frankfurt]\n")),
@@ -93,6 +98,7 @@ STUBS: dict[str, Callable[[grpc.aio.Channel], Any]] = {
     "edge": edge_pb2_grpc.EdgeControlStub,
     "matchmaker": matchmaker_pb2_grpc.MatchmakerStub,
     "admin": admin_pb2_grpc.TopologyAdminStub,
+    "moderation": moderation_pb2_grpc.ModerationStub,
 }
 
 
@@ -102,6 +108,7 @@ def address_of(cluster: ClusterInfo, server: str) -> str:
         "admin": cluster.routing,
         "edge": cluster.edges["fra-1"],
         "matchmaker": cluster.matchmaker,
+        "moderation": cluster.matchmaker,
     }[server]
 
 
@@ -180,6 +187,14 @@ async def test_the_right_credential_gets_through(cluster: ClusterInfo) -> None:
         0
     ] == Code.OK
     assert (await status_of(cluster, "/duet.v1.Routing/WatchMembership", mm))[0] == Code.OK
+    moderator = as_service(cluster, Role.OPS_ADMIN, "mo")
+    assert (await status_of(cluster, "/duet.v1.Moderation/ListHeld", as_service(cluster, Role.OPS_READ, "vik")))[
+        0
+    ] == Code.OK
+    assert (await status_of(cluster, "/duet.v1.Moderation/ClearHold", moderator))[0] in (
+        Code.NOT_FOUND,  # no user "ana" in this cluster's database yet
+        Code.FAILED_PRECONDITION,  # or no report about her
+    )
 
 
 async def topology(cluster: ClusterInfo) -> dict[str, tuple[str, str, str]]:

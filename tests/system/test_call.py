@@ -106,7 +106,8 @@ async def test_two_clients_in_different_regions_see_each_other(cluster: ClusterI
         assert all(getattr(st, f.name) > 0 for f in st.DESCRIPTOR.fields), f"{side.user_id}: missing stage in {st}"
         values = [getattr(st, name) for name in STAGE_ORDER]
         assert values == sorted(values), f"{side.user_id}: stages out of order: {st}"
-        assert st.route_picked <= st.first_packet_at_edge <= st.first_frame
+        # The route is asked for while the edges bridge, so media may reach the edge before it returns.
+        assert st.matched <= st.first_packet_at_edge <= st.first_frame
         assert st.session_open <= st.edge_assigned <= st.leg_connected <= st.queued + 1
         assert side.connect_ms == pytest.approx(st.first_frame - st.matched)
     assert record.state in ("connected", "ended")

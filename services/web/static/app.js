@@ -12,6 +12,9 @@
 // gateway); CallFriend{userId} -> Ringing -> Matched (friendCall) or RingEnded; a friend's
 // IncomingCall is answered with AnswerCall{requestId, accept}; CancelCall stops ringing.
 //
+// Beside it: signin.js (the guest sign-in and its token), words.js (errors in words),
+// breakdown.js (the connect-time table), friends.js (the friends panel), media.js (WebRTC details).
+//
 // Test hook (read-only), for the browser tests and anyone curious:
 //   window.duetState.state        "idle" | "starting" | "connecting" | "waiting" | "matched"
 //                                 | "in_call" | "ended" | "leaving" | "error"
@@ -39,13 +42,12 @@
 //                                  audio: {totalSamplesReceived, concealedSamples, totalAudioEnergy,
 //                                          totalSamplesDuration (s), audioLevel (0..1), codec}}
 
-// The connect-path stages in order, as services/client/stages.py names them and `duet call` prints them.
-const STAGES = [
-  "session_open", "edge_assigned", "leg_connected", "queued", "matched",
-  "route_picked", "bridged", "first_packet_at_edge", "first_frame",
-];
-// Timed by this page; the others come from the matchmaker (Matched) and the edge (the call record).
-const CLIENT_STAGES = ["session_open", "edge_assigned", "leg_connected", "first_frame"];
+import { addHistory, CLIENT_STAGES, fillEdgeStage, fmt, showBreakdown, STAGES } from "./breakdown.js";
+import { friendsPanel } from "./friends.js";
+import { iceGatheringComplete, inboundStats, loopbackHint, watchFirstFrame } from "./media.js";
+import { signIn } from "./signin.js";
+import { cameraError, closedError } from "./words.js";
+
 const LEG_TIMEOUT_MS = 10000; // ICE + DTLS with the edge
 const FRAME_TIMEOUT_MS = 10000; // Matched -> the partner's first frame
 
@@ -68,27 +70,6 @@ const FRIENDS_REFRESH_MS = 4000; // how often the friends list (who is online) i
 const camel = (name) => name.replace(/_([a-z])/g, (_, c) => c.toUpperCase());
 // Epoch ms with sub-millisecond precision: the unit of every stage.
 const nowMs = () => performance.timeOrigin + performance.now();
-// Who this page is signed in as: {token, userId, expiresAt (epoch s)}, from the gateway's
-// development sign-in (POST token); a production deployment gives the page its token from its own login.
-let auth = null;
-const TOKEN_MARGIN_S = 60; // ask for a new token when less than this is left
-
-async function signIn() {
-  if (auth && auth.expiresAt - Date.now() / 1000 > TOKEN_MARGIN_S) return auth;
-  let response;
-  try {
-    response = await fetch("token", { method: "POST" });
-  } catch {
-    throw new Error(`The Duet server at ${location.host} is not reachable. Is it still running?`);
-  }
-  if (response.status === 404) {
-    throw new Error("This Duet server signs in no guests: sign in through the app's own login to get a token.");
-  }
-  if (!response.ok) throw new Error(`Could not sign in: the server answered ${response.status} ${response.statusText}.`);
-  auth = await response.json();
-  return auth;
-}
-
 const view = {
   state: "idle", error: "", breakdowns: [], friends: [], incoming: null, ringing: null, friendNotice: "",
 };
@@ -106,6 +87,9 @@ function preferences() {
   return Object.keys(prefs).length ? prefs : undefined;
 }
 let session = null; // the live Session, or null
+const { friendNotice, showFriends, refreshFriends, showIncoming, showRinging } = friendsPanel({
+  ui, view, getSession: () => session, showError,
+});
 
 // -- what the person sees -------------------------------------------------------
 
@@ -121,81 +105,6 @@ function setState(state, text) {
   ui.addFriend.disabled = !(live && session.call && ["matched", "in_call", "ended", "waiting"].includes(state));
 }
 
-// -- friends ----------------------------------------------------------------------
-
-function friendNotice(text) {
-  view.friendNotice = text;
-  ui.status.textContent = text;
-}
-
-function showFriends(friends) {
-  view.friends = friends;
-  ui.friendsEmpty.hidden = friends.length > 0;
-  ui.friends.replaceChildren(...friends.map((friend) => {
-    const item = document.createElement("li");
-    item.dataset.userId = friend.userId;
-    const dot = document.createElement("span");
-    dot.className = `dot${friend.busy ? " busy" : friend.online ? " online" : ""}`;
-    dot.title = friend.busy ? "in a call" : friend.online ? "online" : "offline";
-    const name = document.createElement("span");
-    name.textContent = `${friend.displayName} (${friend.busy ? "in a call" : friend.online ? "online" : "offline"})`;
-    const call = document.createElement("button");
-    call.type = "button";
-    call.textContent = "Call";
-    call.className = "call-friend";
-    call.disabled = !(session && session.stages.leg_connected && friend.online && !friend.busy && !view.ringing && !view.incoming);
-    call.addEventListener("click", () => session?.callFriend(friend));
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.textContent = "Unfriend";
-    remove.addEventListener("click", () => removeFriend(friend));
-    item.append(dot, name, call, remove);
-    return item;
-  }));
-}
-
-async function refreshFriends() {
-  if (!auth) return;
-  try {
-    const response = await fetch("friends", { headers: { Authorization: `Bearer ${auth.token}` } });
-    const body = await response.json();
-    if (!response.ok) return showError(`Could not load your friends: ${body.error?.message || response.status}.`);
-    showFriends((body.friends || []).map((f) => ({
-      userId: f.userId, displayName: f.displayName || f.userId, online: !!f.online, busy: !!f.busy,
-    })));
-  } catch {
-    // The gateway is gone: the session says so.
-  }
-}
-
-async function removeFriend(friend) {
-  if (!auth) return;
-  const response = await fetch(`friends/${encodeURIComponent(friend.userId)}`, {
-    method: "DELETE", headers: { Authorization: `Bearer ${auth.token}` },
-  });
-  if (!response.ok) {
-    const body = await response.json().catch(() => ({}));
-    showError(`Could not remove ${friend.displayName}: ${body.error?.message || response.status}.`);
-  } else {
-    friendNotice(`${friend.displayName} is no longer your friend.`);
-  }
-  refreshFriends();
-}
-
-function showIncoming(incoming) {
-  view.incoming = incoming;
-  ui.incoming.hidden = !incoming;
-  ui.incomingText.textContent = incoming ? `${incoming.callerName} is calling you` : "";
-  showFriends(view.friends);
-}
-
-function showRinging(ringing) {
-  view.ringing = ringing;
-  ui.ringing.hidden = !ringing;
-  ui.ringingText.textContent = ringing ? `Calling ${ringing.name} …` : "";
-  showFriends(view.friends);
-}
-
 function showError(text) {
   view.error = text;
   ui.error.textContent = text;
@@ -205,68 +114,6 @@ function showError(text) {
 function showPartner(call) {
   ui.partner.hidden = !call;
   ui.partner.textContent = call ? `${call.partner} · ${call.region}` : "";
-}
-
-const fmt = (ms) => (ms === null || ms === undefined ? "–" : ms.toFixed(1));
-
-function showBreakdown(result) {
-  ui.breakdownSection.hidden = false;
-  ui.breakdownTitle.textContent =
-    `call ${result.callId} with ${result.partner} (${result.region}) via ${result.route.join(" > ") || "?"}`;
-  const open = result.stages.session_open;
-  const matched = result.stages.matched;
-  ui.breakdownBody.replaceChildren(...STAGES.map((name) => {
-    const row = document.createElement("tr");
-    row.dataset.stage = name;
-    const at = result.stages[name];
-    const cells = [name, at && open ? fmt(at - open) : "–", at && matched ? fmt(at - matched) : "–"];
-    for (const text of cells) {
-      const cell = document.createElement("td");
-      cell.textContent = text;
-      row.append(cell);
-    }
-    return row;
-  }));
-  ui.breakdownSummary.textContent = result.connected
-    ? `connect_ms (first_frame - matched) = ${fmt(result.connectMs)}   total_ms (first_frame - queued) = ${fmt(result.totalMs)}`
-    : "not connected: no video from the partner";
-}
-
-function addHistory(result) {
-  const item = document.createElement("li");
-  item.textContent = result.connected
-    ? `${result.partner} (${result.region}): connected in ${fmt(result.connectMs)} ms`
-    : `${result.partner} (${result.region}): no video`;
-  ui.history.append(item);
-}
-
-// -- errors in words --------------------------------------------------------------
-
-function cameraError(err) {
-  switch (err && err.name) {
-    case "NotAllowedError":
-    case "SecurityError":
-      return "Camera and microphone access was denied. Allow them for this site in the browser's settings, then press “Talk to someone” again.";
-    case "NotFoundError":
-    case "OverconstrainedError":
-      return "No camera or microphone was found. Connect one, then press “Talk to someone” again.";
-    case "NotReadableError":
-    case "AbortError":
-      return "The camera or microphone could not be started: another application may be using it.";
-    default:
-      return `The camera could not be started: ${err && err.message ? err.message : err}`;
-  }
-}
-
-function closedError(code, message, phase) {
-  const said = message ? message.charAt(0).toUpperCase() + message.slice(1) : "no reason given";
-  if (code === "UNAUTHENTICATED") {
-    auth = null; // the next "Talk to someone" signs in afresh
-    return `Duet did not accept your sign-in: ${said}.`;
-  }
-  if (phase === "hello") return `Could not start a session: ${said}.`;
-  if (code === "UNAVAILABLE") return `The service is unavailable: ${said}.`;
-  return `The session ended (${code}): ${said}.`;
 }
 
 // -- the session ------------------------------------------------------------------
@@ -563,7 +410,7 @@ class Session {
     const both = shared.length ? `; you both like ${shared.join(", ")}` : "";
     const met = this.call.friendCall ? "Your friend" : "Matched with";
     setState("matched", `${met} ${this.call.partner} (${this.call.region})${both}; waiting for their video …`);
-    watchFirstFrame(this, this.call);
+    watchFirstFrame(ui.remote, this, this.call);
     const call = this.call;
     this.after(FRAME_TIMEOUT_MS, () => {
       if (!call.done && this.call === call && !this.ended) {
@@ -598,9 +445,9 @@ class Session {
     for (const name of CLIENT_STAGES) reported[camel(name)] = stages[name];
     this.send({ connectReport: { callId: call.callId, stages: reported, connected } });
     view.breakdowns.push(result);
-    showBreakdown(result);
-    addHistory(result);
-    fillEdgeStage(result, this.userId);
+    showBreakdown(ui, result);
+    addHistory(ui, result);
+    fillEdgeStage(result, this.userId, () => view.breakdowns.at(-1) === result && showBreakdown(ui, result));
     return result;
   }
 
@@ -675,124 +522,6 @@ class Session {
     showRinging(null);
     showError(errorText);
     setState(state, statusText || (state === "idle" ? "Press “Talk to someone” to start." : "Stopped."));
-  }
-}
-
-// -- WebRTC details ---------------------------------------------------------------
-
-function iceGatheringComplete(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const check = () => {
-      if (pc.iceGatheringState === "complete") {
-        pc.removeEventListener("icegatheringstatechange", check);
-        resolve();
-      }
-    };
-    pc.addEventListener("icegatheringstatechange", check);
-  });
-}
-
-function loopbackHint(sdp) {
-  const candidates = (sdp || "").split("\n").filter((l) => l.startsWith("a=candidate"));
-  if (candidates.length && candidates.every((l) => l.includes(" 127.0.0.1 "))) {
-    return " The edge offers only 127.0.0.1: if this browser cannot reach it (no network interface besides loopback, or loopback candidates refused), start it with --allow-loopback-in-peer-connection, or start the cluster with DUET_ICE_HOSTS set to an address of this machine.";
-  }
-  return "";
-}
-
-// The partner's first frame: the first video frame shown after arming whose last packet arrived
-// after Matched. After "next" the leg keeps playing the old partner until the edge re-bridges,
-// which happens before the matchmaker sends Matched, so frames received earlier are not the new
-// partner's. On a fresh leg nobody else has sent video, so any frame counts (media may precede Matched).
-function watchFirstFrame(owner, call) {
-  const fresh = !owner.previousVideo;
-  const video = ui.remote;
-  if ("requestVideoFrameCallback" in HTMLVideoElement.prototype) {
-    const onFrame = (_now, meta) => {
-      if (call.done || owner.call !== call || owner.ended) return;
-      const received = meta.receiveTime ?? meta.presentationTime;
-      if (fresh || received > call.matchedAt) {
-        owner.onFirstFrame(call, performance.timeOrigin + meta.presentationTime);
-      } else {
-        video.requestVideoFrameCallback(onFrame);
-      }
-    };
-    video.requestVideoFrameCallback(onFrame);
-    return;
-  }
-  // Without frame callbacks: the decoder's frame count advancing after Matched.
-  let base = null;
-  const poll = async () => {
-    if (call.done || owner.call !== call || owner.ended) return;
-    const decoded = (await inboundStats(owner.pc)).video.framesDecoded;
-    if (base === null) base = fresh ? 0 : decoded;
-    if (decoded > base) owner.onFirstFrame(call, nowMs());
-    else setTimeout(poll, 10);
-  };
-  poll();
-}
-
-async function inboundStats(pc) {
-  const out = {
-    video: {
-      framesDecoded: 0, framesReceived: 0, framesDropped: 0, keyFramesDecoded: 0, freezeCount: 0,
-      totalFreezesDuration: 0, pliCount: 0, nackCount: 0, codec: "", decoderImplementation: "",
-    },
-    audio: {
-      totalSamplesReceived: 0, concealedSamples: 0, totalAudioEnergy: 0, totalSamplesDuration: 0, audioLevel: 0,
-      codec: "",
-    },
-  };
-  if (!pc) return out;
-  const report = await pc.getStats();
-  const codec = (s) => report.get(s.codecId)?.mimeType || "";
-  report.forEach((s) => {
-    if (s.type !== "inbound-rtp") return;
-    if (s.kind === "video") {
-      out.video = {
-        framesDecoded: s.framesDecoded || 0, framesReceived: s.framesReceived || 0,
-        framesDropped: s.framesDropped || 0, keyFramesDecoded: s.keyFramesDecoded || 0,
-        freezeCount: s.freezeCount || 0, totalFreezesDuration: s.totalFreezesDuration || 0,
-        pliCount: s.pliCount || 0, nackCount: s.nackCount || 0,
-        codec: codec(s), decoderImplementation: s.decoderImplementation || "",
-      };
-    } else if (s.kind === "audio") {
-      out.audio = {
-        totalSamplesReceived: s.totalSamplesReceived || 0, concealedSamples: s.concealedSamples || 0,
-        totalAudioEnergy: s.totalAudioEnergy || 0, totalSamplesDuration: s.totalSamplesDuration || 0,
-        audioLevel: s.audioLevel || 0, codec: codec(s),
-      };
-    }
-  });
-  return out;
-}
-
-// The edge's first_packet_at_edge is in the call record once our ConnectReport arrived.
-async function fillEdgeStage(result, userId) {
-  for (const wait of [200, 500, 1000]) {
-    await new Promise((r) => setTimeout(r, wait));
-    try {
-      const headers = auth ? { Authorization: `Bearer ${auth.token}` } : {};
-      const response = await fetch(`calls/${encodeURIComponent(result.callId)}`, { headers });
-      if (!response.ok) continue;
-      const record = await response.json();
-      const side = [record.a, record.b].find((s) => s && s.userId === userId);
-      if (side) {
-        // How far this browser's clock is from the matchmaker's (it answered the clock probes).
-        result.clock = {
-          synced: !!side.clockSynced, offsetMs: side.clockOffsetMs || 0, uncertaintyMs: side.clockUncertaintyMs || 0,
-        };
-      }
-      const at = side?.stages?.firstPacketAtEdge;
-      if (at) {
-        result.stages.first_packet_at_edge = at;
-        if (view.breakdowns.at(-1) === result) showBreakdown(result);
-        return;
-      }
-    } catch {
-      return; // the gateway is gone: the page says so elsewhere
-    }
   }
 }
 

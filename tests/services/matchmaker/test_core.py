@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 
-from duet.services.matchmaker.core import ClientSession, Matchmaker
+from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.errors import BadRequest, Forbidden, NotFound, Unavailable, WrongState
 from duet.services.matchmaker.events import (
     CallEnded,
@@ -23,6 +23,7 @@ from duet.services.matchmaker.events import (
 )
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemoryStore
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
+from duet.services.matchmaker.session_state import ClientSession
 from duet.services.store.postgres import Store
 
 AnyStore = InMemoryStore | Store

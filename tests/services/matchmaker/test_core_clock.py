@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from duet.services.matchmaker.core import ClientSession, Matchmaker
+from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.errors import BadRequest
 from duet.services.matchmaker.events import CallEnded, ClockProbe, Matched, SessionClosed, SessionEvent
 from duet.services.matchmaker.fakes.edges import FakeEdges
 from duet.services.matchmaker.fakes.routing import FakeRouting
 from duet.services.matchmaker.fakes.store import InMemoryStore
 from duet.services.matchmaker.ports import EdgeInfo, Route
+from duet.services.matchmaker.session_state import ClientSession
 from duet.services.store.postgres import Store
 from tests.services.matchmaker.test_core import EDGES
 

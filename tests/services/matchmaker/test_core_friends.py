@@ -10,7 +10,8 @@ from dataclasses import replace
 import pytest
 
 from duet.services.matchmaker import ring as rings
-from duet.services.matchmaker.core import MatchConfig, Matchmaker
+from duet.services.matchmaker.config import MatchConfig
+from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.errors import BadRequest, Forbidden, NotFound, WrongState
 from duet.services.matchmaker.events import (
     CallEnded,

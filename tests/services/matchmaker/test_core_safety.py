@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from duet.services.matchmaker.core import MatchConfig, Matchmaker
+from duet.services.matchmaker.config import MatchConfig
+from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.errors import HeldForReview, NotFound
 from duet.services.matchmaker.events import Blocked, CallEnded, Matched, Queued, Reported, TicketClosed
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemorySafetyStore, InMemoryStore

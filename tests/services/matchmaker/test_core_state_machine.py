@@ -23,7 +23,8 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from duet.services.matchmaker.core import ClientSession, MatchConfig, Matchmaker
+from duet.services.matchmaker.config import MatchConfig
+from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.errors import BadRequest, Forbidden, HeldForReview, NotFound, WrongState
 from duet.services.matchmaker.events import (
     CallEnded,
@@ -46,6 +47,7 @@ from duet.services.matchmaker.fakes import (
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
 from duet.services.matchmaker.preferences import AGE_BANDS, GENDERS, Preferences, Scope
 from duet.services.matchmaker.rules.relaxation import RelaxSchedule
+from duet.services.matchmaker.session_state import ClientSession
 
 EDGES = [
     EdgeInfo("fra-1", 1, "Frankfurt", "127.0.0.1:1", "127.0.0.1:11", "127.0.0.1", EdgeState.ACTIVE),
