@@ -24,10 +24,12 @@ from bench.match.naive_scan import NaiveScanPool
 from bench.match.population import REGIONS, Population, Profile
 from bench.match.verify import Rules, violations
 from duet.routing.reference import region_sites
-from duet.services.matchmaker.core import ClientSession, MatchConfig, Matchmaker
+from duet.services.matchmaker.config import MatchConfig
+from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.events import Matched, NoEdge, SessionClosed, SessionEvent
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemorySafetyStore
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
+from duet.services.matchmaker.session_state import ClientSession
 from duet.services.store.group_commit import GroupCommitStore, GroupStats
 from duet.services.store.postgres import Store
 
