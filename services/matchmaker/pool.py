@@ -22,8 +22,10 @@ asked once per pair of places, about a sample placed at each step of the
 relaxation schedule: the youngest wait that passes bounds that place (only
 tickets at least that old can pass), none passing rules it out. The pool
 then walks the admissible tickets oldest first, merged across profiles (or,
-when they are most of the group, along the group's own order), and asks
-every filter about each until it has ``compare`` candidates. Every verdict
+when they are most of the group, along the group's own order; or, for a
+newcomer who must still share an interest, along the lists of those who gave
+one of its interests), and asks every filter but the profile ones about
+each until it has ``compare`` candidates. Every verdict
 is cached by small integer ids of the keys, so a newcomer mostly pays dict
 look-ups, not rounds of filters.
 """
