@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTO_SRC := $(wildcard protos/duet/v1/*.proto)
 
-.PHONY: help venv postgres-binaries chromium geoip run demo test test-fast check format protos check-protos clean bench-edge bench-route bench-connect
+.PHONY: help venv postgres-binaries chromium geoip run demo test test-fast check format protos check-protos clean bench-edge bench-route bench-connect bench-match
 
 help:
 	@echo "make run          start the local cluster (PostgreSQL, routing, matchmaker, 3 edges) and the web client, place demo calls, serve until Ctrl-C"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench-edge   the edge's CPU per forwarded packet and its lossless calls per core, against a bare Python loop (BENCH_ARGS=--quick)"
 	@echo "make bench-route  route lookups, recompute, push to 500 edges and failover on a 500-edge backbone (BENCH_ARGS=--quick)"
 	@echo "make bench-connect match -> first frame for every pair of the 13 regions under WAN emulation, against end-to-end WebRTC (BENCH_ARGS=--quick)"
+	@echo "make bench-match  matches/s and time to match with 10,000 waiting, committed to PostgreSQL, against a naive scan (BENCH_ARGS=--quick)"
 	@echo "make check        lint and format check (ruff) and static types (mypy); part of make test"
 	@echo "make format       apply ruff's fixes and formatting"
 	@echo "make protos       regenerate the gRPC/protobuf Python code from protos/"
@@ -112,6 +113,11 @@ bench-route: $(STAMP)
 # writes a heatmap and report to .duet/bench-connect/; the last line is a JSON summary. BENCH_ARGS=--quick: 2 pairs.
 bench-connect: $(STAMP) postgres-binaries
 	$(BIN)/python -m bench.connect $(BENCH_ARGS)
+
+# The matchmaker with 10,000 waiting, matches committed to PostgreSQL, against a naive scan of the pool
+# (docs/benchmarks.md); the last line is a JSON summary. BENCH_ARGS=--quick: 2,000 waiting, 500 newcomers.
+bench-match: $(STAMP) postgres-binaries
+	$(BIN)/python -m bench.match $(BENCH_ARGS)
 
 # Also the PostgreSQL data that had to live outside the checkout (see README).
 clean:

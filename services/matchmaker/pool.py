@@ -10,58 +10,100 @@ among the ``compare`` oldest compatible tickets the one with the most points
 from the scorers wins (ties: the older one).
 
 Staying fast with thousands waiting: tickets are grouped by language (one
-entry per language a ticket gave, or the "any" group) and then in buckets of
-identical fields (gender, age band and the wanted lists, region, scope, video
-codecs, whether it gave interests). A newcomer looks only in the groups of
-its languages plus "any". For each bucket it asks every ``BucketFilter``
-about one sample ticket, placed at each step of the relaxation schedule
-(just queued, then as old as each step): the youngest age that passes bounds
-the bucket (only tickets at least that old can pass), and a bucket no age
-passes is skipped whole. It then walks the remaining tickets oldest first,
-merged across buckets, until it has ``compare`` candidates. What it still
-checks one ticket at a time is what differs inside a bucket: blocks, recent
-partners, which interests.
+entry per language a ticket gave, or the "any" group) and, inside a group,
+by *profile* (gender, age band, their wanted lists, video codecs), each
+profile's tickets oldest first. A newcomer looks only in the groups of its
+languages plus "any". The ``PROFILE`` bucket filters (which never relax) are
+asked once per pair of profiles, about one sample ticket: a profile they
+refuse is skipped whole, and the list of profiles a newcomer's profile may
+meet in a group is kept until a profile appears in or leaves that group.
+The ``PLACE`` filters (region, scope, whether interests were given) are
+asked once per pair of places, about a sample placed at each step of the
+relaxation schedule: the youngest wait that passes bounds that place (only
+tickets at least that old can pass), none passing rules it out. The pool
+then walks the admissible tickets oldest first, merged across profiles (or,
+when they are most of the group, along the group's own order; or, for a
+newcomer who must still share an interest, along the lists of those who gave
+one of its interests), and asks every filter but the profile ones about
+each until it has ``compare`` candidates. Every verdict
+is cached by small integer ids of the keys, so a newcomer mostly pays dict
+look-ups, not rounds of filters.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sortedcontainers import SortedDict, SortedList
 
-from duet.services.matchmaker.rules.base import BucketFilter, PairContext, PairFilter, PairScorer
+from duet.services.matchmaker.rules.base import PLACE, PROFILE, BucketFilter, PairContext, PairFilter, PairScorer
 from duet.services.matchmaker.rules.defaults import default_filters, default_scorers
+from duet.services.matchmaker.rules.interests import InterestsRule
 from duet.services.matchmaker.rules.media import VideoCodecs
 from duet.services.matchmaker.ticket import Ticket
 
 __all__ = ["Ticket", "WaitingPool"]
 
 ANY_LANGUAGE = ""  # the group of tickets that gave no language
-BucketKey = tuple[str, frozenset[str], str, frozenset[str], str, str, VideoCodecs, bool]
+ProfileKey = tuple[str, frozenset[str], str, frozenset[str], VideoCodecs]
+PlaceKey = tuple[str, str, bool]
 OrderKey = tuple[float, str]  # (queued_at, ticket_id): oldest first, ties by id
-_LAST_ID = "\U0010ffff"  # sorts after every ticket id
+_CACHE_LIMIT = 200_000  # cached verdicts kept before the caches start over
+_MERGE_AT_MOST = 24  # admitted profiles merged by a heap; more, and the group's own order is walked
 
 
-def _bucket_key(t: Ticket) -> BucketKey:
+def _profile_key(t: Ticket) -> ProfileKey:
     p = t.preferences
-    return (p.gender, p.want_genders, p.age_band, p.want_age_bands, t.region, p.scope, t.video, bool(p.interests))
+    return (p.gender, p.want_genders, p.age_band, p.want_age_bands, t.video)
+
+
+def _place_key(t: Ticket) -> PlaceKey:
+    return (t.region, t.preferences.scope, bool(t.preferences.interests))
 
 
 def _order(t: Ticket) -> OrderKey:
     return (t.queued_at, t.ticket_id)
 
 
-def _oldest_first(bucket: Any, queued_by: float) -> Iterator[tuple[OrderKey, Ticket]]:
-    """The bucket's tickets queued at or before ``queued_by`` (epoch ms), oldest first."""
-    for key in bucket.irange(maximum=(queued_by, _LAST_ID)):
-        yield key, bucket[key]
+def _once(entries: Iterator[tuple[OrderKey, Any]]) -> Iterator[tuple[OrderKey, Any]]:
+    """Merged lists hold a ticket once per list it is in, side by side: pass it once."""
+    last = None
+    for key, e in entries:
+        if key != last:
+            last = key
+            yield key, e
 
 
 def _languages(t: Ticket) -> Iterable[str]:
     return t.preferences.languages or (ANY_LANGUAGE,)
+
+
+class _Entry:
+    """A waiting ticket as the index holds it: with its profile's and place's ids."""
+
+    __slots__ = ("place", "profile", "ticket")
+
+    def __init__(self, ticket: Ticket, profile: int, place: int) -> None:
+        self.ticket = ticket
+        self.profile = profile
+        self.place = place
+
+
+class _Group:
+    """One language's tickets: oldest first, and per profile id oldest first."""
+
+    __slots__ = ("empty", "interests", "order", "profiles", "version")
+
+    def __init__(self) -> None:
+        self.order: Any = SortedDict()  # OrderKey -> _Entry
+        self.profiles: dict[int, Any] = {}  # profile id -> SortedDict(OrderKey -> _Entry)
+        self.interests: dict[str, Any] = {}  # interest -> SortedDict(OrderKey -> _Entry) of those who gave it
+        self.version = 0  # changes when a profile appears in or leaves the group
+        self.empty = 0  # profiles left empty (dropped in one sweep, so the version rarely changes)
 
 
 class WaitingPool:
@@ -79,13 +121,30 @@ class WaitingPool:
         self.filters = list(default_filters() if filters is None else filters)
         self.scorers = list(default_scorers() if scorers is None else scorers)
         self.compare = compare
-        self._bucket_filters = [f for f in self.filters if isinstance(f, BucketFilter)]
+        buckets = [f for f in self.filters if isinstance(f, BucketFilter)]
+        self._profile_filters = [f for f in buckets if f.bucket_part == PROFILE]
+        self._place_filters = [f for f in buckets if f.bucket_part == PLACE]
+        # Asked ticket by ticket: all but the PROFILE filters (their verdict on a profile is the verdict on
+        # each of its tickets), the PLACE ones first since they refuse most of what reaches this stage.
+        rest = [f for f in self.filters if f not in self._profile_filters and f not in self._place_filters]
+        self._ticket_filters = [*self._place_filters, *rest]
+        # With the interests rule in the set, a newcomer who must share an interest walks the interest lists.
+        self._interests_indexed = any(isinstance(f, InterestsRule) for f in self.filters)
         self._tickets: dict[str, Ticket] = {}
         self._by_user: dict[str, str] = {}
         self._order: SortedList = SortedList()
-        # language -> bucket key -> tickets oldest first
-        self._index: dict[str, dict[BucketKey, SortedDict]] = {}
-        self._verdicts: dict[tuple[object, BucketKey], float | None] = {}
+        self._groups: dict[str, _Group] = {}
+        # Keys as small ints, each with a ticket that has it (the sample its filters are asked about).
+        self._profile_ids: dict[ProfileKey, int] = {}
+        self._place_ids: dict[PlaceKey, int] = {}
+        self._samples: dict[tuple[str, int], Ticket] = {}
+        # Cached verdicts: (newcomer profile id, profile id) -> allowed; (newcomer place state, place id) ->
+        # the youngest passing wait in s, or None; (language, newcomer profile id) -> (group version, profile ids).
+        self._profile_verdicts: dict[tuple[int, int], bool] = {}
+        self._place_verdicts: dict[tuple[Any, int], float | None] = {}
+        self._states: dict[Any, int] = {}  # a newcomer's place-filter state as an int
+        self._admitted: dict[tuple[str, int], tuple[int, list[int], frozenset[int]]] = {}
+        self._versions = itertools.count(1)  # one sequence for every group, so a group made anew never reuses one
 
     def __len__(self) -> int:
         return len(self._tickets)
@@ -102,7 +161,12 @@ class WaitingPool:
 
     def waiting(self) -> list[Ticket]:
         """Every waiting ticket, oldest first."""
-        return [self._tickets[tid] for _, tid in self._order]
+        return list(self.oldest_first())
+
+    def oldest_first(self) -> Iterator[Ticket]:
+        """The waiting tickets, oldest first, one at a time (the pool must not change meanwhile)."""
+        for _, tid in self._order:
+            yield self._tickets[tid]
 
     def position(self, ticket_id: str) -> int:
         """1 + the number of waiting tickets queued before this one; 0 if it is not waiting."""
@@ -137,60 +201,138 @@ class WaitingPool:
 
     def find_partner(self, ticket: Ticket, ctx: PairContext) -> Ticket | None:
         """The waiting ticket ``ticket`` would be paired with now, or None. Changes nothing."""
+        if len(self._profile_verdicts) + len(self._place_verdicts) + len(self._admitted) > _CACHE_LIMIT:
+            self._profile_verdicts.clear()
+            self._place_verdicts.clear()
+            self._states.clear()
+            self._admitted.clear()
+        langs = ticket.preferences.languages
+        groups = [*langs, ANY_LANGUAGE] if langs else list(self._groups)
+        me = self._intern(self._profile_ids, "profile", _profile_key(ticket), ticket)
+        places: dict[int, float | None] = {}  # this newcomer's place verdicts, shared by its groups; -1: its state
+        walks = [w for lang in groups if (w := self._walk(lang, me, places, ticket, ctx)) is not None]
+        if not walks:
+            return None
         candidates: list[Ticket] = []
-        seen: set[str] = set()
-        for _, waiting in heapq.merge(*self._candidate_buckets(ticket, ctx), key=lambda item: item[0]):
-            if waiting.ticket_id in seen:
-                continue  # in several language groups
-            seen.add(waiting.ticket_id)
-            if all(f.allows(waiting, ticket, ctx) for f in self.filters):
-                candidates.append(waiting)
-                if len(candidates) >= self.compare:
-                    break
+        filters = self._ticket_filters
+        if len(walks) == 1:
+            for _, waiting in walks[0]:
+                if all(f.allows(waiting, ticket, ctx) for f in filters):
+                    candidates.append(waiting)
+                    if len(candidates) >= self.compare:
+                        break
+        else:
+            seen: set[str] = set()
+            # (OrderKey, Ticket) pairs: order keys are unique, so the tuples compare by them alone.
+            for _, waiting in heapq.merge(*walks):
+                if waiting.ticket_id in seen:
+                    continue  # in several language groups
+                seen.add(waiting.ticket_id)
+                if all(f.allows(waiting, ticket, ctx) for f in filters):
+                    candidates.append(waiting)
+                    if len(candidates) >= self.compare:
+                        break
         if not candidates:
             return None
         points = [sum(s.score(c, ticket, ctx) for s in self.scorers) for c in candidates]
         best = max(range(len(candidates)), key=lambda i: (points[i], -i))
         return candidates[best]
 
-    def _candidate_buckets(self, ticket: Ticket, ctx: PairContext) -> Iterator[Iterator[tuple[OrderKey, Ticket]]]:
-        langs = ticket.preferences.languages
-        groups = [*langs, ANY_LANGUAGE] if langs else list(self._index)
-        ages_s = ctx.relax.steps_s()
+    def _walk(
+        self, lang: str, me: int, places: dict[int, float | None], ticket: Ticket, ctx: PairContext
+    ) -> Iterator[tuple[OrderKey, Ticket]] | None:
+        """The group's tickets the bucket filters let through, oldest first; None if there are none."""
+        group = self._groups.get(lang)
+        if group is None:
+            return None
+        admitted, admitted_set = self._admitted_profiles(lang, group, me, ticket, ctx)
+        if not admitted:
+            return None
+        # A newcomer who must share an interest meets only tickets that gave one of its interests
+        # (InterestsRule): walk those lists, merged, instead of everyone.
+        if self._interests_indexed and ctx.relax.interests_required(ticket, ctx.now_ms):
+            lists = [n for i in ticket.preferences.interests if (n := group.interests.get(i))]
+            if not lists:
+                return None
+            if len(lists) == 1:
+                return self._placed(iter(lists[0].items()), admitted_set, places, ticket, ctx)
+            return self._placed(_once(heapq.merge(*(n.items() for n in lists))), admitted_set, places, ticket, ctx)
+        # Few admitted profiles: merge their own lists (a heap of that many). Many: walk the group's order,
+        # skipping the other profiles' tickets, which is cheaper than a heap of hundreds.
+        if len(admitted) <= _MERGE_AT_MOST:
+            nodes = [n for p in admitted if (n := group.profiles[p])]
+            if not nodes:
+                return None
+            entries = iter(nodes[0].items()) if len(nodes) == 1 else heapq.merge(*(n.items() for n in nodes))
+            return self._placed(entries, None, places, ticket, ctx)
+        return self._placed(iter(group.order.items()), admitted_set, places, ticket, ctx)
+
+    def _placed(
+        self,
+        entries: Iterator[tuple[OrderKey, _Entry]],
+        admitted: frozenset[int] | None,
+        places: dict[int, float | None],
+        ticket: Ticket,
+        ctx: PairContext,
+    ) -> Iterator[tuple[OrderKey, Ticket]]:
+        """The entries of an admitted profile (all, when ``admitted`` is None) whose place the place
+        filters allow at their wait."""
         now = ctx.now_ms
-        # A bucket's verdict depends only on its key, the newcomer's own key and relaxation state, and the
-        # schedule: remembered, so a newcomer pays a dict look-up per bucket, not a round of filters.
-        signature = (
-            _bucket_key(ticket),
-            ctx.relax.interests_required(ticket, now),
-            ctx.relax.scope(ticket, now),
-            ages_s,
-            ctx.near_rtt_ms,
-        )
-        if len(self._verdicts) > 200_000:
-            self._verdicts.clear()
-        for lang in groups:
-            for key, bucket in self._index.get(lang, {}).items():
-                cache_key = (signature, key)
-                if cache_key in self._verdicts:
-                    age_s = self._verdicts[cache_key]
-                else:
-                    age_s = self._youngest_passing_age(ticket, bucket.peekitem(0)[1], ctx, ages_s)
-                    self._verdicts[cache_key] = age_s
-                if age_s is None:
-                    continue
-                # Passes just queued: the whole bucket; else only its tickets at least that old.
-                yield iter(bucket.items()) if age_s == 0 else _oldest_first(bucket, now - age_s * 1000)
+        for key, e in entries:
+            if admitted is not None and e.profile not in admitted:
+                continue
+            age_s = places[e.place] if e.place in places else self._place_age(e.place, places, ticket, ctx)
+            if age_s is None or (age_s and e.ticket.queued_at > now - age_s * 1000):
+                continue
+            yield key, e.ticket
+
+    def _place_age(self, place: int, places: dict[int, float | None], ticket: Ticket, ctx: PairContext) -> float | None:
+        """The youngest wait at which tickets of ``place`` pass the place filters with ``ticket`` (cached)."""
+        relax = ctx.relax
+        ages_s = relax.steps_s()
+        if not places:
+            # Everything about the newcomer the place filters may read, and the schedule; once per search.
+            state = (_place_key(ticket), relax.interests_required(ticket, ctx.now_ms), relax.scope(ticket, ctx.now_ms), ages_s, ctx.near_rtt_ms)  # fmt: skip
+            places[-1] = self._states.setdefault(state, len(self._states))
+        vkey = (places[-1], place)
+        if vkey in self._place_verdicts:
+            age_s = self._place_verdicts[vkey]
+        else:
+            sample = self._samples["place", place]
+            age_s = self._place_verdicts[vkey] = self._youngest_passing_age(ticket, sample, ctx, ages_s)
+        places[place] = age_s
+        return age_s
+
+    def _admitted_profiles(
+        self, lang: str, group: _Group, me: int, ticket: Ticket, ctx: PairContext
+    ) -> tuple[list[int], frozenset[int]]:
+        """The profile ids of the group the profile filters allow with ``ticket``'s profile."""
+        cached = self._admitted.get((lang, me))
+        if cached is not None and cached[0] == group.version:
+            return cached[1], cached[2]
+        verdicts = self._profile_verdicts
+        admitted = []
+        for p in group.profiles:
+            vkey = (me, p)
+            ok = verdicts.get(vkey)
+            if ok is None:
+                sample = self._samples["profile", p]
+                ok = verdicts[vkey] = all(f.bucket_allows(ticket, sample, ctx) for f in self._profile_filters)
+            if ok:
+                admitted.append(p)
+        self._admitted[lang, me] = (group.version, admitted, frozenset(admitted))
+        return admitted, frozenset(admitted)
 
     def _youngest_passing_age(
         self, newcomer: Ticket, sample: Ticket, ctx: PairContext, ages_s: tuple[float, ...]
     ) -> float | None:
-        """The least wait (s, a step of the schedule) at which tickets like ``sample`` pass every bucket
-        filter with ``newcomer``; None if none does. Relaxing only loosens, so the oldest is tried first:
-        most buckets a newcomer cannot use fail a hard filter, found in one probe."""
+        """The least wait (s, a step of the schedule) at which tickets placed like ``sample`` pass every
+        place filter with ``newcomer``; None if none does. Relaxing only loosens, so the oldest is tried
+        first: a place a newcomer cannot use fails it, found in one probe."""
+        youngest = None
         for age_s in (ages_s[-1], *ages_s[:-1]):
             probe = dataclasses.replace(sample, queued_at=ctx.now_ms - age_s * 1000)
-            passes = self._bucket_passes(newcomer, probe, ctx)
+            passes = all(f.bucket_allows(newcomer, probe, ctx) for f in self._place_filters)
             if age_s == ages_s[-1]:
                 if not passes:
                     return None
@@ -199,19 +341,42 @@ class WaitingPool:
                 return age_s
         return youngest
 
-    def _bucket_passes(self, newcomer: Ticket, probe: Ticket, ctx: PairContext) -> bool:
-        return all(f.bucket_allows(newcomer, probe, ctx) for f in self._bucket_filters)
+    def _intern(self, ids: dict[Any, int], kind: str, key: Any, ticket: Ticket) -> int:
+        n = ids.get(key)
+        if n is None:
+            n = ids[key] = len(ids)
+            self._samples[kind, n] = ticket
+        return n
 
     # -- membership ---------------------------------------------------------------
 
     def _insert(self, ticket: Ticket) -> None:
         self._tickets[ticket.ticket_id] = ticket
         self._by_user[ticket.user_id] = ticket.ticket_id
-        self._order.add(_order(ticket))
-        key = _bucket_key(ticket)
+        order = _order(ticket)
+        self._order.add(order)
+        entry = _Entry(
+            ticket,
+            self._intern(self._profile_ids, "profile", _profile_key(ticket), ticket),
+            self._intern(self._place_ids, "place", _place_key(ticket), ticket),
+        )
         for lang in _languages(ticket):
-            bucket: Any = self._index.setdefault(lang, {}).setdefault(key, SortedDict())
-            bucket[_order(ticket)] = ticket
+            group = self._groups.get(lang)
+            if group is None:
+                group = self._groups[lang] = _Group()
+            group.order[order] = entry
+            node = group.profiles.get(entry.profile)
+            if node is None:
+                node = group.profiles[entry.profile] = SortedDict()
+                group.version = next(self._versions)
+            elif not node:
+                group.empty -= 1
+            node[order] = entry
+            for interest in ticket.preferences.interests:
+                listed = group.interests.get(interest)
+                if listed is None:
+                    listed = group.interests[interest] = SortedDict()
+                listed[order] = entry
 
     def remove(self, ticket_id: str) -> Ticket | None:
         ticket = self._tickets.pop(ticket_id, None)
@@ -219,14 +384,27 @@ class WaitingPool:
             return None
         if self._by_user.get(ticket.user_id) == ticket_id:
             del self._by_user[ticket.user_id]
-        self._order.remove(_order(ticket))
-        key = _bucket_key(ticket)
+        order = _order(ticket)
+        self._order.remove(order)
         for lang in _languages(ticket):
-            group = self._index[lang]
-            bucket = group[key]
-            del bucket[_order(ticket)]
-            if not bucket:
-                del group[key]
-                if not group:
-                    del self._index[lang]
+            group = self._groups[lang]
+            entry = group.order.pop(order)
+            for interest in ticket.preferences.interests:
+                listed = group.interests[interest]
+                del listed[order]
+                if not listed:
+                    del group.interests[interest]
+            node = group.profiles[entry.profile]
+            del node[order]
+            if node:
+                continue
+            if not group.order:
+                del self._groups[lang]
+                continue
+            # An empty profile stays listed (walks skip it) until they are many, then goes in one sweep.
+            group.empty += 1
+            if group.empty > 64 and group.empty * 2 > len(group.profiles):
+                group.profiles = {p: n for p, n in group.profiles.items() if n}
+                group.empty = 0
+                group.version = next(self._versions)
         return ticket

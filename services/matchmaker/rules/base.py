@@ -46,14 +46,27 @@ class PairFilter(Protocol):
 
 @runtime_checkable
 class BucketFilter(PairFilter, Protocol):
-    """A filter whose answer, for a given newcomer, is the same for every ticket in one pool bucket.
+    """A filter whose answer, for a given newcomer, is the same for every ticket of one part of the pool's key.
 
-    The pool groups tickets by the fields its bucket key holds (gender, age band
-    and their wanted lists, region, video codecs); ``bucket_allows`` returning
-    False for one ticket of a bucket lets the pool skip the whole bucket.
+    ``bucket_part`` names the part of the waiting ticket the answer depends on (with the newcomer
+    and the context):
+
+    - ``PROFILE``: gender, age band, their wanted lists and video codecs, never the time: such a
+      filter never relaxes, and its answer about a sample is its answer about every ticket of that
+      profile, so the pool does not ask it again ticket by ticket;
+    - ``PLACE``: region, scope and whether interests were given, and the ticket's wait (it may relax).
+
+    ``bucket_allows`` returning False for one ticket lets the pool skip every ticket sharing that
+    part. A filter that reads anything else is not a BucketFilter: the pool asks it ticket by ticket.
     """
 
+    bucket_part: str
+
     def bucket_allows(self, newcomer: Ticket, sample: Ticket, ctx: PairContext) -> bool: ...
+
+
+PROFILE = "profile"
+PLACE = "place"
 
 
 class PairScorer(Protocol):

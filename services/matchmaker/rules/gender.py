@@ -6,7 +6,7 @@ partner who left their gender unstated.
 
 from __future__ import annotations
 
-from duet.services.matchmaker.rules.base import PairContext
+from duet.services.matchmaker.rules.base import PROFILE, PairContext
 from duet.services.matchmaker.ticket import Ticket
 
 
@@ -17,6 +17,7 @@ def _accepts(wanter: Ticket, other: Ticket) -> bool:
 
 class GenderRule:
     name = "gender"
+    bucket_part = PROFILE
 
     def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool:
         return _accepts(a, b) and _accepts(b, a)

@@ -7,7 +7,7 @@ interest is worth ``points_per_interest``.
 
 from __future__ import annotations
 
-from duet.services.matchmaker.rules.base import PairContext
+from duet.services.matchmaker.rules.base import PLACE, PairContext
 from duet.services.matchmaker.ticket import Ticket
 
 
@@ -17,6 +17,7 @@ def shared_interests(a: Ticket, b: Ticket) -> frozenset[str]:
 
 class InterestsRule:
     name = "interests"
+    bucket_part = PLACE
 
     def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool:
         if ctx.relax.interests_required(a, ctx.now_ms) or ctx.relax.interests_required(b, ctx.now_ms):

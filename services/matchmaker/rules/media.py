@@ -39,6 +39,7 @@ class MediaRule:
     """Hard filter, both ways: each client decodes what the other sends."""
 
     name = "media"
+    bucket_part = "profile"  # rules.base.PROFILE (importing base here would be circular)
 
     def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool:
         return can_exchange_video(a.video, b.video)

@@ -9,7 +9,7 @@ schedule.
 from __future__ import annotations
 
 from duet.services.matchmaker.preferences import Scope
-from duet.services.matchmaker.rules.base import PairContext
+from duet.services.matchmaker.rules.base import PLACE, PairContext
 from duet.services.matchmaker.ticket import Ticket
 
 
@@ -22,6 +22,7 @@ def is_near(region_a: str, region_b: str, ctx: PairContext) -> bool:
 
 class ScopeRule:
     name = "scope"
+    bucket_part = PLACE
 
     def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool:
         if ctx.relax.scope(a, ctx.now_ms) is Scope.NEAR or ctx.relax.scope(b, ctx.now_ms) is Scope.NEAR:
