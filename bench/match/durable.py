@@ -26,7 +26,7 @@ from bench.match.verify import Rules, violations
 from duet.routing.reference import region_sites
 from duet.services.matchmaker.config import MatchConfig
 from duet.services.matchmaker.core import Matchmaker
-from duet.services.matchmaker.events import Matched, NoEdge, SessionClosed, SessionEvent
+from duet.services.matchmaker.events import Matched, NoEdge, SessionClosed, SessionEvent, ShardMoved
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemorySafetyStore
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
 from duet.services.matchmaker.session_state import ClientSession
@@ -56,7 +56,7 @@ class MatchWatch:
         self.matched: asyncio.Future[tuple[float, Matched]] = asyncio.get_running_loop().create_future()
         self.times_matched = 0
 
-    def put_nowait(self, event: SessionEvent | SessionClosed | NoEdge, /) -> None:
+    def put_nowait(self, event: SessionEvent | SessionClosed | NoEdge | ShardMoved, /) -> None:
         if isinstance(event, Matched):
             self.times_matched += 1
             if not self.matched.done():

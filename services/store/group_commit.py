@@ -22,20 +22,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from duet.services.matchmaker.ports import MatchStore
 from duet.services.store.postgres import _USER_LOCK_NAMESPACE, Store, _to_ts
-from duet.services.store.records import CALL_STATE_ENDED, CallRow, ClockOffset, checked_call
+from duet.services.store.records import (
+    CALL_STATE_ENDED,
+    CallRow,
+    ClockOffset,
+    TicketRow,
+    checked_call,
+    checked_preferences_json,
+)
 
 logger = logging.getLogger(__name__)
 
 # The same statements as Store's, run for a whole group with executemany (one round trip per statement).
 _LOCK_USER = "SELECT pg_advisory_xact_lock($1, hashtext($2))"
 _REPLACE_OPEN = "UPDATE tickets SET closed_at = now(), outcome = 'replaced' WHERE user_id = $1 AND closed_at IS NULL"
-_INSERT_TICKET = "INSERT INTO tickets (ticket_id, user_id, session_id, edge_id, queued_at) VALUES ($1, $2, $3, $4, $5)"
+_INSERT_TICKET = (
+    "INSERT INTO tickets (ticket_id, user_id, session_id, edge_id, queued_at, region, shard, preferences) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+)
 _UPSERT_USER = (
     "INSERT INTO users (user_id, display_name) VALUES ($1, $2) "
     "ON CONFLICT (user_id) DO UPDATE SET display_name = EXCLUDED.display_name"
@@ -47,15 +57,17 @@ _CLOSE_TICKETS = (
 )
 _INSERT_CALL = (
     "INSERT INTO calls (call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, "
-    "state, end_reason, stages_a, stages_b, ended_at, duration_ms, kind) "
+    "state, end_reason, stages_a, stages_b, ended_at, duration_ms, kind, shard) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-    "CASE WHEN $14 THEN now() END, CASE WHEN $14 THEN 0 END, $15)"
+    "CASE WHEN $14 THEN now() END, CASE WHEN $14 THEN 0 END, $15, $16)"
 )
+# A pair closes only when both its tickets are open: lock the open ones first, decide, then close.
+_LOCK_OPEN = "SELECT ticket_id FROM tickets WHERE ticket_id = ANY($1::text[]) AND closed_at IS NULL FOR UPDATE"
 
 
 @dataclass
 class _Write:
-    kind: str  # "user", "open", "close", "call"
+    kind: str  # "user", "open", "close", "pair", "call"
     args: tuple[Any, ...]
     done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -135,13 +147,15 @@ class GroupCommitStore(MatchStore):
                 raise
 
     async def _commit(self, group: list[_Write]) -> None:
-        by_kind: dict[str, list[_Write]] = {"user": [], "open": [], "close": [], "call": []}
+        by_kind: dict[str, list[_Write]] = {"user": [], "open": [], "close": [], "pair": [], "call": []}
         for w in group:
             by_kind[w.kind].append(w)
-        closes = by_kind["close"]
+        closes, pairs = by_kind["close"], by_kind["pair"]
         # One outcome per ticket per group: a ticket closed twice at once keeps its first outcome, alone.
-        if len({w.args[0] for w in closes}) < len(closes):
+        touched = [w.args[0] for w in closes] + [t for w in pairs for t in w.args[0]]
+        if len(set(touched)) < len(touched):
             return await self._alone(group)
+        stale: dict[int, list[str]] = {}
         try:
             async with self.store.pool.acquire() as conn, conn.transaction():
                 if by_kind["user"]:
@@ -154,11 +168,25 @@ class GroupCommitStore(MatchStore):
                     await conn.executemany(_REPLACE_OPEN, [(u,) for u in users])
                     await conn.executemany(
                         _INSERT_TICKET,
-                        [(t, u, s, e, _to_ts(q, "queued_at")) for t, u, s, e, q in (w.args for w in opens)],
+                        [
+                            (t, u, s, e, _to_ts(q, "queued_at"), r, h, p)
+                            for t, u, s, e, q, r, h, p in (w.args for w in opens)
+                        ],
                     )
                 closed: set[str] = set()
-                if closes:
-                    rows = await conn.fetch(_CLOSE_TICKETS, [w.args[0] for w in closes], [w.args[1] for w in closes])
+                to_close = [(w.args[0], w.args[1]) for w in closes]
+                if pairs:
+                    locked = await conn.fetch(_LOCK_OPEN, [t for w in pairs for t in w.args[0]])
+                    still_open = {r["ticket_id"] for r in locked}
+                    for w in pairs:
+                        ids, outcome = w.args
+                        missing = [t for t in ids if t not in still_open]
+                        if missing:
+                            stale[id(w)] = missing  # this pair changes nothing
+                        else:
+                            to_close += [(t, outcome) for t in ids]
+                if to_close:
+                    rows = await conn.fetch(_CLOSE_TICKETS, [t for t, _ in to_close], [o for _, o in to_close])
                     closed = {r["ticket_id"] for r in rows}
                 calls = by_kind["call"]
                 if calls:
@@ -171,16 +199,27 @@ class GroupCommitStore(MatchStore):
         self.stats.groups += 1
         self.stats.writes += len(group)
         for w in group:
-            if not w.done.done():
-                w.done.set_result(w.args[0] in closed if w.kind == "close" else None)
+            if w.done.done():
+                continue
+            if w.kind == "close":
+                w.done.set_result(w.args[0] in closed)
+            elif w.kind == "pair":
+                w.done.set_result(stale.get(id(w), []))
+            else:
+                w.done.set_result(None)
 
     async def _alone(self, group: list[_Write]) -> None:
         """Each write in its own transaction through the plain Store, in the order they came."""
         self.stats.retried_alone += len(group)
+
+        def open_alone(t: str, u: str, s: str, e: str, q: float, r: str, h: str, p: dict[str, Any]) -> Awaitable[None]:
+            return self.store.open_ticket(t, u, s, e, q, region=r, shard=h, preferences=p)
+
         plain: dict[str, Callable[..., Awaitable[Any]]] = {
             "user": self.store.upsert_user,
-            "open": self.store.open_ticket,
+            "open": open_alone,
             "close": self.store.close_ticket,
+            "pair": self.store.close_pair,
             "call": self.store.create_call,
         }
         for w in group:
@@ -198,9 +237,22 @@ class GroupCommitStore(MatchStore):
     async def upsert_user(self, user_id: str, display_name: str) -> None:
         await self._submit("user", user_id, display_name)
 
-    async def open_ticket(self, ticket_id: str, user_id: str, session_id: str, edge_id: str, queued_at: float) -> None:
-        _to_ts(queued_at, "queued_at")  # a bad time is the caller's error, not the group's
-        await self._submit("open", ticket_id, user_id, session_id, edge_id, queued_at)
+    async def open_ticket(
+        self,
+        ticket_id: str,
+        user_id: str,
+        session_id: str,
+        edge_id: str,
+        queued_at: float,
+        *,
+        region: str = "",
+        shard: str = "",
+        preferences: Mapping[str, Any] | None = None,
+    ) -> None:
+        # A bad time or preferences are the caller's error, not the group's.
+        _to_ts(queued_at, "queued_at")
+        prefs = checked_preferences_json(preferences)
+        await self._submit("open", ticket_id, user_id, session_id, edge_id, queued_at, region, shard, prefs)
 
     async def close_ticket(self, ticket_id: str, outcome: str) -> bool:
         if not outcome:
@@ -208,10 +260,27 @@ class GroupCommitStore(MatchStore):
         closed: bool = await self._submit("close", ticket_id, outcome)
         return closed
 
+    async def close_pair(self, ticket_ids: Sequence[str], outcome: str) -> list[str]:
+        if not outcome:
+            raise ValueError("outcome is required")
+        stale: list[str] = await self._submit("pair", list(dict.fromkeys(ticket_ids)), outcome)
+        return stale
+
     async def create_call(self, call: CallRow) -> None:
         await self._submit("call", checked_call(call))
 
     # -- the rest: straight to the Store ---------------------------------------------
+
+    async def resume_ticket(
+        self, ticket_id: str, session_id: str, edge_id: str, region: str, preferences: Mapping[str, Any]
+    ) -> bool:
+        return await self.store.resume_ticket(ticket_id, session_id, edge_id, region, preferences)
+
+    async def open_tickets_in_shard(self, shard: str) -> list[TicketRow]:
+        return await self.store.open_tickets_in_shard(shard)
+
+    async def end_calls_in_shard(self, shard: str, reason: str, keep: Sequence[str] = ()) -> int:
+        return await self.store.end_calls_in_shard(shard, reason, keep)
 
     async def merge_stages(self, call_id: str, side: str, stages: Mapping[str, float]) -> bool:
         return await self.store.merge_stages(call_id, side, stages)
@@ -246,6 +315,7 @@ def _call_args(row: CallRow) -> tuple[Any, ...]:
         row.stages_b,
         row.state == CALL_STATE_ENDED,
         row.kind,
+        row.shard,
     )
 
 

@@ -92,3 +92,48 @@ async def test_close_commits_what_is_queued_then_refuses_new_writes(store: Store
     assert all(await asyncio.gather(*(store.get_user(f"u{i}") for i in range(25))))
     with pytest.raises(RuntimeError, match="not running"):
         await g.upsert_user("late", "Late")
+
+
+async def test_pairs_close_both_or_neither_in_a_group_and_keep_what_replicas_need(
+    grouped: GroupCommitStore, store: Store
+) -> None:
+    users = ["ana", "ben", "cleo", "dara", "eli", "fay"]
+    await asyncio.gather(*(grouped.upsert_user(u, u.title()) for u in users))
+    await asyncio.gather(
+        *(
+            grouped.open_ticket(
+                f"t-{u}",
+                u,
+                f"s-{u}",
+                "fra-1",
+                1_700_000_000.0,
+                region="Frankfurt",
+                shard="emea",
+                preferences={"languages": ["de"]},
+            )
+            for u in users
+        )
+    )
+    await grouped.close_ticket("t-dara", "cancelled: by the client")
+    # Three pairs at once: two whose tickets are open, one with dara's already closed.
+    results = await asyncio.gather(
+        grouped.close_pair(["t-ana", "t-ben"], "matched"),
+        grouped.close_pair(["t-cleo", "t-dara"], "matched"),
+        grouped.close_pair(["t-eli", "t-fay"], "matched"),
+    )
+    assert results == [[], ["t-dara"], []]
+    cleo = await store.get_ticket("t-cleo")
+    assert cleo is not None and cleo.outcome is None  # her pair changed nothing: still waiting
+    assert {t.ticket_id for t in await store.open_tickets_in_shard("emea")} == {"t-cleo"}
+    (restored,) = await grouped.open_tickets_in_shard("emea")
+    assert (restored.region, restored.shard, restored.preferences) == ("Frankfurt", "emea", {"languages": ["de"]})
+    # A ticket in two pairs of one group: each pair is decided alone, so only the first takes it.
+    await grouped.open_ticket("t-ana2", "ana", "s-ana2", "fra-1", 1_700_000_001.0)
+    await grouped.open_ticket("t-ben2", "ben", "s-ben2", "fra-1", 1_700_000_001.0)
+    first, second = await asyncio.gather(
+        grouped.close_pair(["t-ana2", "t-cleo"], "matched"), grouped.close_pair(["t-ben2", "t-cleo"], "matched")
+    )
+    assert first == [] and second == ["t-cleo"]
+    await grouped.create_call(CallRow("c-sh", "ana", "ben", "fra-1", "fra-1", "la", "lb", ["fra-1"], 0.0, "bridged", None, {}, {}, shard="emea"))  # fmt: skip
+    row = await store.get_call("c-sh")
+    assert row is not None and row.shard == "emea"
