@@ -11,14 +11,22 @@ The pass is Floyd-Warshall over numpy matrices with the same rules as
 down links absent from the graph, and a DRAINING edge never transit: only
 transit nodes are ever used as the intermediate ``k``, which is exactly the
 rule that a path may start or end at a draining edge but not pass through it.
-``first_hop[i, j]`` is the first hop of a least-cost path from ``i`` to ``j``;
-following it hop by hop reproduces that path (a least-cost path's tail is a
-least-cost path), and because every link costs more than zero it cannot loop.
+It computes costs only, in float32 (half the memory traffic of float64); the
+first hops are then read off the costs: ``first_hop[i, j]`` is the neighbour
+``u`` of ``i`` minimising ``cost(i, u) + cost[u, j]``, the first hop of a
+least-cost path; following it hop by hop reproduces that path (a least-cost
+path's tail is a least-cost path), and because every link costs more than
+zero it cannot loop. RTT and cost are then summed in float64 along the very
+paths the hops describe. Should single precision be too coarse to tell a
+link from rounding (a link far shorter than the paths around it), the hops
+would loop; the summing notices and the pass is redone in float64. Between
+paths whose costs differ by less than float32's resolution (~1e-4 ms at
+1,000 ms) either may be chosen.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import networkx as nx
@@ -28,7 +36,7 @@ import numpy.typing as npt
 from duet.routing.next_hop import NextHopEntry
 from duet.routing.paths import NoRoute, Path, check_endpoint
 
-__all__ = ["AllPairsRoutes", "NextHopColumns", "compute_routes"]
+__all__ = ["AllPairsRoutes", "IndexMap", "NextHopColumns", "NextHopRows", "compute_routes", "entries_of"]
 
 NO_HOP = -1
 
@@ -43,6 +51,7 @@ class AllPairsRoutes:
     cost: npt.NDArray[np.float64]  # n x n, inf where unreachable
     rtt_ms: npt.NDArray[np.float64]  # n x n, RTT summed along the path first_hop describes
     first_hop: npt.NDArray[np.int32]  # n x n, NO_HOP where unreachable; i on the diagonal
+    _last_map: list[tuple[AllPairsRoutes, IndexMap]] = field(default_factory=list, init=False, repr=False)
 
     def path(self, src: str, dst: str) -> Path:
         """The least-cost path from ``src`` to ``dst``; raises like ``paths.shortest_path``."""
@@ -58,49 +67,111 @@ class AllPairsRoutes:
             nodes.append(self.edge_ids[at])
         return Path(tuple(nodes), float(self.rtt_ms[i, j]), float(self.cost[i, j]))
 
+    def next_hop_rows(self, edge_id: str) -> NextHopRows:
+        """``edge_id``'s next-hop table as index arrays (destination, next hop) and path RTTs;
+        empty when the edge is out of the graph."""
+        i = self.index.get(edge_id)
+        if i is None:
+            return NextHopRows(np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros(0))
+        hops = self.first_hop[i]
+        dests = np.flatnonzero((hops != NO_HOP) & (np.arange(len(hops)) != i))
+        return NextHopRows(dests, hops[dests].astype(np.intp), self.rtt_ms[i, dests])
+
+    def columns(self, rows: NextHopRows) -> NextHopColumns:
+        """Rows of this route set's tables as columns of ids, numbers and addresses."""
+        return NextHopColumns(
+            dest_edge_ids=self.ids[rows.dests].tolist(),
+            dest_numbers=self.numbers[rows.dests].tolist(),
+            next_hop_edge_ids=self.ids[rows.hops].tolist(),
+            next_hop_backbone_addresses=self.backbone_addresses[rows.hops].tolist(),
+            path_rtt_ms=rows.path_rtt_ms.tolist(),
+        )
+
     def next_hop_columns(self, edge_id: str) -> NextHopColumns:
         """``edge_id``'s next-hop table as columns (what a server turns into messages, with no
         object per entry in between); empty when the edge is out of the graph."""
-        i = self.index.get(edge_id)
-        if i is None:
-            return NextHopColumns([], [], [], [], [])
-        hops = self.first_hop[i]
-        dests = np.flatnonzero((hops != NO_HOP) & (np.arange(len(hops)) != i))
-        via = hops[dests]
-        return NextHopColumns(
-            dest_edge_ids=self._ids[dests].tolist(),
-            dest_numbers=self._numbers[dests].tolist(),
-            next_hop_edge_ids=self._ids[via].tolist(),
-            next_hop_backbone_addresses=self._addresses[via].tolist(),
-            path_rtt_ms=self.rtt_ms[i, dests].tolist(),
-        )
+        return self.columns(self.next_hop_rows(edge_id))
 
     def next_hops(self, edge_id: str) -> dict[str, NextHopEntry]:
         """``edge_id``'s next-hop table (as ``next_hop.next_hop_table``); empty when it is out of the graph."""
-        c = self.next_hop_columns(edge_id)
-        return {
-            dest: NextHopEntry(dest, number, hop, address, rtt)
-            for dest, number, hop, address, rtt in zip(
-                c.dest_edge_ids,
-                c.dest_numbers,
-                c.next_hop_edge_ids,
-                c.next_hop_backbone_addresses,
-                c.path_rtt_ms,
-                strict=True,
-            )
-        }
+        return entries_of(self.next_hop_columns(edge_id))
+
+    def indices_from(self, before: AllPairsRoutes) -> IndexMap:
+        """How ``before``'s edge indices map onto these (kept for the last ``before``: every
+        route watcher asks about the same pair after a change)."""
+        if self._last_map and self._last_map[0][0] is before:
+            return self._last_map[0][1]
+        found = IndexMap.between(before, self)
+        self._last_map[:] = [(before, found)]
+        return found
 
     @cached_property
-    def _ids(self) -> npt.NDArray[np.object_]:
+    def ids(self) -> npt.NDArray[np.object_]:
+        """``edge_ids`` as an array, to index with arrays of edge indices."""
         return np.array(self.edge_ids, dtype=object)
 
     @cached_property
-    def _numbers(self) -> npt.NDArray[np.int64]:
+    def numbers(self) -> npt.NDArray[np.int64]:
+        """Each edge's backbone number, by edge index."""
         return np.array([self.graph.nodes[e]["edge"].number for e in self.edge_ids], dtype=np.int64)
 
     @cached_property
-    def _addresses(self) -> npt.NDArray[np.object_]:
+    def backbone_addresses(self) -> npt.NDArray[np.object_]:
+        """Each edge's backbone address ("" until it registers), by edge index."""
         return np.array([self.graph.nodes[e]["edge"].backbone_address for e in self.edge_ids], dtype=object)
+
+
+@dataclass(frozen=True, eq=False)
+class NextHopRows:
+    """Entries of one edge's next-hop table, as indices into its route set's ``edge_ids``."""
+
+    dests: npt.NDArray[np.intp]
+    hops: npt.NDArray[np.intp]
+    path_rtt_ms: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.dests)
+
+    def take(self, which: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> NextHopRows:
+        """The entries ``which`` selects (a mask or positions)."""
+        return NextHopRows(self.dests[which], self.hops[which], self.path_rtt_ms[which])
+
+
+@dataclass(frozen=True, eq=False)
+class IndexMap:
+    """How one route set's edge indices map onto a later one's."""
+
+    index: npt.NDArray[np.intp]  # earlier index -> later index, -1 where the edge is gone
+    renamed: npt.NDArray[np.bool_]  # by later index: new, or its number or backbone address changed
+
+    @classmethod
+    def between(cls, before: AllPairsRoutes, after: AllPairsRoutes) -> IndexMap:
+        if before.edge_ids == after.edge_ids:
+            renamed = (before.numbers != after.numbers) | (before.backbone_addresses != after.backbone_addresses)
+            return cls(np.arange(len(after.edge_ids), dtype=np.intp), np.asarray(renamed, dtype=bool))
+        index = np.array([after.index.get(e, -1) for e in before.edge_ids], dtype=np.intp)
+        renamed = np.ones(len(after.edge_ids), dtype=bool)
+        kept = index >= 0
+        at = index[kept]
+        renamed[at] = (before.numbers[kept] != after.numbers[at]) | (
+            before.backbone_addresses[kept] != after.backbone_addresses[at]
+        )
+        return cls(index, renamed)
+
+
+def entries_of(c: NextHopColumns) -> dict[str, NextHopEntry]:
+    """Columns as a next-hop table by destination id."""
+    return {
+        dest: NextHopEntry(dest, number, hop, address, rtt)
+        for dest, number, hop, address, rtt in zip(
+            c.dest_edge_ids,
+            c.dest_numbers,
+            c.next_hop_edge_ids,
+            c.next_hop_backbone_addresses,
+            c.path_rtt_ms,
+            strict=True,
+        )
+    }
 
 
 @dataclass(frozen=True)
@@ -114,53 +185,139 @@ class NextHopColumns:
     path_rtt_ms: list[float]
 
 
+@dataclass(frozen=True)
+class _Links:
+    """The graph's links as arrays over edge indices, each link in both directions."""
+
+    n: int
+    src: npt.NDArray[np.intp]
+    dst: npt.NDArray[np.intp]
+    cost: npt.NDArray[np.float64]
+    rtt_ms: npt.NDArray[np.float64]
+
+    @classmethod
+    def of(cls, g: nx.Graph[str], index: dict[str, int]) -> _Links:
+        rows = [(index[a], index[b], data["cost"], data["rtt_ms"]) for a, b, data in g.edges(data=True)]
+        a, b, cost, rtt = (np.array(column) for column in zip(*rows, strict=True)) if rows else ([], [], [], [])
+        src = np.concatenate([np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp)])
+        dst = np.concatenate([np.asarray(b, dtype=np.intp), np.asarray(a, dtype=np.intp)])
+        order = np.lexsort((dst, src))  # by source, then neighbour: equal-cost ties go to the lower index
+        both = np.concatenate([np.asarray(cost, dtype=np.float64)] * 2)
+        both_rtt = np.concatenate([np.asarray(rtt, dtype=np.float64)] * 2)
+        return cls(len(index), src[order], dst[order], both[order], both_rtt[order])
+
+    def matrix(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """n x n: the link's value where a link joins i and j, inf elsewhere, 0 on the diagonal."""
+        out = np.full((self.n, self.n), np.inf)
+        out[self.src, self.dst] = values
+        np.fill_diagonal(out, 0.0)
+        return out
+
+    def padded(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+        """Each edge's neighbours and link costs as n x max-degree arrays (padding: itself, cost inf)."""
+        degree = np.bincount(self.src, minlength=self.n)
+        width = int(degree.max()) if self.n and len(self.src) else 1
+        neighbours = np.repeat(np.arange(self.n, dtype=np.intp)[:, None], width, axis=1)
+        costs = np.full((self.n, width), np.inf)
+        starts = np.concatenate([[0], np.cumsum(degree)[:-1]]) if self.n else np.zeros(0, dtype=np.intp)
+        slot = np.arange(len(self.src)) - starts[self.src]
+        neighbours[self.src, slot] = self.dst
+        costs[self.src, slot] = self.cost
+        return neighbours, costs
+
+
 def compute_routes(g: nx.Graph[str]) -> AllPairsRoutes:
     """All-pairs routes over a graph from ``paths.build_graph`` (O(n^3), vectorised)."""
     edge_ids = tuple(sorted(g.nodes))
     index = {e: i for i, e in enumerate(edge_ids)}
-    n = len(edge_ids)
-    cost = np.full((n, n), np.inf)
-    link_rtt = np.full((n, n), np.inf)
-    first_hop = np.full((n, n), NO_HOP, dtype=np.int32)
-    diagonal = np.arange(n)
-    cost[diagonal, diagonal] = 0.0
-    first_hop[diagonal, diagonal] = diagonal
-    for a, b, data in g.edges(data=True):
-        i, j = index[a], index[b]
-        cost[i, j] = cost[j, i] = data["cost"]
-        link_rtt[i, j] = link_rtt[j, i] = data["rtt_ms"]
-        first_hop[i, j], first_hop[j, i] = j, i
-    candidate = np.empty_like(cost)
-    better = np.empty((n, n), dtype=bool)
-    for k in range(n):
-        if not g.nodes[edge_ids[k]].get("transit", True):
-            continue
-        np.add(cost[:, k, None], cost[None, k, :], out=candidate)
-        np.less(candidate, cost, out=better)
-        np.copyto(cost, candidate, where=better)
-        np.copyto(first_hop, np.broadcast_to(first_hop[:, k, None], (n, n)), where=better)
-    return AllPairsRoutes(g, edge_ids, index, cost, _rtt_along(first_hop, link_rtt), first_hop)
-
-
-def _rtt_along(first_hop: npt.NDArray[np.int32], link_rtt: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """RTT summed along the very paths ``first_hop`` describes.
-
-    rtt[i, j] = link_rtt[i, h] + rtt[h, j] with h = first_hop[i, j]; each sweep
-    fixes the pairs one hop further apart, so it settles within the longest
-    path's hop count.
-    """
-    n = first_hop.shape[0]
-    reachable = first_hop != NO_HOP
-    hop = np.where(reachable, first_hop, np.arange(n)[:, None])
-    rows = np.arange(n)[:, None]
-    cols = np.arange(n)[None, :]
-    first_link = np.where(reachable, link_rtt[rows, hop], np.inf)
-    np.fill_diagonal(first_link, 0.0)
-    rtt = np.where(hop == cols, first_link, np.inf)  # direct hops and the diagonal are known
-    for _ in range(n):
-        updated = np.where(hop == cols, rtt, first_link + rtt[hop, cols])
-        if np.array_equal(updated, rtt):
+    links = _Links.of(g, index)
+    transit = np.array([g.nodes[e].get("transit", True) for e in edge_ids], dtype=bool)
+    link_cost, link_rtt = links.matrix(links.cost), links.matrix(links.rtt_ms)
+    sums = None
+    for dtype in (np.float32, np.float64):
+        least = _least_costs(link_cost.astype(dtype), transit)
+        first_hop = _first_hops(least, links, transit)
+        sums = _sums_along(first_hop, np.stack([link_cost, link_rtt]))
+        if sums is not None:
             break
-        rtt = updated
-    rtt[~reachable] = np.inf
-    return rtt
+    assert sums is not None, "float64 least costs always give loop-free first hops"
+    return AllPairsRoutes(g, edge_ids, index, sums[0], sums[1], first_hop)
+
+
+def _least_costs(cost: npt.NDArray[np.floating], transit: npt.NDArray[np.bool_]) -> npt.NDArray[np.floating]:
+    """Floyd-Warshall in place over ``cost`` (link costs, inf where none): least path costs.
+
+    Only transit edges are ever the intermediate ``k``: a path may start or end
+    at a draining edge but not pass through it. Costs only; the first hops
+    are read off them afterwards, which halves the work per ``k``.
+    """
+    candidate = np.empty_like(cost)
+    for k in np.flatnonzero(transit):
+        np.add(cost[:, k, None], cost[None, k, :], out=candidate)
+        np.minimum(cost, candidate, out=cost)
+    return cost
+
+
+def _first_hops(
+    least: npt.NDArray[np.floating], links: _Links, transit: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.int32]:
+    """first_hop[i, j]: the neighbour u of i minimising cost(i, u) + least[u, j].
+
+    u must be a transit edge unless it is j itself. Any minimiser starts a
+    least-cost path; ties go to the lower index.
+    """
+    n = least.shape[0]
+    first_hop = np.full((n, n), NO_HOP, dtype=np.int32)
+    if n == 0:
+        return first_hop
+    via = least.copy()
+    stops = np.flatnonzero(~transit)
+    via[stops, :] = np.inf  # a draining neighbour ends the path or is not taken
+    via[stops, stops] = 0.0
+    neighbours, costs = links.padded()
+    costs = costs.astype(least.dtype)
+    rows = max(1, 2_000_000 // max(1, neighbours.shape[1] * n))  # bound the temporary to ~2M entries
+    for start in range(0, n, rows):
+        block = slice(start, start + rows)
+        candidate = costs[block, :, None] + via[neighbours[block]]
+        best = candidate.argmin(axis=1)
+        first_hop[block] = np.take_along_axis(neighbours[block], best, axis=1)
+    first_hop[~np.isfinite(least)] = NO_HOP
+    np.fill_diagonal(first_hop, np.arange(n, dtype=np.int32))
+    return first_hop
+
+
+def _sums_along(
+    first_hop: npt.NDArray[np.int32], link_values: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64] | None:
+    """Each link quantity (stacked: m x n x n) summed along the very paths ``first_hop`` describes.
+
+    v[i, j] = link_value[i, h] + v[h, j] with h = first_hop[i, j]; each sweep
+    fixes the pairs one hop further apart, so it settles within the longest
+    path's hop count. None if some reachable pair never reaches its
+    destination (hops computed from costs too coarse to tell a link from a
+    rounding error would loop).
+    """
+    m, n = link_values.shape[0], first_hop.shape[0]
+    reachable = first_hop != NO_HOP
+    hop = np.where(reachable, first_hop, np.arange(n)[:, None]).astype(np.intp)
+    rows = np.arange(n)[:, None]
+    first_link = np.where(reachable, link_values[:, rows, hop], np.inf).reshape(m, n * n)
+    diagonal = np.arange(n) * (n + 1)
+    first_link[:, diagonal] = 0.0
+    # Flat positions: pair (i, j) is i * n + j; its rest of the path is (h, j).
+    rest = (hop * n + np.arange(n)[None, :]).ravel()
+    arrived = rest == np.arange(n * n)  # direct hops and the diagonal: the first link is the whole path
+    sums = np.where(arrived, first_link, np.inf)
+    pending = np.flatnonzero(~arrived & reachable.ravel())
+    for _ in range(n):
+        if not len(pending):
+            break
+        known = np.isfinite(sums[0, rest[pending]])
+        settle = pending[known]
+        sums[:, settle] = first_link[:, settle] + sums[:, rest[settle]]
+        if not len(settle):
+            return None  # the rest never settles: the hops loop
+        pending = pending[~known]
+    sums[:, ~reachable.ravel()] = np.inf
+    return sums.reshape(m, n, n)
