@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from duet.edge.backbone import RouteEntry, parse_address
+from duet.edge.backbone import Address, RouteEntry, parse_address
 from duet.edge.relay import EdgeRelay
 from duet.v1 import routing_pb2
 
@@ -27,26 +27,26 @@ class RouteStreamBroken(Exception):
     """The stream sent a delta this edge cannot place: watch again for the whole table."""
 
 
-def route_entries(table: routing_pb2.RouteTable) -> list[RouteEntry]:
-    """The table's usable entries; one malformed entry is skipped (and logged), not the whole table."""
+def route_entries(table: routing_pb2.RouteTable, addresses: dict[str, Address] | None = None) -> list[RouteEntry]:
+    """The table's usable entries; one malformed entry is skipped (and logged), not the whole table.
+
+    ``addresses``: next-hop addresses parsed before, reused (a table names each neighbour
+    hundreds of times); new ones are added to it.
+    """
+    parsed = {} if addresses is None else addresses
     entries = []
     for e in table.entries:
-        if not e.next_hop_backbone_address:
+        text = e.next_hop_backbone_address
+        if not text:
             continue  # next hop not registered yet
-        try:
-            address = parse_address(e.next_hop_backbone_address)
-        except ValueError as exc:
-            logger.warning("route table v%d: skipping the route to %s: %s", table.version, e.dest_edge_id, exc)
-            continue
-        entries.append(
-            RouteEntry(
-                dest_edge_id=e.dest_edge_id,
-                dest_number=e.dest_number,
-                next_hop_edge_id=e.next_hop_edge_id,
-                next_hop_address=address,
-                path_rtt_ms=e.path_rtt_ms,
-            )
-        )
+        address = parsed.get(text)
+        if address is None:
+            try:
+                address = parsed[text] = parse_address(text)
+            except ValueError as exc:
+                logger.warning("route table v%d: skipping the route to %s: %s", table.version, e.dest_edge_id, exc)
+                continue
+        entries.append(RouteEntry(e.dest_edge_id, e.dest_number, e.next_hop_edge_id, address, e.path_rtt_ms))
     return entries
 
 
@@ -58,12 +58,13 @@ class RouteStream:
         # The destinations the routing service's table holds, usable here or not; None until
         # the stream's whole table arrives.
         self.dests: set[str] | None = None
+        self.addresses: dict[str, Address] = {}
 
     def apply(self, table: routing_pb2.RouteTable) -> None:
         """Apply one message of the stream; raises ``RouteStreamBroken`` (applying nothing) for a
         delta that does not fit the table this stream built."""
         if not table.delta:
-            self.node.set_routes(table.version, route_entries(table))
+            self.node.set_routes(table.version, route_entries(table, self.addresses))
             self.dests = {e.dest_edge_id for e in table.entries}
             return
         if self.dests is None:
@@ -78,7 +79,7 @@ class RouteStream:
                 f"after the route delta of v{table.version} this edge would hold {len(dests)} destinations, "
                 f"the routing service holds {table.table_size}"
             )
-        usable = route_entries(table)
+        usable = route_entries(table, self.addresses)
         # A changed entry that is not usable here (next hop unregistered, bad address) must not
         # leave the old entry in place either.
         unusable = {e.dest_edge_id for e in table.entries}.difference(e.dest_edge_id for e in usable)
