@@ -36,7 +36,18 @@ import numpy.typing as npt
 from duet.routing.next_hop import NextHopEntry
 from duet.routing.paths import NoRoute, Path, check_endpoint
 
-__all__ = ["AllPairsRoutes", "IndexMap", "NextHopColumns", "NextHopRows", "compute_routes", "entries_of"]
+__all__ = [
+    "AllPairsRoutes",
+    "IndexMap",
+    "LinkArrays",
+    "NextHopColumns",
+    "NextHopRows",
+    "compute_routes",
+    "entries_of",
+    "first_hops",
+    "least_costs",
+    "sums_along",
+]
 
 NO_HOP = -1
 
@@ -51,6 +62,8 @@ class AllPairsRoutes:
     cost: npt.NDArray[np.float64]  # n x n, inf where unreachable
     rtt_ms: npt.NDArray[np.float64]  # n x n, RTT summed along the path first_hop describes
     first_hop: npt.NDArray[np.int32]  # n x n, NO_HOP where unreachable; i on the diagonal
+    links: LinkArrays  # the graph's links, by edge index
+    transit: npt.NDArray[np.bool_]  # by edge index: may carry others' traffic
     _last_map: list[tuple[AllPairsRoutes, IndexMap]] = field(default_factory=list, init=False, repr=False)
 
     def path(self, src: str, dst: str) -> Path:
@@ -186,7 +199,7 @@ class NextHopColumns:
 
 
 @dataclass(frozen=True)
-class _Links:
+class LinkArrays:
     """The graph's links as arrays over edge indices, each link in both directions."""
 
     n: int
@@ -196,7 +209,7 @@ class _Links:
     rtt_ms: npt.NDArray[np.float64]
 
     @classmethod
-    def of(cls, g: nx.Graph[str], index: dict[str, int]) -> _Links:
+    def of(cls, g: nx.Graph[str], index: dict[str, int]) -> LinkArrays:
         rows = [(index[a], index[b], data["cost"], data["rtt_ms"]) for a, b, data in g.edges(data=True)]
         a, b, cost, rtt = (np.array(column) for column in zip(*rows, strict=True)) if rows else ([], [], [], [])
         src = np.concatenate([np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp)])
@@ -205,6 +218,14 @@ class _Links:
         both = np.concatenate([np.asarray(cost, dtype=np.float64)] * 2)
         both_rtt = np.concatenate([np.asarray(rtt, dtype=np.float64)] * 2)
         return cls(len(index), src[order], dst[order], both[order], both_rtt[order])
+
+    @cached_property
+    def cost_matrix(self) -> npt.NDArray[np.float64]:
+        return self.matrix(self.cost)
+
+    @cached_property
+    def rtt_matrix(self) -> npt.NDArray[np.float64]:
+        return self.matrix(self.rtt_ms)
 
     def matrix(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """n x n: the link's value where a link joins i and j, inf elsewhere, 0 on the diagonal."""
@@ -230,21 +251,24 @@ def compute_routes(g: nx.Graph[str]) -> AllPairsRoutes:
     """All-pairs routes over a graph from ``paths.build_graph`` (O(n^3), vectorised)."""
     edge_ids = tuple(sorted(g.nodes))
     index = {e: i for i, e in enumerate(edge_ids)}
-    links = _Links.of(g, index)
-    transit = np.array([g.nodes[e].get("transit", True) for e in edge_ids], dtype=bool)
-    link_cost, link_rtt = links.matrix(links.cost), links.matrix(links.rtt_ms)
+    links = LinkArrays.of(g, index)
+    transit = transit_of(g, edge_ids)
     sums = None
     for dtype in (np.float32, np.float64):
-        least = _least_costs(link_cost.astype(dtype), transit)
-        first_hop = _first_hops(least, links, transit)
-        sums = _sums_along(first_hop, np.stack([link_cost, link_rtt]))
+        least = least_costs(links.cost_matrix.astype(dtype), transit)
+        first_hop = first_hops(least, links, transit)
+        sums = sums_along(first_hop, np.stack([links.cost_matrix, links.rtt_matrix]))
         if sums is not None:
             break
     assert sums is not None, "float64 least costs always give loop-free first hops"
-    return AllPairsRoutes(g, edge_ids, index, sums[0], sums[1], first_hop)
+    return AllPairsRoutes(g, edge_ids, index, sums[0], sums[1], first_hop, links, transit)
 
 
-def _least_costs(cost: npt.NDArray[np.floating], transit: npt.NDArray[np.bool_]) -> npt.NDArray[np.floating]:
+def transit_of(g: nx.Graph[str], edge_ids: tuple[str, ...]) -> npt.NDArray[np.bool_]:
+    return np.array([g.nodes[e].get("transit", True) for e in edge_ids], dtype=bool)
+
+
+def least_costs(cost: npt.NDArray[np.floating], transit: npt.NDArray[np.bool_]) -> npt.NDArray[np.floating]:
     """Floyd-Warshall in place over ``cost`` (link costs, inf where none): least path costs.
 
     Only transit edges are ever the intermediate ``k``: a path may start or end
@@ -258,8 +282,8 @@ def _least_costs(cost: npt.NDArray[np.floating], transit: npt.NDArray[np.bool_])
     return cost
 
 
-def _first_hops(
-    least: npt.NDArray[np.floating], links: _Links, transit: npt.NDArray[np.bool_]
+def first_hops(
+    least: npt.NDArray[np.floating], links: LinkArrays, transit: npt.NDArray[np.bool_]
 ) -> npt.NDArray[np.int32]:
     """first_hop[i, j]: the neighbour u of i minimising cost(i, u) + least[u, j].
 
@@ -287,37 +311,45 @@ def _first_hops(
     return first_hop
 
 
-def _sums_along(
-    first_hop: npt.NDArray[np.int32], link_values: npt.NDArray[np.float64]
+def sums_along(
+    first_hop: npt.NDArray[np.int32],
+    link_values: npt.NDArray[np.float64],
+    known: npt.NDArray[np.float64] | None = None,
+    pending: npt.NDArray[np.intp] | None = None,
 ) -> npt.NDArray[np.float64] | None:
     """Each link quantity (stacked: m x n x n) summed along the very paths ``first_hop`` describes.
 
     v[i, j] = link_value[i, h] + v[h, j] with h = first_hop[i, j]; each sweep
     fixes the pairs one hop further apart, so it settles within the longest
-    path's hop count. None if some reachable pair never reaches its
-    destination (hops computed from costs too coarse to tell a link from a
-    rounding error would loop).
+    path's hop count. With ``known`` (sums already right except at the flat
+    positions ``pending``), only those are summed. None if some reachable pair
+    never reaches its destination (hops computed from costs too coarse to
+    tell a link from a rounding error would loop).
     """
     m, n = link_values.shape[0], first_hop.shape[0]
-    reachable = first_hop != NO_HOP
-    hop = np.where(reachable, first_hop, np.arange(n)[:, None]).astype(np.intp)
-    rows = np.arange(n)[:, None]
-    first_link = np.where(reachable, link_values[:, rows, hop], np.inf).reshape(m, n * n)
-    diagonal = np.arange(n) * (n + 1)
-    first_link[:, diagonal] = 0.0
-    # Flat positions: pair (i, j) is i * n + j; its rest of the path is (h, j).
+    flat_reachable = (first_hop != NO_HOP).ravel()
+    hop = np.where(first_hop != NO_HOP, first_hop, np.arange(n)[:, None]).astype(np.intp)
+    # Flat positions: pair (i, j) is i * n + j; the rest of its path is (h, j).
     rest = (hop * n + np.arange(n)[None, :]).ravel()
-    arrived = rest == np.arange(n * n)  # direct hops and the diagonal: the first link is the whole path
-    sums = np.where(arrived, first_link, np.inf)
-    pending = np.flatnonzero(~arrived & reachable.ravel())
-    for _ in range(n):
-        if not len(pending):
-            break
-        known = np.isfinite(sums[0, rest[pending]])
-        settle = pending[known]
-        sums[:, settle] = first_link[:, settle] + sums[:, rest[settle]]
+    first_link = link_values.reshape(m, n * n)[:, (np.arange(n)[:, None] * n + hop).ravel()]
+    if known is None:
+        sums = np.full((m, n * n), np.inf)
+        sums[:, np.arange(n) * (n + 1)] = 0.0
+        todo = np.flatnonzero(flat_reachable)
+        todo = todo[todo % (n + 1) != 0]  # not the diagonal
+    else:
+        sums = known.reshape(m, n * n).copy()
+        todo = pending if pending is not None else np.zeros(0, dtype=np.intp)
+        sums[:, todo] = np.inf
+        todo = todo[flat_reachable[todo]]
+    direct = rest[todo] == todo  # the next hop is the destination: the first link is the whole path
+    sums[:, todo[direct]] = first_link[:, todo[direct]]
+    todo = todo[~direct]
+    while len(todo):
+        known_rest = np.isfinite(sums[0, rest[todo]])
+        settle = todo[known_rest]
         if not len(settle):
             return None  # the rest never settles: the hops loop
-        pending = pending[~known]
-    sums[:, ~reachable.ravel()] = np.inf
+        sums[:, settle] = first_link[:, settle] + sums[:, rest[settle]]
+        todo = todo[~known_rest]
     return sums.reshape(m, n, n)
