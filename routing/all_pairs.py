@@ -326,30 +326,33 @@ def sums_along(
     never reaches its destination (hops computed from costs too coarse to
     tell a link from a rounding error would loop).
     """
-    m, n = link_values.shape[0], first_hop.shape[0]
-    flat_reachable = (first_hop != NO_HOP).ravel()
-    hop = np.where(first_hop != NO_HOP, first_hop, np.arange(n)[:, None]).astype(np.intp)
-    # Flat positions: pair (i, j) is i * n + j; the rest of its path is (h, j).
-    rest = (hop * n + np.arange(n)[None, :]).ravel()
-    first_link = link_values.reshape(m, n * n)[:, (np.arange(n)[:, None] * n + hop).ravel()]
+    n = first_hop.shape[0]
+    hop = first_hop.ravel().astype(np.intp)
+    reachable = hop != NO_HOP
+    values = [v.ravel() for v in link_values]
+    # Flat positions: pair (i, j) is i * n + j, and the rest of its path is (h, j).
     if known is None:
-        sums = np.full((m, n * n), np.inf)
-        sums[:, np.arange(n) * (n + 1)] = 0.0
-        todo = np.flatnonzero(flat_reachable)
+        sums = [np.full(n * n, np.inf) for _ in values]
+        for total in sums:
+            total[:: n + 1] = 0.0
+        todo = np.flatnonzero(reachable)
         todo = todo[todo % (n + 1) != 0]  # not the diagonal
     else:
-        sums = known.reshape(m, n * n).copy()
+        sums = [k.ravel().copy() for k in known]
         todo = pending if pending is not None else np.zeros(0, dtype=np.intp)
-        sums[:, todo] = np.inf
-        todo = todo[flat_reachable[todo]]
-    direct = rest[todo] == todo  # the next hop is the destination: the first link is the whole path
-    sums[:, todo[direct]] = first_link[:, todo[direct]]
-    todo = todo[~direct]
+        for total in sums:
+            total[todo] = np.inf
+        todo = todo[reachable[todo]]
+    rest = hop[todo] * n + todo % n
+    first_link = [v[todo - todo % n + hop[todo]] for v in values]
     while len(todo):
-        known_rest = np.isfinite(sums[0, rest[todo]])
-        settle = todo[known_rest]
-        if not len(settle):
+        # Pairs whose rest of the path is summed (the diagonal's is 0): one hop further each sweep.
+        ready = np.isfinite(sums[0][rest])
+        if not ready.any():
             return None  # the rest never settles: the hops loop
-        sums[:, settle] = first_link[:, settle] + sums[:, rest[settle]]
-        todo = todo[~known_rest]
-    return sums.reshape(m, n, n)
+        settle, settle_rest = todo[ready], rest[ready]
+        for total, link in zip(sums, first_link, strict=True):
+            total[settle] = link[ready] + total[settle_rest]
+        waiting = ~ready
+        todo, rest, first_link = todo[waiting], rest[waiting], [link[waiting] for link in first_link]
+    return np.stack(sums).reshape(len(values), n, n)
