@@ -46,6 +46,7 @@ __all__ = [
     "entries_of",
     "first_hops",
     "least_costs",
+    "resum_along",
     "sums_along",
 ]
 
@@ -78,6 +79,8 @@ class AllPairsRoutes:
         while at != j:
             at = int(self.first_hop[at, j])
             nodes.append(self.edge_ids[at])
+            if len(nodes) > len(self.edge_ids):  # never: the hops are checked loop-free when computed
+                raise RuntimeError(f"next hops from {src!r} to {dst!r} loop: {' > '.join(nodes)}")
         return Path(tuple(nodes), float(self.rtt_ms[i, j]), float(self.cost[i, j]))
 
     def next_hop_rows(self, edge_id: str) -> NextHopRows:
@@ -288,7 +291,8 @@ def first_hops(
     """first_hop[i, j]: the neighbour u of i minimising cost(i, u) + least[u, j].
 
     u must be a transit edge unless it is j itself. Any minimiser starts a
-    least-cost path; ties go to the lower index.
+    least-cost path; ties go to the lower index. One whole-matrix pass per
+    neighbour slot (the k-th neighbour of every edge at once).
     """
     n = least.shape[0]
     first_hop = np.full((n, n), NO_HOP, dtype=np.int32)
@@ -300,54 +304,75 @@ def first_hops(
     via[stops, stops] = 0.0
     neighbours, costs = links.padded()
     costs = costs.astype(least.dtype)
-    rows = max(1, 2_000_000 // max(1, neighbours.shape[1] * n))  # bound the temporary to ~2M entries
-    for start in range(0, n, rows):
-        block = slice(start, start + rows)
-        candidate = costs[block, :, None] + via[neighbours[block]]
-        best = candidate.argmin(axis=1)
-        first_hop[block] = np.take_along_axis(neighbours[block], best, axis=1)
+    best = np.full((n, n), np.inf, dtype=least.dtype)
+    candidate = np.empty_like(best)
+    better = np.empty((n, n), dtype=bool)
+    for slot in range(neighbours.shape[1]):
+        np.add(costs[:, slot, None], via[neighbours[:, slot]], out=candidate)
+        np.less(candidate, best, out=better)
+        np.copyto(best, candidate, where=better)
+        np.copyto(first_hop, neighbours[:, slot, None].astype(np.int32), where=better)
     first_hop[~np.isfinite(least)] = NO_HOP
     np.fill_diagonal(first_hop, np.arange(n, dtype=np.int32))
     return first_hop
 
 
 def sums_along(
-    first_hop: npt.NDArray[np.int32],
-    link_values: npt.NDArray[np.float64],
-    known: npt.NDArray[np.float64] | None = None,
-    pending: npt.NDArray[np.intp] | None = None,
+    first_hop: npt.NDArray[np.int32], link_values: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64] | None:
     """Each link quantity (stacked: m x n x n) summed along the very paths ``first_hop`` describes.
 
-    v[i, j] = link_value[i, h] + v[h, j] with h = first_hop[i, j]; each sweep
-    fixes the pairs one hop further apart, so it settles within the longest
-    path's hop count. With ``known`` (sums already right except at the flat
-    positions ``pending``), only those are summed. None if some reachable pair
-    never reaches its destination (hops computed from costs too coarse to
-    tell a link from a rounding error would loop).
+    By pointer doubling over flat positions (pair (i, j) is i * n + j): each
+    pair starts with its first link and a pointer to the rest of its path
+    (h, j), h = first_hop[i, j]; every round adds what the pointer's pair
+    holds and moves the pointer as far again, so ~log2(longest path) rounds
+    sum every path. A diagonal pair holds 0 and points at itself. None if
+    some pair's pointer never comes to rest (hops computed from costs too
+    coarse to tell a link from a rounding error would loop).
     """
     n = first_hop.shape[0]
     hop = first_hop.ravel().astype(np.intp)
     reachable = hop != NO_HOP
+    at = np.arange(n * n)
+    rest = np.where(reachable, hop * n + at % n, at)
+    sums = link_values.reshape(len(link_values), n * n)[:, np.where(reachable, at - at % n + hop, at)]
+    rest[:: n + 1] = at[:: n + 1]
+    sums[:, :: n + 1] = 0.0
+    sums[:, ~reachable] = np.inf
+    for _ in range(max(1, n).bit_length() + 1):
+        sums += sums[:, rest]
+        further = rest[rest]
+        if np.array_equal(further, rest):
+            if (rest[reachable] % (n + 1)).any():
+                return None  # some pointer rests off the diagonal: a cycle of hops
+            return sums.reshape(len(link_values), n, n)
+        rest = further
+    return None
+
+
+def resum_along(
+    first_hop: npt.NDArray[np.int32],
+    link_values: npt.NDArray[np.float64],
+    known: npt.NDArray[np.float64],
+    pending: npt.NDArray[np.intp],
+) -> npt.NDArray[np.float64] | None:
+    """``sums_along`` where ``known`` already holds the sums except at the flat positions ``pending``.
+
+    v[i, j] = link_value[i, h] + v[h, j] with h = first_hop[i, j], for the
+    pending pairs only: each sweep settles those whose rest of the path is
+    summed, one hop further each time. None if the hops loop.
+    """
+    n = first_hop.shape[0]
+    hop = first_hop.ravel().astype(np.intp)
     values = [v.ravel() for v in link_values]
-    # Flat positions: pair (i, j) is i * n + j, and the rest of its path is (h, j).
-    if known is None:
-        sums = [np.full(n * n, np.inf) for _ in values]
-        for total in sums:
-            total[:: n + 1] = 0.0
-        todo = np.flatnonzero(reachable)
-        todo = todo[todo % (n + 1) != 0]  # not the diagonal
-    else:
-        sums = [k.ravel().copy() for k in known]
-        todo = pending if pending is not None else np.zeros(0, dtype=np.intp)
-        for total in sums:
-            total[todo] = np.inf
-        todo = todo[reachable[todo]]
+    sums = [k.ravel().copy() for k in known]
+    for total in sums:
+        total[pending] = np.inf
+    todo = pending[hop[pending] != NO_HOP]
     rest = hop[todo] * n + todo % n
     first_link = [v[todo - todo % n + hop[todo]] for v in values]
     while len(todo):
-        # Pairs whose rest of the path is summed (the diagonal's is 0): one hop further each sweep.
-        ready = np.isfinite(sums[0][rest])
+        ready = np.isfinite(sums[0][rest])  # the diagonal's sums are 0
         if not ready.any():
             return None  # the rest never settles: the hops loop
         settle, settle_rest = todo[ready], rest[ready]

@@ -29,7 +29,7 @@ from duet.routing.all_pairs import (
     AllPairsRoutes,
     LinkArrays,
     compute_routes,
-    sums_along,
+    resum_along,
     transit_of,
 )
 
@@ -83,8 +83,8 @@ def routes_after_worsening(
     hops = _relax(cost, pending, links, transit)
     first_hop = before.first_hop.copy()
     first_hop.flat[pending] = hops
-    sums = sums_along(
-        first_hop, np.stack([new_cost, links.rtt_matrix]), known=np.stack([before.cost, before.rtt_ms]), pending=pending
+    sums = resum_along(
+        first_hop, np.stack([new_cost, links.rtt_matrix]), np.stack([before.cost, before.rtt_ms]), pending
     )
     if sums is None:
         return None  # hops that loop on rounding: the full pass handles that
