@@ -159,12 +159,13 @@ class IndexMap:
 
     index: npt.NDArray[np.intp]  # earlier index -> later index, -1 where the edge is gone
     renamed: npt.NDArray[np.bool_]  # by later index: new, or its number or backbone address changed
+    same: bool = False  # the same edges at the same indices
 
     @classmethod
     def between(cls, before: AllPairsRoutes, after: AllPairsRoutes) -> IndexMap:
         if before.edge_ids == after.edge_ids:
             renamed = (before.numbers != after.numbers) | (before.backbone_addresses != after.backbone_addresses)
-            return cls(np.arange(len(after.edge_ids), dtype=np.intp), np.asarray(renamed, dtype=bool))
+            return cls(np.arange(len(after.edge_ids), dtype=np.intp), np.asarray(renamed, dtype=bool), same=True)
         index = np.array([after.index.get(e, -1) for e in before.edge_ids], dtype=np.intp)
         renamed = np.ones(len(after.edge_ids), dtype=bool)
         kept = index >= 0

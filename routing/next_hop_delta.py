@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from duet.routing.all_pairs import NO_HOP, AllPairsRoutes, NextHopRows
 
@@ -38,8 +39,11 @@ class NextHopDelta:
 
 def next_hop_delta(before: AllPairsRoutes, after: AllPairsRoutes, edge_id: str) -> NextHopDelta:
     """The change of ``edge_id``'s table from ``before`` to ``after``."""
-    old, new = before.next_hop_rows(edge_id), after.next_hop_rows(edge_id)
     moved = after.indices_from(before)  # before's index -> after's, -1 where the edge left the graph
+    i = after.index.get(edge_id)
+    if moved.same and i is not None:
+        return _same_edges_delta(before, after, i, moved.renamed)
+    old, new = before.next_hop_rows(edge_id), after.next_hop_rows(edge_id)
     n = len(after.edge_ids)
     # before's entries, laid out by after's destination index
     old_hop = np.full(n, NO_HOP, dtype=np.intp)
@@ -60,3 +64,18 @@ def next_hop_delta(before: AllPairsRoutes, after: AllPairsRoutes, edge_id: str) 
     gone[kept] = ~reached[at[kept]]
     removed = tuple(before.ids[old.dests[gone]].tolist())
     return NextHopDelta(new.take(differs), removed, len(new))
+
+
+def _same_edges_delta(
+    before: AllPairsRoutes, after: AllPairsRoutes, i: int, renamed: npt.NDArray[np.bool_]
+) -> NextHopDelta:
+    """``next_hop_delta`` when both route sets index the same edges: row ``i`` against row ``i``."""
+    old_hop, new_hop = before.first_hop[i], after.first_hop[i]
+    had, has = old_hop != NO_HOP, new_hop != NO_HOP
+    had[i] = has[i] = False  # an edge has no entry for itself
+    hop = np.where(has, new_hop, i)
+    differs = has & ((old_hop != new_hop) | (before.rtt_ms[i] != after.rtt_ms[i]) | renamed | renamed[hop])
+    dests = np.flatnonzero(differs)
+    changed = NextHopRows(dests, hop[dests].astype(np.intp), after.rtt_ms[i, dests])
+    removed = tuple(before.ids[had & ~has].tolist())
+    return NextHopDelta(changed, removed, int(has.sum()))
