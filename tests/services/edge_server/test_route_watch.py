@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
 import pytest
 
 from duet.edge.relay import EdgeRelay
 from duet.services.edge_server.route_watch import RouteStream, RouteStreamBroken
-from duet.v1 import routing_pb2
+from duet.services.edge_server.server import _stay_registered
+from duet.services.rpc.server import start_server
+from duet.v1 import routing_pb2, routing_pb2_grpc
 
 
 def hop(dest: str, number: int, via: str, port: int, rtt: float) -> routing_pb2.NextHop:
@@ -95,3 +101,52 @@ def test_a_changed_entry_the_edge_cannot_use_drops_the_old_one() -> None:
         routing_pb2.RouteTable(version=6, delta=True, entries=[hop("sin-1", 3, "hkg-1", 2004, 200)], table_size=2)
     )
     assert held(relay) == {"vir-1": ("vir-1", 80), "sin-1": ("hkg-1", 200)}
+
+
+class MisbehavingRouting(routing_pb2_grpc.RoutingServicer):
+    """A routing service whose first WatchRoutes stream opens with a delta (as if the edge had missed
+    the whole table); later streams open properly."""
+
+    def __init__(self) -> None:
+        self.watches: list[routing_pb2.WatchRoutesRequest] = []
+        self.registrations = 0
+
+    async def RegisterEdge(
+        self, request: routing_pb2.RegisterEdgeRequest, context: grpc.aio.ServicerContext
+    ) -> routing_pb2.RegisterEdgeResponse:
+        self.registrations += 1
+        return routing_pb2.RegisterEdgeResponse()
+
+    async def WatchRoutes(
+        self, request: routing_pb2.WatchRoutesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[routing_pb2.RouteTable]:
+        self.watches.append(request)
+        if len(self.watches) == 1:
+            yield routing_pb2.RouteTable(version=3, delta=True, entries=[hop("sin-1", 3, "vir-1", 2002, 1)])
+        yield WHOLE
+        await asyncio.Event().wait()  # the stream stays open
+
+
+async def test_the_edge_watches_again_after_a_delta_it_cannot_place() -> None:
+    routing = MisbehavingRouting()
+    server, address = await start_server(
+        "127.0.0.1:0", lambda s: routing_pb2_grpc.add_RoutingServicer_to_server(routing, s)
+    )
+    relay = EdgeRelay("fra-1", 1, b"k")
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            watch = asyncio.create_task(
+                _stay_registered(routing_pb2_grpc.RoutingStub(channel), relay, routing_pb2.RegisterEdgeRequest(), ())
+            )
+            try:
+                async with asyncio.timeout(10):
+                    while not held(relay):  # noqa: ASYNC110 - polls the relay the watch task fills
+                        await asyncio.sleep(0.01)
+            finally:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
+    finally:
+        await server.stop(grace=0.5)
+    assert held(relay) == {"vir-1": ("vir-1", 80), "sin-1": ("vir-1", 230)}  # the whole table, nothing else
+    assert len(routing.watches) == 2 and all(w.deltas and w.edge_id == "fra-1" for w in routing.watches)
+    assert routing.registrations == 1  # it registers again before watching again
