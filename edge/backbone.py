@@ -57,6 +57,21 @@ class RouteTable:
         self.by_number = {e.dest_number: e for e in entries}
         self.by_id = {e.dest_edge_id: e for e in entries}
 
+    def update(self, version: int, changed: list[RouteEntry], removed: list[str]) -> None:
+        """Apply a delta: drop the ``removed`` destinations, then add or replace the ``changed`` entries."""
+        self.version = version
+        for dest in removed:
+            self._drop(self.by_id.pop(dest, None))
+        for e in changed:
+            self._drop(self.by_id.get(e.dest_edge_id))
+            self.by_id[e.dest_edge_id] = e
+            self.by_number[e.dest_number] = e
+
+    def _drop(self, old: RouteEntry | None) -> None:
+        # Only if the number still names this entry: a delta may hand its number to another edge.
+        if old is not None and self.by_number.get(old.dest_number) is old:
+            del self.by_number[old.dest_number]
+
 
 @dataclass
 class BackboneCounters:

@@ -125,15 +125,10 @@ class EdgeRelay:
         self.backbone.close()
 
     def set_routes(self, version: int, entries: list[RouteEntry]) -> None:
-        before = self.backbone.routes.by_number
+        """Replace the route table with a whole one (as the routing service pushes it)."""
+        before = self._bridged_routes()
         self.backbone.routes.replace(version, entries)
-        after = self.backbone.routes.by_number
-        rerouted = 0
-        for bside in self.bridges.all():
-            old, new = before.get(bside.peer_edge_number), after.get(bside.peer_edge_number)
-            if old is not None and new is not None and old.next_hop_edge_id != new.next_hop_edge_id:
-                self._rerouted(bside)
-                rerouted += 1
+        rerouted = self._reroute(before)
         logger.info(
             "edge %s: route table v%d with %d destinations%s",
             self.edge_id,
@@ -141,6 +136,41 @@ class EdgeRelay:
             len(entries),
             f"; {rerouted} bridge sides rerouted, keyframes asked for" if rerouted else "",
         )
+
+    def update_routes(self, version: int, changed: list[RouteEntry], removed: list[str]) -> None:
+        """Apply a route delta: ``changed`` entries added or replaced, ``removed`` destinations dropped."""
+        before = self._bridged_routes()
+        self.backbone.routes.update(version, changed, removed)
+        rerouted = self._reroute(before)
+        logger.info(
+            "edge %s: route table v%d: %d destinations changed, %d removed, %d held%s",
+            self.edge_id,
+            version,
+            len(changed),
+            len(removed),
+            len(self.backbone.routes.by_id),
+            f"; {rerouted} bridge sides rerouted, keyframes asked for" if rerouted else "",
+        )
+
+    def _bridged_routes(self) -> dict[int, RouteEntry]:
+        """The current routes to the partner edges of this edge's bridges."""
+        routes = self.backbone.routes.by_number
+        return {
+            bside.peer_edge_number: entry
+            for bside in self.bridges.all()
+            if (entry := routes.get(bside.peer_edge_number)) is not None
+        }
+
+    def _reroute(self, before: dict[int, RouteEntry]) -> int:
+        """Restart the streams of bridge sides whose partner edge is now reached by another next hop."""
+        after = self.backbone.routes.by_number
+        rerouted = 0
+        for bside in self.bridges.all():
+            old, new = before.get(bside.peer_edge_number), after.get(bside.peer_edge_number)
+            if old is not None and new is not None and old.next_hop_edge_id != new.next_hop_edge_id:
+                self._rerouted(bside)
+                rerouted += 1
+        return rerouted
 
     def _rerouted(self, bside: BridgeSide) -> None:
         """The path to this side's partner changed (a link or an edge on it failed, or got worse).

@@ -72,9 +72,10 @@ def time_naive(routes: AllPairsRoutes, pairs: list[tuple[str, str]]) -> list[flo
 class Watchers:
     """The child process holding one WatchRoutes stream per edge."""
 
-    def __init__(self, address: str, edge_ids: list[str]) -> None:
+    def __init__(self, address: str, edge_ids: list[str], *, deltas: bool = True) -> None:
         self.address = address
         self.edge_ids = edge_ids
+        self.deltas = deltas
         self.held: dict[int, dict[str, float]] = defaultdict(dict)  # version -> edge -> when (monotonic s)
         self._changed = asyncio.Condition()
         self._ready = asyncio.Event()
@@ -86,6 +87,7 @@ class Watchers:
             "bench.route.watchers",
             self.address,
             "",
+            "deltas" if self.deltas else "whole",
             *self.edge_ids,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -154,7 +156,9 @@ class Figures:
     failover_ms: float
 
 
-async def measure_pushes(topology: Topology, say: Callable[[str], None]) -> tuple[float, float, int]:
+async def measure_pushes(
+    topology: Topology, say: Callable[[str], None], *, deltas: bool = True
+) -> tuple[float, float, int]:
     state = RoutingState(topology)
     servicer = RoutingServicer(state, GeoLocator(None), topology.regions[0].name)
     server, address = await start_server(
@@ -163,7 +167,7 @@ async def measure_pushes(topology: Topology, say: Callable[[str], None]) -> tupl
     edge_ids = [e.edge_id for e in topology.edges]
     try:
         say(f"opening {len(edge_ids)} WatchRoutes streams ...")
-        async with Watchers(address, edge_ids) as watchers:
+        async with Watchers(address, edge_ids, deltas=deltas) as watchers:
             # A change every edge must hear about: a round of probes found every link 2 % slower,
             # which changes every path's RTT in every table.
             slower = tuple(replace(ln, rtt_ms=round(ln.rtt_ms * 1.02, 3)) for ln in topology.links)
@@ -209,7 +213,7 @@ def run(args: argparse.Namespace) -> Figures:
     fast = time_queries(routes, pairs)
     naive = time_naive(routes, pairs[: args.naive_queries])
     say(f"pick_route: {len(fast)} lookups, naive: {len(naive)} Dijkstra searches")
-    push_ms, failover_ms, _ = asyncio.run(measure_pushes(topology, say))
+    push_ms, failover_ms, _ = asyncio.run(measure_pushes(topology, say, deltas=not args.whole_tables))
     p99, naive_p99 = percentile(fast, 99), percentile(naive, 99)
     return Figures(
         edges=args.edges,
@@ -248,6 +252,11 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=20000, help="route lookups timed (default: %(default)s)")
     parser.add_argument("--naive-queries", type=int, default=300, help="baseline searches timed (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="recomputes timed (default: %(default)s)")
+    parser.add_argument(
+        "--whole-tables",
+        action="store_true",
+        help="watchers take every table whole, as before deltas (default: deltas, as edges take them)",
+    )
     parser.add_argument("--quick", action="store_true", help="a small topology, for a smoke test")
     args = parser.parse_args()
     if args.quick:

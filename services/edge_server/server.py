@@ -15,7 +15,6 @@ import logging
 
 import grpc
 
-from duet.edge.backbone import RouteEntry, parse_address
 from duet.edge.bridge import BridgeSide
 from duet.edge.ice_hosts import restrict_ice_to
 from duet.edge.leg import OfferError
@@ -29,6 +28,7 @@ from duet.services.devkit.wan.reload import follow_wan_file, wan_file_from_env
 from duet.services.edge_server.heartbeat import EdgePulse
 from duet.services.edge_server.link_metrics import LinkCollector
 from duet.services.edge_server.metrics import edge_registry
+from duet.services.edge_server.route_watch import RouteStream, RouteStreamBroken
 from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, MetricsServer
 from duet.services.rpc.auth import AuthInterceptor
 from duet.services.rpc.errors import map_errors
@@ -128,29 +128,6 @@ class EdgeControlServicer(edge_pb2_grpc.EdgeControlServicer):
         )
 
 
-def route_entries(table: routing_pb2.RouteTable) -> list[RouteEntry]:
-    """The table's usable entries; one malformed entry is skipped (and logged), not the whole table."""
-    entries = []
-    for e in table.entries:
-        if not e.next_hop_backbone_address:
-            continue  # next hop not registered yet
-        try:
-            address = parse_address(e.next_hop_backbone_address)
-        except ValueError as exc:
-            logger.warning("route table v%d: skipping the route to %s: %s", table.version, e.dest_edge_id, exc)
-            continue
-        entries.append(
-            RouteEntry(
-                dest_edge_id=e.dest_edge_id,
-                dest_number=e.dest_number,
-                next_hop_edge_id=e.next_hop_edge_id,
-                next_hop_address=address,
-                path_rtt_ms=e.path_rtt_ms,
-            )
-        )
-    return entries
-
-
 # Refusals that retrying cannot fix: the edge exits and says why.
 _FATAL = (
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -195,10 +172,17 @@ async def _stay_registered(
                 await stub.RegisterEdge(request, timeout=5, metadata=metadata)
                 logger.info("edge %s registered again with the routing service", node.edge_id)
             first = False
-            watch = stub.WatchRoutes(routing_pb2.WatchRoutesRequest(edge_id=node.edge_id), metadata=metadata)
-            async for table in watch:
-                node.set_routes(table.version, route_entries(table))
-                delay = 0.1
+            watch = stub.WatchRoutes(
+                routing_pb2.WatchRoutesRequest(edge_id=node.edge_id, deltas=True), metadata=metadata
+            )
+            stream = RouteStream(node)  # a new stream starts with the whole table
+            try:
+                async for table in watch:
+                    stream.apply(table)
+                    delay = 0.1
+            except RouteStreamBroken as exc:
+                watch.cancel()
+                logger.warning("route watch: %s; watching again for the whole table", exc)
         except grpc.aio.AioRpcError as exc:
             logger.warning("route watch ended (%s: %s); reconnecting", exc.code().name, exc.details())
         await asyncio.sleep(delay)

@@ -33,13 +33,14 @@ class RoutingMetrics:
         )
         self._pushes = Counter(
             "duet_routing_route_pushes",
-            "next-hop tables pushed to an edge over WatchRoutes (at its watch, then after every change of its routes)",
+            "next-hop tables pushed to an edge over WatchRoutes (at its watch, then after every change of its routes; "
+            "a delta counts as one)",
             ["edge"],
             registry=self.registry,
         )
         self._push_entries = Counter(
             "duet_routing_route_push_entries",
-            "next-hop entries in the tables pushed to an edge",
+            "next-hop entries in the tables (and deltas) pushed to an edge",
             ["edge"],
             registry=self.registry,
         )

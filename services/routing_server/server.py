@@ -5,7 +5,7 @@ from the audit log of changes made through the admin API (``admin.py``,
 ``restore.py``); edges register the addresses they bound at start, which
 makes them eligible. Every change bumps the topology version, recomputes the
 graph once, and wakes each edge's ``WatchRoutes`` stream so it gets its new
-next-hop table.
+next-hop table (or, when it asked for deltas, just the entries that changed).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import grpc
 
-from duet.routing.all_pairs import NextHopColumns
+from duet.routing.all_pairs import AllPairsRoutes
 from duet.routing.geo import GeoLocator, parse_ip
 from duet.routing.ingress import NoEdgeAvailable, pick_ingress
 from duet.routing.link_health import LinkReading
+from duet.routing.next_hop_delta import next_hop_delta
 from duet.routing.paths import NoRoute
 from duet.routing.topology import EdgeNode, EdgeState, Topology, UnknownEdge
 from duet.services.auth.secrets import AuthSecrets
@@ -31,6 +32,7 @@ from duet.services.routing_server.admin import TopologyAdminServicer
 from duet.services.routing_server.membership import EdgeLoad, LiveMembership, NotRegistered
 from duet.services.routing_server.metrics import RoutingMetrics, timed
 from duet.services.routing_server.restore import startup_topology
+from duet.services.routing_server.route_table_wire import RouteTableEncoder
 from duet.services.routing_server.state import RoutingState
 from duet.services.rpc.auth import AuthInterceptor
 from duet.services.rpc.errors import map_errors
@@ -84,6 +86,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
         self.store = store
         self.membership = membership or LiveMembership(state)
         self.metrics = metrics
+        self.route_tables = RouteTableEncoder()
 
     @map_errors(_ERRORS)
     @timed("PickIngress")
@@ -135,7 +138,7 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "edge_id is required")
         if self.state.topology.find_edge(request.edge_id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"edge '{request.edge_id}' is not in the topology")
-        sent: NextHopColumns | None = None
+        sent: AllPairsRoutes | None = None  # the routes the edge's table on this stream came from
         while True:
             # Read together: a change replaces them at once, so the table matches its version.
             topology, routes, generation = self.state.topology, self.state.routes, self.state.generation
@@ -144,41 +147,39 @@ class RoutingServicer(routing_pb2_grpc.RoutingServicer):
                     grpc.StatusCode.NOT_FOUND, f"edge '{request.edge_id}' was removed from the topology"
                 )
             try:
-                c = routes.next_hop_columns(request.edge_id)
-                if c == sent:  # this edge's routes did not change: nothing to push
-                    await self.state.wait_for_change(generation)
-                    continue
-                table = routing_pb2.RouteTable(
-                    edge_id=request.edge_id,
-                    version=topology.version,
-                    entries=[
-                        routing_pb2.NextHop(
-                            dest_edge_id=dest,
-                            dest_number=number,
-                            next_hop_edge_id=hop,
-                            next_hop_backbone_address=address,
-                            path_rtt_ms=rtt,
-                        )
-                        for dest, number, hop, address, rtt in zip(
-                            c.dest_edge_ids,
-                            c.dest_numbers,
-                            c.next_hop_edge_ids,
-                            c.next_hop_backbone_addresses,
-                            c.path_rtt_ms,
-                            strict=True,
-                        )
-                    ],
-                )
+                table = self._route_update(request.edge_id, topology.version, sent, routes, deltas=request.deltas)
             except Exception as exc:  # a stream has no map_errors: say INTERNAL, not UNKNOWN
                 logger.exception("route table for %s failed", request.edge_id)
                 await context.abort(
                     grpc.StatusCode.INTERNAL, f"WatchRoutes failed unexpectedly: {exc!r}; see the server log"
                 )
-            yield table
-            sent = c
-            if self.metrics is not None:
-                self.metrics.route_pushed(request.edge_id, len(table.entries))
+            if table is not None:  # None: this edge's routes did not change, nothing to push
+                yield table
+                if self.metrics is not None:
+                    self.metrics.route_pushed(request.edge_id, len(table.entries))
+            sent = routes
             await self.state.wait_for_change(generation)
+
+    def _route_update(
+        self, edge_id: str, version: int, sent: AllPairsRoutes | None, routes: AllPairsRoutes, *, deltas: bool
+    ) -> routing_pb2.RouteTable | None:
+        """What to send an edge holding the table from ``sent`` (None: nothing yet), now that ``routes`` rule."""
+        if sent is not None:
+            delta = next_hop_delta(sent, routes, edge_id)
+            if delta.empty:
+                return None
+            if deltas:
+                return self.route_tables.table(
+                    routes,
+                    edge_id,
+                    version,
+                    delta.changed,
+                    delta=True,
+                    removed=delta.removed,
+                    table_size=delta.table_size,
+                )
+        rows = routes.next_hop_rows(edge_id)
+        return self.route_tables.table(routes, edge_id, version, rows, table_size=len(rows))
 
     @map_errors(_ERRORS)
     async def GetTopology(

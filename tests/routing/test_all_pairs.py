@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 from duet.routing.all_pairs import compute_routes
 from duet.routing.next_hop import next_hop_table
 from duet.routing.paths import NoRoute, build_graph, shortest_path
-from duet.routing.topology import EdgeState, Topology, UnknownEdge, default_topology, world_topology
+from duet.routing.topology import (
+    EdgeNode,
+    EdgeState,
+    Link,
+    Region,
+    Topology,
+    UnknownEdge,
+    default_topology,
+    world_topology,
+)
 from tests.routing.strategies import assert_valid_path, brute_force_costs, topologies
 
 
@@ -94,3 +103,14 @@ def test_removing_a_used_link_yields_the_alternate_when_one_exists(t: Topology, 
     else:
         with pytest.raises(NoRoute):
             routes.path(src, dst)
+
+
+def test_links_too_short_for_single_precision_still_route_without_loops() -> None:
+    # In float32 a 1e-9 ms link vanishes next to 300 ms, so a and b would each see the other as
+    # an equally good first hop towards j: the pass notices the loop and redoes it in float64.
+    edges = tuple(EdgeNode(e, i + 1, "R", backbone_address=f"127.0.0.1:{3000 + i}") for i, e in enumerate("abj"))
+    links = (Link("a", "b", 1e-9), Link("a", "j", 300.0), Link("b", "j", 300.0 + 2e-9))
+    routes = compute_routes(build_graph(Topology((Region("R", 0.0, 0.0),), edges, links, 1)))
+    assert routes.path("a", "j").edge_ids == ("a", "j")
+    assert routes.path("b", "j").edge_ids == ("b", "a", "j")
+    assert routes.path("b", "j").rtt_ms == 300.0 + 1e-9

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from duet.v1 import common_pb2 as duet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64uet/v1/routing.proto\x12\x07\x64uet.v1\x1a\x14\x64uet/v1/common.proto\".\n\x0bProbeResult\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0e\n\x06rtt_ms\x18\x02 \x01(\x01\"M\n\x12PickIngressRequest\x12\x11\n\tclient_ip\x18\x01 \x01(\t\x12$\n\x06probes\x18\x02 \x03(\x0b\x32\x14.duet.v1.ProbeResult\"v\n\x13PickIngressResponse\x12\x1e\n\x04\x65\x64ge\x18\x01 \x01(\x0b\x32\x10.duet.v1.EdgeRef\x12\x18\n\x10\x65stimated_rtt_ms\x18\x02 \x01(\x01\x12\x15\n\rclient_region\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"<\n\x10PickRouteRequest\x12\x14\n\x0c\x66rom_edge_id\x18\x01 \x01(\t\x12\x12\n\nto_edge_id\x18\x02 \x01(\t\"1\n\x11PickRouteResponse\x12\x0c\n\x04path\x18\x01 \x03(\t\x12\x0e\n\x06rtt_ms\x18\x02 \x01(\x01\"%\n\x12WatchRoutesRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\"\x86\x01\n\x07NextHop\x12\x14\n\x0c\x64\x65st_edge_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65st_number\x18\x02 \x01(\r\x12\x18\n\x10next_hop_edge_id\x18\x03 \x01(\t\x12!\n\x19next_hop_backbone_address\x18\x04 \x01(\t\x12\x13\n\x0bpath_rtt_ms\x18\x05 \x01(\x01\"Q\n\nRouteTable\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12!\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x10.duet.v1.NextHop\"\x14\n\x12GetTopologyRequest\"0\n\x06Region\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03lat\x18\x02 \x01(\x01\x12\x0b\n\x03lon\x18\x03 \x01(\x01\"F\n\x04Link\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\x12\x0e\n\x06rtt_ms\x18\x03 \x01(\x01\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\n\n\x02up\x18\x05 \x01(\x08\"|\n\x08Topology\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12 \n\x07regions\x18\x02 \x03(\x0b\x32\x0f.duet.v1.Region\x12\x1f\n\x05\x65\x64ges\x18\x03 \x03(\x0b\x32\x10.duet.v1.EdgeRef\x12\x1c\n\x05links\x18\x04 \x03(\x0b\x32\r.duet.v1.Link\"m\n\x13RegisterEdgeRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ontrol_address\x18\x02 \x01(\t\x12\x18\n\x10\x62\x61\x63kbone_address\x18\x03 \x01(\t\x12\x12\n\nmedia_host\x18\x04 \x01(\t\"6\n\x14RegisterEdgeResponse\x12\x1e\n\x04\x65\x64ge\x18\x01 \x01(\x0b\x32\x10.duet.v1.EdgeRef\"X\n\x0fLinkMeasurement\x12\x14\n\x0cpeer_edge_id\x18\x01 \x01(\t\x12\x0e\n\x06rtt_ms\x18\x02 \x01(\x01\x12\x0c\n\x04loss\x18\x03 \x01(\x01\x12\x11\n\treachable\x18\x04 \x01(\x08\"\x8c\x01\n\x10HeartbeatRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0c\n\x04legs\x18\x02 \x01(\r\x12\x0f\n\x07\x62ridges\x18\x03 \x01(\r\x12\x0b\n\x03\x63pu\x18\x04 \x01(\x01\x12\'\n\x05links\x18\x05 \x03(\x0b\x32\x18.duet.v1.LinkMeasurement\x12\x12\n\nstalled_ms\x18\x06 \x01(\x01\"9\n\x11HeartbeatResponse\x12$\n\nneighbours\x18\x01 \x03(\x0b\x32\x10.duet.v1.EdgeRef\"\x18\n\x16WatchMembershipRequest\"A\n\x0fMembershipEvent\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\r\n\x05\x61live\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xfa\x03\n\x07Routing\x12H\n\x0bPickIngress\x12\x1b.duet.v1.PickIngressRequest\x1a\x1c.duet.v1.PickIngressResponse\x12\x42\n\tPickRoute\x12\x19.duet.v1.PickRouteRequest\x1a\x1a.duet.v1.PickRouteResponse\x12\x41\n\x0bWatchRoutes\x12\x1b.duet.v1.WatchRoutesRequest\x1a\x13.duet.v1.RouteTable0\x01\x12=\n\x0bGetTopology\x12\x1b.duet.v1.GetTopologyRequest\x1a\x11.duet.v1.Topology\x12K\n\x0cRegisterEdge\x12\x1c.duet.v1.RegisterEdgeRequest\x1a\x1d.duet.v1.RegisterEdgeResponse\x12\x42\n\tHeartbeat\x12\x19.duet.v1.HeartbeatRequest\x1a\x1a.duet.v1.HeartbeatResponse\x12N\n\x0fWatchMembership\x12\x1f.duet.v1.WatchMembershipRequest\x1a\x18.duet.v1.MembershipEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64uet/v1/routing.proto\x12\x07\x64uet.v1\x1a\x14\x64uet/v1/common.proto\".\n\x0bProbeResult\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0e\n\x06rtt_ms\x18\x02 \x01(\x01\"M\n\x12PickIngressRequest\x12\x11\n\tclient_ip\x18\x01 \x01(\t\x12$\n\x06probes\x18\x02 \x03(\x0b\x32\x14.duet.v1.ProbeResult\"v\n\x13PickIngressResponse\x12\x1e\n\x04\x65\x64ge\x18\x01 \x01(\x0b\x32\x10.duet.v1.EdgeRef\x12\x18\n\x10\x65stimated_rtt_ms\x18\x02 \x01(\x01\x12\x15\n\rclient_region\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"<\n\x10PickRouteRequest\x12\x14\n\x0c\x66rom_edge_id\x18\x01 \x01(\t\x12\x12\n\nto_edge_id\x18\x02 \x01(\t\"1\n\x11PickRouteResponse\x12\x0c\n\x04path\x18\x01 \x03(\t\x12\x0e\n\x06rtt_ms\x18\x02 \x01(\x01\"5\n\x12WatchRoutesRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64\x65ltas\x18\x02 \x01(\x08\"\x86\x01\n\x07NextHop\x12\x14\n\x0c\x64\x65st_edge_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65st_number\x18\x02 \x01(\r\x12\x18\n\x10next_hop_edge_id\x18\x03 \x01(\t\x12!\n\x19next_hop_backbone_address\x18\x04 \x01(\t\x12\x13\n\x0bpath_rtt_ms\x18\x05 \x01(\x01\"\x93\x01\n\nRouteTable\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12!\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x10.duet.v1.NextHop\x12\r\n\x05\x64\x65lta\x18\x04 \x01(\x08\x12\x1d\n\x15removed_dest_edge_ids\x18\x05 \x03(\t\x12\x12\n\ntable_size\x18\x06 \x01(\r\"\x14\n\x12GetTopologyRequest\"0\n\x06Region\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03lat\x18\x02 \x01(\x01\x12\x0b\n\x03lon\x18\x03 \x01(\x01\"F\n\x04Link\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\x12\x0e\n\x06rtt_ms\x18\x03 \x01(\x01\x12\x0c\n\x04loss\x18\x04 \x01(\x01\x12\n\n\x02up\x18\x05 \x01(\x08\"|\n\x08Topology\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12 \n\x07regions\x18\x02 \x03(\x0b\x32\x0f.duet.v1.Region\x12\x1f\n\x05\x65\x64ges\x18\x03 \x03(\x0b\x32\x10.duet.v1.EdgeRef\x12\x1c\n\x05links\x18\x04 \x03(\x0b\x32\r.duet.v1.Link\"m\n\x13RegisterEdgeRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63ontrol_address\x18\x02 \x01(\t\x12\x18\n\x10\x62\x61\x63kbone_address\x18\x03 \x01(\t\x12\x12\n\nmedia_host\x18\x04 \x01(\t\"6\n\x14RegisterEdgeResponse\x12\x1e\n\x04\x65\x64ge\x18\x01 \x01(\x0b\x32\x10.duet.v1.EdgeRef\"X\n\x0fLinkMeasurement\x12\x14\n\x0cpeer_edge_id\x18\x01 \x01(\t\x12\x0e\n\x06rtt_ms\x18\x02 \x01(\x01\x12\x0c\n\x04loss\x18\x03 \x01(\x01\x12\x11\n\treachable\x18\x04 \x01(\x08\"\x8c\x01\n\x10HeartbeatRequest\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\x0c\n\x04legs\x18\x02 \x01(\r\x12\x0f\n\x07\x62ridges\x18\x03 \x01(\r\x12\x0b\n\x03\x63pu\x18\x04 \x01(\x01\x12\'\n\x05links\x18\x05 \x03(\x0b\x32\x18.duet.v1.LinkMeasurement\x12\x12\n\nstalled_ms\x18\x06 \x01(\x01\"9\n\x11HeartbeatResponse\x12$\n\nneighbours\x18\x01 \x03(\x0b\x32\x10.duet.v1.EdgeRef\"\x18\n\x16WatchMembershipRequest\"A\n\x0fMembershipEvent\x12\x0f\n\x07\x65\x64ge_id\x18\x01 \x01(\t\x12\r\n\x05\x61live\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xfa\x03\n\x07Routing\x12H\n\x0bPickIngress\x12\x1b.duet.v1.PickIngressRequest\x1a\x1c.duet.v1.PickIngressResponse\x12\x42\n\tPickRoute\x12\x19.duet.v1.PickRouteRequest\x1a\x1a.duet.v1.PickRouteResponse\x12\x41\n\x0bWatchRoutes\x12\x1b.duet.v1.WatchRoutesRequest\x1a\x13.duet.v1.RouteTable0\x01\x12=\n\x0bGetTopology\x12\x1b.duet.v1.GetTopologyRequest\x1a\x11.duet.v1.Topology\x12K\n\x0cRegisterEdge\x12\x1c.duet.v1.RegisterEdgeRequest\x1a\x1d.duet.v1.RegisterEdgeResponse\x12\x42\n\tHeartbeat\x12\x19.duet.v1.HeartbeatRequest\x1a\x1a.duet.v1.HeartbeatResponse\x12N\n\x0fWatchMembership\x12\x1f.duet.v1.WatchMembershipRequest\x1a\x18.duet.v1.MembershipEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,33 +43,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PICKROUTERESPONSE']._serialized_start=365
   _globals['_PICKROUTERESPONSE']._serialized_end=414
   _globals['_WATCHROUTESREQUEST']._serialized_start=416
-  _globals['_WATCHROUTESREQUEST']._serialized_end=453
-  _globals['_NEXTHOP']._serialized_start=456
-  _globals['_NEXTHOP']._serialized_end=590
-  _globals['_ROUTETABLE']._serialized_start=592
-  _globals['_ROUTETABLE']._serialized_end=673
-  _globals['_GETTOPOLOGYREQUEST']._serialized_start=675
-  _globals['_GETTOPOLOGYREQUEST']._serialized_end=695
-  _globals['_REGION']._serialized_start=697
-  _globals['_REGION']._serialized_end=745
-  _globals['_LINK']._serialized_start=747
-  _globals['_LINK']._serialized_end=817
-  _globals['_TOPOLOGY']._serialized_start=819
-  _globals['_TOPOLOGY']._serialized_end=943
-  _globals['_REGISTEREDGEREQUEST']._serialized_start=945
-  _globals['_REGISTEREDGEREQUEST']._serialized_end=1054
-  _globals['_REGISTEREDGERESPONSE']._serialized_start=1056
-  _globals['_REGISTEREDGERESPONSE']._serialized_end=1110
-  _globals['_LINKMEASUREMENT']._serialized_start=1112
-  _globals['_LINKMEASUREMENT']._serialized_end=1200
-  _globals['_HEARTBEATREQUEST']._serialized_start=1203
-  _globals['_HEARTBEATREQUEST']._serialized_end=1343
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1345
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1402
-  _globals['_WATCHMEMBERSHIPREQUEST']._serialized_start=1404
-  _globals['_WATCHMEMBERSHIPREQUEST']._serialized_end=1428
-  _globals['_MEMBERSHIPEVENT']._serialized_start=1430
-  _globals['_MEMBERSHIPEVENT']._serialized_end=1495
-  _globals['_ROUTING']._serialized_start=1498
-  _globals['_ROUTING']._serialized_end=2004
+  _globals['_WATCHROUTESREQUEST']._serialized_end=469
+  _globals['_NEXTHOP']._serialized_start=472
+  _globals['_NEXTHOP']._serialized_end=606
+  _globals['_ROUTETABLE']._serialized_start=609
+  _globals['_ROUTETABLE']._serialized_end=756
+  _globals['_GETTOPOLOGYREQUEST']._serialized_start=758
+  _globals['_GETTOPOLOGYREQUEST']._serialized_end=778
+  _globals['_REGION']._serialized_start=780
+  _globals['_REGION']._serialized_end=828
+  _globals['_LINK']._serialized_start=830
+  _globals['_LINK']._serialized_end=900
+  _globals['_TOPOLOGY']._serialized_start=902
+  _globals['_TOPOLOGY']._serialized_end=1026
+  _globals['_REGISTEREDGEREQUEST']._serialized_start=1028
+  _globals['_REGISTEREDGEREQUEST']._serialized_end=1137
+  _globals['_REGISTEREDGERESPONSE']._serialized_start=1139
+  _globals['_REGISTEREDGERESPONSE']._serialized_end=1193
+  _globals['_LINKMEASUREMENT']._serialized_start=1195
+  _globals['_LINKMEASUREMENT']._serialized_end=1283
+  _globals['_HEARTBEATREQUEST']._serialized_start=1286
+  _globals['_HEARTBEATREQUEST']._serialized_end=1426
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1428
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1485
+  _globals['_WATCHMEMBERSHIPREQUEST']._serialized_start=1487
+  _globals['_WATCHMEMBERSHIPREQUEST']._serialized_end=1511
+  _globals['_MEMBERSHIPEVENT']._serialized_start=1513
+  _globals['_MEMBERSHIPEVENT']._serialized_end=1578
+  _globals['_ROUTING']._serialized_start=1581
+  _globals['_ROUTING']._serialized_end=2087
 # @@protoc_insertion_point(module_scope)

@@ -52,10 +52,12 @@ class PickRouteResponse(_message.Message):
     def __init__(self, path: _Optional[_Iterable[str]] = ..., rtt_ms: _Optional[float] = ...) -> None: ...
 
 class WatchRoutesRequest(_message.Message):
-    __slots__ = ("edge_id",)
+    __slots__ = ("edge_id", "deltas")
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
+    DELTAS_FIELD_NUMBER: _ClassVar[int]
     edge_id: str
-    def __init__(self, edge_id: _Optional[str] = ...) -> None: ...
+    deltas: bool
+    def __init__(self, edge_id: _Optional[str] = ..., deltas: _Optional[bool] = ...) -> None: ...
 
 class NextHop(_message.Message):
     __slots__ = ("dest_edge_id", "dest_number", "next_hop_edge_id", "next_hop_backbone_address", "path_rtt_ms")
@@ -72,14 +74,20 @@ class NextHop(_message.Message):
     def __init__(self, dest_edge_id: _Optional[str] = ..., dest_number: _Optional[int] = ..., next_hop_edge_id: _Optional[str] = ..., next_hop_backbone_address: _Optional[str] = ..., path_rtt_ms: _Optional[float] = ...) -> None: ...
 
 class RouteTable(_message.Message):
-    __slots__ = ("edge_id", "version", "entries")
+    __slots__ = ("edge_id", "version", "entries", "delta", "removed_dest_edge_ids", "table_size")
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_DEST_EDGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    TABLE_SIZE_FIELD_NUMBER: _ClassVar[int]
     edge_id: str
     version: int
     entries: _containers.RepeatedCompositeFieldContainer[NextHop]
-    def __init__(self, edge_id: _Optional[str] = ..., version: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[NextHop, _Mapping]]] = ...) -> None: ...
+    delta: bool
+    removed_dest_edge_ids: _containers.RepeatedScalarFieldContainer[str]
+    table_size: int
+    def __init__(self, edge_id: _Optional[str] = ..., version: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[NextHop, _Mapping]]] = ..., delta: _Optional[bool] = ..., removed_dest_edge_ids: _Optional[_Iterable[str]] = ..., table_size: _Optional[int] = ...) -> None: ...
 
 class GetTopologyRequest(_message.Message):
     __slots__ = ()

@@ -168,6 +168,13 @@ class RoutingServicer:
         stream is open (the server never ends it with OK). Edges keep this stream open to forward backbone datagrams hop
         by hop. A declared edge that is DOWN or not registered gets an empty table.
 
+        With WatchRoutesRequest.deltas, only the first message is the whole
+        table; each later one is a delta (RouteTable.delta) holding just the
+        entries that changed and the destinations removed since the previous
+        message on the same stream. A failed link changes a few destinations per
+        edge, so this is what keeps failover fast on a large backbone. A new
+        stream (after a reconnect) always starts with the whole table.
+
         Statuses:
         - INVALID_ARGUMENT: edge_id is empty.
         - NOT_FOUND: edge_id is not declared in the topology, or was removed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from duet.services.edge_server.server import route_entries
+from duet.services.edge_server.route_watch import route_entries
 from duet.v1 import routing_pb2
 
 

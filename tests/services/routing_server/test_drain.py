@@ -20,7 +20,7 @@ from duet.routing.topology import EdgeNode, Link, Region, Topology
 from duet.routing.topology_file import dump_topology, parse_topology
 from duet.services.auth.secrets import AuthSecrets
 from duet.services.devkit.scratch_database import scratch_database
-from duet.services.edge_server.server import route_entries
+from duet.services.edge_server.route_watch import route_entries
 from duet.services.routing_server.server import serve_routing
 from duet.v1 import admin_pb2, admin_pb2_grpc, common_pb2, routing_pb2, routing_pb2_grpc
 from tests.services.routing_server import credentials

@@ -26,7 +26,7 @@ from duet.services.auth.tokens import Role, mint_service_token
 from duet.services.devkit.wan.edge import EdgeEmulation, emulate_edge
 from duet.services.devkit.wan.profile import LinkProfile, WanConfig
 from duet.services.edge_server.heartbeat import EdgePulse
-from duet.services.edge_server.server import route_entries
+from duet.services.edge_server.route_watch import route_entries
 from duet.services.routing_server.membership import EdgeLoad, LiveMembership
 from duet.services.routing_server.server import serve_routing
 from duet.services.routing_server.state import RoutingState
