@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from duet.services.matchmaker.ports import MatchStore
-from duet.services.store.postgres import _USER_LOCK_NAMESPACE, Store, _to_ts
+from duet.services.store.locks import USER_LOCK_NAMESPACE
+from duet.services.store.postgres import INSERT_CALL, Store, _to_ts, call_insert_args
 from duet.services.store.records import (
-    CALL_STATE_ENDED,
     CallRow,
     ClockOffset,
     TicketRow,
@@ -54,12 +54,6 @@ _CLOSE_TICKETS = (
     "UPDATE tickets AS t SET closed_at = now(), outcome = c.outcome "
     "FROM unnest($1::text[], $2::text[]) AS c(ticket_id, outcome) "
     "WHERE t.ticket_id = c.ticket_id AND t.closed_at IS NULL RETURNING t.ticket_id"
-)
-_INSERT_CALL = (
-    "INSERT INTO calls (call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, "
-    "state, end_reason, stages_a, stages_b, ended_at, duration_ms, kind, shard) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-    "CASE WHEN $14 THEN now() END, CASE WHEN $14 THEN 0 END, $15, $16)"
 )
 # A pair closes only when both its tickets are open: lock the open ones first, decide, then close.
 _LOCK_OPEN = "SELECT ticket_id FROM tickets WHERE ticket_id = ANY($1::text[]) AND closed_at IS NULL FOR UPDATE"
@@ -164,7 +158,7 @@ class GroupCommitStore(MatchStore):
                 if opens:
                     # Users in a fixed order, so two writers never wait on each other's locks crosswise.
                     users = sorted({w.args[1] for w in opens})
-                    await conn.executemany(_LOCK_USER, [(_USER_LOCK_NAMESPACE, u) for u in users])
+                    await conn.executemany(_LOCK_USER, [(USER_LOCK_NAMESPACE, u) for u in users])
                     await conn.executemany(_REPLACE_OPEN, [(u,) for u in users])
                     await conn.executemany(
                         _INSERT_TICKET,
@@ -190,7 +184,7 @@ class GroupCommitStore(MatchStore):
                     closed = {r["ticket_id"] for r in rows}
                 calls = by_kind["call"]
                 if calls:
-                    await conn.executemany(_INSERT_CALL, [_call_args(w.args[0]) for w in calls])
+                    await conn.executemany(INSERT_CALL, [call_insert_args(w.args[0]) for w in calls])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -296,27 +290,6 @@ class GroupCommitStore(MatchStore):
 
     async def list_calls(self, limit: int = 50, user_id: str | None = None) -> list[CallRow]:
         return await self.store.list_calls(limit, user_id)
-
-
-def _call_args(row: CallRow) -> tuple[Any, ...]:
-    return (
-        row.call_id,
-        row.user_a,
-        row.user_b,
-        row.edge_a,
-        row.edge_b,
-        row.leg_a,
-        row.leg_b,
-        row.route,
-        row.route_rtt_ms,
-        row.state,
-        row.end_reason,
-        row.stages_a,
-        row.stages_b,
-        row.state == CALL_STATE_ENDED,
-        row.kind,
-        row.shard,
-    )
 
 
 __all__ = ["GroupCommitStore", "GroupStats"]

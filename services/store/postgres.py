@@ -13,7 +13,9 @@ from typing import Any
 
 import asyncpg
 
+from duet.services.store.locks import USER_LOCK_NAMESPACE
 from duet.services.store.migrate import migrate
+from duet.services.store.moderation import COUNTING_REPORTERS, ModerationQueries
 from duet.services.store.records import (
     CALL_STATE_ENDED,
     CallRow,
@@ -21,16 +23,11 @@ from duet.services.store.records import (
     DuplicateRecord,
     EdgeRow,
     FriendRow,
-    NothingToClear,
-    ReportedUserRow,
-    ReportRow,
-    ReviewRow,
     TicketRow,
     UnknownUser,
     UserRow,
     checked_call,
     checked_epoch,
-    checked_note,
     checked_pair,
     checked_preferences_json,
     checked_reason,
@@ -98,38 +95,35 @@ def _call(r: asyncpg.Record) -> CallRow:
     )
 
 
-# Distinct reporters of $1 since their last review.
-_COUNTING_REPORTERS = (
-    "SELECT count(DISTINCT reporter) FROM reports WHERE reported = $1 AND created_at > "
-    "coalesce((SELECT max(reviewed_at) FROM reviews WHERE user_id = $1), '-infinity')"
-)
-# Per reported user, what counts since their last review (GROUP BY open for a HAVING).
-_REPORTED_USERS = (
-    "SELECT r.reported AS user_id, u.display_name, count(DISTINCT r.reporter) AS reporters, "
-    "max(r.created_at) AS last_report_at, lr.at AS last_review_at "
-    "FROM reports r JOIN users u ON u.user_id = r.reported "
-    "LEFT JOIN (SELECT user_id, max(reviewed_at) AS at FROM reviews GROUP BY user_id) lr ON lr.user_id = r.reported "
-    "WHERE lr.at IS NULL OR r.created_at > lr.at "
-    "GROUP BY r.reported, u.display_name, lr.at"
+# A new call record; its arguments are call_insert_args(row) (the group commit runs it for many rows).
+INSERT_CALL = (
+    "INSERT INTO calls (call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, "
+    "state, end_reason, stages_a, stages_b, ended_at, duration_ms, kind, shard) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+    "CASE WHEN $14 THEN now() END, CASE WHEN $14 THEN 0 END, $15, $16)"
 )
 
 
-def _epoch(value: datetime | None) -> float:
-    return value.timestamp() if value is not None else 0.0
-
-
-def _reported_user(r: asyncpg.Record) -> ReportedUserRow:
-    return ReportedUserRow(
-        user_id=r["user_id"],
-        display_name=r["display_name"],
-        reporters=r["reporters"],
-        last_report_at=_epoch(r["last_report_at"]),
-        last_review_at=_epoch(r["last_review_at"]),
+def call_insert_args(row: CallRow) -> tuple[Any, ...]:
+    """INSERT_CALL's arguments for a checked row."""
+    return (
+        row.call_id,
+        row.user_a,
+        row.user_b,
+        row.edge_a,
+        row.edge_b,
+        row.leg_a,
+        row.leg_b,
+        row.route,
+        row.route_rtt_ms,
+        row.state,
+        row.end_reason,
+        row.stages_a,
+        row.stages_b,
+        row.state == CALL_STATE_ENDED,
+        row.kind,
+        row.shard,
     )
-
-
-def _review(r: asyncpg.Record) -> ReviewRow:
-    return ReviewRow(r["user_id"], r["reviewer"], r["note"], r["reports_cleared"], r["reviewed_at"].timestamp())
 
 
 def _ticket(r: asyncpg.Record) -> TicketRow:
@@ -166,10 +160,9 @@ _CALL_COLUMNS = (
 )
 _TICKET_COLUMNS = "ticket_id, user_id, session_id, edge_id, queued_at, closed_at, outcome, region, shard, preferences"
 # Namespace for per-user advisory locks (two-int form; the migration lock uses the one-bigint form).
-_USER_LOCK_NAMESPACE = 0x64756574  # "duet"
 
 
-class Store:
+class Store(ModerationQueries):
     """Typed access to Duet's tables over an asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -228,7 +221,7 @@ class Store:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 # Serialise per user: two concurrent opens must not both find no open ticket.
-                await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _USER_LOCK_NAMESPACE, user_id)
+                await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", USER_LOCK_NAMESPACE, user_id)
                 await conn.execute(
                     "UPDATE tickets SET closed_at = now(), outcome = 'replaced' "
                     "WHERE user_id = $1 AND closed_at IS NULL",
@@ -332,28 +325,7 @@ class Store:
         """
         row = checked_call(call)
         try:
-            await self.pool.execute(
-                "INSERT INTO calls (call_id, user_a, user_b, edge_a, edge_b, leg_a, leg_b, route, route_rtt_ms, "
-                "state, end_reason, stages_a, stages_b, ended_at, duration_ms, kind, shard) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
-                "CASE WHEN $14 THEN now() END, CASE WHEN $14 THEN 0 END, $15, $16)",
-                row.call_id,
-                row.user_a,
-                row.user_b,
-                row.edge_a,
-                row.edge_b,
-                row.leg_a,
-                row.leg_b,
-                row.route,
-                row.route_rtt_ms,
-                row.state,
-                row.end_reason,
-                row.stages_a,
-                row.stages_b,
-                row.state == CALL_STATE_ENDED,
-                row.kind,
-                row.shard,
-            )
+            await self.pool.execute(INSERT_CALL, *call_insert_args(row))
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise _integrity_error(exc, f"call '{call.call_id}'") from exc
 
@@ -466,93 +438,15 @@ class Store:
                     call_id,
                     reason,
                 )
-                count: int = await conn.fetchval(_COUNTING_REPORTERS, reported)
+                count: int = await conn.fetchval(COUNTING_REPORTERS, reported)
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise _integrity_error(exc, f"report of '{reported}' by '{reporter}'") from exc
         return count
 
     async def report_count(self, user_id: str) -> int:
         """Distinct reporters of ``user_id`` since their last review (what holds a user)."""
-        count: int = await self.pool.fetchval(_COUNTING_REPORTERS, user_id)
+        count: int = await self.pool.fetchval(COUNTING_REPORTERS, user_id)
         return count
-
-    # -- moderation ---------------------------------------------------------
-
-    async def held_users(self, threshold: int, limit: int) -> list[ReportedUserRow]:
-        """Users with at least ``threshold`` distinct reporters since their last review, most reported first."""
-        rows = await self.pool.fetch(
-            f"{_REPORTED_USERS} HAVING count(DISTINCT r.reporter) >= $1 "
-            "ORDER BY reporters DESC, last_report_at DESC, r.reported LIMIT $2",
-            threshold,
-            limit,
-        )
-        return [_reported_user(r) for r in rows]
-
-    async def reported_user(self, user_id: str) -> ReportedUserRow | None:
-        """The user with what counts against them now; None when there is no such user."""
-        row = await self.pool.fetchrow(
-            "SELECT u.user_id, u.display_name, "
-            f"({_COUNTING_REPORTERS.replace('$1', 'u.user_id')}) AS reporters, "
-            "(SELECT max(created_at) FROM reports WHERE reported = u.user_id AND created_at > "
-            "coalesce((SELECT max(reviewed_at) FROM reviews WHERE user_id = u.user_id), '-infinity')) "
-            "AS last_report_at, "
-            "(SELECT max(reviewed_at) FROM reviews WHERE user_id = u.user_id) AS last_review_at "
-            "FROM users u WHERE u.user_id = $1",
-            user_id,
-        )
-        return None if row is None else _reported_user(row)
-
-    async def reports_about(self, user_id: str, limit: int) -> list[ReportRow]:
-        """The reports about ``user_id``, newest first, each with whether it counts now."""
-        rows = await self.pool.fetch(
-            "SELECT reporter, call_id, reason, created_at, created_at > coalesce("
-            "(SELECT max(reviewed_at) FROM reviews WHERE user_id = $1), '-infinity') AS counts "
-            "FROM reports WHERE reported = $1 ORDER BY created_at DESC, reporter LIMIT $2",
-            user_id,
-            limit,
-        )
-        return [
-            ReportRow(r["reporter"], r["call_id"], r["reason"], r["created_at"].timestamp(), r["counts"]) for r in rows
-        ]
-
-    async def reviews_of(self, user_id: str, limit: int) -> list[ReviewRow]:
-        """The user's reviews, newest first."""
-        rows = await self.pool.fetch(
-            "SELECT user_id, reviewer, note, reports_cleared, reviewed_at FROM reviews WHERE user_id = $1 "
-            "ORDER BY reviewed_at DESC, review_id DESC LIMIT $2",
-            user_id,
-            limit,
-        )
-        return [_review(r) for r in rows]
-
-    async def clear_reports(self, user_id: str, reviewer: str, note: str) -> ReviewRow:
-        """Record a review: the reports about ``user_id`` so far stop counting.
-
-        Raises UnknownUser for no such user and NothingToClear when no report
-        counts now; either way nothing is written.
-        """
-        checked_note(note)
-        async with self.pool.acquire() as conn, conn.transaction():
-            # Serialise reviews of one user: two moderators clearing at once record one review.
-            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _USER_LOCK_NAMESPACE, user_id)
-            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1)", user_id):
-                raise UnknownUser(f"there is no user '{user_id}'")
-            counting: int = await conn.fetchval(
-                "SELECT count(*) FROM reports WHERE reported = $1 AND created_at > "
-                "coalesce((SELECT max(reviewed_at) FROM reviews WHERE user_id = $1), '-infinity')",
-                user_id,
-            )
-            if counting == 0:
-                raise NothingToClear(f"'{user_id}' has no report since their last review: nothing to clear")
-            row = await conn.fetchrow(
-                "INSERT INTO reviews (user_id, reviewer, note, reports_cleared) VALUES ($1, $2, $3, $4) "
-                "RETURNING user_id, reviewer, note, reports_cleared, reviewed_at",
-                user_id,
-                reviewer,
-                note,
-                counting,
-            )
-        return _review(row)
 
     # -- friends ------------------------------------------------------------
 
@@ -563,9 +457,7 @@ class Store:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 # Serialise the pair: two users asking at the same moment must end as friends.
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1, hashtext($2))", _USER_LOCK_NAMESPACE, lo + "|" + hi
-                )
+                await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", USER_LOCK_NAMESPACE, lo + "|" + hi)
                 asked_back = await conn.fetchval(
                     "SELECT true FROM friend_requests WHERE requester = $1 AND requested = $2", requested, requester
                 )
