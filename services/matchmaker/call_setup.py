@@ -154,23 +154,7 @@ class CallSetup:
             if s.ring is not None:
                 self._end_ring(s.ring, rings.BUSY)
         await self.store.create_call(
-            CallRow(
-                call_id=call_id,
-                user_a=a.user_id,
-                user_b=b.user_id,
-                edge_a=a.edge.edge_id,
-                edge_b=b.edge.edge_id,
-                leg_a=a.leg_id,
-                leg_b=b.leg_id,
-                route=list(route.path),
-                route_rtt_ms=route.rtt_ms,
-                state="bridged",
-                end_reason=None,
-                stages_a=stages[0],
-                stages_b=stages[1],
-                kind=kind,
-                shard=a.shard,
-            )
+            _call_row(call_id, a, b, kind, list(route.path), route.rtt_ms, "bridged", None, stages)
         )
         for s in (a, b):
             if s.closed:
@@ -243,26 +227,8 @@ class CallSetup:
         stages: dict[str, float],
     ) -> None:
         """A match or friend call that could not be set up is still recorded, ended, with why."""
-        assert a.edge is not None and b.edge is not None and a.leg_id and b.leg_id
-        await self.store.create_call(
-            CallRow(
-                call_id=call_id,
-                user_a=a.user_id,
-                user_b=b.user_id,
-                edge_a=a.edge.edge_id,
-                edge_b=b.edge.edge_id,
-                leg_a=a.leg_id,
-                leg_b=b.leg_id,
-                route=route,
-                route_rtt_ms=route_rtt_ms,
-                state="ended",
-                end_reason=reason,
-                stages_a={"queued": queued[0], **stages},
-                stages_b={"queued": queued[1], **stages},
-                kind=kind,
-                shard=a.shard,
-            )
-        )
+        sides = ({"queued": queued[0], **stages}, {"queued": queued[1], **stages})
+        await self.store.create_call(_call_row(call_id, a, b, kind, route, route_rtt_ms, "ended", reason, sides))
 
     async def _abort_start(
         self,
@@ -319,3 +285,35 @@ class CallSetup:
             partner.send(CallEnded(call_id=call.call_id, reason=PARTNER_REASON.get(reason, f"partner_{reason}")))
         if not ender.closed:
             ender.send(CallEnded(call_id=call.call_id, reason=reason))
+
+
+def _call_row(
+    call_id: str,
+    a: ClientSession,
+    b: ClientSession,
+    kind: str,
+    route: list[str],
+    route_rtt_ms: float,
+    state: str,
+    end_reason: str | None,
+    stages: tuple[dict[str, float], dict[str, float]],
+) -> CallRow:
+    """The record of a call between the legs ``a`` and ``b`` hold now, in ``a``'s shard."""
+    assert a.edge is not None and b.edge is not None and a.leg_id and b.leg_id
+    return CallRow(
+        call_id=call_id,
+        user_a=a.user_id,
+        user_b=b.user_id,
+        edge_a=a.edge.edge_id,
+        edge_b=b.edge.edge_id,
+        leg_a=a.leg_id,
+        leg_b=b.leg_id,
+        route=route,
+        route_rtt_ms=route_rtt_ms,
+        state=state,
+        end_reason=end_reason,
+        stages_a=stages[0],
+        stages_b=stages[1],
+        kind=kind,
+        shard=a.shard,
+    )
