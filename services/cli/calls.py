@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from datetime import UTC, datetime
 
@@ -13,7 +12,15 @@ import grpc
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.tokens import Role
 from duet.services.cli.ops_credentials import OPS_TOKEN_ENV, NoOpsToken, ops_token
-from duet.services.cli.ops_rpc import DEFAULT_MATCHMAKER, MATCHMAKER_ENV, CommandFailed, matchmaker_address, rpc_failed
+from duet.services.cli.ops_rpc import (
+    DEFAULT_MATCHMAKER,
+    MATCHMAKER_ENV,
+    CommandFailed,
+    count_arg,
+    matchmaker_address,
+    rpc_failed,
+    user_id_arg,
+)
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 HELP = """\
@@ -38,22 +45,6 @@ COLUMNS = (
 )
 
 
-def _limit(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"'{value}' is not a number of calls from 1 to {MAX_LIMIT}")
-    return n
-
-
-def _user(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
-        raise argparse.ArgumentTypeError(f"'{value}' is not a user id (1-64 letters, digits, '_', '.' or '-')")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--matchmaker",
@@ -61,8 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"matchmaker address (default: ${MATCHMAKER_ENV}, else a local cluster's from ./.duet, "
         f"else {DEFAULT_MATCHMAKER})",
     )
-    parser.add_argument("--limit", type=_limit, default=20, metavar="N", help="show N calls (default: %(default)s)")
-    parser.add_argument("--user", type=_user, default=None, metavar="USER_ID", help="only calls this user was in")
+    parser.add_argument(
+        "--limit",
+        type=count_arg(MAX_LIMIT, "calls"),
+        default=20,
+        metavar="N",
+        help="show N calls (default: %(default)s)",
+    )
+    parser.add_argument("--user", type=user_id_arg, default=None, metavar="USER_ID", help="only calls this user was in")
     parser.add_argument("--json", action="store_true", help="print the records as JSON lines instead of a table")
     parser.add_argument(
         "--token", default=None, help=f"ops token, role ops-read (default: ${OPS_TOKEN_ENV}, else minted)"

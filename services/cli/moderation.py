@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,7 +13,7 @@ import grpc
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.tokens import Role
 from duet.services.cli.ops_credentials import OPS_TOKEN_ENV, NoOpsToken, ops_token
-from duet.services.cli.ops_rpc import CommandFailed, matchmaker_address, rpc_failed
+from duet.services.cli.ops_rpc import CommandFailed, count_arg, matchmaker_address, rpc_failed, user_id_arg
 from duet.v1 import moderation_pb2, moderation_pb2_grpc
 
 HELP = """\
@@ -36,34 +35,22 @@ RPC_TIMEOUT_S = 10.0
 MAX_LIMIT = 1000
 
 
-def _user(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
-        raise argparse.ArgumentTypeError(f"'{value}' is not a user id (1-64 letters, digits, '_', '.' or '-')")
-    return value
-
-
-def _limit(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"'{value}' is not a number from 1 to {MAX_LIMIT}")
-    return n
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--matchmaker", default=None, help="matchmaker address (default: as for `duet calls`)")
     common.add_argument("--token", default=None, help=f"ops token (default: ${OPS_TOKEN_ENV}, else minted)")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     held = sub.add_parser("held", parents=[common], help="users held for review now")
-    held.add_argument("--limit", type=_limit, default=100, metavar="N", help="at most N users (default: 100)")
+    held.add_argument(
+        "--limit", type=count_arg(MAX_LIMIT), default=100, metavar="N", help="at most N users (default: 100)"
+    )
     reports = sub.add_parser("reports", parents=[common], help="the reports about a user and past reviews")
-    reports.add_argument("user", type=_user, metavar="USER_ID")
-    reports.add_argument("--limit", type=_limit, default=100, metavar="N", help="at most N reports (default: 100)")
+    reports.add_argument("user", type=user_id_arg, metavar="USER_ID")
+    reports.add_argument(
+        "--limit", type=count_arg(MAX_LIMIT), default=100, metavar="N", help="at most N reports (default: 100)"
+    )
     clear = sub.add_parser("clear", parents=[common], help="clear a user: the reports so far stop counting")
-    clear.add_argument("user", type=_user, metavar="USER_ID")
+    clear.add_argument("user", type=user_id_arg, metavar="USER_ID")
     clear.add_argument("--note", default="", help="why (kept with the review; up to 500 characters)")
 
 

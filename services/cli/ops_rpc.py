@@ -1,13 +1,16 @@
-"""What the ops commands share about the matchmaker they call: its address, and a refused RPC in words."""
+"""What the ops commands share about the matchmaker they call: its address, their arguments, a refused RPC in words."""
 
 from __future__ import annotations
 
+import argparse
 import os
+from collections.abc import Callable
 
 import grpc
 
 from duet.services.cli.ops_credentials import STATE_DIR
 from duet.services.devkit.local_cluster import running_cluster_address
+from duet.services.matchmaker.user_id import USER_ID_RE
 
 MATCHMAKER_ENV = "DUET_MATCHMAKER"
 DEFAULT_MATCHMAKER = "127.0.0.1:50052"
@@ -22,6 +25,29 @@ def matchmaker_address(given: str | None) -> str:
     if given:
         return given
     return os.environ.get(MATCHMAKER_ENV) or running_cluster_address(STATE_DIR, "matchmaker") or DEFAULT_MATCHMAKER
+
+
+def user_id_arg(value: str) -> str:
+    """An argparse type: a user id as the matchmaker accepts it."""
+    if not USER_ID_RE.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"'{value}' is not a user id (1-64 letters, digits, '_', '.' or '-')")
+    return value
+
+
+def count_arg(most: int, what: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number from 1 to ``most`` (``what``: "calls" in the message)."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if not 1 <= n <= most:
+            of = f" of {what}" if what else ""
+            raise argparse.ArgumentTypeError(f"'{value}' is not a number{of} from 1 to {most}")
+        return n
+
+    return parse
 
 
 def rpc_failed(exc: grpc.RpcError, address: str, rpc: str, role: str) -> CommandFailed:
