@@ -59,7 +59,7 @@ DEFAULT_SERVICE_TTL_S = 30 * 24 * 3600.0
 MIN_SECRET_BYTES = 32
 
 # The matchmaker's rule for user ids; edge ids and operator names follow the same shape.
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # \Z: no trailing newline, as $ would allow
 
 
 class TokenKind(StrEnum):

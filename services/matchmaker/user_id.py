@@ -4,4 +4,4 @@ from __future__ import annotations
 
 import re
 
-USER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+USER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")  # \Z: no trailing newline, as $ would allow
