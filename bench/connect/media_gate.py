@@ -73,6 +73,11 @@ class _GatedTrack(MediaStreamTrack):
     def close(self) -> None:
         self.gate.close()
 
+    def stop(self) -> None:
+        # A closed gate would hold a reader (aiortc's relay task) forever: let it see the end.
+        super().stop()
+        self.gate.open()
+
 
 class GatedCamera(_GatedTrack):
     """SyntheticCamera(tag)'s picture at ``fps``, produced only while open."""
@@ -89,6 +94,8 @@ class GatedCamera(_GatedTrack):
         if self.readyState != "live":
             raise MediaStreamError
         at = await self.gate.next_frame_time()
+        if self.readyState != "live":
+            raise MediaStreamError
         frame = self.camera.make_frame(self._counter)
         self._counter = (self._counter + 1) & 0xFFFF
         frame.pts = int((at - self.gate.epoch) * VIDEO_CLOCK_RATE)
@@ -112,6 +119,8 @@ class GatedMicrophone(_GatedTrack):
         if self.readyState != "live":
             raise MediaStreamError
         at = await self.gate.next_frame_time()
+        if self.readyState != "live":
+            raise MediaStreamError
         rate = SyntheticMicrophone.SAMPLE_RATE
         frame = av.AudioFrame.from_ndarray(self._samples, format="s16", layout="mono")
         frame.sample_rate = rate

@@ -200,6 +200,7 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
         self.trust_forwarded_for = trust_forwarded_for
         self.service_secret = service_secret
         self.replicas = replicas
+        self._closing: set[asyncio.Task[None]] = set()  # streams' session closes still running
 
     async def _owner_elsewhere(self, client_ip: str) -> tuple[str, ShardOwner | None] | None:
         """None when this replica serves the client; else its shard and that shard's live owner (None: nobody yet)."""
@@ -298,11 +299,19 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                     yield server_message(item)
         finally:
             reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-            if stream.session is not None:
-                # A forwarded stream that ends without Leave may have lost its forwarding replica: keep the ticket.
-                keep = forwarded_ip is not None and stream.end != "leave"
-                await asyncio.shield(self.mm.close_session(stream.session, stream.end, keep_ticket=keep))
+            # The close runs to its end even if this handler is cancelled meanwhile: a client's cancel
+            # can follow its half-close, and a session left open here would stay in the pool for good.
+            closing = asyncio.create_task(self._close_stream(reader, stream, forwarded=forwarded_ip is not None))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            await asyncio.shield(closing)
+
+    async def _close_stream(self, reader: asyncio.Task[None], stream: _Stream, *, forwarded: bool) -> None:
+        await asyncio.gather(reader, return_exceptions=True)
+        if stream.session is not None:
+            # A forwarded stream that ends without Leave may have lost its forwarding replica: keep the ticket.
+            keep = forwarded and stream.end != "leave"
+            await self.mm.close_session(stream.session, stream.end, keep_ticket=keep)
 
     async def _read(
         self,

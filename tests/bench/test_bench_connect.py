@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from aiortc.mediastreams import MediaStreamError
 
 from bench.connect.duet_calls import MAX_CALLS_PER_PAIR, SCHEDULE, DuetSample, schedule
 from bench.connect.floor import pair_floor
@@ -240,3 +241,14 @@ def test_the_summary_counts_cross_region_pairs_and_reports_same_region_apart() -
     assert result["stalled_calls"] == 1
     assert result["same_region_pairs"] == 1 and result["same_region_worst_p95_ms"] == pytest.approx(858.5)
     assert result["failed_calls"] == 0
+
+
+async def test_stopping_a_closed_gated_track_ends_a_waiting_reader() -> None:
+    # aiortc's relay reads its source until recv raises; a reader held by a closed gate must be let go.
+    for track in (GatedCamera(tag=5), GatedMicrophone()):
+        reader = asyncio.ensure_future(track.recv())
+        await asyncio.sleep(0.05)
+        assert not reader.done()
+        track.stop()
+        with pytest.raises(MediaStreamError):
+            await asyncio.wait_for(reader, 1)

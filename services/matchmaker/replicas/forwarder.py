@@ -66,9 +66,10 @@ class SessionForwarder:
             except grpc.aio.AioRpcError as exc:
                 raise OwnerStreamFailed(exc.code(), exc.details() or "") from None
         finally:
+            # The owner's stream first, before any await: a second cancel of this handler must not leave it open.
+            call.cancel()
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
-            call.cancel()
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}

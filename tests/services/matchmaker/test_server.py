@@ -3,6 +3,8 @@ statuses, identity, call records."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -22,6 +24,7 @@ from tests.services.matchmaker.grpc_harness import (
     cleaned_up,
     hello,
     next_of,
+    opened,
     refusal,
     status_after_the_rest,
 )
@@ -175,3 +178,20 @@ async def test_a_user_reads_only_their_own_calls(service: Service, mm_store: InM
 
 
 # -- preferences, safety and ticket lifetime over gRPC ---------------------------------------------
+
+
+async def test_a_stream_half_closed_then_cancelled_still_closes_its_session(service: Service) -> None:
+    # The client's cancel can land while the server is closing after the half-close (a forwarding
+    # replica stopping does this); the session must be closed all the same, never left in the pool.
+    async with grpc.aio.insecure_channel(service.address) as ch:
+        stub = matchmaker_pb2_grpc.MatchmakerStub(ch)
+        for i in range(12):
+            call = await opened(stub, f"u{i}")
+            await call.write(FIND)
+            await next_of(call, "queued")
+            await call.done_writing()
+            for _ in range(i % 4):
+                await asyncio.sleep(0)
+            call.cancel()
+    assert await cleaned_up(service.mm)
+    assert len(service.mm.pool) == 0
