@@ -17,6 +17,7 @@ from bench.connect.floor import pair_floor
 from bench.connect.loop_lag import LoopLag
 from bench.connect.media_gate import GatedCamera, GatedMicrophone
 from bench.connect.pairs import all_pairs, pair_path
+from bench.connect.placement import placement_table, placements
 from bench.connect.report import pair_figures, summary
 from bench.connect.udp_relay import UdpPairRelay, rewrite_candidates
 from duet.routing.reference import reference_rtt_ms
@@ -252,3 +253,23 @@ async def test_stopping_a_closed_gated_track_ends_a_waiting_reader() -> None:
         track.stop()
         with pytest.raises(MediaStreamError):
             await asyncio.wait_for(reader, 1)
+
+
+def test_the_placement_table_recomputes_each_pairs_floor_with_the_matchmaker_elsewhere() -> None:
+    topology = world_topology()
+    pairs = [("Sydney", "Johannesburg"), ("Frankfurt", "Virginia"), ("Tokyo", "Seoul")]
+    next_calls = [p for p in pairs for _ in range(3)]
+    rows = placements(topology, ["Frankfurt", "Sydney", "Tokyo"], pairs, next_calls, last_mile_ms=15, limit_ms=300)
+    assert [r.next_floor_p95_ms for r in rows] == sorted(r.next_floor_p95_ms for r in rows)
+    by_region = {r.control_region: r for r in rows}
+    for control, row in by_region.items():
+        floors = [pair_floor(topology, control, *p, last_mile_ms=15).total_ms for p in pairs]
+        assert row.worst_floor_ms == max(floors)
+        assert row.pairs_over_ms == sum(f > 300 for f in floors)
+    # A matchmaker in Tokyo is nearer both of Tokyo-Seoul's edges than one in Frankfurt.
+    tokyo_seoul = ("Tokyo", "Seoul")
+    near = pair_floor(topology, "Tokyo", *tokyo_seoul, last_mile_ms=15).total_ms
+    assert near < pair_floor(topology, "Frankfurt", *tokyo_seoul, last_mile_ms=15).total_ms
+    text = placement_table(rows, "Frankfurt", 300)
+    [measured] = [line for line in text.splitlines() if "<- measured" in line]
+    assert measured.startswith("Frankfurt")
