@@ -32,6 +32,7 @@ from duet.v1 import (
     routing_pb2,
     routing_pb2_grpc,
 )
+from tests.services.matchmaker.grpc_harness import settled
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -272,7 +273,7 @@ async def refused(cluster: ClusterInfo, metadata: Metadata, user: str) -> grpc.a
             await call.write(hello(user))
             async for _ in call:
                 pass
-        return info.value
+        return await settled(call, info.value)
 
 
 async def test_nobody_takes_over_a_session_without_the_users_token(cluster: ClusterInfo) -> None:

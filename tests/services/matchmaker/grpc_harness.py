@@ -13,6 +13,7 @@ from duet.services.auth.tokens import Role, mint_service_token, mint_user_token
 from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemoryStore
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
+from duet.services.rpc.call_status import final_status
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 Code = grpc.StatusCode
@@ -62,12 +63,21 @@ async def refusal(
     token_user = token_user or (hellos[0] if hellos else "ana")
     async with grpc.aio.insecure_channel(address) as ch:
         call = matchmaker_pb2_grpc.MatchmakerStub(ch).Session(metadata=as_user(token_user))
-        for m in messages:
-            await call.write(m)
         with pytest.raises(grpc.aio.AioRpcError) as info:
+            for m in messages:
+                await call.write(m)  # raises once the server has ended the stream
             async for _ in call:
                 pass
-        return info.value
+        return await settled(call, info.value)
+
+
+async def settled(call: grpc.aio.StreamStreamCall, exc: grpc.aio.AioRpcError) -> grpc.aio.AioRpcError:
+    """``exc`` with the server's status in place of gRPC's placeholder for a write that failed because
+    the server had just ended the stream (what the SDK and gateway do: services/rpc/call_status.py)."""
+    code, details = await final_status(call, exc.code(), exc.details() or "")
+    if (code, details) == (exc.code(), exc.details()):
+        return exc
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
 
 
 async def next_of(call: grpc.aio.StreamStreamCall, kind: str) -> matchmaker_pb2.ServerMessage:
