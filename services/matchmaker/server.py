@@ -567,10 +567,13 @@ async def serve_matchmaker(
                 if task is not None:
                     task.cancel()
             await asyncio.gather(*(t for t in (edge_watch, keeper) if t is not None), return_exceptions=True)
+            # As a death would for the queue: sessions told to reconnect, their tickets left open, live calls
+            # ended with the reason recorded; then the shard locks go at once, so another replica takes the
+            # shards on its next poll rather than after this process has finished stopping.
             await mm.stop()
-            await server.stop(grace=1.0)
             if ownership is not None:
                 await ownership.close()
+            await server.stop(grace=1.0)
             await forwarder.close()
             await routing.close()
             await edges.close()
