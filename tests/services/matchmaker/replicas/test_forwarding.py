@@ -33,6 +33,7 @@ class Replica:
     ownership: InMemoryShardOwnership
     server: grpc.aio.Server
     forwarder: SessionForwarder
+    servicer: MatchmakerServicer
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ async def pair() -> AsyncIterator[tuple[Replica, Replica]]:
             ownership = InMemoryShardOwnership(registry, name, address, ("world",))
             forwarder = SessionForwarder(REPLICA_TOKEN)
             servicer.replicas = Replicas(ownership, forwarder)
-            made.append(Replica(address, mm, ownership, server, forwarder))
+            made.append(Replica(address, mm, ownership, server, forwarder, servicer))
         await made[0].ownership.poll()
         await made[1].ownership.poll()
         await made[0].mm.restore_shard("world")  # what the ownership loop does on taking a shard
