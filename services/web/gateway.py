@@ -56,7 +56,7 @@ logger = logging.getLogger("duet.web")
 STATUS_WAIT_S = 5.0
 # Opening a session: every replica in turn, then again after each of these pauses (a takeover takes
 # about one ownership poll, half a second; docs/replicas.md).
-REOPEN_PAUSES_S = (0.25, 0.5)
+REOPEN_PAUSES_S = (0.25, 0.5, 1.0)
 
 
 class ProtocolError(ValueError):

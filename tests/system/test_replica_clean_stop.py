@@ -14,11 +14,13 @@ dead replica's); the stopped process exits 0. The times are printed.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -30,6 +32,7 @@ from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import LocalCluster
 from duet.services.devkit.scratch_database import scratch_database
 from duet.services.devkit.synthetic_media import synthetic_client
+from duet.services.web.app import WebServer
 from tests.system.test_replicas import LANGUAGES, REGIONS, shard_owner
 
 pytestmark = pytest.mark.slow
@@ -151,3 +154,41 @@ async def test_a_replica_stopped_cleanly_keeps_every_waiting_users_place(
                         await c.leave()
                     except DuetClientError:
                         pass
+
+
+async def test_the_web_gateway_opens_the_next_session_on_the_replica_that_is_left(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The gateway in front of both replicas (as `duet up` runs it): the owner stops cleanly; a page's
+    open session is told in words, and the page's next session opens on the survivor, through one
+    WebSocket, while the shard is still being taken over."""
+    async with scratch_database(database_url, prefix="cleanstopweb") as dsn:
+        cluster = LocalCluster(state_dir=tmp_path / "state", database=dsn, regions=REGIONS, matchmakers=2)
+        async with cluster as info:
+            db = await asyncpg.connect(dsn)
+            try:
+                owner = await shard_owner(db)
+                assert owner in info.matchmakers
+                survivor = next(a for a in info.matchmakers if a != owner)
+                async with (
+                    WebServer([owner, survivor], listen="127.0.0.1:0") as url,
+                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+                ):
+                    session_url = url.replace("http://", "ws://") + "session?token=" + info.user_token("web-ana")
+                    hello = json.dumps({"hello": {"displayName": "Ana"}})
+                    async with http.ws_connect(session_url) as ws:
+                        await ws.send_str(hello)
+                        assert "edgeAssigned" in json.loads((await ws.receive(timeout=10)).data)
+                        stop_at = time.monotonic()
+                        os.kill(info.matchmaker_pids[owner], signal.SIGTERM)
+                        closed = json.loads((await ws.receive(timeout=10)).data)["closed"]
+                        assert closed["code"] == "UNAVAILABLE" and "reconnect" in closed["message"], closed
+                    async with http.ws_connect(session_url) as ws:
+                        await ws.send_str(hello)
+                        frame = json.loads((await ws.receive(timeout=20)).data)
+                        assert "edgeAssigned" in frame, frame
+                        opened_s = time.monotonic() - stop_at
+                    print(f"\nweb session open again {opened_s * 1000:.0f} ms after the owner's SIGTERM")
+                    assert await shard_owner(db) == survivor
+            finally:
+                await db.close()
