@@ -628,9 +628,17 @@ class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
         # Sessions may open while others close (an open_session past its check): end those too.
         while self.sessions:
             for session in list(self.sessions.values()):
-                if session.call is not None:
-                    await self._end_call(session.call, SHUTTING_DOWN, ender=session)
-                await self.close_session(session, "shutdown", keep_ticket=True)
+                # One session's trouble (an edge or the database failing) must not keep the others open.
+                try:
+                    if session.call is not None:
+                        await self._end_call(session.call, SHUTTING_DOWN, ender=session)
+                except Exception:
+                    logger.exception("ending call of session %s at shutdown failed", session.session_id[:8])
+                try:
+                    await self.close_session(session, "shutdown", keep_ticket=True)
+                except Exception:
+                    logger.exception("closing session %s at shutdown failed", session.session_id[:8])
+                    self.sessions.pop(session.session_id, None)
                 session.outbox.put_nowait(ShardMoved(STOPPING_REASON))
         # Their tickets (and those restored here whose users had not come back) are open in the store.
         self._restored.clear()

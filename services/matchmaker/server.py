@@ -259,8 +259,9 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
             ):
                 yield message
         except asyncio.CancelledError:
-            if not self.stopping:
-                raise
+            task = asyncio.current_task()
+            if not self.stopping or (task is not None and task.cancelling()):
+                raise  # this handler itself is being cancelled
             # The clean stop closed the forwarder's channels, which cancels the owner's stream under us.
             await context.abort(grpc.StatusCode.UNAVAILABLE, STOPPING_REASON)
         except OwnerStreamFailed as exc:

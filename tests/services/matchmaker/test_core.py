@@ -315,6 +315,23 @@ async def test_a_clean_stop_ends_every_session_as_a_replica_death_would(
         await join(mm, "late")
 
 
+class StoreLostAtShutdown(InMemoryStore):
+    async def set_call_state(self, call_id: str, state: str, end_reason: str | None = None) -> bool:
+        raise ConnectionResetError("database connection lost")
+
+
+async def test_a_clean_stop_ends_every_session_even_when_the_store_fails(routing: FakeRouting) -> None:
+    mm = Matchmaker(StoreLostAtShutdown(), routing, FakeEdges())
+    ana, ben, cleo = await join(mm, "ana"), await join(mm, "ben"), await join(mm, "cleo")
+    await mm.find_partner(ana.session)
+    await mm.find_partner(ben.session)
+    assert ben.last(Matched)
+    await mm.stop()
+    assert mm.sessions == {}
+    for client in (ana, ben, cleo):
+        assert isinstance(client.items()[-1], ShardMoved)
+
+
 async def test_after_a_clean_stop_the_next_replica_gives_the_waiting_user_their_place(
     match_store: AnyStore, routing: FakeRouting
 ) -> None:
