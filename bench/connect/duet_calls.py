@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 import grpc
@@ -158,6 +159,9 @@ async def pair_calls(
     used = sorted({(0, i) for i, _, _ in plan} | {(1, j) for _, j, _ in plan})
     clients: dict[tuple[int, int], DuetClient] = {}
     gates: dict[tuple[int, int], tuple[GatedCamera, GatedMicrophone]] = {}
+    # New users each run: the matchmaker remembers (in the database) whom a user met lately, and a
+    # second run on the same database would find its scheduled pairs refused.
+    run = secrets.token_hex(2)
     for n, (side, i) in enumerate(used):
         region = regions[side]
         name = f"{'ab'[side]}{i + 1}"
@@ -165,13 +169,13 @@ async def pair_calls(
         gates[(side, i)] = (GatedCamera(tag), GatedMicrophone())
         clients[(side, i)] = DuetClient(
             info.matchmaker_for(region),
-            f"bench-{tag}",
+            f"bench-{run}-{tag}",
             f"{name}@{region}",
             video=gates[(side, i)][0],
             audio=gates[(side, i)][1],
             first_frame_rule=MarkerRule(own_tag=tag),
             client_ip=DEMO_CLIENT_IPS[region],
-            token=info.user_tokens(f"bench-{tag}"),
+            token=info.user_tokens(f"bench-{run}-{tag}"),
             frame_timeout=timeout,
             match_timeout=timeout,
         )

@@ -174,7 +174,7 @@ def run(args: argparse.Namespace, *, serve: bool) -> int:
                 # `duet up` at once, and it stops with the rest. Demo regions let a page pick its edge.
                 # A local cluster has no login: the page signs in as a guest with a token the gateway mints.
                 web = WebServer(
-                    info.matchmaker,
+                    info.matchmakers,  # every replica: a session finding one unavailable opens on the next
                     listen=f"127.0.0.1:{args.web_port}",
                     demo_regions=DemoRegions(regions),
                     guest_token_secret=info.secrets.require_user("the web client's guests are signed in with it"),

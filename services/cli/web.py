@@ -8,6 +8,7 @@ from pathlib import Path
 
 from duet.services.auth.secrets import SECRETS_ENV, SECRETS_FILE_NAME, find_secrets
 from duet.services.cli.log_setup import configure_logging
+from duet.services.client.reconnect import matchmaker_addresses
 from duet.services.rpc.server import install_stop_signals
 from duet.services.web.app import WebServer
 from duet.services.web.demo_regions import DemoRegions, UnknownRegion
@@ -36,7 +37,12 @@ DEFAULT_SECRETS = Path(".duet") / SECRETS_FILE_NAME
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--matchmaker", default="127.0.0.1:50052", help="matchmaker address (default: %(default)s)")
+    parser.add_argument(
+        "--matchmaker",
+        default="127.0.0.1:50052",
+        help="matchmaker address, or every replica's separated by commas: a session that finds one "
+        "unavailable is opened on the next (default: %(default)s)",
+    )
     parser.add_argument(
         "--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on, port 0 = any free (default: %(default)s)"
     )
@@ -72,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     except UnknownRegion as exc:
         raise SystemExit(f"duet web: {exc}") from None
 
+    try:
+        matchmakers = matchmaker_addresses(args.matchmaker)
+    except ValueError as exc:
+        raise SystemExit(f"duet web: --matchmaker: {exc}") from None
+
     guest_secret = None
     if args.guest_sign_in:
         found = find_secrets(args.auth_secrets, default=DEFAULT_SECRETS)
@@ -86,9 +97,9 @@ def run(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         install_stop_signals(stop)
         async with WebServer(
-            args.matchmaker, listen=args.listen, demo_regions=regions, guest_token_secret=guest_secret
+            matchmakers, listen=args.listen, demo_regions=regions, guest_token_secret=guest_secret
         ) as url:
-            print(f"web client {url}   (matchmaker {args.matchmaker}; Ctrl-C to stop)", flush=True)
+            print(f"web client {url}   (matchmaker {', '.join(matchmakers)}; Ctrl-C to stop)", flush=True)
             await stop.wait()
             print("shutting down ...", flush=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,7 +98,7 @@ def format_call(call: DemoCall) -> str:
         f"  route {' > '.join(rec.route)} ({rec.route_rtt_ms:.0f} ms RTT in the topology)"
     )
     header = (
-        f"  {'user':<12}{'waited':>9}" + "".join(f"{label:>14}" for _, label in STAGE_COLUMNS) + f"{'connect_ms':>12}"
+        f"  {'user':<15}{'waited':>9}" + "".join(f"{label:>14}" for _, label in STAGE_COLUMNS) + f"{'connect_ms':>12}"
     )
     lines.append(header)
     lines.append("  " + "-" * (len(header) - 2))
@@ -109,7 +110,7 @@ def format_call(call: DemoCall) -> str:
             value = getattr(st, name)
             cells.append(f"{'+%.1f' % (value - st.matched) if value and st.matched else '-':>14}")
         connect = f"{side.connect_ms:.1f}" if side.connect_ms else "-"
-        lines.append(f"  {side.user_id:<12}{waited:>8.1f} " + "".join(cells) + f"{connect:>12}")
+        lines.append(f"  {side.user_id:<15}{waited:>8.1f} " + "".join(cells) + f"{connect:>12}")
     lines.append("  (times in ms after the match; waited = queued -> matched)")
     return "\n".join(lines)
 
@@ -121,14 +122,17 @@ async def run_demo(
     calls = max(1, min(calls, len(SCHEDULE)))
     schedule = SCHEDULE[:calls]
     used = sorted({i for a, b, _ in schedule for i in (a, b)})
+    # New users each run: the matchmaker remembers (in the database) whom a user met lately and does not
+    # pair them again, so the same six users would not be paired as scheduled a second time.
+    run = secrets.token_hex(2)
     clients = {
         i: synthetic_client(
             info.matchmaker_for(_region_of(i, regions)),
-            f"demo-{NAMES[i]}",
+            f"demo-{NAMES[i]}-{run}",
             NAMES[i],
             tag=100 + i,
             client_ip=DEMO_CLIENT_IPS[_region_of(i, regions)],
-            token=info.user_tokens(f"demo-{NAMES[i]}"),
+            token=info.user_tokens(f"demo-{NAMES[i]}-{run}"),
         )
         for i in used
     }

@@ -33,6 +33,7 @@ PARTNER_REASON = {
     "left": "partner_left",
     "blocked": "partner_left",
     "hung_up": "partner_hung_up",
+    "matchmaker shutting down": "matchmaker shutting down",  # both sides' replica stops: the same for both
 }
 
 

@@ -42,6 +42,7 @@ from duet.services.matchmaker.events import (
     Outbox,
     Queued,
     SessionClosed,
+    ShardMoved,
     TicketClosed,
 )
 from duet.services.matchmaker.fakes.friends import InMemoryFriendStore
@@ -75,6 +76,11 @@ from duet.services.matchmaker.user_id import USER_ID_RE
 from duet.services.store.records import CALL_KIND_MATCH
 
 logger = logging.getLogger("duet.matchmaker")
+
+# A call ended by a clean stop of its replica: both sides are told, and it is the call's recorded end reason.
+SHUTTING_DOWN = "matchmaker shutting down"
+# Why a clean stop ends a session's stream (UNAVAILABLE): the client reconnects to another replica.
+STOPPING_REASON = "this matchmaker replica is shutting down; reconnect (your place in the queue is kept)"
 
 
 class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
@@ -133,6 +139,7 @@ class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
         self._due_changed = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._wait_ema_ms = 0.0  # moving average of queued -> matched
+        self._stopping = False  # stop() began: no new sessions
 
     @property
     def recent_partners(self) -> int:
@@ -258,6 +265,8 @@ class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
         """
         if not USER_ID_RE.match(user_id):
             raise BadRequest("hello.user_id must be 1-64 characters of letters, digits, '_', '.' or '-'")
+        if self._stopping:
+            raise Unavailable(STOPPING_REASON)
         name = checked_display_name(display_name) if display_name else user_id
         old = self._by_user.get(user_id)
         if old is not None:
@@ -276,10 +285,23 @@ class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
             forwarded=forwarded,
         )
         await self.store.upsert_user(session.user_id, session.display_name)
-        self.history.load_blocks(user_id, await self.safety.blocks_of(user_id))
-        self._reports[user_id] = await self.safety.report_count(user_id)
+        # Whom they met lately comes from the store too: a match made on another replica, or before a
+        # restart of this one, still keeps the pair apart (docs/replicas.md).
+        blocks, reports, meetings = await asyncio.gather(
+            self.safety.blocks_of(user_id),
+            self.safety.report_count(user_id),
+            self.store.recent_meetings(
+                user_id, recent=self.config.recent_partners, window_s=self.config.rematch_window_s
+            ),
+        )
+        self.history.load_blocks(user_id, blocks)
+        self.history.load_meetings(user_id, meetings)
+        self._reports[user_id] = reports
         self.sessions[session.session_id] = session
         self._by_user[session.user_id] = session
+        if self._stopping:  # stop() began while the store answered, and may have finished
+            await self.close_session(session, "shutdown")
+            raise Unavailable(STOPPING_REASON)
         try:
             ingress = await self.routing.pick_ingress(client_ip)
         except PeerError as exc:
@@ -590,11 +612,33 @@ class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
         )
 
     async def stop(self) -> None:
+        """A clean stop (Ctrl-C, SIGTERM): for the queue, as if this replica had died.
+
+        The timer ends. Every session ends with ShardMoved (its stream ends UNAVAILABLE, telling the
+        client to reconnect): a waiting ticket stays open in the store, for whichever replica serves
+        the shard next to restore and its user to resume with their place; a live call ends, recorded
+        as "matchmaker shutting down". Sessions opened from now on are refused.
+        """
+        self._stopping = True
         if self._timer is not None:
             self._timer.cancel()
             await asyncio.gather(self._timer, return_exceptions=True)
             self._timer = None
-        for session in list(self.sessions.values()):
-            session.send(CallEnded(reason="matchmaker shutting down"))
-            await self.close_session(session, "shutdown")
-            session.outbox.put_nowait(SessionClosed())
+        self.serving_shards.clear()
+        # Sessions may open while others close (an open_session past its check): end those too.
+        while self.sessions:
+            for session in list(self.sessions.values()):
+                # One session's trouble (an edge or the database failing) must not keep the others open.
+                try:
+                    if session.call is not None:
+                        await self._end_call(session.call, SHUTTING_DOWN, ender=session)
+                except Exception:
+                    logger.exception("ending call of session %s at shutdown failed", session.session_id[:8])
+                try:
+                    await self.close_session(session, "shutdown", keep_ticket=True)
+                except Exception:
+                    logger.exception("closing session %s at shutdown failed", session.session_id[:8])
+                    self.sessions.pop(session.session_id, None)
+                session.outbox.put_nowait(ShardMoved(STOPPING_REASON))
+        # Their tickets (and those restored here whose users had not come back) are open in the store.
+        self._restored.clear()

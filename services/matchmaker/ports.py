@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from duet.services.store.meetings import PastMeeting
 from duet.services.store.records import (
     CallRow,
     ClockOffset,
@@ -223,6 +224,11 @@ class MatchStore(Protocol):
 
     async def get_call(self, call_id: str) -> CallRow | None:
         """A copy of the call record, or None."""
+        ...
+
+    async def recent_meetings(self, user_id: str, *, recent: int, window_s: float) -> list[PastMeeting]:
+        """The partners of the user's last ``recent`` matches and of every match within ``window_s``
+        seconds (either side, any state), each once with its latest meeting, newest first."""
         ...
 
     async def set_clock(self, call_id: str, side: str, clock: ClockOffset) -> bool:

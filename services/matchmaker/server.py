@@ -21,7 +21,7 @@ from duet.services.auth.bearer import AUTHORIZATION, parse_bearer
 from duet.services.auth.secrets import AuthSecrets
 from duet.services.auth.tokens import UserClaims
 from duet.services.matchmaker.config import MatchConfig
-from duet.services.matchmaker.core import Matchmaker
+from duet.services.matchmaker.core import STOPPING_REASON, Matchmaker
 from duet.services.matchmaker.edge_watch import watch_edges
 from duet.services.matchmaker.errors import (
     BadRequest,
@@ -171,6 +171,7 @@ class _Stream:
 
     session: ClientSession | None = None
     end: str = "stream closed"
+    ending: bool = False  # the writer is ending the stream with a status: the reader's failure after it is no news
 
 
 class WrongUser(Exception):
@@ -201,6 +202,22 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
         self.service_secret = service_secret
         self.replicas = replicas
         self._closing: set[asyncio.Task[None]] = set()  # streams' session closes still running
+        # A clean stop began: new streams are refused and forwarded ones end, both telling the client to reconnect.
+        self.stopping = False
+
+    async def stop_serving(self) -> None:
+        """The first step of a clean stop, as a death would be for the queue (docs/replicas.md).
+
+        New streams are refused; every session here ends UNAVAILABLE "reconnect (your place in the
+        queue is kept)" with its ticket left open in the store and its live call ended ("matchmaker
+        shutting down"); streams forwarded to another replica end the same way, and their owner keeps
+        their tickets. The caller then lets the shards go and stops the gRPC server.
+        """
+        self.stopping = True
+        await self.mm.stop()
+        if self.replicas is not None:
+            # Closing the channels cancels the owners' streams under the forwarding handlers.
+            await self.replicas.forwarder.close()
 
     async def _owner_elsewhere(self, client_ip: str) -> tuple[str, ShardOwner | None] | None:
         """None when this replica serves the client; else its shard and that shard's live owner (None: nobody yet)."""
@@ -242,7 +259,15 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                 owner.address, requests, user_token=token, client_ip=client_ip
             ):
                 yield message
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self.stopping or (task is not None and task.cancelling()):
+                raise  # this handler itself is being cancelled
+            # The clean stop closed the forwarder's channels, which cancels the owner's stream under us.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, STOPPING_REASON)
         except OwnerStreamFailed as exc:
+            if self.stopping:  # this replica ended the owner's stream: the owner is fine, and keeps the ticket
+                await context.abort(grpc.StatusCode.UNAVAILABLE, STOPPING_REASON)
             if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN):
                 logger.info("forwarded session to %s (shard %s) failed: %s", owner.replica_id, shard, exc)
                 await context.abort(
@@ -257,6 +282,8 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
     ) -> AsyncIterator[matchmaker_pb2.ServerMessage]:
         outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         stream = _Stream()
+        if self.stopping:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, STOPPING_REASON)
         principal = current_principal()
         if not isinstance(principal, UserClaims):  # the interceptor lets only user tokens through
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a Session needs a user token")
@@ -290,6 +317,7 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
                 elif isinstance(item, Abort):
                     await context.abort(item.code, item.details)  # raises
                 elif isinstance(item, NoEdge | ShardMoved):
+                    stream.ending = True
                     await context.abort(grpc.StatusCode.UNAVAILABLE, item.reason)  # raises
                 elif isinstance(item, ErrorEvent):
                     yield matchmaker_pb2.ServerMessage(
@@ -357,6 +385,8 @@ class MatchmakerServicer(matchmaker_pb2_grpc.MatchmakerServicer):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if stream.ending:
+                return  # e.g. reading a stream the writer just aborted: the client has its status already
             abort = abort_for(exc)
             if abort.code == grpc.StatusCode.INTERNAL:
                 logger.exception("session failed")
@@ -576,10 +606,12 @@ async def serve_matchmaker(
                 if task is not None:
                     task.cancel()
             await asyncio.gather(*(t for t in (edge_watch, keeper) if t is not None), return_exceptions=True)
-            await mm.stop()
-            await server.stop(grace=1.0)
+            await servicer.stop_serving()
+            # The shard locks go before the gRPC grace period, so another replica takes the shards over
+            # on its next poll rather than after this process has finished stopping.
             if ownership is not None:
                 await ownership.close()
+            await server.stop(grace=1.0)
             await forwarder.close()
             await routing.close()
             await edges.close()

@@ -28,6 +28,7 @@ from typing import Any
 
 from duet.services.matchmaker.ports import MatchStore
 from duet.services.store.locks import USER_LOCK_NAMESPACE
+from duet.services.store.meetings import PastMeeting
 from duet.services.store.postgres import INSERT_CALL, Store, _to_ts, call_insert_args
 from duet.services.store.records import (
     CallRow,
@@ -290,6 +291,9 @@ class GroupCommitStore(MatchStore):
 
     async def list_calls(self, limit: int = 50, user_id: str | None = None) -> list[CallRow]:
         return await self.store.list_calls(limit, user_id)
+
+    async def recent_meetings(self, user_id: str, *, recent: int, window_s: float) -> list[PastMeeting]:
+        return await self.store.recent_meetings(user_id, recent=recent, window_s=window_s)
 
 
 __all__ = ["GroupCommitStore", "GroupStats"]

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from duet.services.store.locks import USER_LOCK_NAMESPACE
+from duet.services.store.meetings import MeetingQueries
 from duet.services.store.migrate import migrate
 from duet.services.store.moderation import COUNTING_REPORTERS, ModerationQueries
 from duet.services.store.records import (
@@ -162,7 +163,7 @@ _TICKET_COLUMNS = "ticket_id, user_id, session_id, edge_id, queued_at, closed_at
 # Namespace for per-user advisory locks (two-int form; the migration lock uses the one-bigint form).
 
 
-class Store(ModerationQueries):
+class Store(ModerationQueries, MeetingQueries):
     """Typed access to Duet's tables over an asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -164,13 +165,15 @@ class WebServer:
 
     def __init__(
         self,
-        matchmaker: str,
+        matchmaker: str | Sequence[str],
         *,
         listen: str = "127.0.0.1:8080",
         demo_regions: DemoRegions | None = None,
         guest_token_secret: bytes | None = None,
     ):
-        """``guest_token_secret``: development sign-in of guests (see ``build_app``); None: off."""
+        """``matchmaker``: every matchmaker replica's address (``"a:1,b:2"`` or a list): a session is
+        opened on the next one when one is unavailable. ``guest_token_secret``: development sign-in of
+        guests (see ``build_app``); None: off."""
         self.matchmaker = matchmaker
         self.guest_token_secret = guest_token_secret
         self.listen = listen
@@ -199,7 +202,7 @@ class WebServer:
             await self._close()
             raise
         self.url = f"{base}/"
-        logger.info("web client at %s (matchmaker %s)", self.url, self.matchmaker)
+        logger.info("web client at %s (matchmaker %s)", self.url, ", ".join(self.gateway.matchmakers))
         return self.url
 
     async def __aexit__(self, *exc: object) -> None:

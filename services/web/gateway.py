@@ -8,6 +8,13 @@ When the gRPC stream ends the browser gets one last frame,
 WebSocket closes; when the WebSocket closes, the gRPC stream is cancelled
 (the matchmaker then ends the session's call and detaches its leg).
 
+The gateway may know several matchmaker replicas. A stream that ends
+UNAVAILABLE before the matchmaker's first message (the replica is down,
+stopping, or its shard is being taken over) is opened again on the next
+replica, and what the browser had sent is sent again: the browser sees one
+session. Once the session is open, an UNAVAILABLE reaches the browser, whose
+next session goes through the same choice.
+
 This module is the only place that knows protobuf JSON and gRPC statuses;
 the aiohttp routes (``duet.services.web.app``) only hand it WebSockets.
 """
@@ -18,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +35,8 @@ from google.protobuf import json_format
 
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.rpc.call_status import final_status
-from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
+from duet.services.web.replica_channels import ReplicaChannels
+from duet.v1 import matchmaker_pb2
 
 __all__ = ["Closed", "ProtocolError", "SessionGateway", "parse_client_message", "server_message_json"]
 
@@ -45,6 +54,9 @@ logger = logging.getLogger("duet.web")
 
 # Seconds to wait for the matchmaker's final status once the browser's side has finished.
 STATUS_WAIT_S = 5.0
+# Opening a session: every replica in turn, then again after each of these pauses (a takeover takes
+# about one ownership poll, half a second; docs/replicas.md).
+REOPEN_PAUSES_S = (0.25, 0.5, 1.0)
 
 
 class ProtocolError(ValueError):
@@ -83,52 +95,132 @@ _BROWSER_GONE = "browser gone"  # the WebSocket closed: nobody to tell
 _STREAM_OVER = "stream over"  # a write found the gRPC stream finished: its status tells why
 
 
-class SessionGateway:
-    """Relays WebSockets to the matchmaker over one shared gRPC channel."""
+class _Upstream:
+    """A browser's Session stream to the matchmaker, opened again on another replica until it is open.
 
-    def __init__(self, matchmaker: str) -> None:
-        self.matchmaker = matchmaker
-        self._channel = grpc.aio.insecure_channel(matchmaker)
-        self._stub = matchmaker_pb2_grpc.MatchmakerStub(self._channel)
-        self._streams: set[Any] = set()  # Session calls, kept until a later relay finds them done
+    Open means the matchmaker has sent its first message. Until then every message the browser sends
+    is kept, to be sent again on the next replica's stream. One lock orders the browser's writes and a
+    re-open, so each message reaches the stream in use exactly once and in order.
+    """
+
+    def __init__(self, channels: ReplicaChannels, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.channels = channels
+        self.metadata = metadata
+        # Each replica, the preferred first, then each again after a pause.
+        self._plan = [(a, 0.0) for a in channels.order()]
+        for pause in REOPEN_PAUSES_S:
+            self._plan += [(a, pause if i == 0 else 0.0) for i, a in enumerate(channels.order())]
+        self._lock = asyncio.Lock()
+        self._sent: list[matchmaker_pb2.ClientMessage] = []
+        self.open = False
+        self.tried: list[str] = []
+        self.address = ""
+        self.call: Any = None
+        self._dial()
+
+    def _dial(self) -> None:
+        self.address, _ = self._plan.pop(0)
+        self.tried.append(self.address)
+        self.call = self.channels.stub(self.address).Session(metadata=self.metadata)
+
+    async def write(self, message: matchmaker_pb2.ClientMessage) -> bool:
+        """Send one browser message; False once the open stream is over (its status then tells why)."""
+        async with self._lock:
+            if not self.open:
+                self._sent.append(message)
+            try:
+                await self.call.write(message)
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                return not self.open  # not open yet: the reader re-opens it and sends this again
+            return True
+
+    def opened(self) -> None:
+        if not self.open:
+            self.open = True
+            self._sent.clear()
+            self.channels.worked(self.address)
+
+    async def reopen(self) -> bool:
+        """The stream ended UNAVAILABLE before it was open: open it on the next replica, sending again
+        what the browser sent; False when every try is spent."""
+        if self.open or not self._plan:
+            return False
+        async with self._lock:
+            pause = self._plan[0][1]
+            if pause:
+                await asyncio.sleep(pause)
+            logger.info("matchmaker %s unavailable; opening the session on %s", self.address, self._plan[0][0])
+            self.call.cancel()
+            self._dial()
+            for message in self._sent:
+                try:
+                    await self.call.write(message)
+                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    break  # the reader sees this stream's status too
+            return True
+
+    def cancel(self) -> None:
+        self.call.cancel()  # no-op when the stream is over already; else the matchmaker sees CANCELLED
+
+
+class SessionGateway:
+    """Relays WebSockets to the matchmaker replicas, one shared gRPC channel to each."""
+
+    def __init__(self, matchmakers: str | Sequence[str]) -> None:
+        """``matchmakers``: the replicas' addresses, ``"a:1,b:2"`` or a list; ValueError when none is given."""
+        self._replicas = ReplicaChannels(matchmakers)
+        self.matchmakers = self._replicas.addresses
+        self._streams: set[_Upstream] = set()  # kept until a later relay finds them done
 
     @property
     def open_streams(self) -> int:
         """Session streams to the matchmaker that are still open (not finished, not cancelled)."""
-        return sum(1 for call in self._streams if not call.done())
+        return sum(1 for up in self._streams if not up.call.done())
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._replicas.close()
 
     async def get_call(self, call_id: str, token: str) -> tuple[int, str]:
         """``Matchmaker.GetCall`` with the browser's token, as (HTTP status, JSON body): the
         CallRecord, or {"error": {code, message}}."""
         try:
-            record = await self._stub.GetCall(
-                matchmaker_pb2.GetCallRequest(call_id=call_id), timeout=5.0, metadata=_auth(token)
-            )
-        except grpc.aio.AioRpcError as exc:
-            closed = self._status(exc.code(), exc.details() or "")
-            body = json.dumps({"error": {"code": closed.code, "message": closed.message}})
-            return HTTP_STATUS.get(exc.code(), 500), body
+            record = await self._any_replica("GetCall", matchmaker_pb2.GetCallRequest(call_id=call_id), token)
+        except _Failed as failed:
+            return failed.http()
         return 200, json_format.MessageToJson(record, indent=None)
 
     async def list_friends(self, token: str) -> tuple[int, str]:
         """``Matchmaker.ListFriends`` with the browser's token, as (HTTP status, JSON body)."""
-        return await self._unary(self._stub.ListFriends, matchmaker_pb2.ListFriendsRequest(), token)
+        return await self._unary("ListFriends", matchmaker_pb2.ListFriendsRequest(), token)
 
     async def remove_friend(self, user_id: str, token: str) -> tuple[int, str]:
         """``Matchmaker.RemoveFriend`` with the browser's token, as (HTTP status, JSON body)."""
-        return await self._unary(self._stub.RemoveFriend, matchmaker_pb2.RemoveFriendRequest(user_id=user_id), token)
+        return await self._unary("RemoveFriend", matchmaker_pb2.RemoveFriendRequest(user_id=user_id), token)
 
-    async def _unary(self, method: Any, request: Any, token: str) -> tuple[int, str]:
+    async def _unary(self, method: str, request: Any, token: str) -> tuple[int, str]:
         try:
-            response = await method(request, timeout=5.0, metadata=_auth(token))
-        except grpc.aio.AioRpcError as exc:
-            closed = self._status(exc.code(), exc.details() or "")
-            body = json.dumps({"error": {"code": closed.code, "message": closed.message}})
-            return HTTP_STATUS.get(exc.code(), 500), body
+            response = await self._any_replica(method, request, token)
+        except _Failed as failed:
+            return failed.http()
         return 200, json_format.MessageToJson(response, indent=None, always_print_fields_with_no_presence=True)
+
+    async def _any_replica(self, method: str, request: Any, token: str) -> Any:
+        """``method`` on the first replica that is reachable (each reads the same database);
+        ``_Failed`` with the last answer when none answers."""
+        tried: list[str] = []
+        for address in self._replicas.order():
+            tried.append(address)
+            try:
+                response = await getattr(self._replicas.stub(address), method)(
+                    request, timeout=5.0, metadata=_auth(token)
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and len(tried) < len(self.matchmakers):
+                    continue
+                raise _Failed(exc.code(), self._status(exc.code(), exc.details() or "", address, tried)) from None
+            self._replicas.worked(address)
+            return response
+        raise AssertionError("no matchmaker address")  # the constructor refuses none
 
     async def relay(
         self, ws: web.WebSocketResponse, *, client_address: str, token: str, stopping: asyncio.Event
@@ -140,11 +232,11 @@ class SessionGateway:
         None when the browser went away first. ``stopping`` set: the gateway is
         shutting down, and the browser is told so.
         """
-        call = self._stub.Session(metadata=(("x-forwarded-for", client_address), *_auth(token)))
-        self._streams = {c for c in self._streams if not c.done()}
-        self._streams.add(call)
-        up = asyncio.create_task(self._browser_to_matchmaker(ws, call), name="ws->grpc")
-        down = asyncio.create_task(self._matchmaker_to_browser(ws, call), name="grpc->ws")
+        upstream = _Upstream(self._replicas, (("x-forwarded-for", client_address), *_auth(token)))
+        self._streams = {u for u in self._streams if not u.call.done()}
+        self._streams.add(upstream)
+        up = asyncio.create_task(self._browser_to_matchmaker(ws, upstream), name="ws->grpc")
+        down = asyncio.create_task(self._matchmaker_to_browser(ws, upstream), name="grpc->ws")
         stop = asyncio.create_task(stopping.wait(), name="gateway stopping")
         closed: Closed | None = None
         try:
@@ -165,7 +257,7 @@ class SessionGateway:
         finally:
             for task in (up, down, stop):
                 task.cancel()
-            call.cancel()  # no-op when the stream is over already; else the matchmaker sees CANCELLED
+            upstream.cancel()
             await asyncio.gather(up, down, stop, return_exceptions=True)
         if closed is not None and not ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):  # the browser left meanwhile
@@ -173,17 +265,15 @@ class SessionGateway:
         await ws.close()
         return closed
 
-    async def _browser_to_matchmaker(self, ws: web.WebSocketResponse, call: Any) -> Closed | str:
+    async def _browser_to_matchmaker(self, ws: web.WebSocketResponse, upstream: _Upstream) -> Closed | str:
         async for frame in ws:
             if frame.type == WSMsgType.TEXT:
                 try:
                     message = parse_client_message(frame.data)
                 except ProtocolError as exc:
                     return Closed("INVALID_ARGUMENT", str(exc))
-                try:
-                    # Awaits until gRPC takes it: the matchmaker's pace holds back the browser's reads.
-                    await call.write(message)
-                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                # Awaits until gRPC takes it: the matchmaker's pace holds back the browser's reads.
+                if not await upstream.write(message):
                     return _STREAM_OVER
             elif frame.type == WSMsgType.BINARY:
                 return Closed(
@@ -194,33 +284,58 @@ class SessionGateway:
                 break
         return _BROWSER_GONE
 
-    async def _matchmaker_to_browser(self, ws: web.WebSocketResponse, call: Any) -> Closed | None:
+    async def _matchmaker_to_browser(self, ws: web.WebSocketResponse, upstream: _Upstream) -> Closed | None:
         while True:
+            call = upstream.call
             try:
                 message = await call.read()
             except grpc.aio.AioRpcError as exc:
                 # A stream the matchmaker ended at once (a refused token) may show a placeholder status first.
-                return self._status(*await final_status(call, exc.code(), exc.details() or ""))
-            if message is grpc.aio.EOF:
-                return self._status(*await final_status(call, await call.code(), await call.details() or ""))
+                code, details = await final_status(call, exc.code(), exc.details() or "")
+            else:
+                if message is grpc.aio.EOF:
+                    code, details = await final_status(call, await call.code(), await call.details() or "")
+                else:
+                    code = None
+            if code is not None:
+                if code == grpc.StatusCode.UNAVAILABLE and await upstream.reopen():
+                    continue
+                return self._status(code, details, upstream.address, upstream.tried)
+            upstream.opened()
             try:
                 # Awaits the socket's drain: a slow browser holds back reading the stream.
                 await ws.send_str(server_message_json(message))
             except (ConnectionError, RuntimeError):  # the browser left
                 return None
 
-    def _status(self, code: grpc.StatusCode, details: str) -> Closed:
-        """The gRPC status as the browser's closed frame, in words a person can act on."""
-        if code == grpc.StatusCode.UNAVAILABLE and self._channel.get_state() != grpc.ChannelConnectivity.READY:
+    def _status(self, code: grpc.StatusCode, details: str, address: str, tried: Sequence[str]) -> Closed:
+        """The gRPC status from ``address`` (the last of ``tried``) as the browser's closed frame,
+        in words a person can act on."""
+        if code == grpc.StatusCode.UNAVAILABLE and not self._replicas.reachable(address):
             # Not the matchmaker's own UNAVAILABLE (e.g. no edge): the channel never got (or lost) a connection.
-            return Closed(
-                "UNAVAILABLE", f"the matchmaker at {self.matchmaker} is not reachable; try again later ({details})"
-            )
+            if len(self.matchmakers) == 1:
+                where = f"the matchmaker at {address} is not reachable"
+            else:
+                where = f"no matchmaker replica could be reached (tried {', '.join(dict.fromkeys(tried))})"
+            return Closed("UNAVAILABLE", f"{where}; try again later ({details})")
         if code == grpc.StatusCode.UNAUTHENTICATED:
             return Closed(
                 code.name, f"Duet did not accept this page's sign-in ({details}); reload the page to sign in again"
             )
         return Closed(code.name, details)
+
+
+class _Failed(Exception):
+    """A unary call no replica answered well: its status, and the words for the page."""
+
+    def __init__(self, code: grpc.StatusCode, closed: Closed) -> None:
+        super().__init__(closed.message)
+        self.code = code
+        self.closed = closed
+
+    def http(self) -> tuple[int, str]:
+        body = json.dumps({"error": {"code": self.closed.code, "message": self.closed.message}})
+        return HTTP_STATUS.get(self.code, 500), body
 
 
 def _auth(token: str) -> tuple[tuple[str, str], ...]:

@@ -130,11 +130,16 @@ class MatchmakerServicer:
         the user of a live session ends that older session (it gets CallEnded "replaced by a newer
         session", then its stream closes with OK). Whenever a stream ends, for
         whatever reason, the session's call is ended, its ticket cancelled and its
-        leg detached from the edge.
+        leg detached from the edge, except when the matchmaker replica stops or
+        dies: then a waiting ticket stays open for the client's next session to
+        resume, with its place in the queue (docs/replicas.md).
 
-        The stream ends with OK when the client sends Leave or half-closes, when a
-        newer session replaces it, and when the matchmaker shuts down (after
-        CallEnded "matchmaker shutting down").
+        The stream ends with OK when the client sends Leave or half-closes, and
+        when a newer session replaces it. When the matchmaker replica stops
+        cleanly (Ctrl-C, SIGTERM) it ends UNAVAILABLE "this matchmaker replica is
+        shutting down; reconnect (your place in the queue is kept)", after
+        CallEnded "matchmaker shutting down" when a call was live: reconnect, to
+        another replica if there are several.
 
         Two kinds of refusal:
 

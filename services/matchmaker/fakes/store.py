@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from duet.services.matchmaker.ports import MatchStore
+from duet.services.store.meetings import PastMeeting, checked_meeting_query
 from duet.services.store.records import (
+    CALL_KIND_MATCH,
     CALL_STATE_ENDED,
     CallRow,
     ClockOffset,
@@ -209,3 +211,16 @@ class InMemoryStore(MatchStore):
     async def get_call(self, call_id: str) -> CallRow | None:
         await asyncio.sleep(0)
         return copy.deepcopy(self._calls.get(call_id))
+
+    async def recent_meetings(self, user_id: str, *, recent: int, window_s: float) -> list[PastMeeting]:
+        checked_meeting_query(recent, window_s)
+        await asyncio.sleep(0)
+        now = time.time()
+        mine = [c for c in self._calls.values() if c.kind == CALL_KIND_MATCH and user_id in (c.user_a, c.user_b)]
+        mine.sort(key=lambda c: c.created_at or 0.0, reverse=True)
+        kept = mine[:recent] + [c for c in mine[recent:] if now - (c.created_at or 0.0) < window_s]
+        latest: dict[str, float] = {}
+        for c in kept:
+            partner = c.user_b if c.user_a == user_id else c.user_a
+            latest.setdefault(partner, max(0.0, now - (c.created_at or now)))
+        return [PastMeeting(p, ago) for p, ago in sorted(latest.items(), key=lambda kv: kv[1])]

@@ -474,7 +474,7 @@ class Session {
       return;
     }
     if (reason === "replaced by a newer session" || reason === "matchmaker shutting down") {
-      this.endReason = reason; // the stream closes with OK next
+      this.endReason = reason; // the stream closes next: OK when replaced, UNAVAILABLE (reconnect) when a replica stops
       return;
     }
     // A match that could not be set up ("no route ...", "bridge failed: ..."): not in the pool any more.

@@ -20,6 +20,7 @@ from duet.services.matchmaker.events import (
     Queued,
     SessionClosed,
     SessionEvent,
+    ShardMoved,
 )
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemoryStore
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
@@ -284,14 +285,68 @@ async def test_get_call(mm: Matchmaker) -> None:
         await mm.get_call("nope")
 
 
-async def test_stop_ends_every_session(mm: Matchmaker, edges: FakeEdges) -> None:
+async def test_a_clean_stop_ends_every_session_as_a_replica_death_would(
+    mm: Matchmaker, match_store: AnyStore, edges: FakeEdges
+) -> None:
     ana, ben = await join(mm, "ana"), await join(mm, "ben")
+    cleo, dara, eve = await join(mm, "cleo"), await join(mm, "dara"), await join(mm, "eve")
+    await mm.find_partner(cleo.session)
+    await mm.find_partner(dara.session)
+    call_id = dara.last(Matched).call_id
     await mm.find_partner(ana.session)
+    ticket_id = ana.last(Queued).ticket_id
     await mm.stop()
-    for client in (ana, ben):
-        assert client.drain()[-2:] == [CallEnded, SessionClosed]
     assert mm.sessions == {} and len(mm.pool) == 0
-    assert sorted(edges.detached) == ["leg1", "leg2"]
+    assert sorted(edges.detached) == ["leg1", "leg2", "leg3", "leg4", "leg5"]
+    # Everyone is told to reconnect (the stream ends UNAVAILABLE with this reason), nobody that they left.
+    for client in (ana, ben, cleo, dara, eve):
+        items = client.items()
+        last = items[-1]
+        assert isinstance(last, ShardMoved) and "shutting down" in last.reason and "reconnect" in last.reason
+        ended = [(i.call_id, i.reason) for i in items if isinstance(i, CallEnded)]
+        assert ended == ([(call_id, "matchmaker shutting down")] if client in (cleo, dara) else [])
+    # The waiting ticket stays open for the next owner of the shard to restore.
+    row = await match_store.get_ticket(ticket_id)
+    assert row is not None and row.closed_at is None
+    # The live call ended, both told why, and the record says so.
+    call = await match_store.get_call(call_id)
+    assert call is not None and call.state == "ended" and call.end_reason == "matchmaker shutting down"
+    with pytest.raises(Unavailable, match="shutting down"):
+        await join(mm, "late")
+
+
+class StoreLostAtShutdown(InMemoryStore):
+    async def set_call_state(self, call_id: str, state: str, end_reason: str | None = None) -> bool:
+        raise ConnectionResetError("database connection lost")
+
+
+async def test_a_clean_stop_ends_every_session_even_when_the_store_fails(routing: FakeRouting) -> None:
+    mm = Matchmaker(StoreLostAtShutdown(), routing, FakeEdges())
+    ana, ben, cleo = await join(mm, "ana"), await join(mm, "ben"), await join(mm, "cleo")
+    await mm.find_partner(ana.session)
+    await mm.find_partner(ben.session)
+    assert ben.last(Matched)
+    await mm.stop()
+    assert mm.sessions == {}
+    for client in (ana, ben, cleo):
+        assert isinstance(client.items()[-1], ShardMoved)
+
+
+async def test_after_a_clean_stop_the_next_replica_gives_the_waiting_user_their_place(
+    match_store: AnyStore, routing: FakeRouting
+) -> None:
+    stopped = Matchmaker(match_store, routing, FakeEdges())
+    ana = await join(stopped, "ana")
+    await stopped.find_partner(ana.session)
+    queued = ana.last(Queued)
+    await stopped.stop()
+    successor = Matchmaker(match_store, routing, FakeEdges())
+    assert await successor.restore_shard("world") == 1
+    back = await join(successor, "ana")
+    await successor.find_partner(back.session)
+    again = back.last(Queued)
+    assert again.ticket_id == queued.ticket_id and again.queued_at == pytest.approx(queued.queued_at)
+    await successor.stop()
 
 
 async def test_the_recent_partner_window_is_configurable(match_store: AnyStore, routing: FakeRouting) -> None:
