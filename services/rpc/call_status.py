@@ -14,12 +14,18 @@ from typing import Any
 
 import grpc
 
-__all__ = ["final_status"]
+__all__ = ["final_status", "is_placeholder"]
 
 # What grpc.aio sets on a call whose write failed (grpc/_cython/_cygrpc/aio/call.pyx.pxi).
 _CORE_PLACEHOLDER = (grpc.StatusCode.INTERNAL, "Internal error from Core")
 _WAIT_S = 3.0  # under load (a busy 2-core CI machine) the real status took over a second
 _STEP_S = 0.02
+
+
+def is_placeholder(code: grpc.StatusCode, details: str) -> bool:
+    """Whether this is gRPC's stand-in for a failed write rather than a status the server sent. It can
+    stay for good: a failed write processed after the server's status overwrites it (grpc/grpc#36066)."""
+    return (code, details) == _CORE_PLACEHOLDER
 
 
 async def final_status(call: Any, code: grpc.StatusCode, details: str) -> tuple[grpc.StatusCode, str]:

@@ -34,7 +34,7 @@ from aiohttp import WSMsgType, web
 from google.protobuf import json_format
 
 from duet.services.auth.bearer import bearer_metadata
-from duet.services.rpc.call_status import final_status
+from duet.services.rpc.call_status import final_status, is_placeholder
 from duet.services.web.replica_channels import ReplicaChannels
 from duet.v1 import matchmaker_pb2
 
@@ -140,16 +140,16 @@ class _Upstream:
             self._sent.clear()
             self.channels.worked(self.address)
 
-    async def reopen(self) -> bool:
-        """The stream ended UNAVAILABLE before it was open: open it on the next replica, sending again
-        what the browser sent; False when every try is spent."""
+    async def reopen(self, why: str) -> bool:
+        """The stream ended UNAVAILABLE (or with gRPC's placeholder status) before it was open: open it
+        on the next replica, sending again what the browser sent; False when every try is spent."""
         if self.open or not self._plan:
             return False
         async with self._lock:
             pause = self._plan[0][1]
             if pause:
                 await asyncio.sleep(pause)
-            logger.info("matchmaker %s unavailable; opening the session on %s", self.address, self._plan[0][0])
+            logger.info("matchmaker %s: %s; opening the session on %s", self.address, why, self._plan[0][0])
             self.call.cancel()
             self._dial()
             for message in self._sent:
@@ -298,7 +298,10 @@ class SessionGateway:
                 else:
                     code = None
             if code is not None:
-                if code == grpc.StatusCode.UNAVAILABLE and await upstream.reopen():
+                # Before the stream is open, the placeholder is retried as an unavailable replica is:
+                # whatever the server refused (a token) it refuses again, this time in its own words.
+                retry = code == grpc.StatusCode.UNAVAILABLE or is_placeholder(code, details)
+                if retry and await upstream.reopen(f"{code.name}: {details}"):
                     continue
                 return self._status(code, details, upstream.address, upstream.tried)
             upstream.opened()
@@ -318,6 +321,12 @@ class SessionGateway:
             else:
                 where = f"no matchmaker replica could be reached (tried {', '.join(dict.fromkeys(tried))})"
             return Closed("UNAVAILABLE", f"{where}; try again later ({details})")
+        if is_placeholder(code, details):
+            return Closed(
+                code.name,
+                "the matchmaker ended the session and its reason was lost on the way (gRPC reported only "
+                f"'{details}'); reload the page to try again",
+            )
         if code == grpc.StatusCode.UNAUTHENTICATED:
             return Closed(
                 code.name, f"Duet did not accept this page's sign-in ({details}); reload the page to sign in again"
