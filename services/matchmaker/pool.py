@@ -336,8 +336,9 @@ class WaitingPool:
                 ok = verdicts[vkey] = all(f.bucket_allows(ticket, sample, ctx) for f in self._profile_filters)
             if ok:
                 admitted.append(p)
-        self._admitted[lang, me] = (group.version, admitted, frozenset(admitted))
-        return admitted, frozenset(admitted)
+        admitted_set = frozenset(admitted)
+        self._admitted[lang, me] = (group.version, admitted, admitted_set)
+        return admitted, admitted_set
 
     def _youngest_passing_age(
         self, newcomer: Ticket, sample: Ticket, ctx: PairContext, ages_s: tuple[float, ...]
