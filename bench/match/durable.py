@@ -286,9 +286,12 @@ async def _run(
                 f"(full collections: {pauses.full}), {sum(pauses.ms):.0f} ms in all, the longest {max(pauses.ms):.0f} ms"
             )
         if heap is not None:
+            # Not measured: what the next reclaim would free, the policy's memory cost (gc_policy.py).
+            freed = heap.reclaim()
             progress(
-                f"{strategy}: gc policy: {gc.get_freeze_count()} objects frozen, "
-                f"{heap.stats.reclaims - reclaims_before} reclaims while newcomers arrived"
+                f"{strategy}: gc policy: {heap.stats.reclaims - reclaims_before - 1} reclaims while newcomers arrived; "
+                f"one after them took {heap.stats.reclaim_ms[-1]:.0f} ms and freed {freed} unreachable objects "
+                f"({freed / max(1, done):.1f} per match)"
             )
         # To the last match: a newcomer whose partner was taken waits out its timeout, which is not matching.
         elapsed = (last_match or time.perf_counter()) - started

@@ -5,8 +5,8 @@ ticket, the pool's index: about 10^6 objects with 10,000 waiting) and makes
 short-lived objects at a high rate (every match). CPython's default policy
 then runs a full collection whenever the objects promoted since the last one
 reach a quarter of the heap: every few seconds under load, each traversing
-the whole heap (~0.5 s with 10,000 waiting, measured by ``make bench-match``),
-stalling every request in flight.
+the whole heap (~0.25-0.5 s with 10,000 waiting, measured by
+``make bench-match``), stalling every request in flight.
 
 The policy here (``FrozenHeap``):
 
@@ -16,21 +16,18 @@ The policy here (``FrozenHeap``):
   whatever survived that long moves to the permanent generation, so the
   collections CPython still runs by itself (young generations, and full ones
   over what is not frozen) traverse only the objects of the last second;
-- ``reclaim``: when the frozen objects have grown to ``reclaim_growth`` times
-  their count after the last reclaim, and at most once every
-  ``min_reclaim_interval_s``, ``gc.unfreeze()``, one full collection, then
-  ``gc.freeze()``.
+- every ``reclaim_every_s`` (10 minutes), a *reclaim*: ``gc.unfreeze()``, one
+  full collection, ``gc.freeze()``. That is the one pause left, as long as a
+  default full collection, 10 minutes apart instead of seconds.
 
 Why it is safe: a frozen object is still freed the moment its last reference
 goes (reference counting is untouched); freezing only keeps the *cycle*
-collector from looking at it. The one cost is memory: an object that becomes
-part of unreachable cyclic garbage after it was frozen stays until the next
-reclaim. The frozen count is live objects plus such garbage, so with the
-default growth factor (1.5) garbage cycles can hold at most about half as
-many objects as were alive at the last reclaim before a reclaim frees them;
-when nothing leaks in cycles, the count grows only with the live state (a
-pool growing by half), and a reclaim then costs what a default full
-collection costs, that many times less often.
+collector from looking at it. The cost is memory: an object that becomes part
+of unreachable cyclic garbage after it was frozen stays until the next
+reclaim, so the policy holds at most the cyclic garbage of one reclaim
+interval (``make bench-match`` prints what its reclaim found per match).
+Nothing here counts the frozen objects: ``gc.get_freeze_count()`` walks the
+whole permanent generation (~60 ms for 10^6 objects), a stall of its own.
 """
 
 from __future__ import annotations
@@ -51,16 +48,15 @@ __all__ = ["FrozenHeap", "GcPolicy", "GcStats"]
 @dataclass(frozen=True)
 class GcPolicy:
     freeze_every_s: float = 1.0
-    reclaim_growth: float = 1.5  # reclaim when the frozen count reaches this many times the last reclaim's
-    min_reclaim_interval_s: float = 10.0
+    reclaim_every_s: float = 600.0
 
     def __post_init__(self) -> None:
         if not self.freeze_every_s > 0:
             raise ValueError(f"freeze_every_s must be more than 0, got {self.freeze_every_s}")
-        if not self.reclaim_growth > 1:
-            raise ValueError(f"reclaim_growth must be more than 1, got {self.reclaim_growth}")
-        if not self.min_reclaim_interval_s >= 0:
-            raise ValueError(f"min_reclaim_interval_s must be 0 or more, got {self.min_reclaim_interval_s}")
+        if not self.reclaim_every_s >= self.freeze_every_s:
+            raise ValueError(
+                f"reclaim_every_s must be at least freeze_every_s ({self.freeze_every_s}), got {self.reclaim_every_s}"
+            )
 
 
 @dataclass
@@ -75,7 +71,7 @@ class FrozenHeap:
     """Applies a ``GcPolicy`` to this process while ``running()`` (one at a time per process).
 
     ``tick()`` is one step of the policy (the background task calls it every ``freeze_every_s``);
-    ``reclaim()`` forces the full collection.
+    ``reclaim()`` runs the full collection now.
     """
 
     _active = False  # gc.freeze() is process-wide: two owners would unfreeze each other's heap
@@ -83,7 +79,6 @@ class FrozenHeap:
     def __init__(self, policy: GcPolicy | None = None) -> None:
         self.policy = policy or GcPolicy()
         self.stats = GcStats()
-        self._baseline = 0  # frozen objects just after the last reclaim
         self._last_reclaim = 0.0
 
     def reclaim(self) -> int:
@@ -92,24 +87,21 @@ class FrozenHeap:
         gc.unfreeze()
         found = gc.collect()
         gc.freeze()
-        self._baseline = gc.get_freeze_count()
         self._last_reclaim = time.monotonic()
         took_ms = (time.perf_counter() - started) * 1000
         self.stats.reclaims += 1
         self.stats.reclaimed += found
         self.stats.reclaim_ms.append(took_ms)
-        logger.info(
-            "gc: reclaimed %d unreachable objects in %.0f ms; %d objects frozen", found, took_ms, self._baseline
-        )
+        logger.info("gc: reclaimed %d unreachable objects in %.0f ms", found, took_ms)
         return found
 
     def tick(self) -> None:
-        """Freeze what survived since the last tick; then reclaim if the frozen heap has grown enough."""
-        gc.freeze()
-        self.stats.freezes += 1
-        due = time.monotonic() - self._last_reclaim >= self.policy.min_reclaim_interval_s
-        if due and gc.get_freeze_count() >= self._baseline * self.policy.reclaim_growth:
+        """Freeze what survived since the last tick; reclaim instead when the interval has passed."""
+        if time.monotonic() - self._last_reclaim >= self.policy.reclaim_every_s:
             self.reclaim()
+        else:
+            gc.freeze()
+            self.stats.freezes += 1
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[FrozenHeap]:
