@@ -290,7 +290,7 @@ async def _run(
             freed = heap.reclaim()
             progress(
                 f"{strategy}: gc policy: {heap.stats.reclaims - reclaims_before - 1} reclaims while newcomers arrived; "
-                f"one after them took {heap.stats.reclaim_ms[-1]:.0f} ms and freed {freed} unreachable objects "
+                f"one after them took {heap.stats.last_reclaim_ms:.0f} ms and freed {freed} unreachable objects "
                 f"({freed / max(1, done):.1f} per match)"
             )
         # To the last match: a newcomer whose partner was taken waits out its timeout, which is not matching.

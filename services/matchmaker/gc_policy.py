@@ -38,7 +38,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 logger = logging.getLogger("duet.matchmaker")
 
@@ -64,7 +64,7 @@ class GcStats:
     freezes: int = 0
     reclaims: int = 0
     reclaimed: int = 0  # unreachable objects the reclaims found (frozen cyclic garbage, and the young one)
-    reclaim_ms: list[float] = field(default_factory=list)
+    last_reclaim_ms: float = 0.0
 
 
 class FrozenHeap:
@@ -91,7 +91,7 @@ class FrozenHeap:
         took_ms = (time.perf_counter() - started) * 1000
         self.stats.reclaims += 1
         self.stats.reclaimed += found
-        self.stats.reclaim_ms.append(took_ms)
+        self.stats.last_reclaim_ms = took_ms
         logger.info("gc: reclaimed %d unreachable objects in %.0f ms", found, took_ms)
         return found
 
