@@ -31,6 +31,7 @@ from bench.match.population import make_population
 from duet.services.devkit.embedded_postgres import open_database
 from duet.services.devkit.errors import SetupError
 from duet.services.devkit.scratch_database import scratch_database
+from duet.services.matchmaker.gc_policy import GcPolicy
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -43,7 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1, help="the population's random seed (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds a newcomer waits for its match (default: %(default)s)")  # fmt: skip
     p.add_argument("--profile", type=Path, default=None, help="write cProfile stats of the indexed run's measured part here, and print its top entries on stderr")  # fmt: skip
-    p.add_argument("--gc-freeze", action="store_true", help="experiment: gc.freeze() once the pool is filled, as a server could once warm (not what the matchmaker does today)")  # fmt: skip
+    p.add_argument("--gc-default", action="store_true", help="for comparison: the interpreter's default collector policy instead of the matchmaker server's (services/matchmaker/gc_policy.py)")  # fmt: skip
     p.add_argument("--state-dir", type=Path, default=Path(".duet"), help="where the private PostgreSQL lives (default: %(default)s)")  # fmt: skip
     p.add_argument("--database-url", default=None, help="PostgreSQL server to use (default: $DUET_DATABASE_URL, else a private one)")  # fmt: skip
     args = p.parse_args(argv)
@@ -123,7 +124,7 @@ async def main_async(args: argparse.Namespace) -> int:
                         timeout_s=args.timeout,
                         progress=progress,
                         profiler=profiler,
-                        gc_freeze=args.gc_freeze,
+                        gc_policy=None if args.gc_default else GcPolicy(),
                     )
                 )
                 if profiler is not None:
@@ -142,7 +143,7 @@ async def main_async(args: argparse.Namespace) -> int:
                             concurrency=args.concurrency,
                             timeout_s=args.timeout,
                             progress=progress,
-                            gc_freeze=args.gc_freeze,
+                            gc_policy=None if args.gc_default else GcPolicy(),
                         )
                     )
     except SetupError as exc:

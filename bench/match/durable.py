@@ -11,6 +11,7 @@ here is the match committed, before any media moves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import gc
 import os
@@ -28,6 +29,7 @@ from duet.services.matchmaker.config import MatchConfig
 from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.events import Matched, NoEdge, SessionClosed, SessionEvent, ShardMoved
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemorySafetyStore
+from duet.services.matchmaker.gc_policy import FrozenHeap, GcPolicy
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
 from duet.services.matchmaker.session_state import ClientSession
 from duet.services.store.group_commit import GroupCommitStore, GroupStats
@@ -180,7 +182,26 @@ async def run(
     timeout_s: float,
     progress: Progress,
     profiler: cProfile.Profile | None = None,
-    gc_freeze: bool = False,
+    gc_policy: GcPolicy | None = None,
+) -> RunResult:
+    """``gc_policy``: the collector policy the matchmaker server applies from its start (None: the
+    interpreter's default, for comparison)."""
+    async with contextlib.AsyncExitStack() as stack:
+        heap = None if gc_policy is None else await stack.enter_async_context(FrozenHeap(gc_policy).running())
+        return await _run(dsn, population, newcomers, strategy=strategy, concurrency=concurrency, timeout_s=timeout_s, progress=progress, profiler=profiler, heap=heap)  # fmt: skip
+
+
+async def _run(
+    dsn: str,
+    population: Population,
+    newcomers: Sequence[Profile],
+    *,
+    strategy: str,
+    concurrency: int,
+    timeout_s: float,
+    progress: Progress,
+    profiler: cProfile.Profile | None,
+    heap: FrozenHeap | None,
 ) -> RunResult:
     config = MatchConfig()
     store = await Store.open(dsn, max_size=4)
@@ -216,10 +237,6 @@ async def run(
             mm.history.note_met(a, b)
         fill_s = time.perf_counter() - t0
         await settle(mm, config, progress, strategy)
-        if gc_freeze:
-            # What a server could do once warm: move everything alive now out of the collector's sight.
-            gc.collect()
-            gc.freeze()
         watches = {p.user_id: w for p, (_, w) in zip(population.waiting, sessions, strict=True)}
         arriving = await _gather_bounded([_open(mm, p) for p in newcomers], 64)
         for p, (_, w) in zip(newcomers, arriving, strict=True):
@@ -243,16 +260,19 @@ async def run(
             async with sem:
                 start = time.perf_counter()
                 await mm.find_partner(session, p.preferences)
-                try:
-                    at, _ = await asyncio.wait_for(asyncio.shield(watch.matched), timeout_s)
-                except TimeoutError:
-                    return
+                if not watch.matched.done():  # usually Matched came before find_partner returned
+                    try:
+                        await asyncio.wait_for(asyncio.shield(watch.matched), timeout_s)
+                    except TimeoutError:
+                        return
+                at, _ = watch.matched.result()
                 took[p.user_id] = (at - start) * 1000
                 last_match = max(last_match, at)
                 done += 1
                 if done % 1000 == 0:
                     progress(f"{strategy}: {done} of {len(newcomers)} matched")
 
+        reclaims_before = heap.stats.reclaims if heap is not None else 0
         started = time.perf_counter()
         if profiler is not None:
             profiler.enable()
@@ -264,6 +284,14 @@ async def run(
             progress(
                 f"{strategy}: the garbage collector ran {len(pauses.ms)} times while newcomers arrived "
                 f"(full collections: {pauses.full}), {sum(pauses.ms):.0f} ms in all, the longest {max(pauses.ms):.0f} ms"
+            )
+        if heap is not None:
+            # Not measured: what the next reclaim would free, the policy's memory cost (gc_policy.py).
+            freed = heap.reclaim()
+            progress(
+                f"{strategy}: gc policy: {heap.stats.reclaims - reclaims_before - 1} reclaims while newcomers arrived; "
+                f"one after them took {heap.stats.last_reclaim_ms:.0f} ms and freed {freed} unreachable objects "
+                f"({freed / max(1, done):.1f} per match)"
             )
         # To the last match: a newcomer whose partner was taken waits out its timeout, which is not matching.
         elapsed = (last_match or time.perf_counter()) - started
@@ -342,8 +370,6 @@ async def run(
             },
         )
     finally:
-        if gc_freeze:
-            gc.unfreeze()
         # Close every session at once (their writes group), then the core's timer.
         await asyncio.gather(*(mm.close_session(s, "the bench is over") for s in list(mm.sessions.values())))
         await mm.stop()

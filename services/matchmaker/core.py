@@ -233,6 +233,9 @@ class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
                 relax_at = self.config.relax.next_change_ms(ticket, self.now_ms())
                 if relax_at is not None:
                     self._schedule(relax_at, ticket_id)
+            # A burst of due tickets (many queued in the same second relax together) must not hold the
+            # loop: newcomers' searches and commits run between two of these.
+            await asyncio.sleep(0)
 
     async def _close_ticket(self, session: ClientSession | None, ticket: Ticket, outcome: str, reason: str) -> None:
         """Take a waiting ticket out of the pool without a match, and tell its client why."""

@@ -38,7 +38,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sortedcontainers import SortedDict, SortedList
+from sortedcontainers import SortedList
 
 from duet.services.matchmaker.rules.base import PLACE, PROFILE, BucketFilter, PairContext, PairFilter, PairScorer
 from duet.services.matchmaker.rules.defaults import default_filters, default_scorers
@@ -52,6 +52,11 @@ ANY_LANGUAGE = ""  # the group of tickets that gave no language
 ProfileKey = tuple[str, frozenset[str], str, frozenset[str], VideoCodecs]
 PlaceKey = tuple[str, str, bool]
 OrderKey = tuple[float, str]  # (queued_at, ticket_id): oldest first, ties by id
+# What the index lists hold: (queued_at, ticket_id, entry), one tuple per ticket shared by all its lists. The
+# keys are unique, so tuples compare by them alone; a list iterates them in C (a SortedDict's items one by one
+# in Python, which cost more than the merge).
+Item = tuple[float, str, "_Entry"]
+Found = tuple[float, str, Ticket]  # what a walk yields: the same order, the ticket
 _CACHE_LIMIT = 200_000  # cached verdicts kept before the caches start over
 _MERGE_AT_MOST = 24  # admitted profiles merged by a heap; more, and the group's own order is walked
 
@@ -69,13 +74,21 @@ def _order(t: Ticket) -> OrderKey:
     return (t.queued_at, t.ticket_id)
 
 
-def _once(entries: Iterator[tuple[OrderKey, Any]]) -> Iterator[tuple[OrderKey, Any]]:
-    """Merged lists hold a ticket once per list it is in, side by side: pass it once."""
+def _once(items: Iterator[Item]) -> Iterator[Item]:
+    """Merged lists hold a ticket once per list it is in, side by side (the same tuple): pass it once."""
     last = None
-    for key, e in entries:
-        if key != last:
-            last = key
-            yield key, e
+    for item in items:
+        if item is not last:
+            last = item
+            yield item
+
+
+def _passes(filters: Sequence[PairFilter], waiting: Ticket, ticket: Ticket, ctx: PairContext) -> bool:
+    # A plain loop: all() over a generator costs a generator per candidate.
+    for f in filters:  # noqa: SIM110
+        if not f.allows(waiting, ticket, ctx):
+            return False
+    return True
 
 
 def _languages(t: Ticket) -> Iterable[str]:
@@ -99,9 +112,9 @@ class _Group:
     __slots__ = ("empty", "interests", "order", "profiles", "version")
 
     def __init__(self) -> None:
-        self.order: Any = SortedDict()  # OrderKey -> _Entry
-        self.profiles: dict[int, Any] = {}  # profile id -> SortedDict(OrderKey -> _Entry)
-        self.interests: dict[str, Any] = {}  # interest -> SortedDict(OrderKey -> _Entry) of those who gave it
+        self.order: Any = SortedList()  # Items, oldest first
+        self.profiles: dict[int, Any] = {}  # profile id -> SortedList of its Items
+        self.interests: dict[str, Any] = {}  # interest -> SortedList of the Items of those who gave it
         self.version = 0  # changes when a profile appears in or leaves the group
         self.empty = 0  # profiles left empty (dropped in one sweep, so the version rarely changes)
 
@@ -131,6 +144,7 @@ class WaitingPool:
         # With the interests rule in the set, a newcomer who must share an interest walks the interest lists.
         self._interests_indexed = any(isinstance(f, InterestsRule) for f in self.filters)
         self._tickets: dict[str, Ticket] = {}
+        self._items: dict[str, Item] = {}  # ticket id -> its index tuple
         self._by_user: dict[str, str] = {}
         self._order: SortedList = SortedList()
         self._groups: dict[str, _Group] = {}
@@ -216,31 +230,33 @@ class WaitingPool:
         candidates: list[Ticket] = []
         filters = self._ticket_filters
         if len(walks) == 1:
-            for _, waiting in walks[0]:
-                if all(f.allows(waiting, ticket, ctx) for f in filters):
+            for _, _, waiting in walks[0]:
+                if _passes(filters, waiting, ticket, ctx):
                     candidates.append(waiting)
                     if len(candidates) >= self.compare:
                         break
         else:
-            seen: set[str] = set()
-            # (OrderKey, Ticket) pairs: order keys are unique, so the tuples compare by them alone.
-            for _, waiting in heapq.merge(*walks):
-                if waiting.ticket_id in seen:
-                    continue  # in several language groups
-                seen.add(waiting.ticket_id)
-                if all(f.allows(waiting, ticket, ctx) for f in filters):
+            last = None
+            # Order keys are unique, so the tuples compare by them alone; a ticket in several language
+            # groups comes once per group, side by side.
+            for _, _, waiting in heapq.merge(*walks):
+                if waiting is last:
+                    continue
+                last = waiting
+                if _passes(filters, waiting, ticket, ctx):
                     candidates.append(waiting)
                     if len(candidates) >= self.compare:
                         break
         if not candidates:
             return None
-        points = [sum(s.score(c, ticket, ctx) for s in self.scorers) for c in candidates]
+        scorers = self.scorers
+        points = [sum([s.score(c, ticket, ctx) for s in scorers]) for c in candidates]
         best = max(range(len(candidates)), key=lambda i: (points[i], -i))
         return candidates[best]
 
     def _walk(
         self, lang: str, me: int, places: dict[int, float | None], ticket: Ticket, ctx: PairContext
-    ) -> Iterator[tuple[OrderKey, Ticket]] | None:
+    ) -> Iterator[Found] | None:
         """The group's tickets the bucket filters let through, oldest first; None if there are none."""
         group = self._groups.get(lang)
         if group is None:
@@ -255,36 +271,36 @@ class WaitingPool:
             if not lists:
                 return None
             if len(lists) == 1:
-                return self._placed(iter(lists[0].items()), admitted_set, places, ticket, ctx)
-            return self._placed(_once(heapq.merge(*(n.items() for n in lists))), admitted_set, places, ticket, ctx)
+                return self._placed(iter(lists[0]), admitted_set, places, ticket, ctx)
+            return self._placed(_once(heapq.merge(*lists)), admitted_set, places, ticket, ctx)
         # Few admitted profiles: merge their own lists (a heap of that many). Many: walk the group's order,
         # skipping the other profiles' tickets, which is cheaper than a heap of hundreds.
         if len(admitted) <= _MERGE_AT_MOST:
             nodes = [n for p in admitted if (n := group.profiles[p])]
             if not nodes:
                 return None
-            entries = iter(nodes[0].items()) if len(nodes) == 1 else heapq.merge(*(n.items() for n in nodes))
-            return self._placed(entries, None, places, ticket, ctx)
-        return self._placed(iter(group.order.items()), admitted_set, places, ticket, ctx)
+            items = iter(nodes[0]) if len(nodes) == 1 else heapq.merge(*nodes)
+            return self._placed(items, None, places, ticket, ctx)
+        return self._placed(iter(group.order), admitted_set, places, ticket, ctx)
 
     def _placed(
         self,
-        entries: Iterator[tuple[OrderKey, _Entry]],
+        items: Iterator[Item],
         admitted: frozenset[int] | None,
         places: dict[int, float | None],
         ticket: Ticket,
         ctx: PairContext,
-    ) -> Iterator[tuple[OrderKey, Ticket]]:
+    ) -> Iterator[Found]:
         """The entries of an admitted profile (all, when ``admitted`` is None) whose place the place
         filters allow at their wait."""
         now = ctx.now_ms
-        for key, e in entries:
+        for queued_at, ticket_id, e in items:
             if admitted is not None and e.profile not in admitted:
                 continue
             age_s = places[e.place] if e.place in places else self._place_age(e.place, places, ticket, ctx)
-            if age_s is None or (age_s and e.ticket.queued_at > now - age_s * 1000):
+            if age_s is None or (age_s and queued_at > now - age_s * 1000):
                 continue
-            yield key, e.ticket
+            yield queued_at, ticket_id, e.ticket
 
     def _place_age(self, place: int, places: dict[int, float | None], ticket: Ticket, ctx: PairContext) -> float | None:
         """The youngest wait at which tickets of ``place`` pass the place filters with ``ticket`` (cached)."""
@@ -320,8 +336,9 @@ class WaitingPool:
                 ok = verdicts[vkey] = all(f.bucket_allows(ticket, sample, ctx) for f in self._profile_filters)
             if ok:
                 admitted.append(p)
-        self._admitted[lang, me] = (group.version, admitted, frozenset(admitted))
-        return admitted, frozenset(admitted)
+        admitted_set = frozenset(admitted)
+        self._admitted[lang, me] = (group.version, admitted, admitted_set)
+        return admitted, admitted_set
 
     def _youngest_passing_age(
         self, newcomer: Ticket, sample: Ticket, ctx: PairContext, ages_s: tuple[float, ...]
@@ -353,30 +370,30 @@ class WaitingPool:
     def _insert(self, ticket: Ticket) -> None:
         self._tickets[ticket.ticket_id] = ticket
         self._by_user[ticket.user_id] = ticket.ticket_id
-        order = _order(ticket)
-        self._order.add(order)
+        self._order.add(_order(ticket))
         entry = _Entry(
             ticket,
             self._intern(self._profile_ids, "profile", _profile_key(ticket), ticket),
             self._intern(self._place_ids, "place", _place_key(ticket), ticket),
         )
+        item = self._items[ticket.ticket_id] = (ticket.queued_at, ticket.ticket_id, entry)
         for lang in _languages(ticket):
             group = self._groups.get(lang)
             if group is None:
                 group = self._groups[lang] = _Group()
-            group.order[order] = entry
+            group.order.add(item)
             node = group.profiles.get(entry.profile)
             if node is None:
-                node = group.profiles[entry.profile] = SortedDict()
+                node = group.profiles[entry.profile] = SortedList()
                 group.version = next(self._versions)
             elif not node:
                 group.empty -= 1
-            node[order] = entry
+            node.add(item)
             for interest in ticket.preferences.interests:
                 listed = group.interests.get(interest)
                 if listed is None:
-                    listed = group.interests[interest] = SortedDict()
-                listed[order] = entry
+                    listed = group.interests[interest] = SortedList()
+                listed.add(item)
 
     def remove(self, ticket_id: str) -> Ticket | None:
         ticket = self._tickets.pop(ticket_id, None)
@@ -384,18 +401,19 @@ class WaitingPool:
             return None
         if self._by_user.get(ticket.user_id) == ticket_id:
             del self._by_user[ticket.user_id]
-        order = _order(ticket)
-        self._order.remove(order)
+        self._order.remove(_order(ticket))
+        item = self._items.pop(ticket_id)
+        entry = item[2]
         for lang in _languages(ticket):
             group = self._groups[lang]
-            entry = group.order.pop(order)
+            group.order.remove(item)
             for interest in ticket.preferences.interests:
                 listed = group.interests[interest]
-                del listed[order]
+                listed.remove(item)
                 if not listed:
                     del group.interests[interest]
             node = group.profiles[entry.profile]
-            del node[order]
+            node.remove(item)
             if node:
                 continue
             if not group.order:

@@ -39,6 +39,7 @@ from duet.services.matchmaker.events import (
     SessionEvent,
     ShardMoved,
 )
+from duet.services.matchmaker.gc_policy import FrozenHeap
 from duet.services.matchmaker.metrics import MatchmakerMetrics
 from duet.services.matchmaker.moderation_server import ModerationServicer
 from duet.services.matchmaker.ports import PeerError
@@ -564,6 +565,8 @@ async def serve_matchmaker(
         moderation_pb2_grpc.add_ModerationServicer_to_server(moderation, server)
 
     async with contextlib.AsyncExitStack() as extras:
+        # The collector's policy for a large long-lived heap (gc_policy.py): no full collection stalls matching.
+        await extras.enter_async_context(FrozenHeap().running())
         try:
             server, address = await start_server(
                 bind,

@@ -49,6 +49,25 @@ def test_tiny_run_matches_every_newcomer_within_the_rules_on_postgres(database_u
     assert rows["naive"][2:4] == ["50", "50"] and rows["naive"][9] == "50"
     assert "VIOLATION" not in run.stdout
     assert "call set-up at the edges" in run.stdout  # the table says what is not measured
+    assert "gc policy:" in run.stderr  # the matchmaker server's collector policy, as in production
+
+
+def test_the_floor_adds_up_its_parts() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.match.floor", "--waiting", "300", "--newcomers", "100"],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    floor = json.loads(run.stdout.strip().splitlines()[-1])
+    assert set(floor) == {"pool_search_us", "future_round_trip_us", "task_us", "per_match_us", "matches_per_s_at_most"}
+    assert all(floor[k] > 0 for k in floor)
+    parts = floor["pool_search_us"] + 3 * floor["future_round_trip_us"] + 3 * floor["task_us"]
+    assert floor["per_match_us"] == pytest.approx(parts, abs=0.06)
+    assert floor["matches_per_s_at_most"] == round(1e6 / floor["per_match_us"])
 
 
 def test_each_newcomer_fits_its_target_and_the_waiting_fit_nobody_among_themselves() -> None:

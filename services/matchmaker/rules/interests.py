@@ -20,9 +20,9 @@ class InterestsRule:
     bucket_part = PLACE
 
     def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool:
-        if ctx.relax.interests_required(a, ctx.now_ms) or ctx.relax.interests_required(b, ctx.now_ms):
-            return bool(shared_interests(a, b))
-        return True
+        if not a.preferences.interests.isdisjoint(b.preferences.interests):
+            return True  # they share one, which is all either may require
+        return not (ctx.relax.interests_required(a, ctx.now_ms) or ctx.relax.interests_required(b, ctx.now_ms))
 
     def bucket_allows(self, newcomer: Ticket, sample: Ticket, ctx: PairContext) -> bool:
         # Whether a ticket gave interests is part of the bucket key, which interests is not: decide only

@@ -22,10 +22,14 @@ class RelaxSchedule:
         for name in ("interests_optional_after_s", "anywhere_after_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be 0 or more seconds, got {getattr(self, name)}")
+        # Asked for every place the pool looks at; the schedule never changes, so computed once.
+        steps = tuple(sorted({0.0, self.interests_optional_after_s, self.anywhere_after_s}))
+        object.__setattr__(self, "_steps", steps)
 
     def steps_s(self) -> tuple[float, ...]:
         """The waits (s) at which some criterion loosens, with 0 first: a ticket's state changes only there."""
-        return tuple(sorted({0.0, self.interests_optional_after_s, self.anywhere_after_s}))
+        steps: tuple[float, ...] = self.__dict__["_steps"]
+        return steps
 
     @staticmethod
     def waited(ticket: Ticket, now_ms: float, seconds: float) -> bool:

@@ -25,6 +25,8 @@ class ScopeRule:
     bucket_part = PLACE
 
     def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool:
+        if a.region == b.region:
+            return True  # near, whatever either wants
         if ctx.relax.scope(a, ctx.now_ms) is Scope.NEAR or ctx.relax.scope(b, ctx.now_ms) is Scope.NEAR:
             return is_near(a.region, b.region, ctx)
         return True
