@@ -28,7 +28,7 @@ from duet.services.matchmaker.config import RECENT_PARTNERS, MatchConfig
 from duet.services.matchmaker.replicas.pg_ownership import ReplicaIdInUse
 from duet.services.matchmaker.replicas.shards import ShardConfigError, ShardMap, parse_shards
 from duet.services.matchmaker.rules.relaxation import RelaxSchedule
-from duet.services.matchmaker.server import serve_matchmaker
+from duet.services.matchmaker.serve import serve_matchmaker
 from duet.services.metrics.exposition import DEFAULT_METRICS_HOST, METRICS_PATH
 from duet.services.routing_server.server import serve_routing
 from duet.services.rpc.server import install_stop_signals

@@ -1,4 +1,5 @@
-"""Call records as clients and operators see them: a client's connect report, GetCall, ListCalls.
+"""Call records as clients and operators see them: a client's connect report and the clock it is on
+(clock probes), GetCall, ListCalls.
 
 A part of ``Matchmaker`` (a base class of it), kept apart so the core's file
 holds sessions and the pool.
@@ -6,14 +7,19 @@ holds sessions and the pool.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from duet.services.matchmaker.call_setup import CallSetup
+from duet.services.matchmaker.clock_sync import InvalidEcho
 from duet.services.matchmaker.errors import BadRequest, Forbidden, NotFound
+from duet.services.matchmaker.events import ClockProbe
 from duet.services.matchmaker.ports import PeerError
 from duet.services.matchmaker.session_state import ClientSession
 from duet.services.matchmaker.user_id import USER_ID_RE
 from duet.services.store.records import CallRow
+
+logger = logging.getLogger("duet.matchmaker")
 
 # Stages a client reports about itself; the server's own (queued ... bridged) are not the client's to set.
 CLIENT_STAGES = ("session_open", "edge_assigned", "leg_connected", "first_frame")
@@ -24,6 +30,25 @@ LIST_CALLS_MAX = 1000
 
 class CallReports(CallSetup):
     """Reading and completing call records; the live calls it looks at are the ``Matchmaker``'s."""
+
+    def _probe_clock(self, session: ClientSession) -> None:
+        now = self.now_ms()
+        session.send(ClockProbe(probe_id=session.clock.probe(now), server_send=now))
+
+    def clock_echo(self, session: ClientSession, probe_id: int, client_receive: float, client_send: float) -> None:
+        """The client's answer to a clock probe: one more sample of its clock offset."""
+        try:
+            sample = session.clock.answer(probe_id, client_receive, client_send, self.now_ms())
+        except InvalidEcho as exc:
+            raise BadRequest(str(exc)) from None
+        logger.debug(
+            "session %s: clock offset %.1f ms, round trip %.1f ms",
+            session.session_id[:8],
+            sample.offset_ms,
+            sample.round_trip_ms,
+        )
+        if session.clock.wants_more:
+            self._probe_clock(session)
 
     async def connect_report(
         self, session: ClientSession, call_id: str, stages: Mapping[str, float], connected: bool

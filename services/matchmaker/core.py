@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 from duet.services.matchmaker import ring as rings
 from duet.services.matchmaker.call_reports import CallReports
-from duet.services.matchmaker.clock_sync import InvalidEcho
 from duet.services.matchmaker.config import MatchConfig
 from duet.services.matchmaker.display_name import checked_display_name
+from duet.services.matchmaker.edge_loss import EdgeLoss
 from duet.services.matchmaker.errors import (
     BadRequest,
     HeldForReview,
@@ -33,12 +33,9 @@ from duet.services.matchmaker.errors import (
 )
 from duet.services.matchmaker.events import (
     CallEnded,
-    ClockProbe,
     EdgeAssigned,
-    EdgeLost,
     HeartbeatAck,
     LegAnswered,
-    NoEdge,
     Outbox,
     Queued,
     SessionClosed,
@@ -83,7 +80,7 @@ SHUTTING_DOWN = "matchmaker shutting down"
 STOPPING_REASON = "this matchmaker replica is shutting down; reconnect (your place in the queue is kept)"
 
 
-class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
+class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover, EdgeLoss):
     def __init__(
         self,
         store: MatchStore,
@@ -346,25 +343,6 @@ class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
         session.video = VideoCodecs.of(leg.video_send_codec, leg.video_receive_codecs)
         session.send(LegAnswered(leg_id=leg.leg_id, answer_sdp=leg.answer_sdp))
 
-    def _probe_clock(self, session: ClientSession) -> None:
-        now = self.now_ms()
-        session.send(ClockProbe(probe_id=session.clock.probe(now), server_send=now))
-
-    def clock_echo(self, session: ClientSession, probe_id: int, client_receive: float, client_send: float) -> None:
-        """The client's answer to a clock probe: one more sample of its clock offset."""
-        try:
-            sample = session.clock.answer(probe_id, client_receive, client_send, self.now_ms())
-        except InvalidEcho as exc:
-            raise BadRequest(str(exc)) from None
-        logger.debug(
-            "session %s: clock offset %.1f ms, round trip %.1f ms",
-            session.session_id[:8],
-            sample.offset_ms,
-            sample.round_trip_ms,
-        )
-        if session.clock.wants_more:
-            self._probe_clock(session)
-
     def _admit(self, session: ClientSession) -> None:
         """The checks every find/next passes before it changes anything: review hold, then the rate limit."""
         if self.held_for_review(session.user_id):
@@ -460,46 +438,6 @@ class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover):
             except PeerError as exc:
                 logger.info("detach of leg %s on %s: %s", session.leg_id, session.edge.edge_id, exc)
         logger.info("session %s (%s) closed: %s", session.session_id[:8], session.user_id, reason)
-
-    async def edge_lost(self, edge_id: str, reason: str) -> None:
-        """``edge_id`` died (the routing service saw it fall silent): move its sessions to other edges.
-
-        Each session on it gets EdgeLost; its call ends ("edge_lost", the
-        partner "partner_edge_lost") and its ticket is cancelled; then it gets
-        EdgeAssigned with a new edge and offers a new leg as at the start.
-        """
-        lost = [s for s in self.sessions.values() if s.edge is not None and s.edge.edge_id == edge_id]
-        if lost:
-            logger.warning("edge %s lost (%s): re-attaching %d sessions", edge_id, reason, len(lost))
-        for session in lost:
-            await self._reattach(session, edge_id, reason)
-
-    async def _reattach(self, session: ClientSession, edge_id: str, reason: str) -> None:
-        session.send(EdgeLost(edge_id=edge_id, reason=reason))
-        # The edge is gone: nothing to unbridge or detach there.
-        session.edge, session.leg_id, session.video = None, None, None
-        if session.ring is not None:
-            # The leg a friend call would bridge is gone: the ring ends (the caller can ring again on the new leg).
-            self._end_ring(session.ring, rings.EDGE_LOST)
-        if session.call is not None:
-            await self._end_call(session.call, "edge_lost", ender=session)
-        if session.ticket is not None:
-            await self._close_ticket(session, session.ticket, "cancelled: edge lost", "edge_lost")
-        try:
-            ingress = await self.routing.pick_ingress(session.client_ip)
-        except PeerError as exc:
-            session.outbox.put_nowait(NoEdge(f"edge {edge_id} was lost and no other edge could be assigned: {exc}"))
-            return
-        if session.closed:
-            return
-        session.edge = ingress.edge
-        session.region = ingress.edge.region
-        session.send(
-            EdgeAssigned(
-                session_id=session.session_id, edge=ingress.edge, reason=ingress.reason, assigned_at=self.now_ms()
-            )
-        )
-        logger.info("session %s: re-attached to edge %s (%s)", session.session_id[:8], ingress.edge.edge_id, reason)
 
     # -- pairing ----------------------------------------------------------
 
