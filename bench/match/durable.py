@@ -30,6 +30,7 @@ from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.events import Matched, NoEdge, SessionClosed, SessionEvent, ShardMoved
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemorySafetyStore
 from duet.services.matchmaker.gc_policy import FrozenHeap, GcPolicy
+from duet.services.matchmaker.metrics import MatchmakerMetrics
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
 from duet.services.matchmaker.session_state import ClientSession
 from duet.services.store.group_commit import GroupCommitStore, GroupStats
@@ -211,7 +212,9 @@ async def _run(
     for pair in population.blocks:
         a, b = sorted(pair)
         await safety.add_block(a, b, "earlier-call")
-    mm = Matchmaker(grouped, FakeRouting(edges(), ingress_by_prefix={client_ip(r)[:-1]: e.edge_id for r, e in zip(REGIONS, edges(), strict=True)}), FakeEdges(), config=config, safety=safety)  # fmt: skip
+    # The production telemetry (the histograms the server exports), observed on every match.
+    metrics = MatchmakerMetrics(lambda: mm.pool.waiting())
+    mm = Matchmaker(grouped, FakeRouting(edges(), ingress_by_prefix={client_ip(r)[:-1]: e.edge_id for r, e in zip(REGIONS, edges(), strict=True)}), FakeEdges(), config=config, safety=safety, telemetry=metrics)  # fmt: skip
     pool = NaiveScanPool(compare=config.compare)
     mm.pool = pool
     mm.start()

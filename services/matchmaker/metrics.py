@@ -109,16 +109,26 @@ class MatchmakerMetrics:
             ["reason"],
             registry=self.registry,
         )
+        # Five observations per match: the labelled children are looked up once (regions x stages of them).
+        self._stage_children: dict[tuple[str, str, str], Histogram] = {}
+        self._wait_children: dict[str, Histogram] = {}
         self.registry.register(_PoolCollector(waiting))
         if shards is not None and owned is not None:
             self.registry.register(_ShardCollector(shards, owned))
         ProcessCollector(registry=self.registry)
 
     def ticket_matched(self, region: str, waited_ms: float) -> None:
-        self._wait.labels(region).observe(max(0.0, waited_ms) / 1000)
+        child = self._wait_children.get(region)
+        if child is None:
+            child = self._wait_children[region] = self._wait.labels(region)
+        child.observe(max(0.0, waited_ms) / 1000)
 
     def call_stage(self, stage: str, region_a: str, region_b: str, since_match_ms: float) -> None:
-        self._stage.labels(stage, region_a, region_b).observe(max(0.0, since_match_ms) / 1000)
+        key = (stage, region_a, region_b)
+        child = self._stage_children.get(key)
+        if child is None:
+            child = self._stage_children[key] = self._stage.labels(*key)
+        child.observe(max(0.0, since_match_ms) / 1000)
 
     def call_start_failed(self, reason: str) -> None:
         self._failed.labels(reason).inc()
