@@ -189,192 +189,183 @@ async def run(
     interpreter's default, for comparison)."""
     async with contextlib.AsyncExitStack() as stack:
         heap = None if gc_policy is None else await stack.enter_async_context(FrozenHeap(gc_policy).running())
-        return await _run(dsn, population, newcomers, strategy=strategy, concurrency=concurrency, timeout_s=timeout_s, progress=progress, profiler=profiler, heap=heap)  # fmt: skip
-
-
-async def _run(
-    dsn: str,
-    population: Population,
-    newcomers: Sequence[Profile],
-    *,
-    strategy: str,
-    concurrency: int,
-    timeout_s: float,
-    progress: Progress,
-    profiler: cProfile.Profile | None,
-    heap: FrozenHeap | None,
-) -> RunResult:
-    config = MatchConfig()
-    store = await Store.open(dsn, max_size=4)
-    grouped = GroupCommitStore(store)
-    grouped.start()
-    safety = InMemorySafetyStore()
-    for pair in population.blocks:
-        a, b = sorted(pair)
-        await safety.add_block(a, b, "earlier-call")
-    # The production telemetry (the histograms the server exports), observed on every match.
-    metrics = MatchmakerMetrics(lambda: mm.pool.waiting())
-    mm = Matchmaker(grouped, FakeRouting(edges(), ingress_by_prefix={client_ip(r)[:-1]: e.edge_id for r, e in zip(REGIONS, edges(), strict=True)}), FakeEdges(), config=config, safety=safety, telemetry=metrics)  # fmt: skip
-    pool = NaiveScanPool(compare=config.compare)
-    mm.pool = pool
-    mm.start()
-    try:
-        # The waiting users: sessions with warm legs, then their tickets, in order (not measured).
-        t0 = time.perf_counter()
-        sessions = await _gather_bounded([_open(mm, p) for p in population.waiting], 64)
-        queued = 0
-
-        async def queue(p: Profile, session: ClientSession) -> None:
-            nonlocal queued
-            await mm.find_partner(session, p.preferences)
-            if session.ticket is None:
-                raise RuntimeError(f"waiting user {p.user_id} was matched while filling the pool: the plan is wrong")
-            queued += 1
-            if queued % 2000 == 0:
-                progress(f"{strategy}: {queued} waiting")
-
-        # Several at once so their tickets' writes group; they fit nobody among themselves, so order is moot.
-        await _gather_bounded([queue(p, s) for p, (s, _) in zip(population.waiting, sessions, strict=True)], 64)
-        for pair in population.met:
+        config = MatchConfig()
+        store = await Store.open(dsn, max_size=4)
+        grouped = GroupCommitStore(store)
+        grouped.start()
+        safety = InMemorySafetyStore()
+        for pair in population.blocks:
             a, b = sorted(pair)
-            mm.history.note_met(a, b)
-        fill_s = time.perf_counter() - t0
-        await settle(mm, config, progress, strategy)
-        watches = {p.user_id: w for p, (_, w) in zip(population.waiting, sessions, strict=True)}
-        arriving = await _gather_bounded([_open(mm, p) for p in newcomers], 64)
-        for p, (_, w) in zip(newcomers, arriving, strict=True):
-            watches[p.user_id] = w
-        waiting_at_start = len(mm.pool)
-        progress(f"{strategy}: {waiting_at_start} waiting in {fill_s:.1f} s; {len(newcomers)} newcomers arrive")
-        if strategy == "naive":
-            pool.scan_for = {p.user_id for p in newcomers}
-        groups_before = (grouped.stats.groups, grouped.stats.writes)
-        backends = await postgres_backends(store)
-        cpu_before = (time.process_time(), cpu_seconds(backends))
+            await safety.add_block(a, b, "earlier-call")
+        # The production telemetry (the histograms the server exports), observed on every match.
+        metrics = MatchmakerMetrics(lambda: mm.pool.waiting())
+        mm = Matchmaker(grouped, FakeRouting(edges(), ingress_by_prefix={client_ip(r)[:-1]: e.edge_id for r, e in zip(REGIONS, edges(), strict=True)}), FakeEdges(), config=config, safety=safety, telemetry=metrics)  # fmt: skip
+        pool = NaiveScanPool(compare=config.compare)
+        mm.pool = pool
+        mm.start()
+        try:
+            # The waiting users: sessions with warm legs, then their tickets, in order (not measured).
+            t0 = time.perf_counter()
+            sessions = await _gather_bounded([_open(mm, p) for p in population.waiting], 64)
+            queued = 0
 
-        # The measured part: each newcomer's FindPartner, up to ``concurrency`` at once, until its Matched.
-        sem = asyncio.Semaphore(concurrency)
-        took: dict[str, float] = {}
-        last_match = 0.0
-        done = 0
-
-        async def arrive(p: Profile, session: ClientSession, watch: MatchWatch) -> None:
-            nonlocal done, last_match
-            async with sem:
-                start = time.perf_counter()
+            async def queue(p: Profile, session: ClientSession) -> None:
+                nonlocal queued
                 await mm.find_partner(session, p.preferences)
-                if not watch.matched.done():  # usually Matched came before find_partner returned
-                    try:
-                        await asyncio.wait_for(asyncio.shield(watch.matched), timeout_s)
-                    except TimeoutError:
-                        return
-                at, _ = watch.matched.result()
-                took[p.user_id] = (at - start) * 1000
-                last_match = max(last_match, at)
-                done += 1
-                if done % 1000 == 0:
-                    progress(f"{strategy}: {done} of {len(newcomers)} matched")
+                if session.ticket is None:
+                    raise RuntimeError(
+                        f"waiting user {p.user_id} was matched while filling the pool: the plan is wrong"
+                    )
+                queued += 1
+                if queued % 2000 == 0:
+                    progress(f"{strategy}: {queued} waiting")
 
-        reclaims_before = heap.stats.reclaims if heap is not None else 0
-        started = time.perf_counter()
-        if profiler is not None:
-            profiler.enable()
-        with GcPauses() as pauses:
-            await asyncio.gather(*(arrive(p, s, w) for p, (s, w) in zip(newcomers, arriving, strict=True)))
-        if profiler is not None:
-            profiler.disable()
-        if pauses.ms:
-            progress(
-                f"{strategy}: the garbage collector ran {len(pauses.ms)} times while newcomers arrived "
-                f"(full collections: {pauses.full}), {sum(pauses.ms):.0f} ms in all, the longest {max(pauses.ms):.0f} ms"
-            )
-        if heap is not None:
-            # Not measured: what the next reclaim would free, the policy's memory cost (gc_policy.py).
-            freed = heap.reclaim()
-            progress(
-                f"{strategy}: gc policy: {heap.stats.reclaims - reclaims_before - 1} reclaims while newcomers arrived; "
-                f"one after them took {heap.stats.last_reclaim_ms:.0f} ms and freed {freed} unreachable objects "
-                f"({freed / max(1, done):.1f} per match)"
-            )
-        # To the last match: a newcomer whose partner was taken waits out its timeout, which is not matching.
-        elapsed = (last_match or time.perf_counter()) - started
-        pool.scan_for = set()
-        cpu_self = time.process_time() - cpu_before[0]
-        cpu_db = cpu_seconds(backends) - cpu_before[1]
-        stats = GroupStats(grouped.stats.groups - groups_before[0], grouped.stats.writes - groups_before[1])
+            # Several at once so their tickets' writes group; they fit nobody among themselves, so order is moot.
+            await _gather_bounded([queue(p, s) for p, (s, _) in zip(population.waiting, sessions, strict=True)], 64)
+            for pair in population.met:
+                a, b = sorted(pair)
+                mm.history.note_met(a, b)
+            fill_s = time.perf_counter() - t0
+            await settle(mm, config, progress, strategy)
+            watches = {p.user_id: w for p, (_, w) in zip(population.waiting, sessions, strict=True)}
+            arriving = await _gather_bounded([_open(mm, p) for p in newcomers], 64)
+            for p, (_, w) in zip(newcomers, arriving, strict=True):
+                watches[p.user_id] = w
+            waiting_at_start = len(mm.pool)
+            progress(f"{strategy}: {waiting_at_start} waiting in {fill_s:.1f} s; {len(newcomers)} newcomers arrive")
+            if strategy == "naive":
+                pool.scan_for = {p.user_id for p in newcomers}
+            groups_before = (grouped.stats.groups, grouped.stats.writes)
+            backends = await postgres_backends(store)
+            cpu_before = (time.process_time(), cpu_seconds(backends))
 
-        # Every newcomer's match against the rules, and in PostgreSQL.
-        profiles = {p.user_id: p for p in (*population.waiting, *newcomers)}
-        rules = Rules(
-            config.relax.interests_optional_after_s * 1000, config.relax.anywhere_after_s * 1000, config.near_rtt_ms
-        )
-        found = [f"{user} was matched {w.times_matched} times" for user, w in watches.items() if w.times_matched > 1]
-        call_ids: list[str] = []
-        for p in newcomers:
-            w = watches[p.user_id]
-            if not w.matched.done():
-                continue
-            _, event = w.matched.result()
-            partner = profiles[event.partner_display_name]
-            _, partners_event = watches[partner.user_id].matched.result()
-            call_ids.append(event.call_id)
-            found += [
-                f"{p.user_id} <-> {partner.user_id}: {v}"
-                for v in violations(
-                    p,
-                    event.stages["queued"],
-                    partner,
-                    partners_event.stages["queued"],
-                    event.stages["matched"],
-                    blocks=population.blocks,
-                    met=population.met,
-                    rules=rules,
+            # The measured part: each newcomer's FindPartner, up to ``concurrency`` at once, until its Matched.
+            sem = asyncio.Semaphore(concurrency)
+            took: dict[str, float] = {}
+            last_match = 0.0
+            done = 0
+
+            async def arrive(p: Profile, session: ClientSession, watch: MatchWatch) -> None:
+                nonlocal done, last_match
+                async with sem:
+                    start = time.perf_counter()
+                    await mm.find_partner(session, p.preferences)
+                    if not watch.matched.done():  # usually Matched came before find_partner returned
+                        try:
+                            await asyncio.wait_for(asyncio.shield(watch.matched), timeout_s)
+                        except TimeoutError:
+                            return
+                    at, _ = watch.matched.result()
+                    took[p.user_id] = (at - start) * 1000
+                    last_match = max(last_match, at)
+                    done += 1
+                    if done % 1000 == 0:
+                        progress(f"{strategy}: {done} of {len(newcomers)} matched")
+
+            reclaims_before = heap.stats.reclaims if heap is not None else 0
+            started = time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            with GcPauses() as pauses:
+                await asyncio.gather(*(arrive(p, s, w) for p, (s, w) in zip(newcomers, arriving, strict=True)))
+            if profiler is not None:
+                profiler.disable()
+            if pauses.ms:
+                progress(
+                    f"{strategy}: the garbage collector ran {len(pauses.ms)} times while newcomers arrived "
+                    f"(full collections: {pauses.full}), {sum(pauses.ms):.0f} ms in all, the longest {max(pauses.ms):.0f} ms"
                 )
+            if heap is not None:
+                # Not measured: what the next reclaim would free, the policy's memory cost (gc_policy.py).
+                freed = heap.reclaim()
+                progress(
+                    f"{strategy}: gc policy: {heap.stats.reclaims - reclaims_before - 1} reclaims while newcomers arrived; "
+                    f"one after them took {heap.stats.last_reclaim_ms:.0f} ms and freed {freed} unreachable objects "
+                    f"({freed / max(1, done):.1f} per match)"
+                )
+            # To the last match: a newcomer whose partner was taken waits out its timeout, which is not matching.
+            elapsed = (last_match or time.perf_counter()) - started
+            pool.scan_for = set()
+            cpu_self = time.process_time() - cpu_before[0]
+            cpu_db = cpu_seconds(backends) - cpu_before[1]
+            stats = GroupStats(grouped.stats.groups - groups_before[0], grouped.stats.writes - groups_before[1])
+
+            # Every newcomer's match against the rules, and in PostgreSQL.
+            profiles = {p.user_id: p for p in (*population.waiting, *newcomers)}
+            rules = Rules(
+                config.relax.interests_optional_after_s * 1000, config.relax.anywhere_after_s * 1000, config.near_rtt_ms
+            )
+            found = [
+                f"{user} was matched {w.times_matched} times" for user, w in watches.items() if w.times_matched > 1
             ]
-        # A newcomer left waiting must have nobody compatible waiting (judged a second ago, in case a
-        # relaxation step has just passed and the core's timer has yet to look again).
-        unmatched = [p for p in newcomers if p.user_id not in took]
-        judged_at = mm.now_ms() - 1000
-        waiting_now = mm.pool.waiting()
-        for p in unmatched:
-            mine = mm.pool.ticket_of(p.user_id)
-            if mine is None:
-                found.append(f"{p.user_id} neither matched nor waiting")
-                continue
-            for t in waiting_now:
-                if t.user_id != p.user_id and not violations(p, mine.queued_at, profiles[t.user_id], t.queued_at, judged_at, blocks=population.blocks, met=population.met, rules=rules):  # fmt: skip
-                    found.append(f"{p.user_id} left waiting beside a compatible {t.user_id}")
-                    break
-        unique_calls = sorted(set(call_ids))
-        calls = await store.pool.fetchval("SELECT count(*) FROM calls WHERE call_id = ANY($1::text[])", unique_calls)
-        tickets = await store.pool.fetchval(
-            "SELECT count(*) FROM tickets t JOIN calls c ON t.user_id IN (c.user_a, c.user_b) "
-            "WHERE c.call_id = ANY($1::text[]) AND t.outcome = 'matched'",
-            unique_calls,
-        )
-        return RunResult(
-            strategy=strategy,
-            waiting=waiting_at_start,
-            newcomers=len(newcomers),
-            matched=len(took),
-            elapsed_s=elapsed,
-            time_to_match_ms=sorted(took.values()),
-            violations=found,
-            unmatched=[p.user_id for p in unmatched],
-            committed_calls=int(calls),
-            committed_matched_tickets=int(tickets),
-            group=stats,
-            fill_s=fill_s,
-            left_waiting=len(mm.pool),
-            extra={
-                "calls_expected": float(len(unique_calls)),
-                "cpu_us_per_match": cpu_self * 1e6 / max(1, len(took)),
-                "db_cpu_us_per_match": cpu_db * 1e6 / max(1, len(took)),
-            },
-        )
-    finally:
-        # Close every session at once (their writes group), then the core's timer.
-        await asyncio.gather(*(mm.close_session(s, "the bench is over") for s in list(mm.sessions.values())))
-        await mm.stop()
-        await grouped.close()
-        await store.close()
+            call_ids: list[str] = []
+            for p in newcomers:
+                w = watches[p.user_id]
+                if not w.matched.done():
+                    continue
+                _, event = w.matched.result()
+                partner = profiles[event.partner_display_name]
+                _, partners_event = watches[partner.user_id].matched.result()
+                call_ids.append(event.call_id)
+                found += [
+                    f"{p.user_id} <-> {partner.user_id}: {v}"
+                    for v in violations(
+                        p,
+                        event.stages["queued"],
+                        partner,
+                        partners_event.stages["queued"],
+                        event.stages["matched"],
+                        blocks=population.blocks,
+                        met=population.met,
+                        rules=rules,
+                    )
+                ]
+            # A newcomer left waiting must have nobody compatible waiting (judged a second ago, in case a
+            # relaxation step has just passed and the core's timer has yet to look again).
+            unmatched = [p for p in newcomers if p.user_id not in took]
+            judged_at = mm.now_ms() - 1000
+            waiting_now = mm.pool.waiting()
+            for p in unmatched:
+                mine = mm.pool.ticket_of(p.user_id)
+                if mine is None:
+                    found.append(f"{p.user_id} neither matched nor waiting")
+                    continue
+                for t in waiting_now:
+                    if t.user_id != p.user_id and not violations(p, mine.queued_at, profiles[t.user_id], t.queued_at, judged_at, blocks=population.blocks, met=population.met, rules=rules):  # fmt: skip
+                        found.append(f"{p.user_id} left waiting beside a compatible {t.user_id}")
+                        break
+            unique_calls = sorted(set(call_ids))
+            calls = await store.pool.fetchval(
+                "SELECT count(*) FROM calls WHERE call_id = ANY($1::text[])", unique_calls
+            )
+            tickets = await store.pool.fetchval(
+                "SELECT count(*) FROM tickets t JOIN calls c ON t.user_id IN (c.user_a, c.user_b) "
+                "WHERE c.call_id = ANY($1::text[]) AND t.outcome = 'matched'",
+                unique_calls,
+            )
+            return RunResult(
+                strategy=strategy,
+                waiting=waiting_at_start,
+                newcomers=len(newcomers),
+                matched=len(took),
+                elapsed_s=elapsed,
+                time_to_match_ms=sorted(took.values()),
+                violations=found,
+                unmatched=[p.user_id for p in unmatched],
+                committed_calls=int(calls),
+                committed_matched_tickets=int(tickets),
+                group=stats,
+                fill_s=fill_s,
+                left_waiting=len(mm.pool),
+                extra={
+                    "calls_expected": float(len(unique_calls)),
+                    "cpu_us_per_match": cpu_self * 1e6 / max(1, len(took)),
+                    "db_cpu_us_per_match": cpu_db * 1e6 / max(1, len(took)),
+                },
+            )
+        finally:
+            # Close every session at once (their writes group), then the core's timer.
+            await asyncio.gather(*(mm.close_session(s, "the bench is over") for s in list(mm.sessions.values())))
+            await mm.stop()
+            await grouped.close()
+            await store.close()

@@ -24,16 +24,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from duet.services.client import DuetClient
-from duet.services.client.inbox import DuetClientError
-from duet.services.client.preferences import MatchPreferences
-from duet.services.client.stages import CallResult
-from duet.services.devkit.demo_geo import DEMO_CLIENT_IPS
 from duet.services.devkit.local_cluster import LocalCluster
 from duet.services.devkit.scratch_database import scratch_database
-from duet.services.devkit.synthetic_media import synthetic_client
 from duet.services.web.app import WebServer
-from tests.system.test_replicas import LANGUAGES, REGIONS, shard_owner
+from tests.system.replica_load import REGIONS, ReplicaLoad, shard_owner
 
 pytestmark = pytest.mark.slow
 
@@ -50,48 +44,14 @@ async def test_a_replica_stopped_cleanly_keeps_every_waiting_users_place(
     async with scratch_database(database_url, prefix="cleanstop") as dsn:
         cluster = LocalCluster(state_dir=tmp_path / "state", database=dsn, regions=REGIONS, matchmakers=2)
         async with cluster as info:
-            db = await asyncpg.connect(dsn)
-            clients: list[DuetClient] = []
+            load = ReplicaLoad(info, await asyncpg.connect(dsn))
+            db = load.db
             try:
                 owner = await shard_owner(db)
                 assert owner in info.matchmakers
                 other = next(a for a in info.matchmakers if a != owner)
                 stopped, survivor = (owner, other) if victim == "owner" else (other, owner)
-
-                def client(name: str, i: int, first: str, languages: tuple[str, ...]) -> DuetClient:
-                    region = REGIONS[i % len(REGIONS)]
-                    c = synthetic_client(
-                        [first, *(a for a in info.matchmakers if a != first)],
-                        name,
-                        name,
-                        tag=len(clients) + 1,
-                        client_ip=DEMO_CLIENT_IPS[region],
-                        token=info.user_tokens(name),
-                        preferences=MatchPreferences(languages=languages),
-                        match_timeout=60.0,
-                        frame_timeout=20.0,
-                        rpc_timeout=20.0,
-                    )
-                    clients.append(c)
-                    return c
-
-                # Half dial the replica that stops first, half the other (their streams are forwarded).
-                talkers = [client(f"talk-{i}", i, owner if i % 2 == 0 else other, ("en",)) for i in range(2)]
-                waiters = [
-                    client(f"wait-{i}", i, owner if i % 2 == 0 else other, (lang,)) for i, lang in enumerate(LANGUAGES)
-                ]
-                await asyncio.gather(*(c.connect() for c in talkers + waiters))
-                early = await asyncio.gather(*(c.find_partner() for c in talkers))
-                assert early[0].call_id == early[1].call_id
-                finds = [asyncio.create_task(c.find_partner(), name=c.user_id) for c in waiters]
-                deadline = time.monotonic() + 20
-                while True:
-                    rows = await db.fetch("SELECT user_id, ticket_id, queued_at FROM tickets WHERE closed_at IS NULL")
-                    if len(rows) == len(waiters):
-                        break
-                    assert time.monotonic() < deadline, f"only {len(rows)} of {len(waiters)} waiting"
-                    await asyncio.sleep(0.05)
-                before = {r["user_id"]: (r["ticket_id"], r["queued_at"]) for r in rows}
+                await load.start(owner, other)
 
                 pid = info.matchmaker_pids[stopped]
                 [child] = [c for c in cluster.children if c.proc.pid == pid]
@@ -109,7 +69,9 @@ async def test_a_replica_stopped_cleanly_keeps_every_waiting_users_place(
 
                 # The live call on the stopped replica ended, and the record says why.
                 if victim == "owner":
-                    row = await db.fetchrow("SELECT state, end_reason FROM calls WHERE call_id = $1", early[0].call_id)
+                    row = await db.fetchrow(
+                        "SELECT state, end_reason FROM calls WHERE call_id = $1", load.early[0].call_id
+                    )
                     assert row is not None and (row["state"], row["end_reason"]) == (
                         "ended",
                         "matchmaker shutting down",
@@ -120,40 +82,20 @@ async def test_a_replica_stopped_cleanly_keeps_every_waiting_users_place(
                     r["user_id"]: r["ticket_id"]
                     for r in await db.fetch("SELECT user_id, ticket_id FROM tickets WHERE closed_at IS NULL")
                 }
-                assert open_now == {u: t for u, (t, _) in before.items()}
+                assert open_now == {u: t for u, (t, _) in load.before.items()}
 
-                partners = [client(f"partner-{i}", i + 1, survivor, (lang,)) for i, lang in enumerate(LANGUAGES)]
-                await asyncio.gather(*(c.connect() for c in partners))
-                partner_results = await asyncio.gather(*(c.find_partner() for c in partners))
-                waited: list[CallResult | BaseException] = await asyncio.gather(*finds, return_exceptions=True)
-                failures = {w.user_id: r for w, r in zip(waiters, waited, strict=True) if isinstance(r, BaseException)}
-                assert not failures, f"waiting users not matched after the clean stop: {failures}"
-                results = [r for r in waited if isinstance(r, CallResult)]
-                first_match_s = min(r.stages["matched"] for r in results) / 1000 - stop_wall
+                first_match_s = await load.partners_arrive(survivor, stopped, owner_went=victim == "owner") - stop_wall
                 print(
                     f"\n{victim} stopped (SIGTERM): survivor holds the shard lock {takeover_s * 1000:.0f} ms; "
                     f"process exited {exit_s * 1000:.0f} ms; first match after it {first_match_s * 1000:.0f} ms; "
-                    f"reconnects per waiting user {[w.reconnects for w in waiters]}"
+                    f"reconnects per waiting user {load.reconnects()}"
                 )
-                for w, r, p in zip(waiters, results, partner_results, strict=True):
-                    if victim == "owner" or w.matchmaker_addresses[0] == stopped:
-                        assert w.reconnects >= 1, f"{w.user_id} never lost its stream?"
-                    assert r.call_id == p.call_id, f"{w.user_id} was not matched with the partner speaking its language"
-                for user, (ticket_id, queued_at) in before.items():
-                    row = await db.fetchrow("SELECT outcome, queued_at FROM tickets WHERE ticket_id = $1", ticket_id)
-                    assert row is not None and row["outcome"] == "matched", (user, dict(row) if row else None)
-                    assert row["queued_at"] == queued_at
-                assert not await db.fetch("SELECT ticket_id FROM tickets WHERE closed_at IS NULL")
+                await load.tickets_were_kept()
                 calls = await db.fetch("SELECT user_a, user_b FROM calls")
                 assert all(c["user_a"] != c["user_b"] for c in calls)
-                assert len(calls) == 1 + len(waiters)
+                assert len(calls) == 1 + len(load.waiters)
             finally:
-                await db.close()
-                for c in clients:
-                    try:
-                        await c.leave()
-                    except DuetClientError:
-                        pass
+                await load.close()
 
 
 async def test_the_web_gateway_opens_the_next_session_on_the_replica_that_is_left(
