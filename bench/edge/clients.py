@@ -22,7 +22,7 @@ from aiortc.rtp import RtcpReceiverInfo, RtcpSenderInfo, RtcpSrPacket
 from pylibsrtp import Error as SrtpError
 
 from bench.edge.floor_process import SRTP_KEY_BYTES, srtp_session
-from bench.edge.traffic import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, OutStream, Tally
+from bench.edge.traffic import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, OutStream, Tally, stamp_send_time
 from duet.edge import aiortc_internals
 from duet.edge.rtp_rewrite import parse_keyframe_requests, rtp_header_length
 from duet.v1 import edge_pb2, edge_pb2_grpc
@@ -33,7 +33,7 @@ RTCP_INTERVAL_S = 1.0  # a real client's compound SR/RR, about once a second (ra
 class Endpoint(Protocol):
     streams: list[OutStream]
 
-    async def send(self, packets: list[bytes]) -> None: ...
+    async def send(self, packets: list[bytearray], send_time_at: int) -> None: ...
 
     async def send_rtcp(self) -> None: ...
 
@@ -119,11 +119,11 @@ class AiortcClient:
                 if stream.video and stream.ssrc == ssrc:
                     stream.keyframe_wanted = True
 
-    async def send(self, packets: list[bytes]) -> None:
+    async def send(self, packets: list[bytearray], send_time_at: int) -> None:
         send = self._send_rtp
         assert send is not None  # set by attach()
         for packet in packets:
-            await send(packet)
+            await send(stamp_send_time(packet, send_time_at))
 
     async def send_rtcp(self) -> None:
         ntp = int((time.time() + 2208988800) * (1 << 32))
@@ -193,10 +193,11 @@ class FloorClient(asyncio.DatagramProtocol):
             return
         self.tally.count(data, at)
 
-    async def send(self, packets: list[bytes]) -> None:
+    async def send(self, packets: list[bytearray], send_time_at: int) -> None:
         assert self.transport is not None
         for packet in packets:
-            self.transport.sendto(self._tx.protect(packet) if self._tx is not None else packet)
+            data = stamp_send_time(packet, send_time_at)
+            self.transport.sendto(self._tx.protect(data) if self._tx is not None else data)
 
     async def send_rtcp(self) -> None:
         """The floor forwards RTP only: its sender sends no RTCP (a few packets/s per call less)."""

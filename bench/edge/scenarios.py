@@ -55,7 +55,7 @@ class Load:
                     packets = stream.packets_due(now, step)
                     if packets:
                         self.sent[step] = self.sent.get(step, 0) + len(packets)
-                        await endpoint.send(packets)
+                        await endpoint.send(packets, stream.send_time_at)
                 due = self._next_rtcp.setdefault(id(endpoint), now + random.random() * RTCP_INTERVAL_S)
                 if now >= due:
                     self._next_rtcp[id(endpoint)] = now + RTCP_INTERVAL_S * random.uniform(0.75, 1.25)

@@ -31,6 +31,8 @@ AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 # The stamp sits 4 bytes into the payload, after where a VP8 payload descriptor and header go.
 STAMP_OFFSET = 4
 STAMP = struct.Struct("!4sIQ")  # magic, step, send time (perf_counter_ns)
+SEND_TIME = struct.Struct("!Q")  # the stamp's last field, rewritten just before the packet is protected and sent
+SEND_TIME_OFFSET = 8  # within the stamp
 STAMP_MAGIC = b"dBnc"
 WARMUP_STEP = 0  # packets outside a measuring window: forwarded, not counted
 
@@ -57,11 +59,16 @@ class OutStream:
     def __post_init__(self) -> None:
         self._extension_block, self._abs_send_time_at = _extension_block(self.extensions, self.mid, self.video)
 
-    def packets_due(self, now: float, step: int) -> list[bytes]:
+    @property
+    def send_time_at(self) -> int:
+        """Where the send time sits in this stream's packets (see ``stamp_send_time``)."""
+        return 12 + len(self._extension_block) + STAMP_OFFSET + SEND_TIME_OFFSET
+
+    def packets_due(self, now: float, step: int) -> list[bytearray]:
         """Every packet whose time has come; a late caller gets a burst, as a late encoder does."""
         rate = VIDEO_FPS if self.video else AUDIO_PACKETS_PER_S
         due_units = int((now - self.start) * rate)
-        out: list[bytes] = []
+        out: list[bytearray] = []
         while self.units_sent < due_units:
             if self.video:
                 count = VIDEO_PACKETS_PER_FRAME[self.units_sent % len(VIDEO_PACKETS_PER_FRAME)]
@@ -76,7 +83,7 @@ class OutStream:
             self.units_sent += 1
         return out
 
-    def _packet(self, step: int, *, marker: bool, first: bool, key: bool) -> bytes:
+    def _packet(self, step: int, *, marker: bool, first: bool, key: bool) -> bytearray:
         ext = self._extension_block
         size = VIDEO_PAYLOAD_BYTES if self.video else AUDIO_PAYLOAD_BYTES
         buf = bytearray(12 + len(ext) + size)
@@ -99,7 +106,14 @@ class OutStream:
         self.seq = (self.seq + 1) & 0xFFFF
         self.packets_sent += 1
         self.octets_sent += size
-        return bytes(buf)
+        return buf
+
+
+def stamp_send_time(packet: bytearray, send_time_at: int) -> bytes:
+    """The packet, its send time set to now: called just before it is protected and sent, so a packet
+    late in a burst is not charged for the ones sent before it."""
+    SEND_TIME.pack_into(packet, send_time_at, time.perf_counter_ns())
+    return bytes(packet)
 
 
 def _extension_block(extensions: dict[int, str], mid: bytes, video: bool) -> tuple[bytes, int]:

@@ -6,9 +6,20 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from bench.edge.traffic import (
+    ABS_SEND_TIME_URI,
+    MID_URI,
+    STAMP,
+    STAMP_MAGIC,
+    STAMP_OFFSET,
+    OutStream,
+    stamp_send_time,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,3 +64,17 @@ def test_one_call_is_forwarded_by_every_path_without_decoding(tmp_path: Path) ->
     # The summary's figures come from the measured steps.
     assert summary["us_per_packet"] == by_scenario["1-edge"]["us_per_packet"]
     assert summary["floor_us_per_packet"] == by_scenario["floor-srtp"]["us_per_packet"]
+
+
+def test_the_send_time_is_stamped_when_the_packet_leaves_not_when_its_burst_was_built() -> None:
+    stream = OutStream(0x1234, 96, True, {1: MID_URI, 3: ABS_SEND_TIME_URI}, b"0", time.perf_counter() - 1)
+    burst = stream.packets_due(time.perf_counter(), step=7)
+    assert len(burst) >= 30
+    payload_at = 12 + 4 + 4 * int.from_bytes(burst[0][14:16], "big")
+    built_ns = STAMP.unpack_from(burst[-1], payload_at + STAMP_OFFSET)[2]
+    time.sleep(0.002)
+    sent = stamp_send_time(burst[-1], stream.send_time_at)
+    magic, step, sent_ns = STAMP.unpack_from(sent, payload_at + STAMP_OFFSET)
+    assert (magic, step) == (STAMP_MAGIC, 7)
+    assert sent_ns - built_ns >= 2_000_000
+    assert sent[:payload_at] == bytes(burst[-1][:payload_at])  # header and extensions untouched
