@@ -32,7 +32,7 @@ from duet.v1 import (
     routing_pb2,
     routing_pb2_grpc,
 )
-from tests.services.matchmaker.grpc_harness import settled
+from tests.services.matchmaker.grpc_harness import refused_stream
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -268,12 +268,7 @@ def hello(user: str) -> matchmaker_pb2.ClientMessage:
 
 async def refused(cluster: ClusterInfo, metadata: Metadata, user: str) -> grpc.aio.AioRpcError:
     async with grpc.aio.insecure_channel(cluster.matchmaker) as ch:
-        call = matchmaker_pb2_grpc.MatchmakerStub(ch).Session(metadata=metadata)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await call.write(hello(user))
-            async for _ in call:
-                pass
-        return await settled(call, info.value)
+        return await refused_stream(matchmaker_pb2_grpc.MatchmakerStub(ch), metadata, [hello(user)])
 
 
 async def test_nobody_takes_over_a_session_without_the_users_token(cluster: ClusterInfo) -> None:

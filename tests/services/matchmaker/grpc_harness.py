@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -13,7 +14,7 @@ from duet.services.auth.tokens import Role, mint_service_token, mint_user_token
 from duet.services.matchmaker.core import Matchmaker
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemoryStore
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
-from duet.services.rpc.call_status import final_status
+from duet.services.rpc.call_status import final_status, is_placeholder
 from duet.v1 import matchmaker_pb2, matchmaker_pb2_grpc
 
 Code = grpc.StatusCode
@@ -60,21 +61,37 @@ async def refusal(
     """Send ``messages`` on a new Session stream (with a token for ``token_user``, default the
     first Hello's user) and return the status it ends with."""
     hellos = [m.hello.user_id for m in messages if m.WhichOneof("msg") == "hello"]
-    token_user = token_user or (hellos[0] if hellos else "ana")
+    metadata = as_user(token_user or (hellos[0] if hellos else "ana"))
     async with grpc.aio.insecure_channel(address) as ch:
-        call = matchmaker_pb2_grpc.MatchmakerStub(ch).Session(metadata=as_user(token_user))
+        return await refused_stream(matchmaker_pb2_grpc.MatchmakerStub(ch), metadata, messages)
+
+
+PLACEHOLDER_TRIES = 3
+
+
+async def refused_stream(
+    stub: matchmaker_pb2_grpc.MatchmakerStub,
+    metadata: tuple[tuple[str, str], ...],
+    messages: Sequence[matchmaker_pb2.ClientMessage],
+) -> grpc.aio.AioRpcError:
+    """The status a Session stream sending ``messages`` ends with, as the server sent it.
+
+    A write in flight when the server ends the stream fails with gRPC's placeholder status, which
+    the server's status replaces a moment later, or not at all when the failed write is handled
+    last (grpc/grpc#36066). So the status is waited for (services/rpc/call_status.py, as the SDK and
+    gateway do), and the exchange, which changes nothing on the server, is repeated while only the
+    placeholder is left (as the gateway does before a session is open)."""
+    for _ in range(PLACEHOLDER_TRIES):
+        call = stub.Session(metadata=metadata)
         with pytest.raises(grpc.aio.AioRpcError) as info:
             for m in messages:
                 await call.write(m)  # raises once the server has ended the stream
             async for _ in call:
                 pass
-        return await settled(call, info.value)
-
-
-async def settled(call: grpc.aio.StreamStreamCall, exc: grpc.aio.AioRpcError) -> grpc.aio.AioRpcError:
-    """``exc`` with the server's status in place of gRPC's placeholder for a write that failed because
-    the server had just ended the stream (what the SDK and gateway do: services/rpc/call_status.py)."""
-    code, details = await final_status(call, exc.code(), exc.details() or "")
+        exc = info.value
+        code, details = await final_status(call, exc.code(), exc.details() or "")
+        if not is_placeholder(code, details):
+            break
     if (code, details) == (exc.code(), exc.details()):
         return exc
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
