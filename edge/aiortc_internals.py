@@ -86,6 +86,16 @@ def sender_rtx_ssrc(sender: RTCRtpSender) -> int:
     return int(sender._rtx_ssrc)
 
 
+def selected_socket_fd(dtls: RTCDtlsTransport) -> int | None:
+    """The file descriptor of the socket this transport's selected candidate pair uses; None before one is
+    selected. Media arrives on it, so its kernel arrival times are the media's."""
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None or pair.protocol.transport is None:
+        return None
+    sock = pair.protocol.transport.get_extra_info("socket")
+    return None if sock is None else int(sock.fileno())
+
+
 logger = logging.getLogger("duet.edge.fast_path")
 
 SyncSender = Callable[[bytes], None]

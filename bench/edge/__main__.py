@@ -36,6 +36,7 @@ LATE_P99_US = 100_000
 GENERATOR_MIN_SENT = 0.97  # the load process is the limit when it sends less than this share of the offered rate
 GENERATOR_MAX_CPU = 0.90  # ... or uses more than this share of a core
 STRAGGLER_WAIT_S = 0.4
+GC_NOTED_MS = 5.0  # a collector pause this long in a window is flagged (it holds every packet in flight)
 
 
 @dataclass
@@ -50,11 +51,14 @@ class Step:
     loss: float
     cpu_pct: list[float]  # per process under test (each edge, or the floor loop)
     us_per_packet: float  # CPU of all processes under test per forwarded packet
-    latency_p50_us: float
+    latency_p50_us: float  # send -> arrival at the receiving socket (the kernel's time)
     latency_p99_us: float
+    read_latency_p99_us: float  # send -> read by the load process: adds the load process's own delay
+    kernel_timed: float  # share of the latencies timed by the kernel's arrival time (the rest: at the read)
     generator_cpu_pct: float
     generator_bound: bool
     drops: dict[str, int]  # what the processes under test dropped during the window, by reason
+    gc_longest_ms: dict[str, float]  # per process (under test, and "load"): the collector's longest pause
     load_average: float  # the machine's 1-minute load average at the end of the window (2 cores here)
 
     @property
@@ -87,6 +91,9 @@ async def measure(scenario: Scenario, load: Load, seconds: float) -> Step:
     me = os.getpid()
     drops0 = await scenario.drops()
     rcvbuf0 = udp_receive_buffer_errors()
+    for child in scenario.children:
+        await child.gc_pauses()  # forget what came before the window
+    load.gc.take()
     cpu0 = [c.cpu() for c in scenario.children]
     gen0, t0 = cpu_seconds(me), time.perf_counter()
     load.step = step
@@ -95,6 +102,9 @@ async def measure(scenario: Scenario, load: Load, seconds: float) -> Step:
     elapsed = time.perf_counter() - t0
     cpu1 = [c.cpu() for c in scenario.children]
     generator = (cpu_seconds(me) - gen0) / elapsed
+    gc_longest = {"load": max(load.gc.take(), default=0.0)}
+    for child in scenario.children:
+        gc_longest[child.name] = max(await child.gc_pauses(), default=0.0)
     await asyncio.sleep(STRAGGLER_WAIT_S)
     drops = {k: n - drops0.get(k, 0) for k, n in (await scenario.drops()).items() if n > drops0.get(k, 0)}
     if rcvbuf := udp_receive_buffer_errors() - rcvbuf0:
@@ -103,6 +113,8 @@ async def measure(scenario: Scenario, load: Load, seconds: float) -> Step:
     sent = load.sent.get(step, 0)
     received = load.tally.received.get(step, 0)
     latencies = load.tally.latency_us.pop(step, [])
+    read_latencies = load.tally.read_latency_us.pop(step, [])
+    kernel_timed = load.tally.kernel_timed.pop(step, 0)
     offered = scenario.calls * 2 * PACKETS_PER_CALL_DIRECTION
     cpu = [(b - a) for a, b in zip(cpu0, cpu1, strict=True)]
     return Step(
@@ -118,16 +130,19 @@ async def measure(scenario: Scenario, load: Load, seconds: float) -> Step:
         us_per_packet=round(1e6 * sum(cpu) / received, 1) if received else float("nan"),
         latency_p50_us=round(_percentile(latencies, 50), 1),
         latency_p99_us=round(_percentile(latencies, 99), 1),
+        read_latency_p99_us=round(_percentile(read_latencies, 99), 1),
+        kernel_timed=round(kernel_timed / len(latencies), 3) if latencies else 0.0,
         generator_cpu_pct=round(100 * generator, 1),
         generator_bound=sent < GENERATOR_MIN_SENT * offered * elapsed or generator > GENERATOR_MAX_CPU,
         drops=drops,
+        gc_longest_ms={name: round(ms, 1) for name, ms in gc_longest.items()},
         load_average=round(os.getloadavg()[0], 2),
     )
 
 
 HEADER = (
     f"{'scenario':<12}{'calls':>6}{'offered':>9}{'sent':>9}{'fwd pps':>9}{'loss':>8}{'CPU %':>16}"
-    f"{'us/pkt':>8}{'p50 us':>8}{'p99 us':>8}{'gen %':>7}{'load':>6}"
+    f"{'us/pkt':>8}{'p50 us':>8}{'p99 us':>8}{'read p99':>9}{'gen %':>7}{'load':>6}"
 )
 
 
@@ -135,12 +150,16 @@ def row(s: Step) -> str:
     cpu = "+".join(f"{c:.0f}" for c in s.cpu_pct)
     flag = "  generator-bound" if s.generator_bound else ""
     flag += "  LOSS" if s.loss >= LOSSLESS_MAX else ("  LATE" if s.late else "")
+    if s.kernel_timed < 1:
+        flag += f"  timed-at-read: {100 * (1 - s.kernel_timed):.0f}%"
+    if stalls := {name: ms for name, ms in s.gc_longest_ms.items() if ms >= GC_NOTED_MS}:
+        flag += "  gc: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in sorted(stalls.items()))
     if s.drops:
         flag += "  dropped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(s.drops.items()))
     return (
         f"{s.scenario:<12}{s.calls:>6}{s.offered_pps:>9.0f}{s.sent_pps:>9.0f}{s.forwarded_pps:>9.0f}"
         f"{100 * s.loss:>7.2f}%{cpu:>16}{s.us_per_packet:>8.1f}{s.latency_p50_us:>8.0f}{s.latency_p99_us:>8.0f}"
-        f"{s.generator_cpu_pct:>7.0f}{s.load_average:>6.1f}{flag}"
+        f"{s.read_latency_p99_us:>9.0f}{s.generator_cpu_pct:>7.0f}{s.load_average:>6.1f}{flag}"
     )
 
 
@@ -194,10 +213,39 @@ async def profile_edge(calls: int, warmup_s: float, seconds: float, out: Path, l
     return summary
 
 
-def summarise(edge: list[Step], floor_srtp: list[Step], decodes: int) -> dict[str, object]:
+@dataclass
+class Round:
+    """The 1-edge path and the SRTP floor measured at the same two rates: best's calls and half of them."""
+
+    edge_best: Step
+    floor_best: Step
+    edge_half: Step
+    floor_half: Step
+
+    @property
+    def ratio(self) -> float:
+        return self.floor_best.us_per_packet / self.edge_best.us_per_packet
+
+
+def pick_steps(edge: list[Step]) -> tuple[Step, Step] | None:
+    """best: the lossless step with the most calls; half: the lossless step nearest half of its calls."""
     lossless = [s for s in edge if s.lossless]
-    best = max(lossless, key=lambda s: s.calls) if lossless else None
-    if best is None:
+    if not lossless:
+        return None
+    best = max(lossless, key=lambda s: s.calls)
+    half = min(lossless, key=lambda s: (abs(s.calls - best.calls / 2), s.calls))
+    return best, half
+
+
+def _median(rounds: list[Round], key: Callable[[Round], float]) -> Round:
+    """The round whose figure is the median (the lower middle of an even count)."""
+    ordered = sorted(rounds, key=key)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def summarise(rounds: list[Round], decodes: int) -> dict[str, object]:
+    """Ratio and CPU figures from the round of median ratio; latency from the round of median p99 at half."""
+    if not rounds:
         return {
             "calls_per_core_lossless": 0,
             "floor_calls_per_core": 0,
@@ -208,18 +256,35 @@ def summarise(edge: list[Step], floor_srtp: list[Step], decodes: int) -> dict[st
             "added_latency_p99_us": None,
             "decodes": decodes,
         }
-    floor = next((s for s in floor_srtp if s.calls == best.calls), None)
-    half = min(lossless, key=lambda s: (abs(s.calls - best.calls / 2), s.calls))
+    cost = _median(rounds, lambda r: r.ratio)
+    latency = _median(rounds, lambda r: r.edge_half.latency_p99_us)
+    best, floor = cost.edge_best, cost.floor_best
     return {
         "calls_per_core_lossless": round(best.calls / best.cpu_fraction, 1) if best.cpu_fraction else None,
-        "floor_calls_per_core": round(floor.calls / floor.cpu_fraction, 1) if floor and floor.cpu_fraction else None,
+        "floor_calls_per_core": round(floor.calls / floor.cpu_fraction, 1) if floor.cpu_fraction else None,
         "us_per_packet": best.us_per_packet,
-        "floor_us_per_packet": floor.us_per_packet if floor else None,
-        "ratio_to_floor": round(floor.us_per_packet / best.us_per_packet, 3) if floor else None,
-        "added_latency_p50_us": half.latency_p50_us,
-        "added_latency_p99_us": half.latency_p99_us,
+        "floor_us_per_packet": floor.us_per_packet,
+        "ratio_to_floor": round(cost.ratio, 3),
+        "added_latency_p50_us": latency.edge_half.latency_p50_us,
+        "added_latency_p99_us": latency.edge_half.latency_p99_us,
         "decodes": decodes,
     }
+
+
+def rounds_table(rounds: list[Round]) -> str:
+    lines = [
+        f"{'round':>5}{'calls':>7}{'edge us/pkt':>13}{'floor us/pkt':>14}{'ratio':>7}"
+        f"{'half':>6}{'edge p50/p99 us':>18}{'floor p50/p99 us':>19}{'load':>6}"
+    ]
+    for n, r in enumerate(rounds, start=1):
+        lines.append(
+            f"{n:>5}{r.edge_best.calls:>7}{r.edge_best.us_per_packet:>13.1f}{r.floor_best.us_per_packet:>14.1f}"
+            f"{r.ratio:>7.3f}{r.edge_half.calls:>6}"
+            f"{f'{r.edge_half.latency_p50_us:.0f}/{r.edge_half.latency_p99_us:.0f}':>18}"
+            f"{f'{r.floor_half.latency_p50_us:.0f}/{r.floor_half.latency_p99_us:.0f}':>19}"
+            f"{r.edge_best.load_average:>6.1f}"
+        )
+    return "\n".join(lines)
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
@@ -240,11 +305,30 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     floor_srtp, _ = await ramp(lambda: Floor.start(True, log_dir), reached, w, s, stop_at_loss=False)
     floor_plain, _ = await ramp(lambda: Floor.start(False, log_dir), reached, w, s, stop_at_loss=False)
     edge3: list[Step] = []
+    extra_steps: list[Step] = []
     if not args.no_backbone:
         edge3, decodes3 = await ramp(lambda: EdgePath.start(3, log_dir), steps, w, s, stop_at_loss=True)
         decodes += decodes3
+    rounds: list[Round] = []
+    picked = pick_steps(edge1)
+    if picked is not None:
+        best, half = picked
+        at_calls = sorted({half.calls, best.calls})
+        floor_at = {x.calls: x for x in floor_srtp}
+        rounds.append(Round(best, floor_at[best.calls], half, floor_at[half.calls]))
+        # The machine is shared: the same comparison again, edge and floor back to back, and the median kept.
+        for n in range(2, args.rounds + 1):
+            print(f"round {n} of {args.rounds}: 1-edge and floor-srtp again at {at_calls} calls", flush=True)
+            edge_again, more = await ramp(lambda: EdgePath.start(1, log_dir), at_calls, w, s, stop_at_loss=False)
+            floor_again, _ = await ramp(lambda: Floor.start(True, log_dir), at_calls, w, s, stop_at_loss=False)
+            decodes += more
+            e, f = {x.calls: x for x in edge_again}, {x.calls: x for x in floor_again}
+            rounds.append(Round(e[best.calls], f[best.calls], e[half.calls], f[half.calls]))
+            extra_steps += edge_again + floor_again
+        print("\nthe 1-edge path against the SRTP floor, round by round (the summary takes the median):", flush=True)
+        print(rounds_table(rounds), flush=True)
     decodes += decoders_created()
-    summary = summarise(edge1, floor_srtp, decodes)
+    summary = summarise(rounds, decodes)
     lossless = [r for r in edge1 if r.lossless]
     if any(r.generator_bound for r in edge1 + edge3):
         print(
@@ -257,7 +341,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         path = out_dir / "edge-profile.pstats"
         print(f"\nprofile of the edge at {top} calls (cProfile, own window; written to {path} and .txt):", flush=True)
         print(await profile_edge(top, w, s, path, log_dir), flush=True)
-    report = {"steps": [asdict(r) for r in edge1 + floor_srtp + floor_plain + edge3], "summary": summary}
+    measured = edge1 + floor_srtp + floor_plain + edge3 + extra_steps
+    report = {"steps": [asdict(r) for r in measured], "rounds": [asdict(r) for r in rounds], "summary": summary}
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     return summary
 
@@ -267,13 +352,21 @@ def main() -> None:
     parser.add_argument("--steps", default="1,2,4,6,8,12,16,24,32,48", help="call counts to measure, comma-separated")
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring window per step")
     parser.add_argument("--warmup", type=float, default=1.0, help="traffic before each window, not counted")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="times the 1-edge path and the SRTP floor are compared at the summary's rates (the median is kept)",
+    )
     parser.add_argument("--quick", action="store_true", help="shorter windows and fewer steps (about a minute)")
     parser.add_argument("--no-backbone", action="store_true", help="skip the 3-edge path")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profile of the edge")
     parser.add_argument("--out-dir", default=str(REPO_ROOT / ".duet" / "bench"), help="report.json, profile, logs")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
     if args.quick:
-        args.steps, args.seconds = "1,4,8,16,32", min(args.seconds, 2.5)
+        args.steps, args.seconds, args.rounds = "1,4,8,16,32", min(args.seconds, 2.5), 1
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     try:
         summary = asyncio.run(run(args))

@@ -1,9 +1,13 @@
 """The synthetic call ends in the load process: real aiortc peers for the edge, bare UDP sockets for the floor.
 
-Neither decodes: an aiortc client's decrypted RTP is taken off aiortc's path
-at its DTLS transport (as the edge's legs do) and only counted and timestamped;
-its own senders carry a track that never yields a frame, and its media is
-pre-built RTP sent straight through the DTLS transport (SRTP-protected there).
+Neither decodes: once connected, an aiortc client takes its RTP off aiortc's
+path on the edge's fast path (``aiortc_internals.fast_media_path``: SRTP
+unprotected in the socket callback) and only counts and timestamps it; its
+own senders carry a track that never yields a frame, and its media is
+pre-built RTP SRTP-protected and written to the socket by the same fast path.
+The load process's own CPU per packet stays low that way, so it takes less of
+the two cores from the process under test. Every receiver asks the kernel when
+each packet arrived (``arrival.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn, Protocol, cast
 
@@ -21,6 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtcpReceiverInfo, RtcpSenderInfo, RtcpSrPacket
 from pylibsrtp import Error as SrtpError
 
+from bench.edge import arrival
 from bench.edge.floor_process import SRTP_KEY_BYTES, srtp_session
 from bench.edge.traffic import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, OutStream, Tally, stamp_send_time
 from duet.edge import aiortc_internals
@@ -60,7 +65,8 @@ class AiortcClient:
     tally: Tally
     leg_id: str = ""
     streams: list[OutStream] = field(default_factory=list)
-    _send_rtp: Callable[[bytes], Awaitable[None]] | None = None
+    _send_now: Callable[[bytes], None] | None = None
+    _fd: int | None = None  # the socket media arrives on, for its kernel arrival times
     _received_seq: dict[int, int] = field(default_factory=dict)
 
     @classmethod
@@ -88,8 +94,12 @@ class AiortcClient:
             await pc.close()
             raise RuntimeError(f"client {session_id} did not connect to the edge (state {pc.connectionState})")
         dtls = video.sender.transport
-        client._send_rtp = dtls._send_rtp
+        # RTCP (the edge's PLIs) keeps aiortc's path; RTP before the fast path is in place too.
         aiortc_internals.intercept_media(dtls, client._on_rtp, client._on_rtcp, lambda exc: None)
+        client._send_now = aiortc_internals.fast_media_path(dtls, client._on_fast_rtp, client._on_drop)
+        client._fd = aiortc_internals.selected_socket_fd(dtls)
+        if client._fd is not None and not arrival.enable(client._fd):
+            client._fd = None
         start = time.perf_counter() + random.random() / 30  # calls do not all burst at once
         for t, is_video in ((video, True), (audio, False)):
             codec = aiortc_internals.negotiated_codecs(t)[0]
@@ -106,12 +116,22 @@ class AiortcClient:
         return client
 
     async def _on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        self._count(data, None)
+
+    def _on_fast_rtp(self, data: bytes) -> None:
+        # Called inside the socket's callback, right after the read: the kernel's time is this packet's.
+        self._count(data, None if self._fd is None else arrival.last_arrival_ns(self._fd))
+
+    def _on_drop(self, reason: str) -> None:
+        self.tally.unstamped += 1
+
+    def _count(self, data: bytes, arrived_ns: int | None) -> None:
         at = rtp_header_length(data)
         if at < 0:
             self.tally.unstamped += 1
             return
         self._received_seq[int.from_bytes(data[8:12], "big")] = (data[2] << 8) | data[3]
-        self.tally.count(data, at)
+        self.tally.count(data, at, arrived_ns)
 
     async def _on_rtcp(self, data: bytes) -> None:
         for ssrc in parse_keyframe_requests(data):
@@ -120,10 +140,10 @@ class AiortcClient:
                     stream.keyframe_wanted = True
 
     async def send(self, packets: list[bytearray], send_time_at: int) -> None:
-        send = self._send_rtp
+        send = self._send_now
         assert send is not None  # set by attach()
         for packet in packets:
-            await send(stamp_send_time(packet, send_time_at))
+            send(stamp_send_time(packet, send_time_at))
 
     async def send_rtcp(self) -> None:
         ntp = int((time.time() + 2208988800) * (1 << 32))
@@ -146,8 +166,8 @@ class AiortcClient:
             )
             for i, s in enumerate(self.streams)
         )
-        assert self._send_rtp is not None
-        await self._send_rtp(compound)
+        assert self._send_now is not None
+        self._send_now(compound)
 
     async def close(self) -> None:
         await self.pc.close()
@@ -163,6 +183,7 @@ class FloorClient(asyncio.DatagramProtocol):
         self._tx = srtp_session(self.tx_key, inbound=False) if srtp else None
         self._rx = srtp_session(self.rx_key, inbound=True) if srtp else None
         self.transport: asyncio.DatagramTransport | None = None
+        self._fd: int | None = None
         start = time.perf_counter() + random.random() / 30
         base = 0x10000000 + index * 4
         self.streams = [
@@ -174,6 +195,8 @@ class FloorClient(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, 0), remote_addr=floor)
         self.transport = transport
+        fd = transport.get_extra_info("socket").fileno()
+        self._fd = fd if arrival.enable(fd) else None
         address: tuple[str, int] = transport.get_extra_info("sockname")[:2]
         return address
 
@@ -181,6 +204,7 @@ class FloorClient(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        arrived_ns = None if self._fd is None else arrival.last_arrival_ns(self._fd)
         if self._rx is not None:
             try:
                 data = self._rx.unprotect(data)
@@ -191,7 +215,7 @@ class FloorClient(asyncio.DatagramProtocol):
         if at < 0:
             self.tally.unstamped += 1
             return
-        self.tally.count(data, at)
+        self.tally.count(data, at, arrived_ns)
 
     async def send(self, packets: list[bytearray], send_time_at: int) -> None:
         assert self.transport is not None

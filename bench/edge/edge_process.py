@@ -7,7 +7,8 @@ legs, bridges and stats go through EdgeControl gRPC, as in production.
 Replies are JSON lines on stdout; logs go to stderr.
 
 Commands: {"cmd": "routes", "version": V, "entries": [[dest_id, dest_number, next_hop_id, host, port], ...]},
-{"cmd": "decodes"}, {"cmd": "profile_start"}, {"cmd": "profile_stop", "path": P}.
+{"cmd": "decodes"}, {"cmd": "gc"} (the collector's pauses in ms since the last ask), {"cmd": "profile_start"},
+{"cmd": "profile_stop", "path": P}.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from bench.edge.decodes import decoders_created, install_decode_counter
+from bench.gc_pauses import GcPauses
 from duet.edge.backbone import RouteEntry
 from duet.edge.ice_hosts import restrict_ice_to
 from duet.edge.relay import EdgeRelay
@@ -41,7 +43,9 @@ def _reply(obj: dict[str, object]) -> None:
     sys.stdout.flush()
 
 
-def _handle(node: EdgeRelay, command: dict[str, Any], profiler: list[cProfile.Profile]) -> dict[str, object]:
+def _handle(
+    node: EdgeRelay, command: dict[str, Any], profiler: list[cProfile.Profile], pauses: GcPauses
+) -> dict[str, object]:
     cmd = command.get("cmd")
     if cmd == "routes":
         entries = [RouteEntry(str(e[0]), int(e[1]), str(e[2]), (str(e[3]), int(e[4])), 1.0) for e in command["entries"]]
@@ -49,6 +53,8 @@ def _handle(node: EdgeRelay, command: dict[str, Any], profiler: list[cProfile.Pr
         return {"ok": True}
     if cmd == "decodes":
         return {"decodes": decoders_created()}
+    if cmd == "gc":
+        return {"pauses_ms": [round(ms, 2) for ms in pauses.take()]}
     if cmd == "profile_start":
         profiler.append(cProfile.Profile())
         profiler[-1].enable()
@@ -79,11 +85,12 @@ async def serve(edge_id: str, number: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     _reply({"ready": True, "pid": os.getpid(), "control": control, "backbone": list(backbone)})
     profiler: list[cProfile.Profile] = []
+    pauses = GcPauses().install()
 
     async def commands() -> None:
         while line := await reader.readline():
             try:
-                result = _handle(node, json.loads(line), profiler)
+                result = _handle(node, json.loads(line), profiler, pauses)
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 result = {"error": f"bad command: {exc}"}
             _reply(result)

@@ -4,7 +4,8 @@ Receive a UDP datagram, SRTP-unprotect it with the sender's session, SRTP-protec
 it with the receiver's, send it on; or, for a pair given no keys, only receive and send. Same libraries as aiortc (asyncio datagram endpoints, pylibsrtp,
 the SRTP profile two aiortc peers negotiate). Controlled like the bench edge:
 JSON lines on stdin ({"cmd": "pair", "a": [host, port, rx_key_hex, tx_key_hex],
-"b": [...]}: forward a's packets to b and b's to a; {"cmd": "stats"}: packets dropped),
+"b": [...]}: forward a's packets to b and b's to a; {"cmd": "stats"}: packets dropped; {"cmd": "gc"}: the
+collector's pauses in ms since the last ask),
 replies on stdout.
 """
 
@@ -22,6 +23,8 @@ from typing import cast
 from aiortc.rtcdtlstransport import SRTP_PROFILES
 from pylibsrtp import Error as SrtpError
 from pylibsrtp import Policy, Session
+
+from bench.gc_pauses import GcPauses
 
 HOST = "127.0.0.1"
 # What two aiortc peers agree on (aiortc's first profile): the floor uses the same cipher as the edge's legs.
@@ -94,6 +97,7 @@ async def serve() -> None:
         loop.add_signal_handler(sig, stop.set)
     port = transport.get_extra_info("sockname")[1]
     print(json.dumps({"ready": True, "pid": os.getpid(), "port": port}), flush=True)
+    pauses = GcPauses().install()
 
     async def commands() -> None:
         while line := await reader.readline():
@@ -104,6 +108,8 @@ async def serve() -> None:
                     reply: dict[str, object] = {"ok": True}
                 elif command.get("cmd") == "stats":
                     reply = {"dropped": forwarder.dropped}
+                elif command.get("cmd") == "gc":
+                    reply = {"pauses_ms": [round(ms, 2) for ms in pauses.take()]}
                 else:
                     reply = {"error": f"unknown command {command.get('cmd')!r}"}
             except (ValueError, KeyError, TypeError, IndexError) as exc:

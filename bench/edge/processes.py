@@ -28,6 +28,10 @@ class Child:
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
 
+    async def gc_pauses(self) -> list[float]:
+        """The child's collector pauses (ms) since the last ask."""
+        return [float(ms) for ms in (await self.command(cmd="gc"))["pauses_ms"]]
+
     async def command(self, **command: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write((json.dumps(command) + "\n").encode())
@@ -59,7 +63,8 @@ def _open_log(log: Path) -> IO[str]:
 async def start_child(name: str, module: str, args: list[str], log_dir: Path) -> Child:
     """``python -m module args`` from the repository root; waits for its first JSON line (ready)."""
     log = log_dir / f"{name}.log"
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), GRPC_ENABLE_FORK_SUPPORT="false")
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, GRPC_ENABLE_FORK_SUPPORT="false")
     with _open_log(log) as stderr:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

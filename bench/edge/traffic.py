@@ -5,7 +5,8 @@ packets of ~1200 bytes: 100 packets/s, marker bit on each frame's last packet,
 90 kHz timestamps) and Opus at 50 packets/s of ~100 bytes (20 ms, 48 kHz), with
 the header extensions the client negotiated. Every payload carries a stamp
 (step number and send time) so the receiver counts packets per measuring step
-and measures latency; sender and receiver share one process, so one clock.
+and measures latency; sender and receiver share one process, so one clock
+(CLOCK_REALTIME, the clock of the kernel's arrival times: ``arrival.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
 # The stamp sits 4 bytes into the payload, after where a VP8 payload descriptor and header go.
 STAMP_OFFSET = 4
-STAMP = struct.Struct("!4sIQ")  # magic, step, send time (perf_counter_ns)
+STAMP = struct.Struct("!4sIQ")  # magic, step, send time (time_ns)
 SEND_TIME = struct.Struct("!Q")  # the stamp's last field, rewritten just before the packet is protected and sent
 SEND_TIME_OFFSET = 8  # within the stamp
 STAMP_MAGIC = b"dBnc"
@@ -63,6 +64,10 @@ class OutStream:
     def send_time_at(self) -> int:
         """Where the send time sits in this stream's packets (see ``stamp_send_time``)."""
         return 12 + len(self._extension_block) + STAMP_OFFSET + SEND_TIME_OFFSET
+
+    def next_due(self) -> float:
+        """When the next frame (video) or packet (audio) is due, in perf_counter seconds."""
+        return self.start + (self.units_sent + 1) / (VIDEO_FPS if self.video else AUDIO_PACKETS_PER_S)
 
     def packets_due(self, now: float, step: int) -> list[bytearray]:
         """Every packet whose time has come; a late caller gets a burst, as a late encoder does."""
@@ -102,7 +107,7 @@ class OutStream:
             buf[payload + 1] = 0x00 if (first and key) else 0x01
         else:
             buf[payload] = 0x78  # an Opus TOC byte (SILK-only wideband 20 ms): cosmetic
-        STAMP.pack_into(buf, payload + STAMP_OFFSET, STAMP_MAGIC, step, time.perf_counter_ns())
+        STAMP.pack_into(buf, payload + STAMP_OFFSET, STAMP_MAGIC, step, time.time_ns())
         self.seq = (self.seq + 1) & 0xFFFF
         self.packets_sent += 1
         self.octets_sent += size
@@ -112,7 +117,7 @@ class OutStream:
 def stamp_send_time(packet: bytearray, send_time_at: int) -> bytes:
     """The packet, its send time set to now: called just before it is protected and sent, so a packet
     late in a burst is not charged for the ones sent before it."""
-    SEND_TIME.pack_into(packet, send_time_at, time.perf_counter_ns())
+    SEND_TIME.pack_into(packet, send_time_at, time.time_ns())
     return bytes(packet)
 
 
@@ -141,14 +146,21 @@ def _extension_block(extensions: dict[int, str], mid: bytes, video: bool) -> tup
 
 @dataclass
 class Tally:
-    """What a receiver counted: packets per step and their one-way latencies (µs)."""
+    """What a receiver counted: packets per step and their one-way latencies (µs).
+
+    ``latency_us``: send time to the packet's arrival at the receiving socket (the kernel's arrival time
+    when the receiver knows it, else when it read the packet); ``read_latency_us``: send time to when
+    the receiving process read it, which adds the load process's own delay in getting to its sockets.
+    """
 
     received: dict[int, int] = field(default_factory=dict)
     latency_us: dict[int, list[float]] = field(default_factory=dict)
+    read_latency_us: dict[int, list[float]] = field(default_factory=dict)
+    kernel_timed: dict[int, int] = field(default_factory=dict)  # per step: packets timed by the kernel's arrival
     unstamped: int = 0
 
-    def count(self, data: bytes | bytearray | memoryview, payload_at: int) -> None:
-        now = time.perf_counter_ns()
+    def count(self, data: bytes | bytearray | memoryview, payload_at: int, arrived_ns: int | None = None) -> None:
+        now = time.time_ns()
         at = payload_at + STAMP_OFFSET
         if len(data) < at + STAMP.size:
             self.unstamped += 1
@@ -159,4 +171,7 @@ class Tally:
             return
         self.received[step] = self.received.get(step, 0) + 1
         if step != WARMUP_STEP:
-            self.latency_us.setdefault(step, []).append((now - sent_ns) / 1000)
+            if arrived_ns is not None:
+                self.kernel_timed[step] = self.kernel_timed.get(step, 0) + 1
+            self.latency_us.setdefault(step, []).append(((now if arrived_ns is None else arrived_ns) - sent_ns) / 1000)
+            self.read_latency_us.setdefault(step, []).append((now - sent_ns) / 1000)

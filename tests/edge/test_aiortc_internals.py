@@ -4,6 +4,9 @@ and with them the edge's receivers never see (so never decode) an RTP packet."""
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import stat
 
 import aioice.ice
 import aiortc
@@ -12,6 +15,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
+from duet.edge import aiortc_internals
 from tests.edge.harness import close_client, make_client, two_edges
 
 
@@ -32,6 +36,7 @@ async def test_private_hooks_exist() -> None:
         assert isinstance(t.sender._ssrc, int)
         assert isinstance(t._codecs, list)
         assert isinstance(t.sender.transport, RTCDtlsTransport)
+        assert aiortc_internals.selected_socket_fd(t.sender.transport) is None  # no pair selected yet
     finally:
         await pc.close()
 
@@ -88,6 +93,11 @@ async def test_connected_legs_carry_rtp_on_the_fast_path(monkeypatch: pytest.Mon
             await asyncio.sleep(1.0)
             legs = [e1.legs[leg_a], e2.legs[leg_b]]
             assert all(leg._send_now for leg in legs), "a connected leg is not on the fast path"
+            # The socket the selected pair uses: where media arrives (bench-edge asks it for arrival times).
+            fd = aiortc_internals.selected_socket_fd(a.pc.getTransceivers()[0].sender.transport)
+            assert fd is not None and stat.S_ISSOCK(os.fstat(fd).st_mode)
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                assert sock.type == socket.SOCK_DGRAM and sock.getsockname()[0] == "127.0.0.1"
             received = sum(leg.packets_from_client(k) for leg in legs for k in StreamKind)
             # Only what arrived before the connection state event took aiortc's path.
             assert received > 50 and len(slow) < received * 0.1, (len(slow), received)
