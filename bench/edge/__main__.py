@@ -23,10 +23,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.edge.cpu import cpu_seconds, udp_receive_buffer_errors
+from bench.edge.cpu import cpu_seconds, run_queue_wait_seconds, udp_receive_buffer_errors
 from bench.edge.decodes import decoders_created, install_decode_counter
 from bench.edge.processes import REPO_ROOT
 from bench.edge.scenarios import EdgePath, Floor, Load, Scenario
+from bench.edge.stalls import Stall
 from bench.edge.traffic import PACKETS_PER_CALL_DIRECTION, WARMUP_STEP
 
 LOSSLESS_MAX = 0.001  # a step is lossless when under 0.1% of its packets are lost ...
@@ -37,6 +38,8 @@ GENERATOR_MIN_SENT = 0.97  # the load process is the limit when it sends less th
 GENERATOR_MAX_CPU = 0.90  # ... or uses more than this share of a core
 STRAGGLER_WAIT_S = 0.4
 GC_NOTED_MS = 5.0  # a collector pause this long in a window is flagged (it holds every packet in flight)
+WAITED_NOTED_PCT = 10.0  # a process that waited this share of a window for a core was short of CPU: flagged
+STALL_NOTED_MS = 20.0  # an event-loop stall of a process under test this long is flagged (bench/edge/stalls.py)
 
 
 @dataclass
@@ -59,6 +62,11 @@ class Step:
     generator_bound: bool
     drops: dict[str, int]  # what the processes under test dropped during the window, by reason
     gc_longest_ms: dict[str, float]  # per process (under test, and "load"): the collector's longest pause
+    stall_longest_ms: dict[str, float]  # per process under test: its event loop's latest wake-up (5 ms or more)
+    stall_busy_ms: dict[str, float]  # ... and the CPU it used over that stall (about all of it: busy; little: waiting)
+    waited_pct: dict[
+        str, float
+    ]  # per process (under test, and "load"): % of the window it waited, runnable, for a core
     load_average: float  # the machine's 1-minute load average at the end of the window (2 cores here)
 
     @property
@@ -92,19 +100,25 @@ async def measure(scenario: Scenario, load: Load, seconds: float) -> Step:
     drops0 = await scenario.drops()
     rcvbuf0 = udp_receive_buffer_errors()
     for child in scenario.children:
-        await child.gc_pauses()  # forget what came before the window
+        await child.pauses()  # forget what came before the window
     load.gc.take()
     cpu0 = [c.cpu() for c in scenario.children]
+    waited0 = [c.waited() for c in scenario.children] + [run_queue_wait_seconds(me)]
     gen0, t0 = cpu_seconds(me), time.perf_counter()
     load.step = step
     await asyncio.sleep(seconds)
     load.step = WARMUP_STEP
     elapsed = time.perf_counter() - t0
     cpu1 = [c.cpu() for c in scenario.children]
+    waited1 = [c.waited() for c in scenario.children] + [run_queue_wait_seconds(me)]
     generator = (cpu_seconds(me) - gen0) / elapsed
     gc_longest = {"load": max(load.gc.take(), default=0.0)}
+    stall_longest: dict[str, Stall] = {}
     for child in scenario.children:
-        gc_longest[child.name] = max(await child.gc_pauses(), default=0.0)
+        gc_ms, stalls = await child.pauses()
+        gc_longest[child.name] = max(gc_ms, default=0.0)
+        if stalls:
+            stall_longest[child.name] = max(stalls, key=lambda x: x.late_ms)
     await asyncio.sleep(STRAGGLER_WAIT_S)
     drops = {k: n - drops0.get(k, 0) for k, n in (await scenario.drops()).items() if n > drops0.get(k, 0)}
     if rcvbuf := udp_receive_buffer_errors() - rcvbuf0:
@@ -136,6 +150,12 @@ async def measure(scenario: Scenario, load: Load, seconds: float) -> Step:
         generator_bound=sent < GENERATOR_MIN_SENT * offered * elapsed or generator > GENERATOR_MAX_CPU,
         drops=drops,
         gc_longest_ms={name: round(ms, 1) for name, ms in gc_longest.items()},
+        stall_longest_ms={name: x.late_ms for name, x in stall_longest.items()},
+        stall_busy_ms={name: x.cpu_ms for name, x in stall_longest.items()},
+        waited_pct={
+            name: round(100 * (b - a) / elapsed, 1)
+            for name, a, b in zip([c.name for c in scenario.children] + ["load"], waited0, waited1, strict=True)
+        },
         load_average=round(os.getloadavg()[0], 2),
     )
 
@@ -152,8 +172,14 @@ def row(s: Step) -> str:
     flag += "  LOSS" if s.loss >= LOSSLESS_MAX else ("  LATE" if s.late else "")
     if s.kernel_timed < 1:
         flag += f"  timed-at-read: {100 * (1 - s.kernel_timed):.0f}%"
-    if stalls := {name: ms for name, ms in s.gc_longest_ms.items() if ms >= GC_NOTED_MS}:
-        flag += "  gc: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in sorted(stalls.items()))
+    if paused := {name: ms for name, ms in s.gc_longest_ms.items() if ms >= GC_NOTED_MS}:
+        flag += "  gc: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in sorted(paused.items()))
+    if stalls := {name: ms for name, ms in s.stall_longest_ms.items() if ms >= STALL_NOTED_MS}:
+        flag += "  stall: " + ", ".join(
+            f"{name} {ms:.0f} ms ({s.stall_busy_ms[name]:.0f} ms CPU)" for name, ms in sorted(stalls.items())
+        )
+    if waited := {name: pct for name, pct in s.waited_pct.items() if pct >= WAITED_NOTED_PCT}:
+        flag += "  waited for a core: " + ", ".join(f"{name} {pct:.0f}%" for name, pct in sorted(waited.items()))
     if s.drops:
         flag += "  dropped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(s.drops.items()))
     return (

@@ -7,7 +7,8 @@ legs, bridges and stats go through EdgeControl gRPC, as in production.
 Replies are JSON lines on stdout; logs go to stderr.
 
 Commands: {"cmd": "routes", "version": V, "entries": [[dest_id, dest_number, next_hop_id, host, port], ...]},
-{"cmd": "decodes"}, {"cmd": "gc"} (the collector's pauses in ms since the last ask), {"cmd": "profile_start"},
+{"cmd": "decodes"}, {"cmd": "pauses"} (since the last ask: the collector's pauses in ms, and the event loop's
+stalls as [ms late, ms of CPU used meanwhile]), {"cmd": "profile_start"},
 {"cmd": "profile_stop", "path": P}.
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 from bench.edge.decodes import decoders_created, install_decode_counter
+from bench.edge.stalls import LoopStalls
 from bench.gc_pauses import GcPauses
 from duet.edge.backbone import RouteEntry
 from duet.edge.ice_hosts import restrict_ice_to
@@ -44,7 +46,7 @@ def _reply(obj: dict[str, object]) -> None:
 
 
 def _handle(
-    node: EdgeRelay, command: dict[str, Any], profiler: list[cProfile.Profile], pauses: GcPauses
+    node: EdgeRelay, command: dict[str, Any], profiler: list[cProfile.Profile], pauses: GcPauses, stalls: LoopStalls
 ) -> dict[str, object]:
     cmd = command.get("cmd")
     if cmd == "routes":
@@ -53,8 +55,11 @@ def _handle(
         return {"ok": True}
     if cmd == "decodes":
         return {"decodes": decoders_created()}
-    if cmd == "gc":
-        return {"pauses_ms": [round(ms, 2) for ms in pauses.take()]}
+    if cmd == "pauses":
+        return {
+            "gc_ms": [round(ms, 2) for ms in pauses.take()],
+            "stalls": [[s.late_ms, s.cpu_ms] for s in stalls.take()],
+        }
     if cmd == "profile_start":
         profiler.append(cProfile.Profile())
         profiler[-1].enable()
@@ -86,11 +91,13 @@ async def serve(edge_id: str, number: int) -> None:
     _reply({"ready": True, "pid": os.getpid(), "control": control, "backbone": list(backbone)})
     profiler: list[cProfile.Profile] = []
     pauses = GcPauses().install()
+    stalls = LoopStalls()
+    stalls.start()
 
     async def commands() -> None:
         while line := await reader.readline():
             try:
-                result = _handle(node, json.loads(line), profiler, pauses)
+                result = _handle(node, json.loads(line), profiler, pauses, stalls)
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 result = {"error": f"bad command: {exc}"}
             _reply(result)
@@ -102,6 +109,7 @@ async def serve(edge_id: str, number: int) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await stalls.stop()
         await server.stop(grace=0.5)
         await node.stop()
 

@@ -4,8 +4,8 @@ Receive a UDP datagram, SRTP-unprotect it with the sender's session, SRTP-protec
 it with the receiver's, send it on; or, for a pair given no keys, only receive and send. Same libraries as aiortc (asyncio datagram endpoints, pylibsrtp,
 the SRTP profile two aiortc peers negotiate). Controlled like the bench edge:
 JSON lines on stdin ({"cmd": "pair", "a": [host, port, rx_key_hex, tx_key_hex],
-"b": [...]}: forward a's packets to b and b's to a; {"cmd": "stats"}: packets dropped; {"cmd": "gc"}: the
-collector's pauses in ms since the last ask),
+"b": [...]}: forward a's packets to b and b's to a; {"cmd": "stats"}: packets dropped; {"cmd": "pauses"}: since
+the last ask, the collector's pauses in ms and the event loop's stalls as [ms late, ms of CPU used meanwhile]),
 replies on stdout.
 """
 
@@ -24,6 +24,7 @@ from aiortc.rtcdtlstransport import SRTP_PROFILES
 from pylibsrtp import Error as SrtpError
 from pylibsrtp import Policy, Session
 
+from bench.edge.stalls import LoopStalls
 from bench.gc_pauses import GcPauses
 
 HOST = "127.0.0.1"
@@ -98,6 +99,8 @@ async def serve() -> None:
     port = transport.get_extra_info("sockname")[1]
     print(json.dumps({"ready": True, "pid": os.getpid(), "port": port}), flush=True)
     pauses = GcPauses().install()
+    stalls = LoopStalls()
+    stalls.start()
 
     async def commands() -> None:
         while line := await reader.readline():
@@ -108,8 +111,9 @@ async def serve() -> None:
                     reply: dict[str, object] = {"ok": True}
                 elif command.get("cmd") == "stats":
                     reply = {"dropped": forwarder.dropped}
-                elif command.get("cmd") == "gc":
-                    reply = {"pauses_ms": [round(ms, 2) for ms in pauses.take()]}
+                elif command.get("cmd") == "pauses":
+                    noted = [[s.late_ms, s.cpu_ms] for s in stalls.take()]
+                    reply = {"gc_ms": [round(ms, 2) for ms in pauses.take()], "stalls": noted}
                 else:
                     reply = {"error": f"unknown command {command.get('cmd')!r}"}
             except (ValueError, KeyError, TypeError, IndexError) as exc:
@@ -123,6 +127,7 @@ async def serve() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await stalls.stop()
         transport.close()
 
 

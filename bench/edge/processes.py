@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from bench.edge.cpu import cpu_seconds
+from bench.edge.cpu import cpu_seconds, run_queue_wait_seconds
+from bench.edge.stalls import Stall
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,9 +29,13 @@ class Child:
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
 
-    async def gc_pauses(self) -> list[float]:
-        """The child's collector pauses (ms) since the last ask."""
-        return [float(ms) for ms in (await self.command(cmd="gc"))["pauses_ms"]]
+    def waited(self) -> float:
+        return run_queue_wait_seconds(self.pid)
+
+    async def pauses(self) -> tuple[list[float], list[Stall]]:
+        """Since the last ask: the child's collector pauses (ms) and its event loop's stalls."""
+        reply = await self.command(cmd="pauses")
+        return [float(ms) for ms in reply["gc_ms"]], [Stall(float(a), float(b)) for a, b in reply["stalls"]]
 
     async def command(self, **command: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None

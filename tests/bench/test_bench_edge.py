@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from bench.edge import arrival
+from bench.edge.cpu import run_queue_wait_seconds
 from bench.edge.scenarios import Load
+from bench.edge.stalls import LoopStalls, Stall
 from bench.edge.traffic import (
     ABS_SEND_TIME_URI,
     MID_URI,
@@ -83,6 +85,7 @@ def test_one_call_is_forwarded_by_every_path_without_decoding(tmp_path: Path) ->
         assert step["kernel_timed"] == 1.0, step
         assert 0 < step["latency_p99_us"] <= step["read_latency_p99_us"], step
         assert set(step["gc_longest_ms"]) >= {"load"}, step
+        assert set(step["waited_pct"]) >= {"load"} and len(step["waited_pct"]) == len(step["cpu_pct"]) + 1, step
     assert len(next(s for s in steps if s["scenario"] == "3-edge")["cpu_pct"]) == 3
     # The summary's figures come from the rounds: the ratio from the round of median ratio (the lower of two).
     rounds = report["rounds"]
@@ -160,3 +163,31 @@ def test_the_send_time_is_stamped_when_the_packet_leaves_not_when_its_burst_was_
     assert (magic, step) == (STAMP_MAGIC, 7)
     assert sent_ns - built_ns >= 2_000_000
     assert sent[:payload_at] == bytes(burst[-1][:payload_at])  # header and extensions untouched
+
+
+def test_a_blocked_event_loop_is_noted_as_a_stall_busy_when_it_used_the_cpu() -> None:
+    async def run() -> list[Stall]:
+        stalls = LoopStalls()
+        stalls.start()
+        await asyncio.sleep(0.05)
+        stalls.take()
+        time.sleep(0.06)  # noqa: ASYNC251 - blocked on purpose, not using the CPU
+        await asyncio.sleep(0.03)
+        until = time.process_time() + 0.06
+        while time.process_time() < until:  # blocked, using the CPU
+            pass
+        await asyncio.sleep(0.03)
+        await stalls.stop()
+        return stalls.take()
+
+    noted = [x for x in asyncio.run(run()) if x.late_ms >= 40]  # a busy machine may add short ones
+    assert len(noted) == 2, noted
+    waiting, busy = noted
+    assert waiting.late_ms >= 40 and not waiting.busy, waiting
+    assert busy.late_ms >= 40 and busy.busy, busy
+
+
+def test_run_queue_wait_is_read_for_a_live_process() -> None:
+    first = run_queue_wait_seconds(os.getpid())
+    time.sleep(0.01)
+    assert 0 <= first <= run_queue_wait_seconds(os.getpid())
