@@ -112,32 +112,42 @@ class SentHistory:
     """The last HISTORY_PACKETS packets sent into a leg, by their (leg) sequence number."""
 
     size: int = HISTORY_PACKETS
-    _slots: list[tuple[int, bytes, float] | None] = field(init=False, repr=False)  # seq, packet, last resent
+    # Three parallel rings rather than a tuple per packet: a slot's packet lives a few seconds, long enough
+    # for a tuple to reach the collector's oldest generation and, dying there, to bring on full
+    # collections (pauses that hold every packet of the edge); ints, floats and bytes are not tracked.
+    _seqs: list[int] = field(init=False, repr=False)  # -1: empty
+    _packets: list[bytes] = field(init=False, repr=False)
+    _resent: list[float] = field(init=False, repr=False)  # when last sent again
     _mask: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.size <= 0 or self.size & (self.size - 1):
             raise ValueError(f"history size must be a power of two, got {self.size}")
-        self._slots = [None] * self.size
+        self._seqs = [-1] * self.size
+        self._packets = [b""] * self.size
+        self._resent = [-RESEND_GUARD_S] * self.size
         self._mask = self.size - 1
 
     def add(self, seq: int, packet: bytes) -> None:
-        self._slots[seq & self._mask] = (seq, packet, -RESEND_GUARD_S)
+        slot = seq & self._mask
+        self._seqs[slot] = seq
+        self._packets[slot] = packet
+        self._resent[slot] = -RESEND_GUARD_S
 
     def get(self, seq: int) -> bytes | None:
         """The packet sent under ``seq``, if still held."""
-        slot = self._slots[seq & self._mask]
-        return slot[1] if slot is not None and slot[0] == seq else None
+        slot = seq & self._mask
+        return self._packets[slot] if self._seqs[slot] == seq else None
 
     def for_resend(self, seq: int, now: float) -> bytes | bool | None:
         """The packet to send again; None if not held; False if it was resent less than RESEND_GUARD_S ago."""
-        slot = self._slots[seq & self._mask]
-        if slot is None or slot[0] != seq:
+        slot = seq & self._mask
+        if self._seqs[slot] != seq:
             return None
-        if now - slot[2] < RESEND_GUARD_S:
+        if now - self._resent[slot] < RESEND_GUARD_S:
             return False
-        self._slots[seq & self._mask] = (seq, slot[1], now)
-        return slot[1]
+        self._resent[slot] = now
+        return self._packets[slot]
 
 
 @dataclass

@@ -160,7 +160,7 @@ async def test_a_nack_is_answered_from_the_edge_and_what_it_lacks_is_asked_of_th
 
             # A packet the edge no longer holds: asked of a's client, in a's numbering.
             older = (lost - 3) & 0xFFFF
-            stream_b.history._slots[older & (stream_b.history.size - 1)] = None
+            stream_b.history._seqs[older & (stream_b.history.size - 1)] = -1  # aged out
             await receiver._handle_rtcp_data(build_nack(0xB, media_ssrc, [older]))
             asked = [parse_nacks(p) for p in into_a if p[1] == 205]
             stream_a = sender._streams[StreamKind.VIDEO]
