@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import cProfile
-import gc
 import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.gc_pauses import GcPauses
 from bench.match.naive_scan import NaiveScanPool
 from bench.match.population import REGIONS, Population, Profile
 from bench.match.verify import Rules, violations
@@ -93,29 +93,6 @@ async def _open(mm: Matchmaker, p: Profile) -> tuple[ClientSession, MatchWatch]:
     session = await mm.open_session(p.user_id, p.user_id, client_ip(p.region), watch)
     await mm.attach_leg(session, p.offer_sdp)
     return session, watch
-
-
-class GcPauses:
-    """How long the garbage collector held the process (every pass), while in the ``with`` block."""
-
-    def __init__(self) -> None:
-        self.ms: list[float] = []
-        self.full = 0
-        self._start = 0.0
-
-    def _note(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        else:
-            self.ms.append((time.perf_counter() - self._start) * 1000)
-            self.full += info.get("generation") == 2
-
-    def __enter__(self) -> GcPauses:
-        gc.callbacks.append(self._note)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._note)
 
 
 async def postgres_backends(store: Store) -> list[int]:
