@@ -38,7 +38,10 @@ GENERATOR_MIN_SENT = 0.97  # the load process is the limit when it sends less th
 GENERATOR_MAX_CPU = 0.90  # ... or uses more than this share of a core
 STRAGGLER_WAIT_S = 0.4
 GC_NOTED_MS = 5.0  # a collector pause this long in a window is flagged (it holds every packet in flight)
-WAITED_NOTED_PCT = 10.0  # a process that waited this share of a window for a core was short of CPU: flagged
+# A process that waited this share of a window, runnable, for a core is flagged. Some waiting is normal on
+# a virtual machine: an idle virtual CPU takes tens of µs to run a woken process, and at thousands of
+# wake-ups a second that alone comes to 10-15 % on a quiet machine; a core held by other work shows as more.
+WAITED_NOTED_PCT = 25.0
 STALL_NOTED_MS = 20.0  # an event-loop stall of a process under test this long is flagged (bench/edge/stalls.py)
 
 
