@@ -65,6 +65,7 @@ class Step:
     generator_bound: bool
     drops: dict[str, int]  # what the processes under test dropped during the window, by reason
     gc_longest_ms: dict[str, float]  # per process (under test, and "load"): the collector's longest pause
+    gc_total_ms: dict[str, float]  # ... and all its pauses together
     stall_longest_ms: dict[str, float]  # per process under test: its event loop's latest wake-up (5 ms or more)
     stall_busy_ms: dict[str, float]  # ... and the CPU it used over that stall (about all of it: busy; little: waiting)
     waited_pct: dict[
@@ -115,11 +116,11 @@ async def measure(scenario: Scenario, load: Load, seconds: float) -> Step:
     cpu1 = [c.cpu() for c in scenario.children]
     waited1 = [c.waited() for c in scenario.children] + [run_queue_wait_seconds(me)]
     generator = (cpu_seconds(me) - gen0) / elapsed
-    gc_longest = {"load": max(load.gc.take(), default=0.0)}
+    gc_by_process = {"load": load.gc.take()}
     stall_longest: dict[str, Stall] = {}
     for child in scenario.children:
         gc_ms, stalls = await child.pauses()
-        gc_longest[child.name] = max(gc_ms, default=0.0)
+        gc_by_process[child.name] = gc_ms
         if stalls:
             stall_longest[child.name] = max(stalls, key=lambda x: x.late_ms)
     await asyncio.sleep(STRAGGLER_WAIT_S)
@@ -152,7 +153,8 @@ async def measure(scenario: Scenario, load: Load, seconds: float) -> Step:
         generator_cpu_pct=round(100 * generator, 1),
         generator_bound=sent < GENERATOR_MIN_SENT * offered * elapsed or generator > GENERATOR_MAX_CPU,
         drops=drops,
-        gc_longest_ms={name: round(ms, 1) for name, ms in gc_longest.items()},
+        gc_longest_ms={name: round(max(ms, default=0.0), 1) for name, ms in gc_by_process.items()},
+        gc_total_ms={name: round(sum(ms), 1) for name, ms in gc_by_process.items()},
         stall_longest_ms={name: x.late_ms for name, x in stall_longest.items()},
         stall_busy_ms={name: x.cpu_ms for name, x in stall_longest.items()},
         waited_pct={
