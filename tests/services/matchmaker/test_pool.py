@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from duet.services.matchmaker.pair_history import InMemoryPairHistory
 from duet.services.matchmaker.pool import Ticket, WaitingPool
 from duet.services.matchmaker.preferences import AGE_BANDS, GENDERS, Scope
-from duet.services.matchmaker.rules.base import PairContext
+from duet.services.matchmaker.rules.base import BindingFilter, BucketFilter, PairContext
 from duet.services.matchmaker.rules.defaults import default_filters, default_scorers
 from duet.services.matchmaker.rules.media import VideoCodecs
 from tests.services.matchmaker.rules.helpers import BROWSER, H264_ONLY, context, ticket
@@ -176,6 +177,74 @@ def test_indexed_pool_agrees_with_a_naive_scan(evts: list[tuple], compare: int) 
         waiting = pool.waiting()
         assert {w.ticket_id for w in waiting} == {w.ticket_id for w in live.values()}
         assert [pool.position(w.ticket_id) for w in waiting] == list(range(1, len(waiting) + 1))
+
+
+class Unbound:
+    """A filter or scorer without ``bind`` (and a bucket filter's bucket methods kept): what a new rule
+    looks like to the pool, asked through ``allows`` and ``score``."""
+
+    def __init__(self, rule: Any) -> None:
+        self.rule = rule
+        self.name = rule.name
+
+    def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool:
+        return bool(self.rule.allows(a, b, ctx))
+
+    def score(self, waiting: Ticket, newcomer: Ticket, ctx: PairContext) -> float:
+        return float(self.rule.score(waiting, newcomer, ctx))
+
+
+class UnboundBucket(Unbound):
+    def __init__(self, rule: Any) -> None:
+        super().__init__(rule)
+        self.bucket_part = rule.bucket_part
+
+    def bucket_allows(self, newcomer: Ticket, sample: Ticket, ctx: PairContext) -> bool:
+        return bool(self.rule.bucket_allows(newcomer, sample, ctx))
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrivals)
+def test_rules_without_their_own_bind_make_the_same_pairs(evts: list[tuple]) -> None:  # type: ignore[type-arg]
+    filters = [UnboundBucket(f) if isinstance(f, BucketFilter) else Unbound(f) for f in default_filters()]
+    plain = WaitingPool(filters, [Unbound(s) for s in default_scorers()], compare=3)
+    assert not any(isinstance(f, BindingFilter) for f in plain.filters)
+    bound = WaitingPool(compare=3)
+    history = InMemoryPairHistory(recent_partners=2)
+    for a, b in (("u0", "u1"), ("u2", "u3"), ("u4", "u5"), ("u6", "u7"), ("u0", "u2")):
+        history.add_block(a, b)  # many blocks: every per-ticket filter gets to refuse
+    now = 0.0
+    for n, (op, user, langs, interests, g, wg, a, wa, scope, region, video, step) in enumerate(evts):
+        now += step
+        ctx = context(now, history)
+        waiting = bound.ticket_of(user)
+        if op == "cancel":
+            if waiting is not None:
+                assert plain.remove(waiting.ticket_id) == bound.remove(waiting.ticket_id)
+            continue
+        if op == "reoffer":
+            if waiting is not None:
+                assert plain.reoffer(waiting.ticket_id, ctx) == bound.reoffer(waiting.ticket_id, ctx)
+            continue
+        t = ticket(
+            n,
+            user,
+            region=region,
+            queued_s=now,
+            video=video,
+            languages=langs,
+            interests=interests,
+            gender=g,
+            want_genders=wg,
+            age_band=a,
+            want_age_bands=wa,
+            scope=scope,
+        )
+        pair = bound.offer(t, ctx)
+        assert plain.offer(t, ctx) == pair
+        if pair is not None:
+            history.note_met(pair[0].user_id, user)
+    assert plain.waiting() == bound.waiting()
 
 
 # -- 10,000 waiting ---------------------------------------------------------------------------
