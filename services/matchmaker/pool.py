@@ -141,6 +141,7 @@ class WaitingPool:
         # groups a newcomer walks are its verdict (a ticket there shares a language or gave none).
         self._binders = [filter_binder(f) for f in ticket_filters if not isinstance(f, LanguageRule)]
         self._score_binders = [scorer_binder(s) for s in self.scorers]
+        self._profile_binders = [filter_binder(f) for f in self._profile_filters]
         # With the interests rule in the set, a newcomer who must share an interest walks the interest lists.
         self._interests_indexed = any(isinstance(f, InterestsRule) for f in self.filters)
         self._tickets: dict[str, Ticket] = {}
@@ -152,12 +153,12 @@ class WaitingPool:
         self._profile_ids: dict[ProfileKey, int] = {}
         self._place_ids: dict[PlaceKey, int] = {}
         self._samples: dict[tuple[str, int], Ticket] = {}
-        # Cached verdicts: (newcomer profile id, profile id) -> allowed; (newcomer place state, place id) ->
-        # the youngest passing wait in s, or None; (language, newcomer profile id) -> (group version, profile ids).
+        # Cached verdicts: newcomer profile id -> (profile ids allowed, refused); newcomer place state ->
+        # place id -> the youngest wait (s) at which its tickets pass, inf if none does; (language, newcomer
+        # profile id) -> (group version, admitted profile ids).
         self._profile_verdicts: dict[int, tuple[set[int], set[int]]] = {}
-        self._verdicts = 0  # profile verdicts held in _profile_verdicts
-        self._place_verdicts: dict[tuple[Any, int], float | None] = {}
-        self._states: dict[Any, int] = {}  # a newcomer's place-filter state as an int
+        self._place_ages: dict[Any, dict[int, float]] = {}
+        self._verdicts = 0  # verdicts held in _profile_verdicts and _place_ages
         self._admitted: dict[tuple[str, int], tuple[int, list[int], frozenset[int]]] = {}
         self._versions = itertools.count(1)  # one sequence for every group, so a group made anew never reuses one
 
@@ -216,11 +217,10 @@ class WaitingPool:
 
     def find_partner(self, ticket: Ticket, ctx: PairContext) -> Ticket | None:
         """The waiting ticket ``ticket`` would be paired with now, or None. Changes nothing."""
-        if self._verdicts + len(self._place_verdicts) + len(self._admitted) > _CACHE_LIMIT:
+        if self._verdicts + len(self._admitted) > _CACHE_LIMIT:
             self._profile_verdicts.clear()
+            self._place_ages.clear()
             self._verdicts = 0
-            self._place_verdicts.clear()
-            self._states.clear()
             self._admitted.clear()
         langs = ticket.preferences.languages
         groups = [*langs, ANY_LANGUAGE] if langs else list(self._groups)
@@ -266,8 +266,8 @@ class WaitingPool:
         if screened:
             screen = admitted_sets[0] if len(admitted_sets) == 1 else frozenset().union(*admitted_sets)
         checks = [check for bind in self._binders if (check := bind(ticket, ctx)) is not None]
-        latest: dict[int, float] = {}  # place id -> the latest queued_at its tickets may have to pass
-        state = -1  # the newcomer's place state, asked on the first place not in ``latest``
+        ages = self._place_ages_of(ticket, ctx)
+        now = ctx.now_ms
         candidates: list[Ticket] = []
         compare = self.compare
         last = None
@@ -280,12 +280,11 @@ class WaitingPool:
             queued_at, _, e = item
             if screen is not None and e.profile not in screen:
                 continue
-            bound = latest.get(e.place)
-            if bound is None:
-                if state < 0:
-                    state = self._place_state(ticket, ctx)
-                bound = latest[e.place] = self._latest_passing(state, e.place, ticket, ctx)
-            if queued_at > bound:
+            age_s = ages.get(e.place)
+            if age_s is None:
+                age_s = ages[e.place] = self._place_age(e.place, ticket, ctx)
+            # The same sum as RelaxSchedule.waited; inf (no wait passes): now - inf = -inf.
+            if age_s and queued_at > now - age_s * 1000:
                 continue
             waiting = e.ticket
             if share and interests.isdisjoint(waiting.preferences.interests):
@@ -299,33 +298,28 @@ class WaitingPool:
                     break
         if len(candidates) <= 1:
             return candidates[0] if candidates else None
-        # The most points wins; ties: the older (the first).
-        scorers = [bind(ticket, ctx) for bind in self._score_binders]
-        best, most = candidates[0], sum([s(candidates[0]) for s in scorers])
-        for other in candidates[1:]:
-            points = sum([s(other) for s in scorers])
-            if points > most:
-                best, most = other, points
-        return best
+        # The most points wins; ties: the older (the first). Each scorer over every candidate, then the sums
+        # in the order the scorers come (the same additions as one sum per candidate).
+        columns = [list(map(bind(ticket, ctx), candidates)) for bind in self._score_binders]
+        points = list(map(sum, zip(*columns, strict=True)))
+        return candidates[points.index(max(points))]
 
-    def _place_state(self, ticket: Ticket, ctx: PairContext) -> int:
-        """Everything about the newcomer the place filters may read, and the schedule, as a small int."""
+    def _place_ages_of(self, ticket: Ticket, ctx: PairContext) -> dict[int, float]:
+        """The cached youngest passing waits of every place asked about so far, for newcomers in ``ticket``'s
+        place state: everything about it the place filters may read, and the schedule."""
         relax = ctx.relax
         state = (_place_key(ticket), relax.interests_required(ticket, ctx.now_ms), relax.scope(ticket, ctx.now_ms), relax.steps_s(), ctx.near_rtt_ms)  # fmt: skip
-        return self._states.setdefault(state, len(self._states))
+        ages = self._place_ages.get(state)
+        if ages is None:
+            ages = self._place_ages[state] = {}
+        return ages
 
-    def _latest_passing(self, state: int, place: int, ticket: Ticket, ctx: PairContext) -> float:
-        """The latest queued_at at which tickets of ``place`` pass the place filters with ``ticket`` now:
-        -inf when none does, inf when every one does (the youngest passing wait is cached per state)."""
-        vkey = (state, place)
-        if vkey in self._place_verdicts:
-            age_s = self._place_verdicts[vkey]
-        else:
-            sample = self._samples["place", place]
-            age_s = self._place_verdicts[vkey] = self._youngest_passing_age(ticket, sample, ctx, ctx.relax.steps_s())
-        if age_s is None:
-            return -math.inf
-        return ctx.now_ms - age_s * 1000 if age_s else math.inf
+    def _place_age(self, place: int, ticket: Ticket, ctx: PairContext) -> float:
+        """The youngest wait (s) at which tickets of ``place`` pass the place filters with ``ticket``; inf if
+        none does."""
+        self._verdicts += 1
+        age_s = self._youngest_passing_age(ticket, self._samples["place", place], ctx, ctx.relax.steps_s())
+        return math.inf if age_s is None else age_s
 
     def _admitted_profiles(
         self, lang: str, group: _Group, me: int, ticket: Ticket, ctx: PairContext
@@ -339,11 +333,20 @@ class WaitingPool:
             known = self._profile_verdicts[me] = (set(), set())
         allowed, refused = known
         profiles = group.profiles.keys()
-        for p in profiles - allowed - refused:  # set operations in C; only the profiles never asked about
-            sample = self._samples["profile", p]
-            ok = all(f.bucket_allows(ticket, sample, ctx) for f in self._profile_filters)
-            (allowed if ok else refused).add(p)
-            self._verdicts += 1
+        unknown = profiles - allowed - refused  # set operations in C; only the profiles never asked about
+        if unknown:
+            # A PROFILE filter's verdict on a sample is its verdict on the profile (rules/base.py), so its
+            # bound form answers for the sample as bucket_allows would.
+            checks = [check for bind in self._profile_binders if (check := bind(ticket, ctx)) is not None]
+            for p in unknown:
+                sample = self._samples["profile", p]
+                for check in checks:
+                    if not check(sample):
+                        refused.add(p)
+                        break
+                else:
+                    allowed.add(p)
+            self._verdicts += len(unknown)
         admitted_set = frozenset(profiles & allowed)
         admitted = list(admitted_set)
         self._admitted[lang, me] = (group.version, admitted, admitted_set)

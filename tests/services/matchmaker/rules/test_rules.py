@@ -259,6 +259,9 @@ def test_the_rules_that_can_be_bound_say_so() -> None:
     # The pool's fast path is taken only for these; the others are asked through allows/score.
     bound = {r.name for r in [*default_filters(), *default_scorers()] if isinstance(r, BindingFilter | BindingScorer)}
     assert bound == {
+        "gender",
+        "age",
+        "media",
         "distinct users",
         "scope",
         "blocks",
