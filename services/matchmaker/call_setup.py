@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -77,7 +76,7 @@ class CallSetup:
         the pool.
         """
         assert a.edge is not None and b.edge is not None and a.leg_id and b.leg_id
-        call_id = uuid.uuid4().hex
+        call_id = secrets.token_hex(16)  # 32 random hex digits, as uuid4().hex, cheaper
         bridge_id = secrets.randbits(63) or 1
 
         # Nothing here waits for anything it does not need: an edge bridges toward its peer edge with its own
