@@ -296,8 +296,8 @@ class WaitingPool:
                 candidates.append(waiting)
                 if len(candidates) >= compare:
                     break
-        if len(candidates) <= 1:
-            return candidates[0] if candidates else None
+        if len(candidates) <= 1 or not self._score_binders:
+            return candidates[0] if candidates else None  # no points to weigh: the oldest
         # The most points wins; ties: the older (the first). Each scorer over every candidate, then the sums
         # in the order the scorers come (the same additions as one sum per candidate).
         columns = [list(map(bind(ticket, ctx), candidates)) for bind in self._score_binders]

@@ -66,6 +66,17 @@ def test_scores_pick_among_the_oldest_compatible() -> None:
     assert pair is not None and pair[0].user_id == "near"
 
 
+def test_without_scorers_the_oldest_compatible_wins() -> None:
+    ctx = context(20.0)
+    newcomer = ticket(3, "cleo", region="fra", interests=["film"])
+    for scorers, partner in (([], "ana"), (None, "ben")):  # the default scorers prefer ben: near, a shared interest
+        pool = WaitingPool(scorers=scorers)
+        assert pool.offer(ticket(1, "ana", region="vir", avoid={"ben"}), ctx) is None
+        assert pool.offer(ticket(2, "ben", region="fra", interests=["film"]), ctx) is None
+        pair = pool.offer(newcomer, ctx)
+        assert pair is not None and pair[0].user_id == partner
+
+
 def test_a_reported_user_is_matched_after_others_but_still_matched() -> None:
     pool = WaitingPool()
     men = {"gender": "male", "want_genders": ["female"]}
