@@ -139,12 +139,9 @@ class CallSetup:
             self.telemetry.call_stage(stage, a.region, b.region, at - matched)
         stages = _sides(queued, {"matched": matched, "route_picked": route_picked, "bridged": bridged})
         call = ActiveCall(call_id, bridge_id, (a, b), route.path, route.rtt_ms, stages, kind=kind)
+        # In a call from now (a ring cannot be answered meanwhile), unless the write finds the pair stale.
         self._calls[call_id] = call
         a.call = b.call = call
-        # In a call now: a ring either of them was part of cannot be answered.
-        for s in (a, b):
-            if s.ring is not None:
-                self._end_ring(s.ring, rings.BUSY)
         row = _call_row(call_id, a, b, kind, list(route.path), route.rtt_ms, "bridged", None, stages)
         try:
             stale = await self._record_start(row, tickets)
@@ -155,6 +152,10 @@ class CallSetup:
             await self._undo_start(call)
             await self._pair_fell_through(a, b, tickets, stale)
             return
+        # In a call now: a ring either of them was part of cannot be answered.
+        for s in (a, b):
+            if s.ring is not None:
+                self._end_ring(s.ring, rings.BUSY)
         for s in (a, b):
             if s.closed:
                 # Left while we were bridging: end the call now rather than leave the partner waiting.
