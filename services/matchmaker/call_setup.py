@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from duet.services.matchmaker import ring as rings
@@ -70,98 +70,92 @@ class CallSetup:
     ) -> None:
         """The connect path, for a match and a friend call alike: route, bridge both warm legs, record, tell both.
 
-        ``tickets`` (a match's two, a's first) are closed as "matched" while the edges bridge, both or
-        neither: when one was no longer open (matched or replaced by another replica), the call is not
-        made, its session is told, and the other ticket goes back in the pool.
+        ``tickets`` (a match's two, a's first) are closed as "matched" in the same write as the call's
+        record (a failed start's too), both or neither: when one was no longer open (matched or replaced
+        by another replica), the call is not made, its session is told, and the other ticket goes back in
+        the pool.
         """
         assert a.edge is not None and b.edge is not None and a.leg_id and b.leg_id
-        call_id = uuid.uuid4().hex
+        call_id = secrets.token_hex(16)  # 32 random hex digits, as uuid4().hex, cheaper
         bridge_id = secrets.randbits(63) or 1
-        route_picked = 0.0
-
-        async def pick_route() -> Route:
-            nonlocal route_picked
-            route = await self.routing.pick_route(a.edge.edge_id, b.edge.edge_id)  # type: ignore[union-attr]
-            route_picked = self.now_ms()
-            return route
 
         # Nothing here waits for anything it does not need: an edge bridges toward its peer edge with its own
         # next-hop table, so the route (needed only for Matched and the record) is asked for while both edges
-        # bridge, and the tickets are closed meanwhile. Each step costs a round trip to a different peer.
-        # The route and the bridges run as tasks; this task closes the tickets itself (one task fewer per match).
-        peers = asyncio.gather(
-            pick_route(),
+        # bridge. Each step costs a round trip to a different peer. The bridges run as tasks; this task asks
+        # for the route itself (one task fewer per match).
+        bridging = asyncio.gather(
             self.edges.bridge(a.edge, bridge_id, a.leg_id, 0, b.edge.edge_id),
             self.edges.bridge(b.edge, bridge_id, b.leg_id, 1, a.edge.edge_id),
             return_exceptions=True,
         )
-        closed: list[str] | Exception
+        route_result: Route | Exception
         try:
-            closed = await self.store.close_pair([t.ticket_id for t in tickets], "matched") if tickets else []
+            route_result = await self.routing.pick_route(a.edge.edge_id, b.edge.edge_id)
         except Exception as exc:
-            closed = exc
+            route_result = exc
         except BaseException:
-            peers.cancel()  # cancelled: the route and bridges are not awaited by anyone else
+            bridging.cancel()  # cancelled: the bridges are not awaited by anyone else
             raise
-        route_result, *bridges = await peers
+        route_picked = self.now_ms()
+        bridges = await bridging
         bridged = self.now_ms()
-        stale = [] if isinstance(closed, BaseException) else closed
-        if isinstance(closed, BaseException) or isinstance(route_result, BaseException) or stale:
-            for side, (s, r) in enumerate(zip((a, b), bridges, strict=True)):
-                if not isinstance(r, BaseException) and s.edge is not None:
-                    try:
-                        await self.edges.unbridge(s.edge, bridge_id, side)
-                    except PeerError:
-                        pass
-            if isinstance(closed, BaseException):
-                raise closed  # the store failed: the ticket's client gets INTERNAL, as before
+        if isinstance(route_result, Exception):
+            await self._unbridge(a, b, bridge_id, bridges)
+            if not isinstance(route_result, PeerError):
+                stale = await self.store.close_pair([t.ticket_id for t in tickets], "matched") if tickets else []
+                if stale:
+                    await self._pair_fell_through(a, b, tickets, stale)
+                    return
+                raise route_result
+            # Neither leg is at fault; both clients decide whether to look again.
+            reason = f"no route between the two edges: {route_result}"
+            row = _call_row(call_id, a, b, kind, [], 0.0, "ended", reason, _sides(queued, {"matched": matched}))
+            stale = await self._record_start(row, tickets)
             if stale:
                 await self._pair_fell_through(a, b, tickets, stale)
                 return
-            if isinstance(route_result, BaseException) and not isinstance(route_result, PeerError):
-                raise route_result
-            # Neither leg is at fault; both clients decide whether to look again.
             logger.warning("no route %s -> %s: %s", a.edge.edge_id, b.edge.edge_id, route_result)
             self.telemetry.call_start_failed("no route")
-            reason = f"no route between the two edges: {route_result}"
-            await self._record_failed(call_id, a, b, kind, reason, [], 0.0, queued, {"matched": matched})
             for s in (a, b):
                 s.send(CallEnded(reason=reason))
             return
         route = route_result
         failures = [(s, r) for s, r in zip((a, b), bridges, strict=True) if isinstance(r, BaseException)]
         if failures:
-            self.telemetry.call_start_failed("bridge failed")
             details = "; ".join(f"{s.user_id}: {r if isinstance(r, PeerError) else repr(r)}" for s, r in failures)
-            await self._record_failed(
-                call_id,
-                a,
-                b,
-                kind,
-                f"bridge failed: {details}",
-                list(route.path),
-                route.rtt_ms,
-                queued,
-                {"matched": matched, "route_picked": route_picked},
+            sides = _sides(queued, {"matched": matched, "route_picked": route_picked})
+            row = _call_row(
+                call_id, a, b, kind, list(route.path), route.rtt_ms, "ended", f"bridge failed: {details}", sides
             )
+            stale = await self._record_start(row, tickets)
+            if stale:
+                await self._unbridge(a, b, bridge_id, bridges)
+                await self._pair_fell_through(a, b, tickets, stale)
+                return
+            self.telemetry.call_start_failed("bridge failed")
             await self._abort_start(a, b, bridge_id, failures, requeue=kind == CALL_KIND_MATCH)
             return
         for stage, at in (("route_picked", route_picked), ("bridged", bridged)):
             self.telemetry.call_stage(stage, a.region, b.region, at - matched)
-        stages = (
-            {"queued": queued[0], "matched": matched, "route_picked": route_picked, "bridged": bridged},
-            {"queued": queued[1], "matched": matched, "route_picked": route_picked, "bridged": bridged},
-        )
+        stages = _sides(queued, {"matched": matched, "route_picked": route_picked, "bridged": bridged})
         call = ActiveCall(call_id, bridge_id, (a, b), route.path, route.rtt_ms, stages, kind=kind)
+        # In a call from now (a ring cannot be answered meanwhile), unless the write finds the pair stale.
         self._calls[call_id] = call
         a.call = b.call = call
+        row = _call_row(call_id, a, b, kind, list(route.path), route.rtt_ms, "bridged", None, stages)
+        try:
+            stale = await self._record_start(row, tickets)
+        except Exception:
+            await self._undo_start(call)  # the store failed: the ticket's client gets INTERNAL, as before
+            raise
+        if stale:
+            await self._undo_start(call)
+            await self._pair_fell_through(a, b, tickets, stale)
+            return
         # In a call now: a ring either of them was part of cannot be answered.
         for s in (a, b):
             if s.ring is not None:
                 self._end_ring(s.ring, rings.BUSY)
-        await self.store.create_call(
-            _call_row(call_id, a, b, kind, list(route.path), route.rtt_ms, "bridged", None, stages)
-        )
         for s in (a, b):
             if s.closed:
                 # Left while we were bridging: end the call now rather than leave the partner waiting.
@@ -203,6 +197,37 @@ class CallSetup:
             notified - matched,
         )
 
+    async def _record_start(self, row: CallRow, tickets: tuple[Ticket, Ticket] | tuple[()]) -> list[str]:
+        """The call's record and, for a match, its two tickets closed as matched, in one write: the
+        tickets that were no longer open (then nothing was written)."""
+        if not tickets:
+            await self.store.create_call(row)
+            return []
+        return await self.store.close_pair_and_create_call([t.ticket_id for t in tickets], "matched", row)
+
+    async def _unbridge(
+        self, a: ClientSession, b: ClientSession, bridge_id: int, bridges: Sequence[float | BaseException]
+    ) -> None:
+        """Take down the sides that were bridged."""
+        for side, (s, r) in enumerate(zip((a, b), bridges, strict=True)):
+            if not isinstance(r, BaseException) and s.edge is not None:
+                try:
+                    await self.edges.unbridge(s.edge, bridge_id, side)
+                except PeerError:
+                    pass
+
+    async def _undo_start(self, call: ActiveCall) -> None:
+        """A call whose record could not be written: forgotten, and its bridges taken down (unless it was
+        ended meanwhile, which took them down)."""
+        self._calls.pop(call.call_id, None)
+        for s in call.sessions:
+            if s.call is call:
+                s.call = None
+        if not call.ended:
+            call.ended = True
+            a, b = call.sessions
+            await self._unbridge(a, b, call.bridge_id, [0.0, 0.0])
+
     async def _pair_fell_through(
         self, a: ClientSession, b: ClientSession, tickets: tuple[Ticket, Ticket] | tuple[()], stale: list[str]
     ) -> None:
@@ -219,22 +244,6 @@ class CallSetup:
                 )
             else:
                 await self._reoffer(s, t)
-
-    async def _record_failed(
-        self,
-        call_id: str,
-        a: ClientSession,
-        b: ClientSession,
-        kind: str,
-        reason: str,
-        route: list[str],
-        route_rtt_ms: float,
-        queued: tuple[float, float],
-        stages: dict[str, float],
-    ) -> None:
-        """A match or friend call that could not be set up is still recorded, ended, with why."""
-        sides = ({"queued": queued[0], **stages}, {"queued": queued[1], **stages})
-        await self.store.create_call(_call_row(call_id, a, b, kind, route, route_rtt_ms, "ended", reason, sides))
 
     async def _abort_start(
         self,
@@ -291,6 +300,11 @@ class CallSetup:
             partner.send(CallEnded(call_id=call.call_id, reason=PARTNER_REASON.get(reason, f"partner_{reason}")))
         if not ender.closed:
             ender.send(CallEnded(call_id=call.call_id, reason=reason))
+
+
+def _sides(queued: tuple[float, float], stages: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """Both sides' stages: each its own queued time, the rest shared."""
+    return {"queued": queued[0], **stages}, {"queued": queued[1], **stages}
 
 
 def _call_row(

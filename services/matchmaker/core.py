@@ -16,6 +16,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -452,7 +453,8 @@ class Matchmaker(FriendCalls, CallReports, SafetyActions, ShardHandover, EdgeLos
             restored.ticket_id, session.session_id, session.edge.edge_id, session.region, prefs
         )
         ticket = Ticket(
-            ticket_id=restored.ticket_id if resumed and restored else uuid.uuid4().hex,
+            # 32 random hex digits, as uuid4().hex but a third of its cost (one per match on the hot path).
+            ticket_id=restored.ticket_id if resumed and restored else secrets.token_hex(16),
             user_id=session.user_id,
             session_id=session.session_id,
             edge_id=session.edge.edge_id,

@@ -37,6 +37,8 @@ class InMemoryPairHistory:
     def met_recently(self, user_a: str, user_b: str) -> bool:
         if user_b in self._recent.get(user_a, ()) or user_a in self._recent.get(user_b, ()):
             return True
+        if not self.rematch_window_s:
+            return False  # no window: nothing is kept in _met_at
         met = self._met_at.get(frozenset((user_a, user_b)))
         return met is not None and self.clock() - met < self.rematch_window_s
 

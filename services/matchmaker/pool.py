@@ -21,13 +21,16 @@ The ``PLACE`` filters (region, scope, whether interests were given) are
 asked once per pair of places, about a sample placed at each step of the
 relaxation schedule: the youngest wait that passes bounds that place (only
 tickets at least that old can pass), none passing rules it out. The pool
-then walks the admissible tickets oldest first, merged across profiles (or,
-when they are most of the group, along the group's own order; or, for a
-newcomer who must still share an interest, along the lists of those who gave
-one of its interests), and asks every filter but the profile ones about
-each until it has ``compare`` candidates. Every verdict
-is cached by small integer ids of the keys, so a newcomer mostly pays dict
-look-ups, not rounds of filters.
+then walks the admissible tickets oldest first, in one merge of every list
+it takes from each group: the admitted profiles' own lists (or, when they are
+most of the group, the group's order), or, for a newcomer who must still
+share an interest, the lists of those who gave one of its interests when
+they hold fewer tickets. It asks every filter but the profile ones (and the
+language rule, which the groups already are) about each until it has
+``compare`` candidates, each filter and scorer bound to the newcomer once per
+search (``rules/base.py``: what does not depend on the waiting ticket is
+worked out once). Every verdict is cached by small integer ids of the keys,
+so a newcomer mostly pays dict look-ups, not rounds of filters.
 """
 
 from __future__ import annotations
@@ -35,14 +38,25 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sortedcontainers import SortedList
 
-from duet.services.matchmaker.rules.base import PLACE, PROFILE, BucketFilter, PairContext, PairFilter, PairScorer
+from duet.services.matchmaker.rules.base import (
+    PLACE,
+    PROFILE,
+    BucketFilter,
+    PairContext,
+    PairFilter,
+    PairScorer,
+    filter_binder,
+    scorer_binder,
+)
 from duet.services.matchmaker.rules.defaults import default_filters, default_scorers
 from duet.services.matchmaker.rules.interests import InterestsRule
+from duet.services.matchmaker.rules.language import LanguageRule
 from duet.services.matchmaker.rules.media import VideoCodecs
 from duet.services.matchmaker.ticket import Ticket
 
@@ -56,7 +70,6 @@ OrderKey = tuple[float, str]  # (queued_at, ticket_id): oldest first, ties by id
 # keys are unique, so tuples compare by them alone; a list iterates them in C (a SortedDict's items one by one
 # in Python, which cost more than the merge).
 Item = tuple[float, str, "_Entry"]
-Found = tuple[float, str, Ticket]  # what a walk yields: the same order, the ticket
 _CACHE_LIMIT = 200_000  # cached verdicts kept before the caches start over
 _MERGE_AT_MOST = 24  # admitted profiles merged by a heap; more, and the group's own order is walked
 
@@ -72,23 +85,6 @@ def _place_key(t: Ticket) -> PlaceKey:
 
 def _order(t: Ticket) -> OrderKey:
     return (t.queued_at, t.ticket_id)
-
-
-def _once(items: Iterator[Item]) -> Iterator[Item]:
-    """Merged lists hold a ticket once per list it is in, side by side (the same tuple): pass it once."""
-    last = None
-    for item in items:
-        if item is not last:
-            last = item
-            yield item
-
-
-def _passes(filters: Sequence[PairFilter], waiting: Ticket, ticket: Ticket, ctx: PairContext) -> bool:
-    # A plain loop: all() over a generator costs a generator per candidate.
-    for f in filters:  # noqa: SIM110
-        if not f.allows(waiting, ticket, ctx):
-            return False
-    return True
 
 
 def _languages(t: Ticket) -> Iterable[str]:
@@ -140,7 +136,12 @@ class WaitingPool:
         # Asked ticket by ticket: all but the PROFILE filters (their verdict on a profile is the verdict on
         # each of its tickets), the PLACE ones first since they refuse most of what reaches this stage.
         rest = [f for f in self.filters if f not in self._profile_filters and f not in self._place_filters]
-        self._ticket_filters = [*self._place_filters, *rest]
+        ticket_filters = [*self._place_filters, *rest]
+        # Each bound to the newcomer once per search (rules/base.py). LanguageRule is not asked: the language
+        # groups a newcomer walks are its verdict (a ticket there shares a language or gave none).
+        self._binders = [filter_binder(f) for f in ticket_filters if not isinstance(f, LanguageRule)]
+        self._score_binders = [scorer_binder(s) for s in self.scorers]
+        self._profile_binders = [filter_binder(f) for f in self._profile_filters]
         # With the interests rule in the set, a newcomer who must share an interest walks the interest lists.
         self._interests_indexed = any(isinstance(f, InterestsRule) for f in self.filters)
         self._tickets: dict[str, Ticket] = {}
@@ -152,11 +153,12 @@ class WaitingPool:
         self._profile_ids: dict[ProfileKey, int] = {}
         self._place_ids: dict[PlaceKey, int] = {}
         self._samples: dict[tuple[str, int], Ticket] = {}
-        # Cached verdicts: (newcomer profile id, profile id) -> allowed; (newcomer place state, place id) ->
-        # the youngest passing wait in s, or None; (language, newcomer profile id) -> (group version, profile ids).
-        self._profile_verdicts: dict[tuple[int, int], bool] = {}
-        self._place_verdicts: dict[tuple[Any, int], float | None] = {}
-        self._states: dict[Any, int] = {}  # a newcomer's place-filter state as an int
+        # Cached verdicts: newcomer profile id -> (profile ids allowed, refused); newcomer place state ->
+        # place id -> the youngest wait (s) at which its tickets pass, inf if none does; (language, newcomer
+        # profile id) -> (group version, admitted profile ids).
+        self._profile_verdicts: dict[int, tuple[set[int], set[int]]] = {}
+        self._place_ages: dict[Any, dict[int, float]] = {}
+        self._verdicts = 0  # verdicts held in _profile_verdicts and _place_ages
         self._admitted: dict[tuple[str, int], tuple[int, list[int], frozenset[int]]] = {}
         self._versions = itertools.count(1)  # one sequence for every group, so a group made anew never reuses one
 
@@ -215,109 +217,109 @@ class WaitingPool:
 
     def find_partner(self, ticket: Ticket, ctx: PairContext) -> Ticket | None:
         """The waiting ticket ``ticket`` would be paired with now, or None. Changes nothing."""
-        if len(self._profile_verdicts) + len(self._place_verdicts) + len(self._admitted) > _CACHE_LIMIT:
+        if self._verdicts + len(self._admitted) > _CACHE_LIMIT:
             self._profile_verdicts.clear()
-            self._place_verdicts.clear()
-            self._states.clear()
+            self._place_ages.clear()
+            self._verdicts = 0
             self._admitted.clear()
         langs = ticket.preferences.languages
         groups = [*langs, ANY_LANGUAGE] if langs else list(self._groups)
         me = self._intern(self._profile_ids, "profile", _profile_key(ticket), ticket)
-        places: dict[int, float | None] = {}  # this newcomer's place verdicts, shared by its groups; -1: its state
-        walks = [w for lang in groups if (w := self._walk(lang, me, places, ticket, ctx)) is not None]
-        if not walks:
-            return None
-        candidates: list[Ticket] = []
-        filters = self._ticket_filters
-        if len(walks) == 1:
-            for _, _, waiting in walks[0]:
-                if _passes(filters, waiting, ticket, ctx):
-                    candidates.append(waiting)
-                    if len(candidates) >= self.compare:
-                        break
-        else:
-            last = None
-            # Order keys are unique, so the tuples compare by them alone; a ticket in several language
-            # groups comes once per group, side by side.
-            for _, _, waiting in heapq.merge(*walks):
-                if waiting is last:
+        # A newcomer who must share an interest meets only tickets that gave one of its interests (InterestsRule).
+        strict = self._interests_indexed and ctx.relax.interests_required(ticket, ctx.now_ms)
+        interests = ticket.preferences.interests
+        # Every list to walk, of every group, merged into one walk: no generator between a list and the loop.
+        sources: list[Any] = []
+        admitted_sets: list[frozenset[int]] = []
+        screened = False  # some list holds tickets of profiles the profile filters refuse
+        share = False  # some list holds tickets sharing no interest with a newcomer who must share one
+        for lang in groups:
+            group = self._groups.get(lang)
+            if group is None:
+                continue
+            admitted, admitted_set = self._admitted_profiles(lang, group, me, ticket, ctx)
+            if not admitted:
+                continue
+            # Few admitted profiles: their own lists, merged (a heap of that many). Many: the group's order,
+            # the other profiles' tickets skipped, which is cheaper than a heap of hundreds.
+            mixed = len(admitted) > _MERGE_AT_MOST
+            lists = [group.order] if mixed else [n for p in admitted if (n := group.profiles[p])]
+            if strict:
+                shared = [n for i in interests if (n := group.interests.get(i))]
+                if not shared:
                     continue
-                last = waiting
-                if _passes(filters, waiting, ticket, ctx):
-                    candidates.append(waiting)
-                    if len(candidates) >= self.compare:
-                        break
-        if not candidates:
-            return None
-        scorers = self.scorers
-        points = [sum([s.score(c, ticket, ctx) for s in scorers]) for c in candidates]
-        best = max(range(len(candidates)), key=lambda i: (points[i], -i))
-        return candidates[best]
-
-    def _walk(
-        self, lang: str, me: int, places: dict[int, float | None], ticket: Ticket, ctx: PairContext
-    ) -> Iterator[Found] | None:
-        """The group's tickets the bucket filters let through, oldest first; None if there are none."""
-        group = self._groups.get(lang)
-        if group is None:
-            return None
-        admitted, admitted_set = self._admitted_profiles(lang, group, me, ticket, ctx)
-        if not admitted:
-            return None
-        # A newcomer who must share an interest meets only tickets that gave one of its interests
-        # (InterestsRule): walk those lists, merged, instead of everyone.
-        if self._interests_indexed and ctx.relax.interests_required(ticket, ctx.now_ms):
-            lists = [n for i in ticket.preferences.interests if (n := group.interests.get(i))]
+                # Whichever holds fewer tickets: those who gave one of its interests (other profiles skipped),
+                # or the admitted ones (those sharing no interest skipped).
+                if sum(map(len, shared)) < sum(map(len, lists)):
+                    lists, mixed = shared, True
+                else:
+                    share = True
             if not lists:
-                return None
-            if len(lists) == 1:
-                return self._placed(iter(lists[0]), admitted_set, places, ticket, ctx)
-            return self._placed(_once(heapq.merge(*lists)), admitted_set, places, ticket, ctx)
-        # Few admitted profiles: merge their own lists (a heap of that many). Many: walk the group's order,
-        # skipping the other profiles' tickets, which is cheaper than a heap of hundreds.
-        if len(admitted) <= _MERGE_AT_MOST:
-            nodes = [n for p in admitted if (n := group.profiles[p])]
-            if not nodes:
-                return None
-            items = iter(nodes[0]) if len(nodes) == 1 else heapq.merge(*nodes)
-            return self._placed(items, None, places, ticket, ctx)
-        return self._placed(iter(group.order), admitted_set, places, ticket, ctx)
-
-    def _placed(
-        self,
-        items: Iterator[Item],
-        admitted: frozenset[int] | None,
-        places: dict[int, float | None],
-        ticket: Ticket,
-        ctx: PairContext,
-    ) -> Iterator[Found]:
-        """The entries of an admitted profile (all, when ``admitted`` is None) whose place the place
-        filters allow at their wait."""
+                continue
+            sources += lists
+            admitted_sets.append(admitted_set)
+            screened = screened or mixed
+        if not sources:
+            return None
+        # A ticket's profile is admitted in one group iff in any: the union screens the tickets of every list.
+        screen = None
+        if screened:
+            screen = admitted_sets[0] if len(admitted_sets) == 1 else frozenset().union(*admitted_sets)
+        checks = [check for bind in self._binders if (check := bind(ticket, ctx)) is not None]
+        ages = self._place_ages_of(ticket, ctx)
         now = ctx.now_ms
-        for queued_at, ticket_id, e in items:
-            if admitted is not None and e.profile not in admitted:
+        candidates: list[Ticket] = []
+        compare = self.compare
+        last = None
+        # Order keys are unique, so the tuples compare by them alone; a ticket in several lists (languages,
+        # interests) is the same tuple in each, so its copies come side by side.
+        for item in sources[0] if len(sources) == 1 else heapq.merge(*sources):
+            if item is last:
                 continue
-            age_s = places[e.place] if e.place in places else self._place_age(e.place, places, ticket, ctx)
-            if age_s is None or (age_s and queued_at > now - age_s * 1000):
+            last = item
+            queued_at, _, e = item
+            if screen is not None and e.profile not in screen:
                 continue
-            yield queued_at, ticket_id, e.ticket
+            age_s = ages.get(e.place)
+            if age_s is None:
+                age_s = ages[e.place] = self._place_age(e.place, ticket, ctx)
+            # The same sum as RelaxSchedule.waited; inf (no wait passes): now - inf = -inf.
+            if age_s and queued_at > now - age_s * 1000:
+                continue
+            waiting = e.ticket
+            if share and interests.isdisjoint(waiting.preferences.interests):
+                continue
+            for check in checks:
+                if not check(waiting):
+                    break
+            else:
+                candidates.append(waiting)
+                if len(candidates) >= compare:
+                    break
+        if len(candidates) <= 1 or not self._score_binders:
+            return candidates[0] if candidates else None  # no points to weigh: the oldest
+        # The most points wins; ties: the older (the first). Each scorer over every candidate, then the sums
+        # in the order the scorers come (the same additions as one sum per candidate).
+        columns = [list(map(bind(ticket, ctx), candidates)) for bind in self._score_binders]
+        points = list(map(sum, zip(*columns, strict=True)))
+        return candidates[points.index(max(points))]
 
-    def _place_age(self, place: int, places: dict[int, float | None], ticket: Ticket, ctx: PairContext) -> float | None:
-        """The youngest wait at which tickets of ``place`` pass the place filters with ``ticket`` (cached)."""
+    def _place_ages_of(self, ticket: Ticket, ctx: PairContext) -> dict[int, float]:
+        """The cached youngest passing waits of every place asked about so far, for newcomers in ``ticket``'s
+        place state: everything about it the place filters may read, and the schedule."""
         relax = ctx.relax
-        ages_s = relax.steps_s()
-        if not places:
-            # Everything about the newcomer the place filters may read, and the schedule; once per search.
-            state = (_place_key(ticket), relax.interests_required(ticket, ctx.now_ms), relax.scope(ticket, ctx.now_ms), ages_s, ctx.near_rtt_ms)  # fmt: skip
-            places[-1] = self._states.setdefault(state, len(self._states))
-        vkey = (places[-1], place)
-        if vkey in self._place_verdicts:
-            age_s = self._place_verdicts[vkey]
-        else:
-            sample = self._samples["place", place]
-            age_s = self._place_verdicts[vkey] = self._youngest_passing_age(ticket, sample, ctx, ages_s)
-        places[place] = age_s
-        return age_s
+        state = (_place_key(ticket), relax.interests_required(ticket, ctx.now_ms), relax.scope(ticket, ctx.now_ms), relax.steps_s(), ctx.near_rtt_ms)  # fmt: skip
+        ages = self._place_ages.get(state)
+        if ages is None:
+            ages = self._place_ages[state] = {}
+        return ages
+
+    def _place_age(self, place: int, ticket: Ticket, ctx: PairContext) -> float:
+        """The youngest wait (s) at which tickets of ``place`` pass the place filters with ``ticket``; inf if
+        none does."""
+        self._verdicts += 1
+        age_s = self._youngest_passing_age(ticket, self._samples["place", place], ctx, ctx.relax.steps_s())
+        return math.inf if age_s is None else age_s
 
     def _admitted_profiles(
         self, lang: str, group: _Group, me: int, ticket: Ticket, ctx: PairContext
@@ -326,17 +328,27 @@ class WaitingPool:
         cached = self._admitted.get((lang, me))
         if cached is not None and cached[0] == group.version:
             return cached[1], cached[2]
-        verdicts = self._profile_verdicts
-        admitted = []
-        for p in group.profiles:
-            vkey = (me, p)
-            ok = verdicts.get(vkey)
-            if ok is None:
+        known = self._profile_verdicts.get(me)
+        if known is None:
+            known = self._profile_verdicts[me] = (set(), set())
+        allowed, refused = known
+        profiles = group.profiles.keys()
+        unknown = profiles - allowed - refused  # set operations in C; only the profiles never asked about
+        if unknown:
+            # A PROFILE filter's verdict on a sample is its verdict on the profile (rules/base.py), so its
+            # bound form answers for the sample as bucket_allows would.
+            checks = [check for bind in self._profile_binders if (check := bind(ticket, ctx)) is not None]
+            for p in unknown:
                 sample = self._samples["profile", p]
-                ok = verdicts[vkey] = all(f.bucket_allows(ticket, sample, ctx) for f in self._profile_filters)
-            if ok:
-                admitted.append(p)
-        admitted_set = frozenset(admitted)
+                for check in checks:
+                    if not check(sample):
+                        refused.add(p)
+                        break
+                else:
+                    allowed.add(p)
+            self._verdicts += len(unknown)
+        admitted_set = frozenset(profiles & allowed)
+        admitted = list(admitted_set)
         self._admitted[lang, me] = (group.version, admitted, admitted_set)
         return admitted, admitted_set
 

@@ -189,6 +189,12 @@ class MatchStore(Protocol):
         no longer open, with nothing changed (so no ticket is ever paired twice, by any replica)."""
         ...
 
+    async def close_pair_and_create_call(self, ticket_ids: Sequence[str], outcome: str, call: CallRow) -> list[str]:
+        """``close_pair`` and ``create_call`` in one transaction: both tickets closed and the call recorded,
+        or, when a ticket is no longer open, nothing changed and the ids no longer open returned (as
+        ``close_pair``). A call ``create_call`` refuses raises as there, with nothing changed either."""
+        ...
+
     async def resume_ticket(
         self, ticket_id: str, session_id: str, edge_id: str, region: str, preferences: Mapping[str, Any]
     ) -> bool:

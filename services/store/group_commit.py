@@ -9,8 +9,9 @@ commits, the next group gathers, so a lone write waits for no timer and a
 busy matchmaker commits hundreds of writes at once.
 
 Nothing is acknowledged before it is durable: ``await store.create_call(...)``
-returns only after the transaction holding that row committed, and the core
-tells clients of a match only after that await. When a group's transaction
+(or ``close_pair_and_create_call``, a match's two tickets closed and its call
+recorded in one write) returns only after the transaction holding that row
+committed, and the core tells clients of a match only after that await. When a group's transaction
 fails (a broken key, a lost connection), each of its writes is retried alone
 through the plain ``Store``, so every caller gets its own result or error, as
 if there had been no grouping. Reads and the rarer writes go straight to the
@@ -62,7 +63,7 @@ _LOCK_OPEN = "SELECT ticket_id FROM tickets WHERE ticket_id = ANY($1::text[]) AN
 
 @dataclass
 class _Write:
-    kind: str  # "user", "open", "close", "pair", "call"
+    kind: str  # "user", "open", "close", "pair", "match" (a pair closed with its call), "call"
     args: tuple[Any, ...]
     done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
@@ -142,10 +143,10 @@ class GroupCommitStore(MatchStore):
                 raise
 
     async def _commit(self, group: list[_Write]) -> None:
-        by_kind: dict[str, list[_Write]] = {"user": [], "open": [], "close": [], "pair": [], "call": []}
+        by_kind: dict[str, list[_Write]] = {"user": [], "open": [], "close": [], "pair": [], "match": [], "call": []}
         for w in group:
             by_kind[w.kind].append(w)
-        closes, pairs = by_kind["close"], by_kind["pair"]
+        closes, pairs = by_kind["close"], by_kind["pair"] + by_kind["match"]
         # One outcome per ticket per group: a ticket closed twice at once keeps its first outcome, alone.
         touched = [w.args[0] for w in closes] + [t for w in pairs for t in w.args[0]]
         if len(set(touched)) < len(touched):
@@ -174,7 +175,7 @@ class GroupCommitStore(MatchStore):
                     locked = await conn.fetch(_LOCK_OPEN, [t for w in pairs for t in w.args[0]])
                     still_open = {r["ticket_id"] for r in locked}
                     for w in pairs:
-                        ids, outcome = w.args
+                        ids, outcome = w.args[0], w.args[1]
                         missing = [t for t in ids if t not in still_open]
                         if missing:
                             stale[id(w)] = missing  # this pair changes nothing
@@ -183,9 +184,11 @@ class GroupCommitStore(MatchStore):
                 if to_close:
                     rows = await conn.fetch(_CLOSE_TICKETS, [t for t, _ in to_close], [o for _, o in to_close])
                     closed = {r["ticket_id"] for r in rows}
-                calls = by_kind["call"]
+                # The calls of the matches whose pair closed: in the same transaction as the closes.
+                calls = [w.args[0] for w in by_kind["call"]]
+                calls += [w.args[2] for w in by_kind["match"] if id(w) not in stale]
                 if calls:
-                    await conn.executemany(INSERT_CALL, [call_insert_args(w.args[0]) for w in calls])
+                    await conn.executemany(INSERT_CALL, [call_insert_args(c) for c in calls])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -198,7 +201,7 @@ class GroupCommitStore(MatchStore):
                 continue
             if w.kind == "close":
                 w.done.set_result(w.args[0] in closed)
-            elif w.kind == "pair":
+            elif w.kind in ("pair", "match"):
                 w.done.set_result(stale.get(id(w), []))
             else:
                 w.done.set_result(None)
@@ -215,6 +218,7 @@ class GroupCommitStore(MatchStore):
             "open": open_alone,
             "close": self.store.close_ticket,
             "pair": self.store.close_pair,
+            "match": self.store.close_pair_and_create_call,
             "call": self.store.create_call,
         }
         for w in group:
@@ -259,6 +263,12 @@ class GroupCommitStore(MatchStore):
         if not outcome:
             raise ValueError("outcome is required")
         stale: list[str] = await self._submit("pair", list(dict.fromkeys(ticket_ids)), outcome)
+        return stale
+
+    async def close_pair_and_create_call(self, ticket_ids: Sequence[str], outcome: str, call: CallRow) -> list[str]:
+        if not outcome:
+            raise ValueError("outcome is required")
+        stale: list[str] = await self._submit("match", list(dict.fromkeys(ticket_ids)), outcome, checked_call(call))
         return stale
 
     async def create_call(self, call: CallRow) -> None:

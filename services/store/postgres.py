@@ -280,6 +280,35 @@ class Store(ModerationQueries, MeetingQueries):
             return exc.stale
         return []
 
+    async def close_pair_and_create_call(self, ticket_ids: Sequence[str], outcome: str, call: CallRow) -> list[str]:
+        """``close_pair`` and ``create_call`` in one transaction (a match: one commit, not two).
+
+        Returns [] when every ticket was closed and the call inserted; otherwise nothing changes and
+        the result names the tickets no longer open. Raises as ``create_call`` for a call it refuses.
+        """
+        if not outcome:
+            raise ValueError("outcome is required")
+        row = checked_call(call)
+        wanted = list(dict.fromkeys(ticket_ids))
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    "UPDATE tickets SET closed_at = now(), outcome = $2 "
+                    "WHERE ticket_id = ANY($1::text[]) AND closed_at IS NULL RETURNING ticket_id",
+                    wanted,
+                    outcome,
+                )
+                closed = {r["ticket_id"] for r in rows}
+                stale = [t for t in wanted if t not in closed]
+                if stale:
+                    raise _StalePair(stale)  # rolls the transaction back: the open ones stay open
+                await conn.execute(INSERT_CALL, *call_insert_args(row))
+        except _StalePair as exc:
+            return exc.stale
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise _integrity_error(exc, f"call '{call.call_id}'") from exc
+        return []
+
     async def resume_ticket(
         self, ticket_id: str, session_id: str, edge_id: str, region: str, preferences: Mapping[str, Any]
     ) -> bool:

@@ -111,6 +111,21 @@ class InMemoryStore(MatchStore):
             self._tickets[t].closed_at, self._tickets[t].outcome = now, outcome
         return []
 
+    async def close_pair_and_create_call(self, ticket_ids: Sequence[str], outcome: str, call: CallRow) -> list[str]:
+        if not outcome:
+            raise ValueError("outcome is required")
+        row = checked_call(call)
+        await asyncio.sleep(0)
+        wanted = list(dict.fromkeys(ticket_ids))
+        stale = [t for t in wanted if t not in self._tickets or self._tickets[t].closed_at is not None]
+        if stale:
+            return stale
+        self._insert_call(row)  # raises before any ticket changes, as the transaction would roll back
+        now = time.time()
+        for t in wanted:
+            self._tickets[t].closed_at, self._tickets[t].outcome = now, outcome
+        return []
+
     async def resume_ticket(
         self, ticket_id: str, session_id: str, edge_id: str, region: str, preferences: Mapping[str, Any]
     ) -> bool:
@@ -142,6 +157,9 @@ class InMemoryStore(MatchStore):
     async def create_call(self, call: CallRow) -> None:
         row = checked_call(call)
         await asyncio.sleep(0)
+        self._insert_call(row)
+
+    def _insert_call(self, row: CallRow) -> None:
         for user in (row.user_a, row.user_b):
             if user not in self._users:
                 raise UnknownUser(f"call '{row.call_id}' names a user that does not exist: '{user}'")

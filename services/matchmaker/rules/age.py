@@ -6,7 +6,7 @@ partner who left their age band unstated.
 
 from __future__ import annotations
 
-from duet.services.matchmaker.rules.base import PROFILE, PairContext
+from duet.services.matchmaker.rules.base import PROFILE, Check, PairContext
 from duet.services.matchmaker.ticket import Ticket
 
 
@@ -24,3 +24,10 @@ class AgeRule:
 
     def bucket_allows(self, newcomer: Ticket, sample: Ticket, ctx: PairContext) -> bool:
         return self.allows(newcomer, sample, ctx)  # age band and wanted bands are part of the bucket key
+
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Check:
+        mine, wanted = newcomer.preferences.age_band, newcomer.preferences.want_age_bands
+        return lambda w: (
+            (not w.preferences.want_age_bands or mine in w.preferences.want_age_bands)
+            and (not wanted or w.preferences.age_band in wanted)
+        )

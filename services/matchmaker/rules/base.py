@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -75,3 +76,52 @@ class PairScorer(Protocol):
     name: str
 
     def score(self, waiting: Ticket, newcomer: Ticket, ctx: PairContext) -> float: ...
+
+
+# -- the optional fast path: a rule bound to one newcomer ------------------------------------------------
+#
+# The pool asks the same newcomer about a few dozen waiting tickets per search. A rule may do once, per
+# newcomer, what does not depend on the waiting ticket (the newcomer's relaxation state, its sets, the
+# thresholds of the schedule) by offering ``bind``; a rule without it is asked through ``allows`` or
+# ``score`` as before (``filter_binder``, ``scorer_binder``). Both must give the same answers.
+
+Check = Callable[[Ticket], bool]  # a filter's verdict on a waiting ticket, for one newcomer and context
+Points = Callable[[Ticket], float]  # a scorer's points for a waiting ticket, for one newcomer and context
+
+
+@runtime_checkable
+class BindingFilter(PairFilter, Protocol):
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Check | None:
+        """``lambda waiting: self.allows(waiting, newcomer, ctx)``, cheaper; None when it allows every ticket."""
+        ...
+
+
+@runtime_checkable
+class BindingScorer(PairScorer, Protocol):
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Points:
+        """``lambda waiting: self.score(waiting, newcomer, ctx)``, cheaper."""
+        ...
+
+
+def filter_binder(f: PairFilter) -> Callable[[Ticket, PairContext], Check | None]:
+    """How to bind ``f`` to a newcomer: its own ``bind``, or its ``allows`` with the newcomer and context fixed."""
+    if isinstance(f, BindingFilter):
+        return f.bind
+    allows = f.allows
+
+    def bind(newcomer: Ticket, ctx: PairContext) -> Check:
+        return lambda waiting: allows(waiting, newcomer, ctx)
+
+    return bind
+
+
+def scorer_binder(s: PairScorer) -> Callable[[Ticket, PairContext], Points]:
+    """How to bind ``s`` to a newcomer: its own ``bind``, or its ``score`` with the newcomer and context fixed."""
+    if isinstance(s, BindingScorer):
+        return s.bind
+    score = s.score
+
+    def bind(newcomer: Ticket, ctx: PairContext) -> Points:
+        return lambda waiting: score(waiting, newcomer, ctx)
+
+    return bind

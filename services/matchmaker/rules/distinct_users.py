@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from duet.services.matchmaker.rules.base import PairContext
+from duet.services.matchmaker.rules.base import Check, PairContext
 from duet.services.matchmaker.ticket import Ticket
 
 
@@ -11,3 +11,7 @@ class DistinctUsersRule:
 
     def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool:
         return a.user_id != b.user_id
+
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Check:
+        me = newcomer.user_id
+        return lambda waiting: waiting.user_id != me

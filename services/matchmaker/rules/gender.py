@@ -6,7 +6,7 @@ partner who left their gender unstated.
 
 from __future__ import annotations
 
-from duet.services.matchmaker.rules.base import PROFILE, PairContext
+from duet.services.matchmaker.rules.base import PROFILE, Check, PairContext
 from duet.services.matchmaker.ticket import Ticket
 
 
@@ -24,3 +24,10 @@ class GenderRule:
 
     def bucket_allows(self, newcomer: Ticket, sample: Ticket, ctx: PairContext) -> bool:
         return self.allows(newcomer, sample, ctx)  # gender and wanted genders are part of the bucket key
+
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Check:
+        mine, wanted = newcomer.preferences.gender, newcomer.preferences.want_genders
+        return lambda w: (
+            (not w.preferences.want_genders or mine in w.preferences.want_genders)
+            and (not wanted or w.preferences.gender in wanted)
+        )

@@ -7,7 +7,7 @@ interest is worth ``points_per_interest``.
 
 from __future__ import annotations
 
-from duet.services.matchmaker.rules.base import PLACE, PairContext
+from duet.services.matchmaker.rules.base import PLACE, Check, PairContext, Points
 from duet.services.matchmaker.ticket import Ticket
 
 
@@ -33,6 +33,16 @@ class InterestsRule:
             return False
         return not (sample_strict and not newcomer.preferences.interests)
 
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Check:
+        mine = newcomer.preferences.interests
+        if ctx.relax.interests_required(newcomer, ctx.now_ms):
+            return lambda w: not mine.isdisjoint(w.preferences.interests)
+        # A waiting ticket that gave interests requires a shared one while it is younger than this.
+        cutoff = ctx.relax.cutoff_ms(ctx.now_ms, ctx.relax.interests_optional_after_s)
+        return lambda w: (
+            not mine.isdisjoint(w.preferences.interests) or not (w.preferences.interests and w.queued_at > cutoff)
+        )
+
 
 class SharedInterestsScore:
     name = "shared interests"
@@ -42,3 +52,7 @@ class SharedInterestsScore:
 
     def score(self, waiting: Ticket, newcomer: Ticket, ctx: PairContext) -> float:
         return self.points_per_interest * len(shared_interests(waiting, newcomer))
+
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Points:
+        points, mine = self.points_per_interest, newcomer.preferences.interests
+        return lambda w: points * len(w.preferences.interests & mine)

@@ -7,7 +7,7 @@ counts as ``unknown_rtt_ms``.
 
 from __future__ import annotations
 
-from duet.services.matchmaker.rules.base import PairContext
+from duet.services.matchmaker.rules.base import PairContext, Points
 from duet.services.matchmaker.ticket import Ticket
 
 
@@ -23,3 +23,14 @@ class LatencyScore:
             return 0.0
         rtt = ctx.latency.rtt_ms(waiting.region, newcomer.region)
         return -self.points_per_ms * (self.unknown_rtt_ms if rtt is None else rtt)
+
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Points:
+        region, rtt_ms, per_ms, unknown = newcomer.region, ctx.latency.rtt_ms, self.points_per_ms, self.unknown_rtt_ms
+
+        def points(w: Ticket) -> float:
+            if w.region == region:
+                return 0.0
+            rtt = rtt_ms(w.region, region)
+            return -per_ms * (unknown if rtt is None else rtt)
+
+        return points

@@ -9,7 +9,7 @@ offered a single codec and a partner that sends the other one.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,3 +46,7 @@ class MediaRule:
 
     def bucket_allows(self, newcomer: Ticket, sample: Ticket, ctx: PairContext) -> bool:
         return can_exchange_video(newcomer.video, sample.video)  # video is part of the bucket key
+
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Callable[[Ticket], bool]:
+        mine = newcomer.video
+        return lambda w: can_exchange_video(w.video, mine)

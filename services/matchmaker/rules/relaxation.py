@@ -32,6 +32,11 @@ class RelaxSchedule:
         return steps
 
     @staticmethod
+    def cutoff_ms(now_ms: float, seconds: float) -> float:
+        """The latest queued_at (epoch ms) that has waited at least ``seconds`` at ``now_ms`` (``waited``'s sum)."""
+        return now_ms - seconds * 1000
+
+    @staticmethod
     def waited(ticket: Ticket, now_ms: float, seconds: float) -> bool:
         """Has the ticket waited at least ``seconds``? (The pool bounds its buckets with the same sum.)"""
         return ticket.queued_at <= now_ms - seconds * 1000

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from duet.services.matchmaker.rules.base import PairContext
+from duet.services.matchmaker.rules.base import PairContext, Points
 from duet.services.matchmaker.ticket import Ticket
 
 
@@ -17,3 +17,7 @@ class ReportedScore:
 
     def score(self, waiting: Ticket, newcomer: Ticket, ctx: PairContext) -> float:
         return -self.points_per_report * (waiting.reports + newcomer.reports)
+
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Points:
+        per_report, theirs = self.points_per_report, newcomer.reports
+        return lambda w: -per_report * (w.reports + theirs)

@@ -9,7 +9,7 @@ schedule.
 from __future__ import annotations
 
 from duet.services.matchmaker.preferences import Scope
-from duet.services.matchmaker.rules.base import PLACE, PairContext
+from duet.services.matchmaker.rules.base import PLACE, Check, PairContext
 from duet.services.matchmaker.ticket import Ticket
 
 
@@ -33,3 +33,17 @@ class ScopeRule:
 
     def bucket_allows(self, newcomer: Ticket, sample: Ticket, ctx: PairContext) -> bool:
         return self.allows(newcomer, sample, ctx)  # region and scope are part of the bucket key
+
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Check:
+        region = newcomer.region
+        if ctx.relax.scope(newcomer, ctx.now_ms) is Scope.NEAR:
+            return lambda w: w.region == region or is_near(w.region, region, ctx)
+        # A waiting ticket's "near me" is in force while it is younger than this.
+        cutoff = ctx.relax.cutoff_ms(ctx.now_ms, ctx.relax.anywhere_after_s)
+        near = Scope.NEAR
+        return lambda w: (
+            w.region == region
+            or w.preferences.scope is not near
+            or w.queued_at <= cutoff
+            or is_near(w.region, region, ctx)
+        )

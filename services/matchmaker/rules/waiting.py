@@ -6,7 +6,7 @@ in the balance against latency and interests among those it compares.
 
 from __future__ import annotations
 
-from duet.services.matchmaker.rules.base import PairContext
+from duet.services.matchmaker.rules.base import PairContext, Points
 from duet.services.matchmaker.ticket import Ticket
 
 
@@ -18,3 +18,7 @@ class WaitedScore:
 
     def score(self, waiting: Ticket, newcomer: Ticket, ctx: PairContext) -> float:
         return self.points_per_s * max(0.0, ctx.now_ms - waiting.queued_at) / 1000
+
+    def bind(self, newcomer: Ticket, ctx: PairContext) -> Points:
+        per_s, now = self.points_per_s, ctx.now_ms
+        return lambda w: per_s * max(0.0, now - w.queued_at) / 1000

@@ -5,6 +5,7 @@ in-memory store and again on real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -21,11 +22,13 @@ from duet.services.matchmaker.events import (
     SessionClosed,
     SessionEvent,
     ShardMoved,
+    TicketClosed,
 )
 from duet.services.matchmaker.fakes import FakeEdges, FakeRouting, InMemoryStore
 from duet.services.matchmaker.ports import EdgeInfo, EdgeState
 from duet.services.matchmaker.session_state import ClientSession
 from duet.services.store.postgres import Store
+from duet.services.store.records import CallRow
 
 AnyStore = InMemoryStore | Store
 E = TypeVar("E", bound=SessionEvent)
@@ -361,3 +364,45 @@ async def test_the_recent_partner_window_is_configurable(match_store: AnyStore, 
     assert again.call_id != first and again.partner_display_name == "Ana"  # window 0: they may meet again
     with pytest.raises(ValueError):
         Matchmaker(match_store, routing, FakeEdges(), recent_partners=-1)
+
+
+class StaleAtTheWrite(InMemoryStore):
+    """Another replica matches the waiting ticket while this one bridges: the pair's write finds it closed."""
+
+    async def close_pair_and_create_call(self, ticket_ids: Sequence[str], outcome: str, call: CallRow) -> list[str]:
+        await self.close_ticket(ticket_ids[0], "matched")
+        return await super().close_pair_and_create_call(ticket_ids, outcome, call)
+
+
+class LostAtTheWrite(InMemoryStore):
+    async def close_pair_and_create_call(self, ticket_ids: Sequence[str], outcome: str, call: CallRow) -> list[str]:
+        raise ConnectionResetError("database connection lost")
+
+
+async def test_a_pair_found_stale_at_its_write_is_taken_down_and_the_other_waits_on(routing: FakeRouting) -> None:
+    store, edges = StaleAtTheWrite(), FakeEdges()
+    mm = Matchmaker(store, routing, edges)
+    ana, ben = await join(mm, "ana"), await join(mm, "ben")
+    await mm.find_partner(ana.session)
+    await mm.find_partner(ben.session)
+    assert "closed elsewhere" in ana.last(TicketClosed).reason
+    assert Matched not in ben.drain()
+    assert edges.bridges == {} and len(edges.unbridged) == 2  # both sides were bridged, both taken down
+    assert await store.list_calls() == []  # nothing recorded
+    assert ana.session.call is None and ben.session.call is None and mm._calls == {}
+    ben_ticket = ben.session.ticket
+    assert ben_ticket is not None and ben_ticket.ticket_id in mm.pool  # back in the pool with its age
+    row = await store.get_ticket(ben_ticket.ticket_id)
+    assert row is not None and row.closed_at is None
+
+
+async def test_a_failed_write_takes_the_call_down_and_fails_the_request(routing: FakeRouting) -> None:
+    store, edges = LostAtTheWrite(), FakeEdges()
+    mm = Matchmaker(store, routing, edges)
+    ana, ben = await join(mm, "ana"), await join(mm, "ben")
+    await mm.find_partner(ana.session)
+    with pytest.raises(ConnectionResetError):
+        await mm.find_partner(ben.session)
+    assert Matched not in ana.drain() + ben.drain()
+    assert edges.bridges == {} and len(edges.unbridged) == 2
+    assert ana.session.call is None and ben.session.call is None and mm._calls == {}

@@ -26,10 +26,13 @@ def cycle() -> weakref.ref[Node]:
 
 async def test_running_freezes_the_heap_and_gives_it_back_after() -> None:
     assert gc.get_freeze_count() == 0
-    async with FrozenHeap().running() as heap:
+    thresholds = gc.get_threshold()
+    async with FrozenHeap(GcPolicy(young_threshold=12_345)).running() as heap:
         assert gc.get_freeze_count() > 0
         assert heap.stats.reclaims == 1  # one full collection at start-up
+        assert gc.get_threshold() == (12_345, *thresholds[1:])
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
 
 
 async def test_the_background_task_freezes_what_survived_and_stops_with_the_block() -> None:
@@ -100,3 +103,5 @@ def test_a_policy_refuses_nonsense() -> None:
         GcPolicy(freeze_every_s=0)
     with pytest.raises(ValueError, match="reclaim_every_s"):
         GcPolicy(freeze_every_s=2, reclaim_every_s=1)
+    with pytest.raises(ValueError, match="young_threshold"):
+        GcPolicy(young_threshold=0)

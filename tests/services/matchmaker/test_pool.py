@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from duet.services.matchmaker.pair_history import InMemoryPairHistory
 from duet.services.matchmaker.pool import Ticket, WaitingPool
 from duet.services.matchmaker.preferences import AGE_BANDS, GENDERS, Scope
-from duet.services.matchmaker.rules.base import PairContext
+from duet.services.matchmaker.rules.base import BindingFilter, BucketFilter, PairContext
 from duet.services.matchmaker.rules.defaults import default_filters, default_scorers
 from duet.services.matchmaker.rules.media import VideoCodecs
 from tests.services.matchmaker.rules.helpers import BROWSER, H264_ONLY, context, ticket
@@ -63,6 +64,17 @@ def test_scores_pick_among_the_oldest_compatible() -> None:
     # Both waited about as long: the one in the newcomer's region wins on latency.
     pair = pool.offer(ticket(3, "new", region="fra", queued_s=2, gender="female"), context(2))
     assert pair is not None and pair[0].user_id == "near"
+
+
+def test_without_scorers_the_oldest_compatible_wins() -> None:
+    ctx = context(20.0)
+    newcomer = ticket(3, "cleo", region="fra", interests=["film"])
+    for scorers, partner in (([], "ana"), (None, "ben")):  # the default scorers prefer ben: near, a shared interest
+        pool = WaitingPool(scorers=scorers)
+        assert pool.offer(ticket(1, "ana", region="vir", avoid={"ben"}), ctx) is None
+        assert pool.offer(ticket(2, "ben", region="fra", interests=["film"]), ctx) is None
+        pair = pool.offer(newcomer, ctx)
+        assert pair is not None and pair[0].user_id == partner
 
 
 def test_a_reported_user_is_matched_after_others_but_still_matched() -> None:
@@ -176,6 +188,74 @@ def test_indexed_pool_agrees_with_a_naive_scan(evts: list[tuple], compare: int) 
         waiting = pool.waiting()
         assert {w.ticket_id for w in waiting} == {w.ticket_id for w in live.values()}
         assert [pool.position(w.ticket_id) for w in waiting] == list(range(1, len(waiting) + 1))
+
+
+class Unbound:
+    """A filter or scorer without ``bind`` (and a bucket filter's bucket methods kept): what a new rule
+    looks like to the pool, asked through ``allows`` and ``score``."""
+
+    def __init__(self, rule: Any) -> None:
+        self.rule = rule
+        self.name = rule.name
+
+    def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool:
+        return bool(self.rule.allows(a, b, ctx))
+
+    def score(self, waiting: Ticket, newcomer: Ticket, ctx: PairContext) -> float:
+        return float(self.rule.score(waiting, newcomer, ctx))
+
+
+class UnboundBucket(Unbound):
+    def __init__(self, rule: Any) -> None:
+        super().__init__(rule)
+        self.bucket_part = rule.bucket_part
+
+    def bucket_allows(self, newcomer: Ticket, sample: Ticket, ctx: PairContext) -> bool:
+        return bool(self.rule.bucket_allows(newcomer, sample, ctx))
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrivals)
+def test_rules_without_their_own_bind_make_the_same_pairs(evts: list[tuple]) -> None:  # type: ignore[type-arg]
+    filters = [UnboundBucket(f) if isinstance(f, BucketFilter) else Unbound(f) for f in default_filters()]
+    plain = WaitingPool(filters, [Unbound(s) for s in default_scorers()], compare=3)
+    assert not any(isinstance(f, BindingFilter) for f in plain.filters)
+    bound = WaitingPool(compare=3)
+    history = InMemoryPairHistory(recent_partners=2)
+    for a, b in (("u0", "u1"), ("u2", "u3"), ("u4", "u5"), ("u6", "u7"), ("u0", "u2")):
+        history.add_block(a, b)  # many blocks: every per-ticket filter gets to refuse
+    now = 0.0
+    for n, (op, user, langs, interests, g, wg, a, wa, scope, region, video, step) in enumerate(evts):
+        now += step
+        ctx = context(now, history)
+        waiting = bound.ticket_of(user)
+        if op == "cancel":
+            if waiting is not None:
+                assert plain.remove(waiting.ticket_id) == bound.remove(waiting.ticket_id)
+            continue
+        if op == "reoffer":
+            if waiting is not None:
+                assert plain.reoffer(waiting.ticket_id, ctx) == bound.reoffer(waiting.ticket_id, ctx)
+            continue
+        t = ticket(
+            n,
+            user,
+            region=region,
+            queued_s=now,
+            video=video,
+            languages=langs,
+            interests=interests,
+            gender=g,
+            want_genders=wg,
+            age_band=a,
+            want_age_bands=wa,
+            scope=scope,
+        )
+        pair = bound.offer(t, ctx)
+        assert plain.offer(t, ctx) == pair
+        if pair is not None:
+            history.note_met(pair[0].user_id, user)
+    assert plain.waiting() == bound.waiting()
 
 
 # -- 10,000 waiting ---------------------------------------------------------------------------

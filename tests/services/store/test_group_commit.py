@@ -137,3 +137,54 @@ async def test_pairs_close_both_or_neither_in_a_group_and_keep_what_replicas_nee
     await grouped.create_call(CallRow("c-sh", "ana", "ben", "fra-1", "fra-1", "la", "lb", ["fra-1"], 0.0, "bridged", None, {}, {}, shard="emea"))  # fmt: skip
     row = await store.get_call("c-sh")
     assert row is not None and row.shard == "emea"
+
+
+async def test_a_pair_closed_with_its_call_shares_the_group_and_a_stale_pair_records_nothing(
+    grouped: GroupCommitStore, store: Store
+) -> None:
+    users = ["ana", "ben", "cleo", "dara", "eli", "fay", "gus", "hal"]
+    await asyncio.gather(*(grouped.upsert_user(u, u.title()) for u in users))
+    await asyncio.gather(*(grouped.open_ticket(f"t-{u}", u, f"s-{u}", "fra-1", 1_700_000_000.0) for u in users))
+    await grouped.close_ticket("t-dara", "cancelled: by the client")
+    groups_before = grouped.stats.groups
+    # Four matches at once with a plain write among them: two whose tickets are open, one with dara's
+    # ticket closed already, one whose call id is taken (its group fails and is retried write by write).
+    await grouped.create_call(call("c-taken", "gus", "hal"))
+    results = await asyncio.gather(
+        grouped.close_pair_and_create_call(["t-ana", "t-ben"], "matched", call("c-ab", "ana", "ben")),
+        grouped.close_pair_and_create_call(["t-cleo", "t-dara"], "matched", call("c-cd", "cleo", "dara")),
+        grouped.close_pair_and_create_call(["t-eli", "t-fay"], "matched", call("c-ef", "eli", "fay")),
+        grouped.close_pair_and_create_call(["t-gus", "t-hal"], "matched", call("c-taken", "gus", "hal")),
+        grouped.upsert_user("ivy", "Ivy"),
+        return_exceptions=True,
+    )
+    assert results[:3] == [[], ["t-dara"], []] and results[4] is None
+    assert isinstance(results[3], DuplicateRecord)
+    assert grouped.stats.retried_alone >= 5
+    for call_id, users_ in (("c-ab", ("ana", "ben")), ("c-ef", ("eli", "fay"))):
+        row = await store.get_call(call_id)
+        assert row is not None and (row.user_a, row.user_b) == users_
+    assert await store.get_call("c-cd") is None
+    outcomes = {u: (await store.get_ticket(f"t-{u}")).outcome for u in users}  # type: ignore[union-attr]
+    assert outcomes == {
+        "ana": "matched",
+        "ben": "matched",
+        "cleo": None,  # her pair changed nothing: still waiting
+        "dara": "cancelled: by the client",
+        "eli": "matched",
+        "fay": "matched",
+        "gus": None,  # the refused call left both tickets open
+        "hal": None,
+    }
+    # Without a failing write, matches commit together: fewer transactions than writes.
+    await asyncio.gather(*(grouped.open_ticket(f"t2-{u}", u, f"s-{u}", "fra-1", 1_700_000_001.0) for u in users))
+    before = (grouped.stats.groups, grouped.stats.writes)
+    assert await asyncio.gather(
+        *(
+            grouped.close_pair_and_create_call([f"t2-{a}", f"t2-{b}"], "matched", call(f"c2-{a}", a, b))
+            for a, b in zip(users[::2], users[1::2], strict=True)
+        )
+    ) == [[], [], [], []]
+    assert grouped.stats.writes - before[1] == 4 and grouped.stats.groups - before[0] < 4
+    assert grouped.stats.groups > groups_before
+    assert all([await store.get_call(f"c2-{a}") is not None for a in users[::2]])

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import cast
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from duet.services.matchmaker.pair_history import InMemoryPairHistory
 from duet.services.matchmaker.preferences import AGE_BANDS, GENDERS, Scope
 from duet.services.matchmaker.rules.age import AgeRule
+from duet.services.matchmaker.rules.base import (
+    BindingFilter,
+    BindingScorer,
+    PairContext,
+    PairFilter,
+    PairScorer,
+    filter_binder,
+    scorer_binder,
+)
 from duet.services.matchmaker.rules.blocks import BlockRule
-from duet.services.matchmaker.rules.defaults import default_filters
+from duet.services.matchmaker.rules.defaults import default_filters, default_scorers
 from duet.services.matchmaker.rules.distinct_users import DistinctUsersRule
 from duet.services.matchmaker.rules.gender import GenderRule
 from duet.services.matchmaker.rules.interests import InterestsRule, SharedInterestsScore
@@ -192,3 +204,72 @@ def test_every_filter_is_symmetric(a: Ticket, b: Ticket, now_s: float) -> None:
 @given(st.builds(VideoCodecs.of, st.sampled_from(["VP8", "H264"]), st.frozensets(st.sampled_from(["VP8", "H264"]))))
 def test_a_client_that_decodes_what_it_sends_can_talk_to_itself(v: VideoCodecs) -> None:
     assert can_exchange_video(v, v) == (v.send in v.receive)
+
+
+# -- a rule bound to one newcomer answers as the rule does ------------------------------------
+
+
+class Plain:
+    """A rule seen only through ``allows`` and ``score``: what a new rule without ``bind`` looks like."""
+
+    def __init__(self, rule: PairFilter | PairScorer) -> None:
+        self.rule = rule
+        self.name = rule.name
+
+    def allows(self, a: Ticket, b: Ticket, ctx: PairContext) -> bool:
+        return cast(PairFilter, self.rule).allows(a, b, ctx)
+
+    def score(self, waiting: Ticket, newcomer: Ticket, ctx: PairContext) -> float:
+        return cast(PairScorer, self.rule).score(waiting, newcomer, ctx)
+
+
+NOW_S = 100.0
+# Waits on the relaxation steps (10 s, 30 s) and just beside them, where a bound rule's thresholds could slip.
+with_history = st.builds(
+    lambda t, waited_s, avoid, reports: dataclasses.replace(
+        t, queued_at=(NOW_S - waited_s) * 1000, avoid=avoid, reports=reports
+    ),
+    tickets,
+    st.sampled_from([0.0, 5.0, 9.999, 10.0, 10.001, 29.999, 30.0, 30.001, 45.0]),
+    st.frozensets(st.sampled_from(["u0", "u1", "u2", "u3"]), max_size=2),
+    st.integers(0, 3),
+)
+
+
+@settings(max_examples=500)
+@given(with_history, with_history)
+def test_a_bound_rule_answers_as_the_rule_with_or_without_its_own_bind(newcomer: Ticket, waiting: Ticket) -> None:
+    history = InMemoryPairHistory(recent_partners=1, rematch_window_s=60.0, clock=lambda: 100.0)
+    history.note_met("u0", "u1")
+    history.note_met("u2", "u3")
+    history.add_block("u1", "u2")
+    ctx = context(now_s=NOW_S, history=history)
+    for rule in default_filters():
+        expected = rule.allows(waiting, newcomer, ctx)
+        for binder in (filter_binder(rule), filter_binder(Plain(rule))):
+            check = binder(newcomer, ctx)
+            assert (True if check is None else check(waiting)) == expected, rule.name
+    for scorer in default_scorers():
+        expected_points = scorer.score(waiting, newcomer, ctx)
+        for points in (scorer_binder(scorer), scorer_binder(Plain(scorer))):
+            assert points(newcomer, ctx)(waiting) == expected_points, scorer.name
+
+
+def test_the_rules_that_can_be_bound_say_so() -> None:
+    # The pool's fast path is taken only for these; the others are asked through allows/score.
+    bound = {r.name for r in [*default_filters(), *default_scorers()] if isinstance(r, BindingFilter | BindingScorer)}
+    assert bound == {
+        "gender",
+        "age",
+        "media",
+        "distinct users",
+        "scope",
+        "blocks",
+        "recent partners",
+        "interests",
+        "waited",
+        "shared interests",
+        "latency",
+        "reports",
+    }
+    assert not isinstance(Plain(ScopeRule()), BindingFilter)
