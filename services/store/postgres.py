@@ -62,6 +62,22 @@ class _StalePair(Exception):
         self.stale = stale
 
 
+async def _close_all_open(conn: asyncpg.Connection, ticket_ids: Sequence[str], outcome: str) -> None:
+    """Close the tickets still open among ``ticket_ids``; raise _StalePair (rolling the caller's
+    transaction back, so the open ones stay open) when any was not."""
+    wanted = list(dict.fromkeys(ticket_ids))
+    rows = await conn.fetch(
+        "UPDATE tickets SET closed_at = now(), outcome = $2 "
+        "WHERE ticket_id = ANY($1::text[]) AND closed_at IS NULL RETURNING ticket_id",
+        wanted,
+        outcome,
+    )
+    closed = {r["ticket_id"] for r in rows}
+    stale = [t for t in wanted if t not in closed]
+    if stale:
+        raise _StalePair(stale)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb <-> Python dicts on every pooled connection.
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -263,19 +279,9 @@ class Store(ModerationQueries, MeetingQueries):
         """
         if not outcome:
             raise ValueError("outcome is required")
-        wanted = list(dict.fromkeys(ticket_ids))
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
-                    "UPDATE tickets SET closed_at = now(), outcome = $2 "
-                    "WHERE ticket_id = ANY($1::text[]) AND closed_at IS NULL RETURNING ticket_id",
-                    wanted,
-                    outcome,
-                )
-                closed = {r["ticket_id"] for r in rows}
-                stale = [t for t in wanted if t not in closed]
-                if stale:
-                    raise _StalePair(stale)  # rolls the transaction back: the open ones stay open
+                await _close_all_open(conn, ticket_ids, outcome)
         except _StalePair as exc:
             return exc.stale
         return []
@@ -289,19 +295,9 @@ class Store(ModerationQueries, MeetingQueries):
         if not outcome:
             raise ValueError("outcome is required")
         row = checked_call(call)
-        wanted = list(dict.fromkeys(ticket_ids))
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
-                    "UPDATE tickets SET closed_at = now(), outcome = $2 "
-                    "WHERE ticket_id = ANY($1::text[]) AND closed_at IS NULL RETURNING ticket_id",
-                    wanted,
-                    outcome,
-                )
-                closed = {r["ticket_id"] for r in rows}
-                stale = [t for t in wanted if t not in closed]
-                if stale:
-                    raise _StalePair(stale)  # rolls the transaction back: the open ones stay open
+                await _close_all_open(conn, ticket_ids, outcome)
                 await conn.execute(INSERT_CALL, *call_insert_args(row))
         except _StalePair as exc:
             return exc.stale
