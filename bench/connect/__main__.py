@@ -21,10 +21,10 @@ from pathlib import Path
 
 from bench.connect.baseline import BaselineResult, baseline_call
 from bench.connect.duet_calls import MAX_CALLS_PER_PAIR, MAX_CLIENTS_PER_REGION, DuetSample, pair_calls
-from bench.connect.loop_lag import watch_loop_lag
 from bench.connect.pairs import QUICK_PAIRS, all_pairs, pair_path
 from bench.connect.placement import placement_table, placements
 from bench.connect.report import pair_figures, region_table, stage_table, summary, write_heatmap
+from bench.loop_lag import watch_loop_lag
 from duet.routing.reference import region_sites
 from duet.routing.topology import TopologyError, default_topology
 from duet.services.devkit.errors import SetupError

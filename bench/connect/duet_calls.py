@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from bench.connect.loop_lag import LoopLag
 from bench.connect.media_gate import GatedCamera, GatedMicrophone
 from bench.connect.pairs import PairPath
+from bench.loop_lag import LoopLag
 from duet.services.auth.bearer import bearer_metadata
 from duet.services.auth.tokens import Role
 from duet.services.client import CallResult, DuetClient

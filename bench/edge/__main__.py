@@ -27,8 +27,8 @@ from bench.edge.cpu import cpu_seconds, run_queue_wait_seconds, udp_receive_buff
 from bench.edge.decodes import decoders_created, install_decode_counter
 from bench.edge.processes import REPO_ROOT
 from bench.edge.scenarios import EdgePath, Floor, Load, Scenario
-from bench.edge.stalls import Stall
 from bench.edge.traffic import PACKETS_PER_CALL_DIRECTION, WARMUP_STEP
+from bench.loop_lag import Stall
 
 LOSSLESS_MAX = 0.001  # a step is lossless when under 0.1% of its packets are lost ...
 # ... and its p99 latency is under this: a packet later than that misses a real receiver's
@@ -42,7 +42,7 @@ GC_NOTED_MS = 5.0  # a collector pause this long in a window is flagged (it hold
 # a virtual machine: an idle virtual CPU takes tens of µs to run a woken process, and at thousands of
 # wake-ups a second that alone comes to 10-15 % on a quiet machine; a core held by other work shows as more.
 WAITED_NOTED_PCT = 25.0
-STALL_NOTED_MS = 20.0  # an event-loop stall of a process under test this long is flagged (bench/edge/stalls.py)
+STALL_NOTED_MS = 20.0  # an event-loop stall of a process under test this long is flagged (bench/loop_lag.py)
 
 
 @dataclass

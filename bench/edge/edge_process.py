@@ -26,9 +26,8 @@ from typing import Any
 
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
+from bench.edge.child_pauses import ChildPauses, watching
 from bench.edge.decodes import decoders_created, install_decode_counter
-from bench.edge.stalls import LoopStalls
-from bench.gc_pauses import GcPauses
 from duet.edge.backbone import RouteEntry
 from duet.edge.ice_hosts import restrict_ice_to
 from duet.edge.relay import EdgeRelay
@@ -46,7 +45,7 @@ def _reply(obj: dict[str, object]) -> None:
 
 
 def _handle(
-    node: EdgeRelay, command: dict[str, Any], profiler: list[cProfile.Profile], pauses: GcPauses, stalls: LoopStalls
+    node: EdgeRelay, command: dict[str, Any], profiler: list[cProfile.Profile], pauses: ChildPauses
 ) -> dict[str, object]:
     cmd = command.get("cmd")
     if cmd == "routes":
@@ -56,10 +55,7 @@ def _handle(
     if cmd == "decodes":
         return {"decodes": decoders_created()}
     if cmd == "pauses":
-        return {
-            "gc_ms": [round(ms, 2) for ms in pauses.take()],
-            "stalls": [[s.late_ms, s.cpu_ms] for s in stalls.take()],
-        }
+        return pauses.reply()
     if cmd == "profile_start":
         profiler.append(cProfile.Profile())
         profiler[-1].enable()
@@ -90,26 +86,25 @@ async def serve(edge_id: str, number: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     _reply({"ready": True, "pid": os.getpid(), "control": control, "backbone": list(backbone)})
     profiler: list[cProfile.Profile] = []
-    pauses = GcPauses().install()
-    stalls = LoopStalls()
-    stalls.start()
 
-    async def commands() -> None:
+    async def commands(pauses: ChildPauses) -> None:
         while line := await reader.readline():
             try:
-                result = _handle(node, json.loads(line), profiler, pauses, stalls)
+                result = _handle(node, json.loads(line), profiler, pauses)
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 result = {"error": f"bad command: {exc}"}
             _reply(result)
         stop.set()  # the driver went away: stdin closed
 
-    task = asyncio.create_task(commands())
     try:
-        await stop.wait()
+        async with watching() as pauses:
+            task = asyncio.create_task(commands(pauses))
+            try:
+                await stop.wait()
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await stalls.stop()
         await server.stop(grace=0.5)
         await node.stop()
 

@@ -24,8 +24,7 @@ from aiortc.rtcdtlstransport import SRTP_PROFILES
 from pylibsrtp import Error as SrtpError
 from pylibsrtp import Policy, Session
 
-from bench.edge.stalls import LoopStalls
-from bench.gc_pauses import GcPauses
+from bench.edge.child_pauses import ChildPauses, watching
 
 HOST = "127.0.0.1"
 # What two aiortc peers agree on (aiortc's first profile): the floor uses the same cipher as the edge's legs.
@@ -98,11 +97,8 @@ async def serve() -> None:
         loop.add_signal_handler(sig, stop.set)
     port = transport.get_extra_info("sockname")[1]
     print(json.dumps({"ready": True, "pid": os.getpid(), "port": port}), flush=True)
-    pauses = GcPauses().install()
-    stalls = LoopStalls()
-    stalls.start()
 
-    async def commands() -> None:
+    async def commands(pauses: ChildPauses) -> None:
         while line := await reader.readline():
             try:
                 command = json.loads(line)
@@ -112,8 +108,7 @@ async def serve() -> None:
                 elif command.get("cmd") == "stats":
                     reply = {"dropped": forwarder.dropped}
                 elif command.get("cmd") == "pauses":
-                    noted = [[s.late_ms, s.cpu_ms] for s in stalls.take()]
-                    reply = {"gc_ms": [round(ms, 2) for ms in pauses.take()], "stalls": noted}
+                    reply = pauses.reply()
                 else:
                     reply = {"error": f"unknown command {command.get('cmd')!r}"}
             except (ValueError, KeyError, TypeError, IndexError) as exc:
@@ -121,13 +116,15 @@ async def serve() -> None:
             print(json.dumps(reply), flush=True)
         stop.set()
 
-    task = asyncio.create_task(commands())
     try:
-        await stop.wait()
+        async with watching() as pauses:
+            task = asyncio.create_task(commands(pauses))
+            try:
+                await stop.wait()
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await stalls.stop()
         transport.close()
 
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from bench.edge.child_pauses import read_reply
 from bench.edge.cpu import cpu_seconds, run_queue_wait_seconds
-from bench.edge.stalls import Stall
+from bench.loop_lag import Stall
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +35,7 @@ class Child:
 
     async def pauses(self) -> tuple[list[float], list[Stall]]:
         """Since the last ask: the child's collector pauses (ms) and its event loop's stalls."""
-        reply = await self.command(cmd="pauses")
-        return [float(ms) for ms in reply["gc_ms"]], [Stall(float(a), float(b)) for a, b in reply["stalls"]]
+        return read_reply(await self.command(cmd="pauses"))
 
     async def command(self, **command: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None

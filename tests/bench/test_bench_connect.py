@@ -14,12 +14,12 @@ from aiortc.mediastreams import MediaStreamError
 
 from bench.connect.duet_calls import MAX_CALLS_PER_PAIR, SCHEDULE, DuetSample, schedule
 from bench.connect.floor import pair_floor
-from bench.connect.loop_lag import LoopLag
 from bench.connect.media_gate import GatedCamera, GatedMicrophone
 from bench.connect.pairs import all_pairs, pair_path
 from bench.connect.placement import placement_table, placements
 from bench.connect.report import pair_figures, summary
 from bench.connect.udp_relay import UdpPairRelay, rewrite_candidates
+from bench.loop_lag import LoopLag
 from duet.routing.reference import reference_rtt_ms
 from duet.routing.topology import world_topology
 from duet.services.devkit.synthetic_media import read_marker

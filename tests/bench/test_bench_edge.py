@@ -16,7 +16,6 @@ import pytest
 from bench.edge import arrival
 from bench.edge.cpu import run_queue_wait_seconds
 from bench.edge.scenarios import Load
-from bench.edge.stalls import LoopStalls, Stall
 from bench.edge.traffic import (
     ABS_SEND_TIME_URI,
     MID_URI,
@@ -26,6 +25,7 @@ from bench.edge.traffic import (
     OutStream,
     stamp_send_time,
 )
+from bench.loop_lag import Stall, watch_loop_lag
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,18 +167,16 @@ def test_the_send_time_is_stamped_when_the_packet_leaves_not_when_its_burst_was_
 
 def test_a_blocked_event_loop_is_noted_as_a_stall_busy_when_it_used_the_cpu() -> None:
     async def run() -> list[Stall]:
-        stalls = LoopStalls()
-        stalls.start()
-        await asyncio.sleep(0.05)
-        stalls.take()
-        time.sleep(0.06)  # noqa: ASYNC251 - blocked on purpose, not using the CPU
-        await asyncio.sleep(0.03)
-        until = time.process_time() + 0.06
-        while time.process_time() < until:  # blocked, using the CPU
-            pass
-        await asyncio.sleep(0.03)
-        await stalls.stop()
-        return stalls.take()
+        async with watch_loop_lag() as lag:
+            await asyncio.sleep(0.05)
+            lag.stalls_since_last(5.0)
+            time.sleep(0.06)  # noqa: ASYNC251 - blocked on purpose, not using the CPU
+            await asyncio.sleep(0.03)
+            until = time.process_time() + 0.06
+            while time.process_time() < until:  # blocked, using the CPU
+                pass
+            await asyncio.sleep(0.03)
+            return lag.stalls_since_last(5.0)
 
     noted = [x for x in asyncio.run(run()) if x.late_ms >= 40]  # a busy machine may add short ones
     assert len(noted) == 2, noted
