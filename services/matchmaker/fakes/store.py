@@ -102,25 +102,23 @@ class InMemoryStore(MatchStore):
         if not outcome:
             raise ValueError("outcome is required")
         await asyncio.sleep(0)
-        wanted = list(dict.fromkeys(ticket_ids))
-        stale = [t for t in wanted if t not in self._tickets or self._tickets[t].closed_at is not None]
-        if stale:
-            return stale
-        now = time.time()
-        for t in wanted:
-            self._tickets[t].closed_at, self._tickets[t].outcome = now, outcome
-        return []
+        return self._close_all_open(ticket_ids, outcome, None)
 
     async def close_pair_and_create_call(self, ticket_ids: Sequence[str], outcome: str, call: CallRow) -> list[str]:
         if not outcome:
             raise ValueError("outcome is required")
         row = checked_call(call)
         await asyncio.sleep(0)
+        return self._close_all_open(ticket_ids, outcome, row)
+
+    def _close_all_open(self, ticket_ids: Sequence[str], outcome: str, call: CallRow | None) -> list[str]:
+        """Close every ticket (recording ``call`` too) if all are open; else change nothing, name the others."""
         wanted = list(dict.fromkeys(ticket_ids))
         stale = [t for t in wanted if t not in self._tickets or self._tickets[t].closed_at is not None]
         if stale:
             return stale
-        self._insert_call(row)  # raises before any ticket changes, as the transaction would roll back
+        if call is not None:
+            self._insert_call(call)  # raises before any ticket changes, as the transaction would roll back
         now = time.time()
         for t in wanted:
             self._tickets[t].closed_at, self._tickets[t].outcome = now, outcome
