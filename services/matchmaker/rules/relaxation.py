@@ -33,13 +33,13 @@ class RelaxSchedule:
 
     @staticmethod
     def cutoff_ms(now_ms: float, seconds: float) -> float:
-        """The latest queued_at (epoch ms) that has waited at least ``seconds`` at ``now_ms`` (``waited``'s sum)."""
+        """The latest queued_at (epoch ms) that has waited at least ``seconds`` at ``now_ms``."""
         return now_ms - seconds * 1000
 
     @staticmethod
     def waited(ticket: Ticket, now_ms: float, seconds: float) -> bool:
         """Has the ticket waited at least ``seconds``? (The pool bounds its buckets with the same sum.)"""
-        return ticket.queued_at <= now_ms - seconds * 1000
+        return ticket.queued_at <= RelaxSchedule.cutoff_ms(now_ms, seconds)
 
     def interests_required(self, ticket: Ticket, now_ms: float) -> bool:
         """The ticket gave interests and is young enough that a partner must share one."""
