@@ -9,8 +9,9 @@ WebSocket closes; when the WebSocket closes, the gRPC stream is cancelled
 (the matchmaker then ends the session's call and detaches its leg).
 
 The gateway may know several matchmaker replicas. A stream that ends
-UNAVAILABLE before the matchmaker's first message (the replica is down,
-stopping, or its shard is being taken over) is opened again on the next
+UNAVAILABLE or CANCELLED before the matchmaker's first message (the replica
+is down, stopping, or its shard is being taken over; a stopping replica can
+drop a stream it just took as CANCELLED) is opened again on the next
 replica, and what the browser had sent is sent again: the browser sees one
 session. Once the session is open, an UNAVAILABLE reaches the browser, whose
 next session goes through the same choice.
@@ -92,6 +93,10 @@ def server_message_json(message: matchmaker_pb2.ServerMessage) -> str:
 
 
 _BROWSER_GONE = "browser gone"  # the WebSocket closed: nobody to tell
+# Before a session is open, these end a stream because of the replica, not the request: another may serve it.
+# CANCELLED is never a matchmaker's answer; the gateway cancels only streams it has finished with, so it
+# means the replica dropped the stream (a stopping replica did, once, under load).
+_REPLICA_WENT_AWAY = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 _STREAM_OVER = "stream over"  # a write found the gRPC stream finished: its status tells why
 
 
@@ -300,7 +305,7 @@ class SessionGateway:
             if code is not None:
                 # Before the stream is open, the placeholder is retried as an unavailable replica is:
                 # whatever the server refused (a token) it refuses again, this time in its own words.
-                retry = code == grpc.StatusCode.UNAVAILABLE or is_placeholder(code, details)
+                retry = code in _REPLICA_WENT_AWAY or is_placeholder(code, details)
                 if retry and await upstream.reopen(f"{code.name}: {details}"):
                     continue
                 return self._status(code, details, upstream.address, upstream.tried)
@@ -326,6 +331,12 @@ class SessionGateway:
                 code.name,
                 "the matchmaker ended the session and its reason was lost on the way (gRPC reported only "
                 f"'{details}'); reload the page to try again",
+            )
+        if code == grpc.StatusCode.CANCELLED:
+            return Closed(
+                code.name,
+                f"the matchmaker at {address} dropped the session (it may be restarting; gRPC said '{details}'); "
+                "try again in a moment",
             )
         if code == grpc.StatusCode.UNAUTHENTICATED:
             return Closed(

@@ -1,7 +1,8 @@
 """gRPC's placeholder status ("Internal error from Core", what a client sees when its write fails as the
 server ends the stream) before a session is open: the gateway opens the stream again and shows the
 server's own reason, never the placeholder. A stand-in matchmaker over real gRPC ends its first
-stream with exactly that status, then refuses like the real one."""
+stream with exactly that status, then refuses like the real one. A stream a stopping replica dropped as
+CANCELLED before the session opened is opened again the same way."""
 
 from __future__ import annotations
 
@@ -62,6 +63,20 @@ async def test_the_placeholder_before_the_session_opens_is_retried_and_the_real_
             await ws.send_str(hello("ana"))
             message = await expect_closed(ws, "UNAUTHENTICATED", "token expired at 12:00", "sign")
         assert "Internal error from Core" not in message
+        assert servicer.streams == 2
+    finally:
+        await server.stop(None)
+
+
+async def test_a_stream_dropped_as_cancelled_before_the_session_opens_is_opened_again(
+    http: aiohttp.ClientSession,
+) -> None:
+    servicer = EndsStreams([(grpc.StatusCode.CANCELLED, "CANCELLED")])
+    server, address = await serve(servicer)
+    try:
+        async with WebServer(address, listen="127.0.0.1:0") as url, http.ws_connect(ws_url(url, token="t")) as ws:
+            await ws.send_str(hello("ana"))
+            assert "edgeAssigned" in await receive(ws)
         assert servicer.streams == 2
     finally:
         await server.stop(None)
