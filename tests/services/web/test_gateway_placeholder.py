@@ -82,6 +82,29 @@ async def test_a_stream_dropped_as_cancelled_before_the_session_opens_is_opened_
         await server.stop(None)
 
 
+class DropsOpenStreams(matchmaker_pb2_grpc.MatchmakerServicer):
+    """Opens each Session, then drops it as CANCELLED."""
+
+    async def Session(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        yield matchmaker_pb2.ServerMessage(
+            edge_assigned=matchmaker_pb2.EdgeAssigned(session_id="s1", edge=common_pb2.EdgeRef(edge_id="fra-1"))
+        )
+        await context.abort(grpc.StatusCode.CANCELLED, "CANCELLED")
+
+
+async def test_an_open_session_dropped_as_cancelled_is_explained_in_words(http: aiohttp.ClientSession) -> None:
+    server, address = await start_server(
+        "127.0.0.1:0", lambda s: matchmaker_pb2_grpc.add_MatchmakerServicer_to_server(DropsOpenStreams(), s)
+    )
+    try:
+        async with WebServer(address, listen="127.0.0.1:0") as url, http.ws_connect(ws_url(url, token="t")) as ws:
+            await ws.send_str(hello("ana"))
+            assert "edgeAssigned" in await receive(ws)
+            await expect_closed(ws, "CANCELLED", "dropped the session", "try again")
+    finally:
+        await server.stop(None)
+
+
 async def test_a_session_already_open_is_not_opened_again(http: aiohttp.ClientSession) -> None:
     servicer = EndsStreams([])
     server, address = await serve(servicer)
