@@ -140,6 +140,25 @@ arrivals = st.lists(
 )
 
 
+def arrival_ticket(n: int, now: float, event: tuple) -> Ticket:  # type: ignore[type-arg]
+    """The ticket an ``arrivals`` event offers at ``now``."""
+    _, user, langs, interests, g, wg, a, wa, scope, region, video, _ = event
+    return ticket(
+        n,
+        user,
+        region=region,
+        queued_s=now,
+        video=video,
+        languages=langs,
+        interests=interests,
+        gender=g,
+        want_genders=wg,
+        age_band=a,
+        want_age_bands=wa,
+        scope=scope,
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(arrivals, st.sampled_from([1, 3, 16]))
 def test_indexed_pool_agrees_with_a_naive_scan(evts: list[tuple], compare: int) -> None:  # type: ignore[type-arg]
@@ -148,7 +167,8 @@ def test_indexed_pool_agrees_with_a_naive_scan(evts: list[tuple], compare: int) 
     history.add_block("u0", "u1")
     live: dict[str, Ticket] = {}
     now = 0.0
-    for n, (op, user, langs, interests, g, wg, a, wa, scope, region, video, step) in enumerate(evts):
+    for n, event in enumerate(evts):
+        op, user, step = event[0], event[1], event[-1]
         now += step
         ctx = context(now, history)
         if op == "cancel":
@@ -161,20 +181,7 @@ def test_indexed_pool_agrees_with_a_naive_scan(evts: list[tuple], compare: int) 
             t = live.pop(user)
             pool.remove(t.ticket_id)
         else:
-            t = ticket(
-                n,
-                user,
-                region=region,
-                queued_s=now,
-                video=video,
-                languages=langs,
-                interests=interests,
-                gender=g,
-                want_genders=wg,
-                age_band=a,
-                want_age_bands=wa,
-                scope=scope,
-            )
+            t = arrival_ticket(n, now, event)
             live.pop(user, None)
         expected = naive_partner(list(live.values()), t, ctx, compare)
         pair = pool.offer(t, ctx)
@@ -225,7 +232,8 @@ def test_rules_without_their_own_bind_make_the_same_pairs(evts: list[tuple]) -> 
     for a, b in (("u0", "u1"), ("u2", "u3"), ("u4", "u5"), ("u6", "u7"), ("u0", "u2")):
         history.add_block(a, b)  # many blocks: every per-ticket filter gets to refuse
     now = 0.0
-    for n, (op, user, langs, interests, g, wg, a, wa, scope, region, video, step) in enumerate(evts):
+    for n, event in enumerate(evts):
+        op, user, step = event[0], event[1], event[-1]
         now += step
         ctx = context(now, history)
         waiting = bound.ticket_of(user)
@@ -237,20 +245,7 @@ def test_rules_without_their_own_bind_make_the_same_pairs(evts: list[tuple]) -> 
             if waiting is not None:
                 assert plain.reoffer(waiting.ticket_id, ctx) == bound.reoffer(waiting.ticket_id, ctx)
             continue
-        t = ticket(
-            n,
-            user,
-            region=region,
-            queued_s=now,
-            video=video,
-            languages=langs,
-            interests=interests,
-            gender=g,
-            want_genders=wg,
-            age_band=a,
-            want_age_bands=wa,
-            scope=scope,
-        )
+        t = arrival_ticket(n, now, event)
         pair = bound.offer(t, ctx)
         assert plain.offer(t, ctx) == pair
         if pair is not None:
