@@ -22,7 +22,9 @@ _EMPTY = bytes(_TIMESPEC.size)
 def enable(fd: int) -> bool:
     """Start recording arrival times on this socket; False where the kernel cannot (then use the read time).
 
-    The first ask turns recording on and, with nothing received yet, fails with ENOENT.
+    The first ask turns recording on and, with nothing received yet, fails with ENOENT. When it is the
+    first such socket on the machine, the kernel starts stamping a moment later (from a work queue);
+    a datagram that arrives before then is stamped when it is asked about, i.e. as late as its read.
     """
     try:
         fcntl.ioctl(fd, SIOCGSTAMPNS, _EMPTY)

@@ -7,8 +7,9 @@ what happened since the last ask. The driver reads the reply back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from bench.gc_pauses import GcPauses
@@ -34,6 +35,19 @@ async def watching() -> AsyncIterator[ChildPauses]:
     with GcPauses() as gc:
         async with watch_loop_lag() as lag:
             yield ChildPauses(gc, lag)
+
+
+async def serve_commands(
+    commands: Callable[[ChildPauses], Coroutine[object, object, None]], stop: asyncio.Event
+) -> None:
+    """Run the child's command reader with its pauses recorded until ``stop`` is set; then end the reader."""
+    async with watching() as pauses:
+        task = asyncio.create_task(commands(pauses))
+        try:
+            await stop.wait()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def read_reply(reply: dict[str, Any]) -> tuple[list[float], list[Stall]]:

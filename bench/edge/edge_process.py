@@ -26,7 +26,7 @@ from typing import Any
 
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-from bench.edge.child_pauses import ChildPauses, watching
+from bench.edge.child_pauses import ChildPauses, serve_commands
 from bench.edge.decodes import decoders_created, install_decode_counter
 from duet.edge.backbone import RouteEntry
 from duet.edge.ice_hosts import restrict_ice_to
@@ -97,13 +97,7 @@ async def serve(edge_id: str, number: int) -> None:
         stop.set()  # the driver went away: stdin closed
 
     try:
-        async with watching() as pauses:
-            task = asyncio.create_task(commands(pauses))
-            try:
-                await stop.wait()
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await serve_commands(commands, stop)
     finally:
         await server.stop(grace=0.5)
         await node.stop()

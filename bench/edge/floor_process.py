@@ -24,7 +24,7 @@ from aiortc.rtcdtlstransport import SRTP_PROFILES
 from pylibsrtp import Error as SrtpError
 from pylibsrtp import Policy, Session
 
-from bench.edge.child_pauses import ChildPauses, watching
+from bench.edge.child_pauses import ChildPauses, serve_commands
 
 HOST = "127.0.0.1"
 # What two aiortc peers agree on (aiortc's first profile): the floor uses the same cipher as the edge's legs.
@@ -117,13 +117,7 @@ async def serve() -> None:
         stop.set()
 
     try:
-        async with watching() as pauses:
-            task = asyncio.create_task(commands(pauses))
-            try:
-                await stop.wait()
-            finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await serve_commands(commands, stop)
     finally:
         transport.close()
 
